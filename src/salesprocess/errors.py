@@ -1,0 +1,85 @@
+"""The one error tree of salesprocess.
+
+Every error the library raises on purpose derives from :class:`SalesProcessError`, so an app can
+catch the whole family in one ``except``. Each subclass also derives from the closest built-in
+exception (``ValueError``, ``LookupError``) so that generic handlers keep working.
+
+Messages name what was wrong and where: the account, its stage, the event or the field.
+The same facts are kept as attributes for programs.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "CriteriaError",
+    "CurrencyMismatch",
+    "InvalidTransition",
+    "NotFound",
+    "QualificationRefused",
+    "SalesProcessError",
+    "StorageError",
+    "ValidationError",
+]
+
+
+class SalesProcessError(Exception):
+    """Base of every error salesprocess raises on purpose."""
+
+
+class ValidationError(SalesProcessError, ValueError):
+    """A value given to the library is malformed; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CurrencyMismatch(ValidationError):
+    """Two amounts in different currencies were combined or compared."""
+
+
+class CriteriaError(ValidationError):
+    """A criteria document is malformed, or evaluating it hit an error the standard defines.
+
+    ``path`` is the JSON path of the fault inside the document (for example ``$.and[2]['>=']``).
+    """
+
+    def __init__(self, message: str, *, path: str = "$") -> None:
+        super().__init__(f"{message} (at {path})", field=path)
+        self.path = path
+
+
+class NotFound(SalesProcessError, LookupError):
+    """No account (or other stored item) has the given id."""
+
+
+class InvalidTransition(SalesProcessError):
+    """The account's stage does not allow the event; the account is left as it was."""
+
+    def __init__(self, message: str, *, account_id: str | None, stage: str, event: str) -> None:
+        super().__init__(message)
+        self.account_id = account_id
+        self.stage = stage
+        self.event = event
+
+
+class QualificationRefused(InvalidTransition):
+    """``qualify`` was refused: the policy did not approve and no override was given.
+
+    ``missing`` lists, for a person, each requirement that was not met.
+    """
+
+    def __init__(
+        self, message: str, *, account_id: str | None, stage: str, missing: tuple[str, ...]
+    ) -> None:
+        super().__init__(message, account_id=account_id, stage=stage, event="qualify")
+        self.missing = missing
+
+
+class ConflictError(SalesProcessError):
+    """A write was based on a stale version of the account; nothing was written."""
+
+
+class StorageError(SalesProcessError):
+    """The storage backend failed or holds data it cannot read (corrupt or foreign file)."""

@@ -1,0 +1,26 @@
+"""Storage adapters for accounts, and the protocol they share.
+
+``InMemoryRepository`` is the default; ``SQLiteRepository`` the embedded one (stdlib
+``sqlite3``). Adapters are imported on first use, so ``import salesprocess`` loads no database
+driver. PostgreSQL lives in :mod:`salesprocess.storage.postgres` (extra ``salesprocess[postgres]``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from salesprocess.storage.memory import InMemoryRepository
+from salesprocess.storage.protocol import AccountRepository
+
+if TYPE_CHECKING:
+    from salesprocess.storage.sqlite import SQLiteRepository
+
+__all__ = ["AccountRepository", "InMemoryRepository", "SQLiteRepository"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteRepository":
+        from salesprocess.storage.sqlite import SQLiteRepository  # noqa: PLC0415
+
+        return SQLiteRepository
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

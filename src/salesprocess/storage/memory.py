@@ -1,0 +1,170 @@
+"""In-memory storage: the default repository, safe to share between threads.
+
+It keeps the immutable :class:`~salesprocess.account.Account` objects themselves, so a read
+costs a dict lookup and nothing is copied; immutability is what makes sharing them safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+from salesprocess.account import Account, evolve
+from salesprocess.errors import ConflictError, NotFound, ValidationError
+from salesprocess.stage import Stage
+
+__all__ = ["InMemoryRepository"]
+
+
+class InMemoryRepository:
+    """Accounts in a dict, with email and phone indexes, behind one re-entrant lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._accounts: dict[str, Account] = {}
+        self._by_email: dict[str, str] = {}
+        self._by_phone: dict[str, str] = {}
+        # Undo entries of the open atomic() blocks: (id, account before or None if added).
+        self._undo: list[tuple[str, Account | None]] | None = None
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+    def add(self, account: Account) -> Account:
+        """Store a new account at version 1."""
+        with self._lock:
+            return self._add(account)
+
+    def add_many(self, accounts: Iterable[Account]) -> int:
+        """Store many new accounts, all or nothing."""
+        count = 0
+        with self.atomic():
+            for account in accounts:
+                self._add(account)
+                count += 1
+        return count
+
+    def _add(self, account: Account) -> Account:
+        if account.version != 0:
+            raise ValidationError(
+                f"account {account.id} has version {account.version}: only a new account "
+                "(version 0) can be added; use save() for a stored one",
+                field="version",
+            )
+        if account.id in self._accounts:
+            raise ConflictError(f"an account with id {account.id} is already stored")
+        self._check_contacts(account)
+        stored = evolve(account, version=1)
+        self._put(account.id, stored, None)
+        return stored
+
+    def get(self, account_id: str) -> Account:
+        """Return the stored account or raise ``NotFound``."""
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            raise NotFound(f"no account with id {account_id!r}") from None
+
+    def save(self, account: Account, *, expected_version: int) -> Account:
+        """Replace the stored account if it is still at ``expected_version``."""
+        with self._lock:
+            current = self.get(account.id)
+            if current.version != expected_version:
+                raise ConflictError(
+                    f"account {account.id} was changed by someone else: stored version "
+                    f"{current.version}, this write expected {expected_version}"
+                )
+            self._check_contacts(account)
+            stored = evolve(account, version=expected_version + 1)
+            self._put(account.id, stored, current)
+            return stored
+
+    def _check_contacts(self, account: Account) -> None:
+        for kind, index, value in (
+            ("email", self._by_email, account.email),
+            ("phone", self._by_phone, account.phone),
+        ):
+            owner = index.get(value) if value is not None else None
+            if owner is not None and owner != account.id:
+                raise ConflictError(f"{kind} {value} already belongs to account {owner}")
+
+    def _put(self, account_id: str, stored: Account, before: Account | None) -> None:
+        if self._undo is not None:
+            self._undo.append((account_id, before))
+        self._unindex(before)
+        self._accounts[account_id] = stored
+        self._index(stored)
+
+    def _index(self, account: Account) -> None:
+        if account.email is not None:
+            self._by_email[account.email] = account.id
+        if account.phone is not None:
+            self._by_phone[account.phone] = account.id
+
+    def _unindex(self, account: Account | None) -> None:
+        if account is None:
+            return
+        if account.email is not None:
+            self._by_email.pop(account.email, None)
+        if account.phone is not None:
+            self._by_phone.pop(account.phone, None)
+
+    def find_by_email(self, email: str) -> Account | None:
+        """Return the account with this normalised email, if any."""
+        account_id = self._by_email.get(email)
+        return None if account_id is None else self._accounts.get(account_id)
+
+    def find_by_phone(self, phone: str) -> Account | None:
+        """Return the account with this normalised phone number, if any."""
+        account_id = self._by_phone.get(phone)
+        return None if account_id is None else self._accounts.get(account_id)
+
+    def with_stage(self, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage``, oldest first."""
+        with self._lock:
+            matching = [a for a in self._accounts.values() if a.stage is stage]
+        matching.sort(key=lambda a: (a.created_at, a.id))
+        return iter(matching)
+
+    def count_by_stage(self) -> Mapping[Stage, int]:
+        """Return how many accounts are at each stage."""
+        counts: dict[Stage, int] = {}
+        with self._lock:
+            for account in self._accounts.values():
+                counts[account.stage] = counts.get(account.stage, 0) + 1
+        return counts
+
+    def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
+        """Return up to ``limit`` accounts with ids greater than ``after``, by id."""
+        if limit < 1:
+            raise ValidationError(f"limit must be at least 1, got {limit}", field="limit")
+        with self._lock:
+            ids = sorted(i for i in self._accounts if after is None or i > after)[:limit]
+            return [self._accounts[i] for i in ids]
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Hold the lock and undo every write of the block if it raises."""
+        with self._lock:
+            outer = self._undo is None
+            if outer:
+                self._undo = []
+            mark = len(self._undo)  # type: ignore[arg-type]
+            try:
+                yield
+            except BaseException:
+                self._rollback(mark)
+                raise
+            finally:
+                if outer:
+                    self._undo = None
+
+    def _rollback(self, mark: int) -> None:
+        assert self._undo is not None
+        while len(self._undo) > mark:
+            account_id, before = self._undo.pop()
+            self._unindex(self._accounts.pop(account_id, None))
+            if before is not None:
+                self._accounts[account_id] = before
+                self._index(before)

@@ -1,0 +1,201 @@
+"""Hypothesis strategies for salesprocess values, for your own property-based tests.
+
+Every strategy returns a ``SearchStrategy`` of a valid value; ``accounts()`` builds accounts at
+any stage by replaying real commands through the lifecycle, so a generated account always has
+a history that explains its stage.
+
+>>> from salesprocess import strategies
+>>> from hypothesis import given
+>>> @given(strategies.money(currency="EUR"))
+... def test_money_is_never_negative(money):
+...     assert money.amount >= 0
+>>> test_money_is_never_negative()
+
+Needs the ``testing`` extra: ``pip install 'salesprocess[testing]'``.
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+try:
+    from hypothesis import strategies as st
+except ImportError as error:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "salesprocess.strategies needs Hypothesis: pip install 'salesprocess[testing]'"
+    ) from error
+
+from salesprocess.account import Account, Channel, Purchase, Source, StageChange
+from salesprocess.lifecycle import Lifecycle, Transitions
+from salesprocess.money import ISO_4217_CODES, Money
+from salesprocess.stage import Stage
+
+__all__ = [
+    "accounts",
+    "attributes",
+    "aware_datetimes",
+    "currencies",
+    "emails",
+    "json_values",
+    "money",
+    "phones",
+    "sources",
+]
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_SAFE_TEXT = st.text(string.ascii_letters + string.digits + " -'&.", min_size=1, max_size=40)
+
+
+def aware_datetimes(
+    min_value: datetime = _EPOCH, max_value: datetime = datetime(2100, 1, 1, tzinfo=UTC)
+) -> st.SearchStrategy[datetime]:
+    """Timezone-aware datetimes (UTC and fixed offsets) between the bounds."""
+    naive = st.datetimes(
+        min_value=min_value.replace(tzinfo=None), max_value=max_value.replace(tzinfo=None)
+    )
+    return st.builds(
+        lambda moment, offset: moment.replace(tzinfo=UTC).astimezone(offset),
+        naive,
+        st.sampled_from([UTC, *(_offset(h) for h in (-8, -5, 1, 2, 9))]),
+    )
+
+
+def _offset(hours: int) -> object:
+    from datetime import timezone  # noqa: PLC0415
+
+    return timezone(timedelta(hours=hours))
+
+
+def currencies() -> st.SearchStrategy[str]:
+    """ISO 4217 currency codes."""
+    return st.sampled_from(sorted(ISO_4217_CODES))
+
+
+def money(
+    *,
+    currency: str | None = None,
+    min_value: Decimal = Decimal(0),
+    max_value: Decimal = Decimal(10**9),
+) -> st.SearchStrategy[Money]:
+    """Money with at most two decimal places, in ``currency`` or any ISO 4217 currency."""
+    amounts = st.decimals(min_value=min_value, max_value=max_value, places=2)
+    codes = st.just(currency) if currency is not None else currencies()
+    return st.builds(Money, amounts, codes)
+
+
+def emails() -> st.SearchStrategy[str]:
+    """Addresses in normalised form (lower case)."""
+    part = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=12)
+    return st.builds(
+        lambda user, host, tld: f"{user}@{host}.{tld}",
+        part,
+        part,
+        st.sampled_from(["com", "example", "de"]),
+    )
+
+
+def phones() -> st.SearchStrategy[str]:
+    """Phone numbers in normalised form: ``+`` and 8 to 15 digits, or 5 to 15 digits."""
+    return st.one_of(
+        st.from_regex(r"\+[1-9][0-9]{7,14}", fullmatch=True),
+        st.from_regex(r"0[0-9]{4,14}", fullmatch=True),
+    )
+
+
+def sources() -> st.SearchStrategy[Source]:
+    """Lead sources of every channel (referrals name a referrer id)."""
+    campaign = st.none() | _SAFE_TEXT
+    return st.one_of(
+        st.builds(
+            Source, st.sampled_from([c for c in Channel if c is not Channel.REFERRAL]), campaign
+        ),
+        st.builds(Source, st.just(Channel.REFERRAL), campaign, st.uuids().map(lambda u: u.hex)),
+    )
+
+
+def json_values(max_leaves: int = 10) -> st.SearchStrategy[object]:
+    """JSON values as account attributes hold them: scalars, Decimals, lists and mappings."""
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**12), max_value=10**12),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.decimals(
+            allow_nan=False, allow_infinity=False, places=2, min_value=-(10**9), max_value=10**9
+        ),
+        st.text(max_size=20),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+def attributes() -> st.SearchStrategy[dict[str, object]]:
+    """Attribute mappings: the usual qualification facts, plus arbitrary JSON extras."""
+    usual = st.fixed_dictionaries(
+        {},
+        optional={
+            "industry": st.sampled_from(["manufacturing", "logistics", "retail", "energy"]),
+            "employees": st.integers(min_value=1, max_value=100_000),
+            "region": st.sampled_from(["EU", "NA", "APAC"]),
+            "budget": st.integers(min_value=0, max_value=10**7),
+        },
+    )
+    extras = st.dictionaries(st.text(min_size=1, max_size=10), json_values(), max_size=3)
+    return st.builds(lambda a, b: {**b, **a}, usual, extras)
+
+
+# The events that move an account towards each stage of the built-in lifecycle, as
+# (event, days after the previous step). Replaying them keeps history and stage consistent.
+_PATHS: dict[Stage, tuple[str, ...]] = {
+    Stage.PROSPECT: (),
+    Stage.QUALIFIED: ("qualify",),
+    Stage.DISQUALIFIED: ("disqualify",),
+    Stage.CUSTOMER: ("qualify", "purchase"),
+    Stage.REPEAT: ("qualify", "purchase", "purchase"),
+    Stage.REFERRER: ("qualify", "purchase", "refer"),
+    Stage.CHURNED: ("qualify", "purchase", "churn"),
+}
+
+
+@st.composite
+def accounts(draw: st.DrawFn, stage: Stage | None = None) -> Account:
+    """Accounts at ``stage`` (or any stage), with a history that replays to that stage."""
+    target = draw(st.sampled_from(list(_PATHS))) if stage is None else stage
+    if target not in _PATHS:
+        raise ValueError(f"accounts() knows the built-in stages, not {target!r}")
+    created = draw(aware_datetimes(max_value=datetime(2090, 1, 1, tzinfo=UTC)))
+    contact = draw(
+        st.tuples(st.none() | emails(), st.none() | phones()).filter(lambda c: c != (None, None))
+    )
+    account = Account(
+        id=draw(st.uuids()).hex,
+        name=draw(st.text(min_size=1, max_size=40).filter(str.strip)),
+        source=draw(sources()),
+        created_at=created,
+        email=contact[0],
+        phone=contact[1],
+        attributes=draw(attributes()),
+        history=(StageChange(None, Stage.PROSPECT, "capture", created),),
+        do_not_contact=draw(st.booleans()),
+    )
+    table = Transitions.of(Lifecycle)
+    currency = draw(currencies())
+    moment = created
+    for event in _PATHS[target]:
+        moment += timedelta(days=draw(st.integers(min_value=1, max_value=400)))
+        changes: dict[str, Any] = {}
+        if event == "purchase":
+            purchase = Purchase(draw(money(currency=currency)), moment)
+            changes["purchases"] = (*account.purchases, purchase)
+        account, _ = table.apply(
+            account, event, at=moment, approved=True, reason="generated", **changes
+        )
+    return account
