@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, NoReturn
@@ -78,6 +78,25 @@ class CallOutcome(enum.StrEnum):
     WRONG_CONTACT = "wrong_contact"
     DO_NOT_CALL = "do_not_call"
 
+    @classmethod
+    def parse(cls, value: object) -> CallOutcome:
+        """Return the outcome ``value`` names (a ``CallOutcome`` or its exact value).
+
+        >>> CallOutcome.parse("interested")
+        <CallOutcome.INTERESTED: 'interested'>
+        """
+        if isinstance(value, CallOutcome):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        choices = ", ".join(c.value for c in cls)
+        raise ValidationError(
+            f"unknown call outcome {value!r}; expected one of {choices}", field="outcome"
+        )
+
 
 def _aware(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     require_aware(value, attribute.name)
@@ -93,6 +112,18 @@ def _text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise ValidationError(
             f"{attribute.name} must be non-empty text, got {value!r}", field=attribute.name
         )
+
+
+def _instance_of(kind: type) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        # bool is an int subclass, but True is no count of anything
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ValidationError(
+                f"{attribute.name} must be {kind.__name__}, not {type(value).__name__} {value!r}",
+                field=attribute.name,
+            )
+
+    return check
 
 
 def _optional_text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -145,6 +176,10 @@ class Purchase:
     reference: str | None = attrs.field(default=None, validator=_optional_text)
 
 
+def _outcome(value: object) -> CallOutcome:
+    return CallOutcome.parse(value)
+
+
 def _callback_when(instance: Call, _attribute: object, value: datetime | None) -> None:
     if instance.outcome is CallOutcome.CALL_BACK and value is None:
         raise ValidationError(
@@ -160,9 +195,9 @@ def _callback_when(instance: Call, _attribute: object, value: datetime | None) -
 class Call:
     """One phone call to the account and how it ended."""
 
-    outcome: CallOutcome = attrs.field(converter=CallOutcome)
+    outcome: CallOutcome = attrs.field(converter=_outcome)
     at: datetime = attrs.field(validator=_aware)
-    notes: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    notes: str = attrs.field(default="", validator=_instance_of(str))
     callback_at: datetime | None = attrs.field(default=None, validator=_callback_when)
 
 
@@ -179,14 +214,26 @@ class Screening:
 class Attributes(dict[str, Any]):
     """A read-only mapping of JSON-typed facts about an account (industry, employees, ...).
 
-    Values are ``None``, ``bool``, ``int``, finite ``float``, ``Decimal``, ``str``, or lists and
-    mappings of those; lists are kept as tuples and mappings as ``Attributes`` so that nothing
-    reachable from an account can be changed behind storage's back.
+    Values are ``None``, ``bool``, ``int``, finite ``float``, finite ``Decimal``, ``str``, or
+    lists and mappings of those; lists are kept as tuples and mappings as ``Attributes`` so that
+    nothing reachable from an account can be changed behind storage's back. Every
+    ``Attributes`` is checked and frozen when it is built.
+
+    >>> Attributes({"industry": "logistics", "sites": ["Hamburg", "Riga"]})
+    Attributes({'industry': 'logistics', 'sites': ('Hamburg', 'Riga')})
     """
 
     __slots__ = ()
 
+    def __init__(
+        self, value: Mapping[str, object] | Iterable[tuple[str, object]] | None = None, /
+    ) -> None:
+        super().__init__()
+        if value is not None:
+            _fill(self, value if isinstance(value, Mapping) else dict(value), "attributes")
+
     def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
+        """Refuse: account attributes are read-only; pass new attributes to a command."""
         raise TypeError("account attributes are read-only; pass new attributes to a command")
 
     __setitem__ = __delitem__ = _refuse
@@ -198,28 +245,44 @@ class Attributes(dict[str, Any]):
     def __repr__(self) -> str:
         return f"Attributes({dict.__repr__(self)})"
 
+    def __reduce__(self) -> tuple[type[Attributes], tuple[dict[str, Any]]]:
+        return (Attributes, (dict(self),))
+
+    def __copy__(self) -> Attributes:
+        return self
+
+    def __deepcopy__(self, _memo: object) -> Attributes:
+        return self
+
     @classmethod
     def freeze(cls, value: object, path: str = "attributes") -> Attributes:
-        """Return ``value`` (a mapping of text keys to JSON values) as ``Attributes``."""
+        """Return ``value`` (a mapping of text keys to JSON values) as ``Attributes``.
+
+        ``path`` names the input in error messages (``attributes.address.city``).
+        """
         if isinstance(value, Attributes):
-            return value
+            return value  # checked and frozen when it was built
         if not isinstance(value, Mapping):
             raise ValidationError(
                 f"{path} must be a mapping, not {type(value).__name__}", field=path
             )
-        frozen = cls()
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValidationError(f"{path} keys must be text, got {key!r}", field=path)
-            dict.__setitem__(frozen, key, _freeze_value(item, f"{path}.{key}"))
+        frozen: Attributes = dict.__new__(cls)
+        _fill(frozen, value, path)
         return frozen
 
 
+def _fill(target: Attributes, value: Mapping[Any, object], path: str) -> None:
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValidationError(f"{path} keys must be text, got {key!r}", field=path)
+        dict.__setitem__(target, key, _freeze_value(item, f"{path}.{key}"))
+
+
 def _freeze_value(value: object, path: str) -> object:
-    if value is None or isinstance(value, bool | int | str | Decimal):
+    if value is None or isinstance(value, bool | int | str):
         return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, float | Decimal):
+        if not value.is_finite() if isinstance(value, Decimal) else not math.isfinite(value):
             raise ValidationError(f"{path} must be a finite number, got {value!r}", field=path)
         return value
     if isinstance(value, Mapping):
@@ -279,7 +342,7 @@ class Account:
 
     id: str = attrs.field(validator=_text)
     name: str = attrs.field(validator=_text)
-    source: Source = attrs.field(validator=attrs.validators.instance_of(Source))
+    source: Source = attrs.field(validator=_instance_of(Source))
     created_at: datetime = attrs.field(validator=_aware)
     email: str | None = attrs.field(default=None, converter=_email)
     phone: str | None = attrs.field(default=None, converter=_phone)
@@ -289,7 +352,7 @@ class Account:
     purchases: tuple[Purchase, ...] = attrs.field(default=(), validator=_tuple_of(Purchase))
     calls: tuple[Call, ...] = attrs.field(default=(), validator=_tuple_of(Call))
     screenings: tuple[Screening, ...] = attrs.field(default=(), validator=_tuple_of(Screening))
-    do_not_contact: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    do_not_contact: bool = attrs.field(default=False, validator=_instance_of(bool))
     version: int = attrs.field(default=0, validator=_version)
 
     @property

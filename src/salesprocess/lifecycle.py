@@ -64,7 +64,9 @@ class Lifecycle(StateMachine):
     - ``refer``: customer or repeat → referrer on the first referral; referrer stays.
     - ``churn``: customer, repeat or referrer → churned.
 
-    Subclass it to add states or events; guards must be static methods taking a
+    To add states, declare a whole machine (see the lifecycle docs): python-statemachine
+    shares State objects with subclasses, so a subclass adding ``Lifecycle.prospect.to(x)``
+    would change this class's live machines too. Guards must be static methods taking a
     :class:`TransitionContext`.
     """
 
@@ -119,7 +121,8 @@ class _Edge:
     target: Stage
 
     def admits(self, ctx: TransitionContext) -> bool:
-        return all(guard(ctx) is expected for guard, expected in self.guards)
+        # python-statemachine compares the truth of a guard's result, so the table does too.
+        return all(bool(guard(ctx)) is expected for guard, expected in self.guards)
 
 
 @attrs.frozen
@@ -172,7 +175,7 @@ class Transitions:
 
     def allowed(self, stage: Stage) -> tuple[str, ...]:
         """Return the events that ``stage`` has a transition for (guards not evaluated)."""
-        return tuple(sorted(event for source, event in self._edges if source is stage))
+        return tuple(sorted(event for source, event in self._edges if source == stage))
 
     def targets(self, stage: Stage, event: str) -> tuple[Stage, ...]:
         """Return every stage ``event`` may lead to from ``stage``, in the order tried."""
@@ -238,6 +241,7 @@ class Transitions:
 
 
 def _resolve_guard(machine: type[StateMachine], func: object) -> Guard:
+    resolved = func
     if isinstance(func, str):
         if not func.isidentifier():
             raise ValidationError(
@@ -245,10 +249,11 @@ def _resolve_guard(machine: type[StateMachine], func: object) -> Guard:
                 "instead so the table and the machine share one function",
                 field="cond",
             )
-        func = getattr(machine, func, None)
-    if not callable(func):
+        resolved = getattr(machine, func, None)
+    if not callable(resolved):
         raise ValidationError(
-            f"{machine.__name__}: guard {func!r} is not a static method of the class", field="cond"
+            f"{machine.__name__}: guard {func!r} is not a static method of the class",
+            field="cond",
         )
-    guard: Guard = func
+    guard: Guard = resolved
     return guard

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from salesprocess.account import (
     Account,
+    Attributes,
     Call,
     CallOutcome,
     Channel,
@@ -123,7 +124,12 @@ class SalesProcess:
         """
         entry = (event_type, handler)
         self._subscribers.append(entry)
-        return lambda: self._subscribers.remove(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
+
+        return unsubscribe
 
     def _publish(self, events: Iterable[DomainEvent]) -> None:
         for event in events:
@@ -215,11 +221,8 @@ class SalesProcess:
             raise ValidationError(
                 f"lead {name!r} has neither email nor phone: give at least one", field="email"
             )
-        email = None if email is None else normalise_email(email)
-        phone = None if phone is None else normalise_phone(phone)
-        known = self.find(email=email, phone=phone)
-        if known is not None:
-            return known
+        # Build (and so validate) the account first: a duplicate capture with bad input is
+        # still bad input, even though the known account is what it returns.
         initial = self.transitions.initial
         account = Account(
             id=self._new_id(),
@@ -228,15 +231,18 @@ class SalesProcess:
             created_at=at,
             email=email,
             phone=phone,
-            attributes={} if attributes is None else attributes,
+            attributes=Attributes() if attributes is None else attributes,
             stage=initial,
             history=(StageChange(None, initial, "capture", at, actor),),
         )
+        known = self.find(email=account.email, phone=account.phone)
+        if known is not None:
+            return known
         try:
             stored = self.repository.add(account)
         except ConflictError:
             # Another writer captured the same person between our look-up and our add.
-            known = self.find(email=email, phone=phone)
+            known = self.find(email=account.email, phone=account.phone)
             if known is None:
                 raise
             return known
@@ -256,10 +262,15 @@ class SalesProcess:
         call = Call(outcome, self._moment(at), notes, callback_at)
 
         def command(account: Account) -> _Outcome:
-            if call.at < account.created_at:
+            # Calls are kept in time order: "the latest call" must mean the latest made.
+            if account.calls:
+                previous, what = account.calls[-1].at, "its last call"
+            else:
+                previous, what = account.created_at, "the lead was captured"
+            if call.at < previous:
                 raise ValidationError(
-                    f"account {account.id}: call at {call.at.isoformat()} is before the lead "
-                    f"was captured ({account.created_at.isoformat()})",
+                    f"account {account.id}: call at {call.at.isoformat()} is before {what} "
+                    f"({previous.isoformat()}); record calls in order",
                     field="at",
                 )
             blocked = account.do_not_contact or call.outcome is CallOutcome.DO_NOT_CALL
@@ -296,6 +307,12 @@ class SalesProcess:
         reports: list[QualificationReport] = []
 
         def command(account: Account) -> _Outcome:
+            if account.screenings and moment < account.screenings[-1].at:
+                raise ValidationError(
+                    f"account {account.id}: screen at {moment.isoformat()} is before its last "
+                    f"screen at {account.screenings[-1].at.isoformat()}; screen in time order",
+                    field="at",
+                )
             report = self._report(account, moment)
             reports.append(report)
             screening = Screening(moment, report.criteria, report.version, report.passed)

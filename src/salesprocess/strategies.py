@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_SAFE_TEXT = st.text(string.ascii_letters + string.digits + " -'&.", min_size=1, max_size=40)
+_SAFE_TEXT = st.text(
+    string.ascii_letters + string.digits + " -'&.", min_size=1, max_size=40
+).filter(str.strip)
 
 
 def aware_datetimes(

@@ -1,0 +1,203 @@
+"""The public surface: names, docstrings, and what importing the package pulls in."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import salesprocess as sp
+
+SRC = Path(sp.__file__).parent
+DOMAIN_MODULES = (
+    "account",
+    "clock",
+    "contact",
+    "errors",
+    "events",
+    "lifecycle",
+    "money",
+    "qualification",
+    "stage",
+)
+FORBIDDEN_IN_DOMAIN = {
+    "sqlite3",
+    "psycopg",
+    "argparse",
+    "click",
+    "socket",
+    "subprocess",
+    "os",
+    "pathlib",
+    "io",
+    "matplotlib",
+}
+PUBLIC = [name for name in sp.__all__ if name != "__version__"]
+
+
+def _modules_of_public_names() -> list[str]:
+    modules = {getattr(sp, name).__module__ for name in PUBLIC}
+    modules.update(f"salesprocess.{name}" for name in DOMAIN_MODULES)
+    return sorted(modules)
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_all_names_exist():
+    """Every name in salesprocess.__all__ is importable from the package."""
+    missing = [name for name in sp.__all__ if not hasattr(sp, name)]
+    assert missing == []
+
+
+def test_all_is_sorted_and_unique():
+    """__all__ is sorted and lists each name once."""
+    assert list(sp.__all__) == sorted(set(sp.__all__))
+
+
+def test_version_is_a_string():
+    """__version__ is a version string."""
+    assert isinstance(sp.__version__, str)
+    assert sp.__version__.count(".") >= 1
+
+
+def test_package_docstring():
+    """The package explains itself."""
+    assert (sp.__doc__ or "").strip()
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_names_have_docstrings(name):
+    """Each public name carries its own docstring."""
+    obj = getattr(sp, name)
+    assert (obj.__doc__ or "").strip(), f"salesprocess.{name} has no docstring"
+
+
+def _public_members(module_name: str) -> list[tuple[str, object]]:
+    """The module's public functions and classes, and the public methods of those classes."""
+    module = importlib.import_module(module_name)
+    found: list[tuple[str, object]] = []
+    names = getattr(module, "__all__", [n for n in vars(module) if not n.startswith("_")])
+    for name in names:
+        obj = getattr(module, name)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue
+        if getattr(obj, "__module__", None) != module_name:
+            continue
+        found.append((f"{module_name}.{name}", obj))
+        if inspect.isclass(obj):
+            for attr, value in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                function = value
+                if isinstance(value, staticmethod | classmethod):
+                    function = value.__func__
+                elif isinstance(value, property):
+                    function = value.fget
+                if inspect.isfunction(function):
+                    found.append((f"{module_name}.{name}.{attr}", function))
+    return found
+
+
+@pytest.mark.parametrize("module_name", _modules_of_public_names())
+def test_public_members_have_docstrings(module_name):
+    """Every public function, class and method of the public modules has a docstring."""
+    module = importlib.import_module(module_name)
+    assert (module.__doc__ or "").strip(), f"{module_name} has no module docstring"
+    undocumented = [
+        qualname
+        for qualname, obj in _public_members(module_name)
+        if not (obj.__doc__ or "").strip()
+    ]
+    assert undocumented == []
+
+
+def test_import_loads_no_driver_and_no_hypothesis():
+    """import salesprocess loads neither sqlite3, psycopg nor hypothesis."""
+    result = _run(
+        """
+        import json, sys
+        import salesprocess
+        sales = salesprocess.SalesProcess()
+        watched = ("sqlite3", "psycopg", "hypothesis")
+        print(json.dumps(sorted(m for m in watched if m in sys.modules)))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_strategies_without_hypothesis_name_the_extra():
+    """Without Hypothesis, importing salesprocess.strategies names salesprocess[testing]."""
+    result = _run(
+        """
+        import sys
+        sys.modules["hypothesis"] = None
+        try:
+            import salesprocess.strategies
+        except ImportError as error:
+            print("ImportError:", error)
+        else:
+            print("imported")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ImportError:")
+    assert "salesprocess[testing]" in result.stdout
+
+
+def test_core_works_without_hypothesis():
+    """The package itself works when Hypothesis is not installed."""
+    result = _run(
+        """
+        import sys
+        sys.modules["hypothesis"] = None
+        import salesprocess as sp
+        sales = sp.SalesProcess()
+        print(sales.capture_lead("A", email="a@a.example", channel="referral").stage)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "prospect"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    dynamic = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name | ast.Attribute)
+        and getattr(node.func, "attr", getattr(node.func, "id", None))
+        in ("__import__", "import_module")
+    ]
+    if dynamic:
+        found.add("<dynamic import>")
+    return found
+
+
+@pytest.mark.parametrize("module", DOMAIN_MODULES)
+def test_domain_modules_import_no_io(module):
+    """Domain modules import no I/O, driver or CLI module, not even dynamically."""
+    imported = _imported_modules(SRC / f"{module}.py")
+    assert imported
+    assert imported & (FORBIDDEN_IN_DOMAIN | {"<dynamic import>"}) == set()

@@ -1,0 +1,365 @@
+"""Random command sequences through SalesProcess keep every invariant of the domain."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import attrs
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+
+import salesprocess as sp
+from salesprocess.clock import utc_day
+from salesprocess.lifecycle import Lifecycle, Transitions
+from salesprocess.money import ISO_4217_CODES
+
+TABLE = Transitions.of(Lifecycle)
+START = datetime(2026, 1, 5, 21, 0, tzinfo=UTC)
+OFFSETS = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-8))]
+EMAILS = [f"lead{i}@acme.example" for i in range(3)]
+PHONES = [f"+4930123456{i}" for i in range(2)]
+
+
+@attrs.frozen
+class _Result:
+    passed: bool
+    score: float = 0.0
+
+
+@attrs.frozen
+class _Clause:
+    text: str
+    actual: dict[str, object]
+    passed: bool
+
+
+class _Criteria:
+    """Passes accounts whose ``fit`` attribute is true."""
+
+    name = "fit"
+    version = "1"
+
+    def evaluate(self, account: sp.Account) -> _Result:
+        return _Result(bool(account.attributes.get("fit")))
+
+    def explain(self, account: sp.Account) -> list[_Clause]:
+        fit = bool(account.attributes.get("fit"))
+        return [_Clause("fit", {"fit": fit}, fit)]
+
+
+# A clock step: nothing, a little, a few hours, up to just past the next UTC midnight, or days.
+_STEPS = st.one_of(
+    st.just(timedelta(0)),
+    st.integers(1, 59).map(lambda m: timedelta(minutes=m)),
+    st.integers(1, 6).map(lambda h: timedelta(hours=h)),
+    st.just("midnight"),
+    st.integers(1, 40).map(lambda d: timedelta(days=d)),
+)
+_BACK = st.sampled_from([False, False, False, True])  # sometimes an hour in the past
+_AMOUNTS = st.sampled_from(["0", "0.01", "19.99", "100", "12000.00"])
+
+
+class SalesProcessMachine(RuleBasedStateMachine):
+    """Drives random commands and checks the stored accounts after every step."""
+
+    accounts = Bundle("accounts")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = sp.FixedClock(START)
+        counter = itertools.count(1)
+        self.sales = sp.SalesProcess(
+            criteria=_Criteria(), clock=self.clock, id_factory=lambda: f"a{next(counter):03d}"
+        )
+        self.versions: dict[str, int] = {}
+        self.by_email: dict[str, str] = {}
+        self.by_phone: dict[str, str] = {}
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _moment(self, offset: timezone, back: bool) -> datetime:
+        """Now, in some offset; sometimes a little in the past (which history may refuse)."""
+        now = self.clock.now() - (timedelta(hours=1) if back else timedelta(0))
+        return now.astimezone(offset)
+
+    def _run(self, account_id: str, command: Callable[[], sp.Account]) -> None:
+        """Run ``command``; a refusal must change nothing, a landed command adds one version."""
+        before = self.sales.get(account_id)
+        assert before.version == self.versions[account_id]
+        count = len(self.sales.repository)
+        try:
+            after = command()
+        except sp.SalesProcessError:
+            stored = self.sales.get(account_id)
+            assert stored is before
+            assert stored == before
+            assert len(self.sales.repository) == count
+            return
+        stored = self.sales.get(account_id)
+        assert stored == after
+        if after is before:  # a change to the same stage with nothing else: not stored
+            assert stored.version == before.version
+        else:
+            assert stored.version == before.version + 1
+            self.versions[account_id] += 1
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    @initialize(target=accounts)
+    def first_lead(self) -> str:
+        return self._capture(0, None, True)
+
+    @rule(step=_STEPS)
+    def advance_clock(self, step: timedelta | str) -> None:
+        """Move the clock: not at all, a little, past the next UTC midnight, or days."""
+        if step == "midnight":
+            now = self.clock.now()
+            midnight = datetime.combine(utc_day(now) + timedelta(days=1), datetime.min.time(), UTC)
+            step = midnight - now + timedelta(minutes=1)
+        before = utc_day(self.clock.now())
+        self.clock.advance(seconds=step.total_seconds())
+        assert utc_day(self.clock.now()) >= before
+
+    def _capture(self, email_index: int | None, phone_index: int | None, fit: bool) -> str:
+        email = None if email_index is None else EMAILS[email_index]
+        phone = None if phone_index is None else PHONES[phone_index]
+        known = (email and self.by_email.get(email)) or (phone and self.by_phone.get(phone))
+        count = len(self.sales.repository)
+        account = self.sales.capture_lead(
+            name="Lead",
+            email=None if email is None else email.upper(),
+            phone=phone,
+            channel=sp.Channel.COLD_OUTREACH,
+            attributes={"fit": fit},
+        )
+        if known:
+            assert account.id == known
+            assert account.version == self.versions[known]
+            assert len(self.sales.repository) == count
+        else:
+            assert len(self.sales.repository) == count + 1
+            assert account.version == 1
+            assert account.stage is sp.Stage.PROSPECT
+            self.versions[account.id] = 1
+            if email is not None:
+                self.by_email[email] = account.id
+            if phone is not None:
+                self.by_phone[phone] = account.id
+        return account.id
+
+    @rule(
+        target=accounts,
+        email_index=st.none() | st.integers(0, len(EMAILS) - 1),
+        phone_index=st.none() | st.integers(0, len(PHONES) - 1),
+        fit=st.booleans(),
+    )
+    def capture(self, email_index: int | None, phone_index: int | None, fit: bool) -> str:
+        if email_index is None and phone_index is None:
+            count = len(self.sales.repository)
+            try:
+                self.sales.capture_lead(name="No contact", channel="referral")
+            except sp.ValidationError:
+                assert len(self.sales.repository) == count
+            else:
+                raise AssertionError("a lead without email or phone was captured")
+            email_index = 0
+        return self._capture(email_index, phone_index, fit)
+
+    @rule(account_id=accounts)
+    def screen(self, account_id: str) -> None:
+        self._run(
+            account_id, lambda: (self.sales.screen(account_id), self.sales.get(account_id))[1]
+        )
+
+    @rule(
+        account_id=accounts,
+        outcome=st.sampled_from(list(sp.CallOutcome)),
+        offset=st.sampled_from(OFFSETS),
+    )
+    def record_call(self, account_id: str, outcome: sp.CallOutcome, offset: timezone) -> None:
+        callback = (
+            self.clock.now() + timedelta(days=1) if outcome is sp.CallOutcome.CALL_BACK else None
+        )
+        self._run(
+            account_id,
+            lambda: self.sales.record_call(
+                account_id, outcome, at=self._moment(offset, False), callback_at=callback
+            ),
+        )
+
+    @rule(account_id=accounts, offset=st.sampled_from(OFFSETS), back=_BACK)
+    def qualify(self, account_id: str, offset: timezone, back: bool) -> None:
+        self._run(
+            account_id,
+            lambda: self.sales.qualify(account_id, at=self._moment(offset, back), actor="rep"),
+        )
+
+    @rule(account_id=accounts, offset=st.sampled_from(OFFSETS), back=_BACK)
+    def qualify_with_override(self, account_id: str, offset: timezone, back: bool) -> None:
+        self._run(
+            account_id,
+            lambda: self.sales.qualify(
+                account_id, override="walk-in purchase", at=self._moment(offset, back)
+            ),
+        )
+
+    @rule(account_id=accounts, back=_BACK)
+    def disqualify(self, account_id: str, back: bool) -> None:
+        self._run(
+            account_id,
+            lambda: self.sales.disqualify(account_id, "no fit", at=self._moment(UTC, back)),
+        )
+
+    @rule(account_id=accounts)
+    def recycle(self, account_id: str) -> None:
+        self._run(account_id, lambda: self.sales.recycle(account_id, "try again"))
+
+    @rule(account_id=accounts)
+    def churn(self, account_id: str) -> None:
+        self._run(account_id, lambda: self.sales.churn(account_id, "lost"))
+
+    @rule(
+        account_id=accounts,
+        amount=_AMOUNTS,
+        currency=st.sampled_from(["EUR", "USD"]),
+        offset=st.sampled_from(OFFSETS),
+        back=_BACK,
+    )
+    def record_purchase(
+        self, account_id: str, amount: str, currency: str, offset: timezone, back: bool
+    ) -> None:
+        self._run(
+            account_id,
+            lambda: self.sales.record_purchase(
+                account_id, sp.Money(amount, currency), at=self._moment(offset, back)
+            ),
+        )
+
+    @rule(
+        account_id=accounts,
+        amount=_AMOUNTS,
+        minutes_past=st.integers(0, 3 * 60),
+        offset=st.sampled_from(OFFSETS),
+    )
+    def record_purchase_after_midnight(
+        self, account_id: str, amount: str, minutes_past: int, offset: timezone
+    ) -> None:
+        """Move the clock just past the next UTC midnight, then buy in EUR."""
+        self.advance_clock("midnight")
+        self.clock.advance(minutes=minutes_past)
+        self._run(
+            account_id,
+            lambda: self.sales.record_purchase(
+                account_id, sp.Money(amount, "EUR"), at=self._moment(offset, False)
+            ),
+        )
+
+    @rule(account_id=accounts)
+    def refer(self, account_id: str) -> None:
+        self._run(account_id, lambda: self.sales.fire(account_id, "refer", actor="rep"))
+
+    @rule(account_id=accounts, event=st.sampled_from(["teleport", "qualify", "recycle", "churn"]))
+    def fire(self, account_id: str, event: str) -> None:
+        """Fire events directly: unknown ones, and qualify without any approval."""
+        self._run(account_id, lambda: self.sales.fire(account_id, event))
+
+    @rule(account_id=accounts)
+    def refused_inputs(self, account_id: str) -> None:
+        """Bad inputs never reach storage."""
+        self._run(account_id, lambda: self.sales.record_purchase(account_id, sp.Money("-1", "EUR")))
+        self._run(account_id, lambda: self.sales.disqualify(account_id, "  "))
+        self._run(account_id, lambda: self.sales.qualify(account_id, override=""))
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def _all(self) -> list[sp.Account]:
+        return [self.sales.get(account_id) for account_id in self.versions]
+
+    @invariant()
+    def stored_versions_match(self) -> None:
+        assert len(self.sales.repository) == len(self.versions)
+        for account in self._all():
+            assert account.version == self.versions[account.id]
+
+    @invariant()
+    def stage_is_the_replay_of_history(self) -> None:
+        for account in self._all():
+            stage = None
+            for index, change in enumerate(account.history):
+                assert change.from_stage is stage
+                if index == 0:
+                    assert change.event == "capture"
+                    assert change.to_stage is TABLE.initial
+                    assert change.at == account.created_at
+                else:
+                    assert change.to_stage in TABLE.targets(change.from_stage, change.event)
+                    assert change.to_stage is not change.from_stage
+                stage = change.to_stage
+            assert stage is account.stage
+
+    @invariant()
+    def history_never_goes_back(self) -> None:
+        for account in self._all():
+            moments = [change.at for change in account.history]
+            assert moments == sorted(moments)
+            assert all(moment <= self.clock.now() for moment in moments)
+            purchase_moments = [p.at for p in account.purchases]
+            assert purchase_moments == sorted(purchase_moments)
+
+    @invariant()
+    def repeat_means_two_purchase_days(self) -> None:
+        for account in self._all():
+            days = {utc_day(p.at) for p in account.purchases}
+            if account.stage is sp.Stage.REPEAT:
+                assert len(days) >= 2
+            if account.stage in (
+                sp.Stage.CUSTOMER,
+                sp.Stage.REPEAT,
+                sp.Stage.REFERRER,
+                sp.Stage.CHURNED,
+            ):
+                assert account.purchases
+            if account.stage in (sp.Stage.PROSPECT, sp.Stage.QUALIFIED, sp.Stage.DISQUALIFIED):
+                assert not account.purchases
+
+    @invariant()
+    def money_never_mixes_currencies(self) -> None:
+        for account in self._all():
+            totals: dict[str, sp.Money] = {}
+            for purchase in account.purchases:
+                money = purchase.amount
+                assert isinstance(money.amount, Decimal)
+                assert money.amount.is_finite()
+                assert money.currency in ISO_4217_CODES
+                assert not money.is_negative
+                assert sp.Money(money.amount, money.currency) == money
+                currency = money.currency
+                totals.setdefault(currency, sp.Money.zero(currency))
+                totals[currency] = totals[currency] + money
+            for currency, total in totals.items():
+                assert total.currency == currency
+
+    @invariant()
+    def do_not_contact_follows_calls(self) -> None:
+        for account in self._all():
+            assert account.do_not_contact == any(
+                call.outcome is sp.CallOutcome.DO_NOT_CALL for call in account.calls
+            )
+
+    @invariant()
+    def stage_counts_add_up(self) -> None:
+        counts = self.sales.stage_counts()
+        assert sum(counts.values()) == len(self.versions)
+        for stage, count in counts.items():
+            assert count == sum(account.stage is stage for account in self._all())
+
+
+SalesProcessMachine.TestCase.settings = settings(
+    max_examples=75, stateful_step_count=30, deadline=None
+)
+TestSalesProcessStateful = SalesProcessMachine.TestCase
+TestSalesProcessStateful.__doc__ = "Random command sequences keep every invariant."
