@@ -43,7 +43,10 @@ PUBLIC = [name for name in sp.__all__ if name != "__version__"]
 
 
 def _modules_of_public_names() -> list[str]:
-    modules = {getattr(sp, name).__module__ for name in PUBLIC}
+    modules = {
+        value.__name__ if inspect.ismodule(value) else value.__module__
+        for value in (getattr(sp, name) for name in PUBLIC)
+    }
     modules.update(f"salesprocess.{name}" for name in DOMAIN_MODULES)
     return sorted(modules)
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import attrs
 import pytest
 
 import salesprocess as sp
@@ -21,44 +20,24 @@ def at(y: int, m: int, d: int, hour: int = 9) -> datetime:
 # -- fakes -------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class FakeResult:
-    passed: bool
-    score: float = 0.0
+CRITERIA = sp.Criteria.from_dict(
+    {"in": [{"var": "industry"}, ["manufacturing", "logistics"]]},
+    name="EU mid-market",
+    version="2026-Q4",
+)
 
 
-@attrs.frozen
-class FakeClause:
-    text: str
-    actual: dict[str, object]
-    passed: bool
+class ScoreAttribute:
+    """A user-written scoring rule: the account's ``score`` attribute, out of 100."""
+
+    name = "score"
+
+    def evaluate(self, account: sp.Account) -> sp.RuleResult:
+        score = float(account.attributes.get("score", 0)) / 100
+        return sp.RuleResult(passed=True, reason=f"score {score:.2f}", score=score, rule=self.name)
 
 
-class FakeCriteria:
-    """Marketing's criteria, reduced to: the industry is manufacturing or logistics."""
-
-    name = "EU mid-market"
-    version = "2026-Q4"
-
-    def evaluate(self, account: sp.Account) -> FakeResult:
-        return FakeResult(account.attributes.get("industry") in ("manufacturing", "logistics"))
-
-    def explain(self, account: sp.Account) -> list[FakeClause]:
-        industry = account.attributes.get("industry")
-        return [
-            FakeClause(
-                "industry in [manufacturing, logistics]",
-                {"industry": industry},
-                industry in ("manufacturing", "logistics"),
-            )
-        ]
-
-
-class FakeScoring:
-    """A scoring rule: the account's ``score`` attribute."""
-
-    def evaluate(self, account: sp.Account) -> FakeResult:
-        return FakeResult(True, float(account.attributes.get("score", 0)))
+SCORING = ScoreAttribute()
 
 
 class FlakyRepository:
@@ -104,7 +83,7 @@ def clock() -> sp.FixedClock:
 @pytest.fixture
 def sales(clock: sp.FixedClock) -> sp.SalesProcess:
     return sp.SalesProcess(
-        criteria=FakeCriteria(), scoring=FakeScoring(), clock=clock, id_factory=counting_ids()
+        criteria=CRITERIA, scoring=SCORING, clock=clock, id_factory=counting_ids()
     )
 
 
@@ -306,8 +285,8 @@ def test_screen_records_a_screening_and_explains(sales, events):
     for part in ("passed", "EU mid-market", "2026-Q4", account.id):
         assert part in headline
     assert "failed" not in headline
-    assert "industry in [manufacturing, logistics]" in text
-    assert "industry='manufacturing'" in text
+    assert "pass  industry in ['manufacturing', 'logistics']" in text
+    assert "(industry: 'manufacturing')" in text
     stored = sales.get(account.id)
     assert stored.screenings == (sp.Screening(at(2026, 1, 6), "EU mid-market", "2026-Q4", True),)
     assert stored.version == 2
@@ -320,7 +299,9 @@ def test_failing_screen_is_reported(sales):
     account = capture(sales, attributes={"industry": "retail"})
     report = sales.screen(account.id, at=at(2026, 1, 6))
     assert not report.passed
-    assert "FAIL industry in [manufacturing, logistics]" in report.explain()
+    assert "FAIL  industry in ['manufacturing', 'logistics']  (industry: 'retail')" in (
+        report.explain()
+    )
     assert sales.get(account.id).screenings[-1].passed is False
 
 
@@ -580,7 +561,7 @@ def test_call_list_exclusions_and_ordering(sales):
 
 def test_call_list_without_scoring_is_oldest_first(clock):
     """Without a scoring rule the call list is ordered by capture time."""
-    sales = sp.SalesProcess(criteria=FakeCriteria(), clock=clock)
+    sales = sp.SalesProcess(criteria=CRITERIA, clock=clock)
     ids = [
         sales.capture_lead(
             name=f"L{i}",
@@ -595,13 +576,14 @@ def test_call_list_without_scoring_is_oldest_first(clock):
 
 
 def test_backdated_call_does_not_hide_a_later_refusal(sales):
-    """A call entered late but dated earlier must not put a NOT_INTERESTED lead back on the list."""
+    """A call dated before the last one is refused, so a NOT_INTERESTED lead stays off the list."""
     account = capture(sales)
     sales.record_call(account.id, sp.CallOutcome.NOT_INTERESTED, at=at(2026, 1, 7))
-    try:  # refusing an out-of-order call (as purchases are refused) would be fine too
+    before = sales.get(account.id)
+    with pytest.raises(sp.ValidationError, match="before its last call") as info:
         sales.record_call(account.id, sp.CallOutcome.NO_ANSWER, at=at(2026, 1, 6))
-    except sp.ValidationError:
-        pass
+    assert info.value.field == "at"
+    assert sales.get(account.id) == before
     assert sales.call_list(at=at(2026, 1, 8)) == []
 
 

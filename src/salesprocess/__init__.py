@@ -14,6 +14,7 @@ lifecycle is one python-statemachine class; storage, rules and policies are plug
 
 from __future__ import annotations
 
+from salesprocess import frameworks
 from salesprocess.account import (
     Account,
     Attributes,
@@ -26,6 +27,7 @@ from salesprocess.account import (
     StageChange,
 )
 from salesprocess.clock import Clock, FixedClock, SystemClock
+from salesprocess.criteria import ClauseResult, Criteria, Explanation
 from salesprocess.errors import (
     ConflictError,
     CriteriaError,
@@ -56,10 +58,21 @@ from salesprocess.events import (
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.qualification import (
-    ClauseOutcome,
     QualificationPolicy,
     QualificationReport,
     ScreenAndCallPolicy,
+)
+from salesprocess.rules import (
+    QualificationRule,
+    Rule,
+    RuleResult,
+    all_of,
+    any_of,
+    at_least,
+    attribute_rule,
+    not_,
+    rule,
+    weighted,
 )
 from salesprocess.service import SalesProcess
 from salesprocess.stage import Stage
@@ -81,12 +94,14 @@ __all__ = [
     "CallOutcome",
     "CallRecorded",
     "Channel",
-    "ClauseOutcome",
+    "ClauseResult",
     "Clock",
     "ConflictError",
+    "Criteria",
     "CriteriaError",
     "CurrencyMismatch",
     "DomainEvent",
+    "Explanation",
     "FixedClock",
     "InvalidTransition",
     "LeadCaptured",
@@ -99,6 +114,9 @@ __all__ = [
     "QualificationPolicy",
     "QualificationRefused",
     "QualificationReport",
+    "QualificationRule",
+    "Rule",
+    "RuleResult",
     "SalesProcess",
     "SalesProcessError",
     "ScreenAndCallPolicy",
@@ -113,4 +131,12 @@ __all__ = [
     "Transitions",
     "ValidationError",
     "__version__",
+    "all_of",
+    "any_of",
+    "at_least",
+    "attribute_rule",
+    "frameworks",
+    "not_",
+    "rule",
+    "weighted",
 ]

@@ -8,7 +8,6 @@ is the default; any object with ``missing(account, at)`` is a :class:`Qualificat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -16,8 +15,9 @@ import attrs
 
 from salesprocess.account import Account, CallOutcome
 from salesprocess.clock import require_aware
+from salesprocess.criteria import ClauseResult
 
-__all__ = ["ClauseOutcome", "QualificationPolicy", "QualificationReport", "ScreenAndCallPolicy"]
+__all__ = ["QualificationPolicy", "QualificationReport", "ScreenAndCallPolicy"]
 
 
 @runtime_checkable
@@ -57,15 +57,6 @@ class ScreenAndCallPolicy:
 
 
 @attrs.frozen
-class ClauseOutcome:
-    """One top-level clause of the criteria: what it asked, the values it saw, and the verdict."""
-
-    text: str
-    actual: Mapping[str, object]
-    passed: bool
-
-
-@attrs.frozen
 class QualificationReport:
     """The result of screening one account against the marketing criteria."""
 
@@ -74,14 +65,11 @@ class QualificationReport:
     version: str
     at: datetime = attrs.field(validator=lambda _i, _a, v: require_aware(v))
     passed: bool
-    clauses: tuple[ClauseOutcome, ...]
+    clauses: tuple[ClauseResult, ...]
 
     def explain(self) -> str:
         """Render the report for a person: a headline, then one line per clause."""
         verdict = "passed" if self.passed else "failed"
         lines = [f"{verdict}: {self.criteria} {self.version}, account {self.account_id}"]
-        for clause in self.clauses:
-            mark = "ok  " if clause.passed else "FAIL"
-            seen = ", ".join(f"{name}={value!r}" for name, value in clause.actual.items())
-            lines.append(f"  {mark} {clause.text}" + (f"  ({seen})" if seen else ""))
+        lines.extend(f"  {clause}" for clause in self.clauses)
         return "\n".join(lines)

@@ -46,7 +46,6 @@ from salesprocess.events import (
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import Money
 from salesprocess.qualification import (
-    ClauseOutcome,
     QualificationPolicy,
     QualificationReport,
     ScreenAndCallPolicy,
@@ -288,17 +287,13 @@ class SalesProcess:
 
     def _report(self, account: Account, at: datetime) -> QualificationReport:
         criteria = self._criteria()
-        clauses = tuple(
-            ClauseOutcome(clause.text, clause.actual, clause.passed)
-            for clause in criteria.explain(account)
-        )
         return QualificationReport(
             account_id=account.id,
             criteria=criteria.name,
             version=criteria.version,
             at=at,
             passed=criteria.evaluate(account).passed,
-            clauses=clauses,
+            clauses=tuple(criteria.explain(account)),
         )
 
     def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:

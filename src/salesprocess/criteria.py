@@ -1,0 +1,488 @@
+"""Marketing's prospect criteria, as data: a named, versioned JSON Logic document.
+
+Marketing owns who is worth calling and changes its mind every quarter; a developer should not
+have to ship code for that. So criteria are a JSON Logic document (the format query-builder UIs
+export) with a ``name`` and a ``version`` for the record. Loading one validates and compiles it
+once (see :mod:`salesprocess.jsonlogic`); every mistake in it is a
+:class:`~salesprocess.errors.CriteriaError` at load time, naming where in the document it is.
+
+A :class:`Criteria` is a :class:`~salesprocess.rules.QualificationRule`: ``evaluate`` gives a
+:class:`~salesprocess.rules.RuleResult`, and ``explain`` tells a person, clause by clause, what
+was asked and what the account's values were.
+
+>>> criteria = Criteria.from_json(
+...     '{"and": [{"in": [{"var": "industry"}, ["manufacturing", "logistics"]]},'
+...     '         {">=": [{"var": "employees"}, 50]}]}',
+...     name="EU mid-market", version="2026-Q4",
+... )
+>>> criteria.evaluate({"industry": "manufacturing", "employees": 12}).passed
+False
+>>> print(criteria.explain({"industry": "manufacturing", "employees": 12}))
+EU mid-market (2026-Q4): not met
+  pass  industry in ['manufacturing', 'logistics']  (industry: 'manufacturing')
+  FAIL  employees >= 50  (employees: 12)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, overload
+
+import attrs
+
+from salesprocess.errors import CriteriaError, ValidationError
+from salesprocess.jsonlogic import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_NODES,
+    CompiledLogic,
+    compile_logic,
+    lookup,
+    to_string,
+    truthy,
+)
+from salesprocess.rules import RuleResult
+
+__all__ = ["ClauseResult", "Criteria", "Explanation"]
+
+
+def _freeze_actual(values: Mapping[str, object]) -> Mapping[str, object]:
+    return types.MappingProxyType(dict(values))
+
+
+@attrs.frozen
+class ClauseResult:
+    """One clause of the criteria, judged on one account.
+
+    ``text`` is what the clause asks, in words (``employees >= 50``); ``actual`` holds the
+    account's values of the variables it reads (``{"employees": 120}``); ``error`` is set when
+    evaluating the clause failed (the clause then counts as not passed).
+    """
+
+    text: str
+    actual: Mapping[str, object] = attrs.field(converter=_freeze_actual, hash=False)
+    passed: bool
+    error: str | None = None
+
+    def __str__(self) -> str:
+        line = f"{'pass' if self.passed else 'FAIL'}  {self.text}"
+        if self.actual:
+            shown = ", ".join(f"{k}: {v!r}" for k, v in self.actual.items())
+            line += f"  ({shown})"
+        if self.error:
+            line += f"  [error: {self.error}]"
+        return line
+
+
+@attrs.frozen
+class Explanation(Sequence[ClauseResult]):
+    """The clause-by-clause account of one evaluation; a sequence of :class:`ClauseResult`.
+
+    ``passed`` is the verdict of the whole document (for ``and`` it is every clause passing,
+    for ``or`` any). ``str()`` renders it for a person, one line per clause.
+    """
+
+    criteria: str
+    version: str
+    passed: bool
+    clauses: tuple[ClauseResult, ...]
+
+    @overload
+    def __getitem__(self, index: int) -> ClauseResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ClauseResult, ...]: ...
+    def __getitem__(self, index: int | slice) -> ClauseResult | tuple[ClauseResult, ...]:
+        return self.clauses[index]
+
+    def __len__(self) -> int:
+        return len(self.clauses)
+
+    def __iter__(self) -> Iterator[ClauseResult]:
+        return iter(self.clauses)
+
+    @property
+    def failed(self) -> tuple[ClauseResult, ...]:
+        """Return the clauses that did not pass."""
+        return tuple(c for c in self.clauses if not c.passed)
+
+    def render(self) -> str:
+        """Return the explanation as text: a headline, then one line per clause."""
+        head = f"{self.criteria} ({self.version}): {'met' if self.passed else 'not met'}"
+        return "\n".join([head] + [f"  {c}" for c in self.clauses])
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+# -- describing a document in words ---------------------------------------------------------
+
+_INFIX = frozenset({"==", "===", "!=", "!==", "<", "<=", ">", ">=", "in", "+", "-", "*", "/", "%"})
+_WORDY = frozenset({"and", "or", "!", "if", "?:"})
+_SCOPED = frozenset({"map", "filter", "all", "none", "some", "reduce"})
+
+
+def _literal(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal)):
+        return to_string(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_describe(v, "top") for v in value) + "]"
+    return "{}"
+
+
+def _operation(node: object) -> tuple[str, list[object]] | None:
+    if isinstance(node, Mapping) and len(node) == 1:
+        ((op, args),) = node.items()
+        return str(op), list(args) if isinstance(args, (list, tuple)) else [args]
+    return None
+
+
+def _var_name(path: object, scope: str) -> str:
+    name = "" if path is None else to_string(path)
+    if scope == "item":
+        return "it" if name == "" else f"it.{name}"
+    return name or "data"
+
+
+def _describe(node: object, scope: str) -> str:  # noqa: PLR0911 - one shape per operator family
+    """Return a JSON Logic node in words, e.g. ``employees >= 50``."""
+    operation = _operation(node)
+    if operation is None:
+        return _literal(node)
+    op, args = operation
+
+    def part(arg: object, inner_scope: str = scope) -> str:
+        inner = _operation(arg)
+        text = _describe(arg, inner_scope)
+        if inner is not None and (inner[0] in _INFIX or inner[0] in _WORDY):
+            return f"({text})"
+        return text
+
+    if op == "var":
+        if not args or isinstance(args[0], (Mapping, list)):
+            return "data" if not args else f"var({_describe(args[0], scope)})"
+        name = _var_name(args[0], scope)
+        return name if len(args) < 2 else f"{name} (default {_describe(args[1], scope)})"
+    if op in ("and", "or"):
+        return f" {op} ".join(part(a) for a in args) if args else "false"
+    if op == "!":
+        return f"not {part(args[0])}" if args else "true"
+    if op in ("if", "?:"):
+        words = []
+        for i in range(0, len(args) - 1, 2):
+            words.append(f"{'if' if i == 0 else 'elif'} {part(args[i])} then {part(args[i + 1])}")
+        if len(args) % 2:
+            words.append(f"else {part(args[-1])}" if words else part(args[-1]))
+        return " ".join(words) or "null"
+    if op in _INFIX and len(args) >= 2:
+        return f" {op} ".join(part(a) for a in args)
+    if op == "-" and len(args) == 1:
+        return f"-{part(args[0])}"
+    if op in ("map", "filter", "all", "none", "some") and len(args) == 2:
+        return f"{op}({_describe(args[0], scope)}, {_describe(args[1], 'item')})"
+    if op == "reduce":
+        inner = ["reduce" if i == 1 else scope for i in range(len(args))]
+        return f"reduce({', '.join(_describe(a, s) for a, s in zip(args, inner, strict=True))})"
+    return f"{op}({', '.join(_describe(a, scope) for a in args)})"
+
+
+def _key(value: object) -> str | None:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return to_string(value) or None
+    return None
+
+
+def _variables(node: object, found: dict[str, None]) -> dict[str, None]:
+    """Collect the data paths a node reads with constant paths, outside map/filter scopes."""
+    operation = _operation(node)
+    if operation is None:
+        for item in node if isinstance(node, (list, tuple)) else ():
+            _variables(item, found)
+        return found
+    op, args = operation
+    keys: list[object] = []
+    if op == "var" and args:
+        keys = [args[0]]
+    elif op == "missing":
+        keys = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+    elif op == "missing_some" and len(args) > 1 and isinstance(args[1], list):
+        keys = args[1]
+    for key in keys:
+        name = _key(key)
+        if name:
+            found[name] = None
+    for i, arg in enumerate(args):
+        if i != 1 or op not in _SCOPED:  # a scoped sub-logic reads each item, not the account
+            _variables(arg, found)
+    return found
+
+
+# -- the criteria ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Clause:
+    text: str
+    variables: tuple[str, ...]
+    run: CompiledLogic
+
+
+def _check_label(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            f"criteria {attribute.name} must be a non-empty str, not {value!r}",
+            field=attribute.name,
+        )
+
+
+def _copy(node: object) -> object:
+    """Return a plain JSON copy of a validated document (lists, dicts with str keys)."""
+    if isinstance(node, Mapping):
+        return {str(k): _copy(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_copy(v) for v in node]
+    return node
+
+
+def _data_of(subject: object) -> object:
+    facts = getattr(subject, "facts", None)
+    return facts() if callable(facts) else subject
+
+
+def _restore(document: object, name: str, version: str) -> Criteria:
+    return Criteria(name=name, version=version, document=document)
+
+
+@attrs.frozen(slots=False)
+class Criteria:
+    """A named, versioned JSON Logic document, validated and compiled when it is made.
+
+    ``document`` is the JSON (a plain copy, kept for storage and display). Make one with
+    :meth:`from_json` (text or a file) or :meth:`from_dict`; the constructor does the same
+    with keyword arguments. Two criteria are equal when name, version and document are.
+    """
+
+    name: str = attrs.field(validator=_check_label)
+    version: str = attrs.field(validator=_check_label)
+    document: object = attrs.field(hash=False)
+    _run: CompiledLogic = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _clauses: tuple[_Clause, ...] = attrs.field(init=False, repr=False, eq=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        run = compile_logic(self.document, max_depth=DEFAULT_MAX_DEPTH, max_nodes=DEFAULT_MAX_NODES)
+        # Validated (so shallow enough to copy); keep our own copy, safe from later mutation.
+        object.__setattr__(self, "document", _copy(self.document))
+        operation = _operation(self.document)
+        parts = operation[1] if operation and operation[0] in ("and", "or") else [self.document]
+        clauses = tuple(
+            _Clause(
+                text=_describe(part, "top"),
+                variables=tuple(_variables(part, {})),
+                run=compile_logic(part) if len(parts) > 1 else run,
+            )
+            for part in parts
+        )
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_clauses", clauses)
+        # The compiled function itself answers ``criteria.apply(data)``: no wrapper call.
+        object.__setattr__(self, "apply", run)
+
+    def __reduce__(self) -> tuple[Any, tuple[object, str, str]]:
+        return _restore, (self.document, self.name, self.version)
+
+    @classmethod
+    def from_dict(cls, document: object, *, name: str, version: str) -> Criteria:
+        """Make criteria from a parsed JSON Logic document (``dict``, ``list``, scalars).
+
+        >>> Criteria.from_dict({">": [{"var": "budget"}, 10000]}, name="budget", version="1")
+        Criteria(name='budget', version='1', document={'>': [{'var': 'budget'}, 10000]})
+        """
+        return cls(name=name, version=version, document=document)
+
+    @classmethod
+    def from_json(
+        cls, text_or_path: str | os.PathLike[str], *, name: str, version: str
+    ) -> Criteria:
+        """Make criteria from JSON text, or from the JSON file at a path.
+
+        A ``str`` that starts with ``{`` or ``[`` (after white space), or that is valid JSON, is
+        JSON text; any other ``str`` and any path-like object name a file (read as UTF-8).
+        Malformed JSON raises :class:`~salesprocess.errors.CriteriaError` naming the line and
+        column, and the file when there is one.
+
+        >>> Criteria.from_json('{"and": [true,]}', name="broken", version="1")
+        Traceback (most recent call last):
+        ...
+        salesprocess.errors.CriteriaError: malformed JSON: Expecting value at line 1, column 15 (at $)
+        """  # noqa: E501
+        if isinstance(text_or_path, str):
+            if not text_or_path.strip():
+                raise CriteriaError("the criteria text is empty", path="$")
+            if _looks_like_json(text_or_path):
+                return cls.from_dict(_parse(text_or_path, source=None), name=name, version=version)
+        path = Path(text_or_path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            hint = (
+                " (text that is not JSON is taken as a file path)"
+                if isinstance(text_or_path, str)
+                else ""
+            )
+            raise CriteriaError(
+                f"cannot read criteria file {str(path)!r}: {reason}{hint}", path="$"
+            ) from e
+        return cls.from_dict(_parse(text, source=str(path)), name=name, version=version)
+
+    def apply(self, data: object) -> object:
+        """Return the raw JSON Logic result of the document on ``data``.
+
+        ``data`` is a Mapping (or any JSON value); the result is whatever the document computes.
+
+        >>> Criteria.from_dict({"+": [{"var": "a"}, 1]}, name="n", version="1").apply({"a": 2})
+        3
+        """
+        return self._run(data)
+
+    def evaluate(self, subject: object) -> RuleResult:
+        """Judge a subject: passed when the result is truthy (in JSON Logic's sense).
+
+        ``subject`` is a Mapping of facts, or an object with a ``facts()`` method (an
+        ``Account``). The reason names the failed clauses with the account's values.
+        Evaluation errors (for example a division by zero) raise
+        :class:`~salesprocess.errors.CriteriaError`.
+        """
+        data = _data_of(subject)
+        passed = truthy(self._run(data))
+        label = f"{self.name!r} ({self.version})"
+        if passed:
+            reason = f"meets {label}"
+        else:
+            failed = "; ".join(_short(c, data) for c in self._clauses if not _holds(c, data))
+            reason = f"does not meet {label}" + (f": {failed}" if failed else "")
+        return RuleResult(
+            passed=passed, reason=reason, score=1.0 if passed else 0.0, rule=self.name
+        )
+
+    def explain(self, subject: object) -> Explanation:
+        """Judge each top-level clause on its own, with the values it read.
+
+        The clauses are the operands of a top-level ``and`` / ``or``; any other document is
+        one clause. A clause whose evaluation fails is reported as not passed, with the error.
+        """
+        data = _data_of(subject)
+        try:
+            passed = truthy(self._run(data))
+        except CriteriaError:
+            passed = False
+        return Explanation(
+            criteria=self.name, version=self.version, passed=passed, clauses=self._judge(data)
+        )
+
+    @property
+    def clauses(self) -> tuple[str, ...]:
+        """Return each top-level clause in words."""
+        return tuple(c.text for c in self._clauses)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Return the data paths the criteria read (outside ``map``/``filter`` scopes)."""
+        return tuple(dict.fromkeys(v for c in self._clauses for v in c.variables))
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return the document as JSON text (Decimals are written as numbers)."""
+        return json.dumps(self.document, indent=indent, default=_json_default)
+
+    def _judge(self, data: object) -> tuple[ClauseResult, ...]:
+        results = []
+        for clause in self._clauses:
+            actual = _read(data, clause.variables)
+            try:
+                results.append(ClauseResult(clause.text, actual, truthy(clause.run(data))))
+            except CriteriaError as e:
+                results.append(ClauseResult(clause.text, actual, False, str(e)))
+        return tuple(results)
+
+
+def _holds(clause: _Clause, data: object) -> bool:
+    try:
+        return truthy(clause.run(data))
+    except CriteriaError:
+        return False
+
+
+def _read(data: object, variables: tuple[str, ...]) -> dict[str, object]:
+    """Return the values of ``variables`` in ``data``, for display."""
+    try:
+        return {v: lookup(data, v) for v in variables}
+    except Exception:  # data that cannot be read shows no values; the clause's own
+        return {}  # evaluation reports the failure as a CriteriaError
+
+
+def _short(clause: _Clause, data: object) -> str:
+    actual = _read(data, clause.variables)
+    if not actual:
+        return clause.text
+    return f"{clause.text} ({', '.join(f'{k}: {v!r}' for k, v in actual.items())})"
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(type(value).__name__)  # pragma: no cover - documents are validated JSON
+
+
+def _looks_like_json(text: str) -> bool:
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        return True
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> object:
+    raise _NotJSON(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _NotJSON(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return result
+
+
+def _parse(text: str, *, source: str | None) -> object:
+    where = f" in {source!r}" if source else ""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as e:
+        raise CriteriaError(
+            f"malformed JSON{where}: {e.msg} at line {e.lineno}, column {e.colno}", path="$"
+        ) from None
+    except _NotJSON as e:
+        raise CriteriaError(f"malformed JSON{where}: {e}", path="$") from None
+    except RecursionError:
+        raise CriteriaError(
+            f"the JSON{where} nests too deeply (the limit is {DEFAULT_MAX_DEPTH} levels)", path="$"
+        ) from None

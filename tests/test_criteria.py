@@ -1,0 +1,325 @@
+"""Criteria: marketing's JSON Logic, loaded once, evaluated and explained per account."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+
+import attrs
+import pytest
+
+from salesprocess.criteria import ClauseResult, Criteria, Explanation
+from salesprocess.errors import CriteriaError, ValidationError
+from salesprocess.rules import QualificationRule, RuleResult, all_of, attribute_rule
+
+EU_MID_MARKET = {
+    "and": [
+        {"in": [{"var": "industry"}, ["manufacturing", "logistics"]]},
+        {">=": [{"var": "employees"}, 50]},
+        {"==": [{"var": "source.channel"}, "marketing_list"]},
+        {"!": {"var": "do_not_contact"}},
+    ]
+}
+GOOD = {
+    "industry": "manufacturing",
+    "employees": 120,
+    "do_not_contact": False,
+    "source": {"channel": "marketing_list", "campaign": "spring-expo", "referred_by": None},
+}
+
+
+@pytest.fixture
+def criteria() -> Criteria:
+    return Criteria.from_dict(EU_MID_MARKET, name="EU mid-market", version="2026-Q4")
+
+
+class Account:
+    """Stands in for salesprocess.Account: anything with facts() is a subject."""
+
+    def __init__(self, **facts: object) -> None:
+        self._facts = facts
+
+    def facts(self) -> Mapping[str, object]:
+        return self._facts
+
+
+class ReadOnlyView(Mapping[str, object]):
+    """A Mapping that is not a dict, like an account's facts view."""
+
+    def __init__(self, data: dict[str, object]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> object:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def test_from_json_text_and_from_dict_agree(criteria):
+    """JSON text and the parsed dict make equal criteria."""
+    text = json.dumps(EU_MID_MARKET)
+    assert Criteria.from_json(text, name="EU mid-market", version="2026-Q4") == criteria
+
+
+def test_from_json_reads_a_file_by_path_or_str(tmp_path, criteria):
+    """A pathlib.Path or a str path names a criteria file."""
+    path = tmp_path / "eu.json"
+    path.write_text(json.dumps(EU_MID_MARKET, indent=2), encoding="utf-8")
+    assert Criteria.from_json(path, name="EU mid-market", version="2026-Q4") == criteria
+    assert Criteria.from_json(str(path), name="EU mid-market", version="2026-Q4") == criteria
+
+
+def test_json_scalars_are_text_not_paths():
+    """A str that is valid JSON, like "true" or "17", is JSON text."""
+    assert Criteria.from_json("true", name="all", version="1").apply({}) is True
+    assert Criteria.from_json(" 17 ", name="n", version="1").apply({}) == 17
+
+
+def test_the_document_is_a_plain_copy():
+    """Changing the dict after loading changes neither the document nor the behaviour."""
+    document = {"and": [{">": [{"var": "x"}, 1]}]}
+    criteria = Criteria.from_dict(document, name="x", version="1")
+    document["and"].append(False)
+    assert criteria.document == {"and": [{">": [{"var": "x"}, 1]}]}
+    assert criteria.apply({"x": 2}) is True
+
+
+def test_tuples_in_a_python_document_become_lists():
+    """A document built in Python may use tuples; it is stored as JSON lists."""
+    criteria = Criteria.from_dict({"in": [{"var": "x"}, ("a", "b")]}, name="x", version="1")
+    assert criteria.document == {"in": [{"var": "x"}, ["a", "b"]]}
+    assert criteria.apply({"x": "b"}) is True
+
+
+@pytest.mark.parametrize(("name", "version"), [("", "1"), ("x", " "), (None, "1"), ("x", 2)])
+def test_name_and_version_are_required(name, version):
+    """Criteria need a non-empty name and version."""
+    with pytest.raises(ValidationError):
+        Criteria.from_dict(True, name=name, version=version)
+
+
+def test_equality_hashing_pickling_and_evolve(criteria):
+    """Criteria are values: equal by content, hashable, picklable, evolvable."""
+    twin = Criteria.from_dict(EU_MID_MARKET, name="EU mid-market", version="2026-Q4")
+    assert criteria == twin
+    assert hash(criteria) == hash(twin)
+    restored = pickle.loads(pickle.dumps(criteria))
+    assert restored == criteria
+    assert restored.apply(GOOD) is True
+    assert copy.deepcopy(criteria).apply(GOOD) is True
+    newer = attrs.evolve(criteria, version="2027-Q1")
+    assert newer.version == "2027-Q1"
+    assert newer.apply(GOOD) is True
+    assert newer != criteria
+
+
+def test_to_json_round_trips(criteria):
+    """to_json writes the document; loading it again gives equal criteria."""
+    again = Criteria.from_json(criteria.to_json(indent=2), name=criteria.name, version="2026-Q4")
+    assert again == criteria
+
+
+def test_decimal_literals_are_written_as_numbers():
+    """A Decimal in a Python document is written to JSON as a number."""
+    criteria = Criteria.from_dict({">": [{"var": "x"}, Decimal("2.5")]}, name="x", version="1")
+    assert criteria.to_json() == '{">": [{"var": "x"}, 2.5]}'
+
+
+# -- evaluating -------------------------------------------------------------------------------
+
+
+def test_apply_returns_the_raw_result():
+    """apply returns whatever the document computes, not just a verdict."""
+    criteria = Criteria.from_dict({"*": [{"var": "seats"}, 12]}, name="price", version="1")
+    assert criteria.apply({"seats": 10}) == 120
+
+
+def test_evaluate_passes_on_a_truthy_result(criteria):
+    """evaluate passes when the result is truthy, with score 1.0 and the criteria's name."""
+    result = criteria.evaluate(GOOD)
+    assert result == RuleResult(
+        passed=True, reason="meets 'EU mid-market' (2026-Q4)", score=1.0, rule="EU mid-market"
+    )
+
+
+def test_evaluate_names_the_failed_clauses_with_values(criteria):
+    """A failed evaluation says which clauses failed and what the account's values were."""
+    result = criteria.evaluate({**GOOD, "employees": 12, "do_not_contact": True})
+    assert not result.passed
+    assert result.score == 0.0
+    assert result.reason == (
+        "does not meet 'EU mid-market' (2026-Q4): employees >= 50 (employees: 12); "
+        "not do_not_contact (do_not_contact: True)"
+    )
+
+
+def test_truthiness_is_json_logic_truthiness():
+    """An empty list fails and the string "0" passes, as in JSON Logic."""
+    criteria = Criteria.from_dict({"var": "tags"}, name="tagged", version="1")
+    assert not criteria.evaluate({"tags": []}).passed
+    assert criteria.evaluate({"tags": "0"}).passed
+
+
+def test_subjects_with_facts_and_mapping_views(criteria):
+    """Objects with facts() and Mappings that are not dicts are evaluated alike."""
+    assert criteria.evaluate(Account(**GOOD)).passed
+    assert criteria.evaluate(ReadOnlyView(GOOD)).passed
+    assert criteria.explain(Account(**GOOD)).passed
+
+
+def test_decimal_budgets_compare_numerically():
+    """Decimal amounts in the data compare exactly with JSON numbers."""
+    criteria = Criteria.from_dict({">": [{"var": "budget"}, 10000]}, name="b", version="1")
+    assert criteria.evaluate({"budget": Decimal("10000.01")}).passed
+    assert not criteria.evaluate({"budget": Decimal("10000.00")}).passed
+
+
+def test_criteria_are_a_qualification_rule(criteria):
+    """Criteria satisfy the QualificationRule protocol and combine with code rules."""
+    assert isinstance(criteria, QualificationRule)
+    policy = all_of(criteria, attribute_rule("budget", lambda amount: amount > 0))
+    assert policy.evaluate({**GOOD, "budget": 5}).passed
+    assert not policy.evaluate(GOOD).passed
+
+
+def test_runtime_errors_raise_from_evaluate():
+    """A document that divides by zero on this account raises CriteriaError from evaluate."""
+    criteria = Criteria.from_dict(
+        {">": [{"/": [{"var": "revenue"}, {"var": "staff"}]}, 1000]}, name="r", version="1"
+    )
+    with pytest.raises(CriteriaError, match="division by zero"):
+        criteria.evaluate({"revenue": 1, "staff": 0})
+
+
+# -- explaining -------------------------------------------------------------------------------
+
+
+def test_explain_gives_one_clause_per_operand_of_the_top_and(criteria):
+    """Each operand of the top-level and is a clause with its text, values and verdict."""
+    explanation = criteria.explain({**GOOD, "employees": 12})
+    assert isinstance(explanation, Explanation)
+    assert not explanation.passed
+    assert [c.text for c in explanation] == [
+        "industry in ['manufacturing', 'logistics']",
+        "employees >= 50",
+        "source.channel == 'marketing_list'",
+        "not do_not_contact",
+    ]
+    assert explanation[1] == ClauseResult("employees >= 50", {"employees": 12}, False)
+    assert [c.passed for c in explanation] == [True, False, True, True]
+    assert explanation.failed == (explanation[1],)
+    assert len(explanation) == 4
+
+
+def test_explain_renders_for_a_person(criteria):
+    """str() of an explanation is a headline and one line per clause."""
+    assert str(criteria.explain({**GOOD, "employees": 12})) == (
+        "EU mid-market (2026-Q4): not met\n"
+        "  pass  industry in ['manufacturing', 'logistics']  (industry: 'manufacturing')\n"
+        "  FAIL  employees >= 50  (employees: 12)\n"
+        "  pass  source.channel == 'marketing_list'  (source.channel: 'marketing_list')\n"
+        "  pass  not do_not_contact  (do_not_contact: False)"
+    )
+
+
+def test_a_document_without_top_and_is_one_clause():
+    """Any top-level operation other than and/or is a single clause."""
+    criteria = Criteria.from_dict({"<=": [50, {"var": "employees"}, 5000]}, name="m", version="1")
+    (clause,) = criteria.explain({"employees": 9000})
+    assert clause == ClauseResult("50 <= employees <= 5000", {"employees": 9000}, False)
+
+
+def test_or_clauses_are_explained_each():
+    """The operands of a top-level or are clauses too; the verdict is the whole document's."""
+    criteria = Criteria.from_dict(
+        {"or": [{"==": [{"var": "region"}, "EU"]}, {">": [{"var": "budget"}, 100]}]},
+        name="o",
+        version="1",
+    )
+    explanation = criteria.explain({"region": "US", "budget": 500})
+    assert explanation.passed
+    assert [c.passed for c in explanation] == [False, True]
+
+
+def test_a_clause_that_fails_to_evaluate_is_reported_not_raised():
+    """explain reports a clause's evaluation error on that clause instead of raising."""
+    criteria = Criteria.from_dict(
+        {"and": [{"var": "ok"}, {">": [{"/": [1, {"var": "staff"}]}, 0]}]}, name="e", version="1"
+    )
+    explanation = criteria.explain({"ok": False, "staff": 0})
+    assert not explanation.passed
+    assert explanation[1].error is not None
+    assert "division by zero" in explanation[1].error
+    assert "[error: division by zero" in str(explanation[1])
+
+
+class BrokenFacts(Mapping[str, object]):
+    """Facts whose every lookup fails, as a view over a lost database connection would."""
+
+    def __getitem__(self, key: str) -> object:
+        raise ConnectionError("gone")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_unreadable_facts_are_criteria_errors_everywhere(criteria):
+    """Facts that raise on lookup: CriteriaError from evaluate, failed clauses in explain."""
+    with pytest.raises(CriteriaError, match="gone"):
+        criteria.evaluate(BrokenFacts())
+    explanation = criteria.explain(BrokenFacts())
+    assert not explanation.passed
+    assert all(c.error and "gone" in c.error for c in explanation)
+    assert all(c.actual == {} for c in explanation)
+
+
+def test_clause_results_are_immutable_values():
+    """A ClauseResult's actual values cannot be changed, and it is hashable."""
+    clause = ClauseResult("x > 1", {"x": 2}, True)
+    with pytest.raises(TypeError):
+        clause.actual["x"] = 3  # type: ignore[index]
+    assert hash(clause) == hash(ClauseResult("x > 1", {"x": 5}, True))
+
+
+@pytest.mark.parametrize(
+    ("document", "text"),
+    [
+        ({"var": ["employees", 0]}, "employees (default 0)"),
+        ({"!!": [{"var": "email"}]}, "!!(email)"),
+        ({"some": [{"var": "tags"}, {"==": [{"var": ""}, "vip"]}]}, "some(tags, it == 'vip')"),
+        ({"all": [{"var": "orders"}, {">": [{"var": "total"}, 0]}]}, "all(orders, it.total > 0)"),
+        ({"if": [{"var": "a"}, 1, {"var": "b"}, 2, 3]}, "if a then 1 elif b then 2 else 3"),
+        ({"+": [{"var": "a"}, {"*": [2, {"var": "b"}]}]}, "a + (2 * b)"),
+        ({"missing": ["email", "phone"]}, "missing('email', 'phone')"),
+        ({"in": ["@acme", {"var": "email"}]}, "'@acme' in email"),
+        ({"==": [{"var": "vip"}, True]}, "vip == true"),
+        ({"-": [{"var": "a"}]}, "-a"),
+    ],
+)
+def test_clause_texts(document, text):
+    """Each operator reads naturally in a clause's text."""
+    assert Criteria.from_dict(document, name="t", version="1").clauses == (text,)
+
+
+def test_variables_lists_what_the_criteria_read(criteria):
+    """variables lists the data paths read at the top level, not inside map scopes."""
+    assert criteria.variables == ("industry", "employees", "source.channel", "do_not_contact")
+    inner = Criteria.from_dict(
+        {"and": [{"some": [{"var": "tags"}, {"var": "x"}]}, {"missing": ["email"]}]},
+        name="t",
+        version="1",
+    )
+    assert inner.variables == ("tags", "email")

@@ -1,0 +1,304 @@
+"""JSON Logic errors: every fault is a CriteriaError that names where it is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+
+import pytest
+
+from salesprocess.criteria import Criteria
+from salesprocess.errors import CriteriaError, ValidationError
+from salesprocess.jsonlogic import _generate, compile_logic
+
+
+def load(document: object) -> Criteria:
+    return Criteria.from_dict(document, name="test", version="1")
+
+
+def nested(depth: int, op: str = "!") -> object:
+    """Build ``{op: {op: ... true}}`` iteratively, ``depth`` operations deep."""
+    document: object = True
+    for _ in range(depth):
+        document = {op: document}
+    return document
+
+
+# -- load time --------------------------------------------------------------------------------
+
+
+def test_malformed_json_names_line_and_column():
+    """Malformed JSON text is reported with its line and column."""
+    with pytest.raises(CriteriaError) as caught:
+        Criteria.from_json('{"and": [\n  true,\n  ]\n}', name="t", version="1")
+    assert "line 3, column 3" in str(caught.value)
+    assert caught.value.path == "$"
+
+
+def test_malformed_json_file_names_the_file(tmp_path):
+    """A malformed criteria file is reported with its path, line and column."""
+    path = tmp_path / "criteria.json"
+    path.write_text('{"and": [{"var": "x"} {"var": "y"}]}', encoding="utf-8")
+    with pytest.raises(CriteriaError) as caught:
+        Criteria.from_json(path, name="t", version="1")
+    message = str(caught.value)
+    assert str(path) in message
+    assert "line 1, column 23" in message
+
+
+def test_missing_file_is_a_criteria_error(tmp_path):
+    """A criteria file that does not exist raises CriteriaError naming it."""
+    path = tmp_path / "nope.json"
+    with pytest.raises(CriteriaError, match=r"nope\.json"):
+        Criteria.from_json(str(path), name="t", version="1")
+
+
+def test_undecodable_file_is_a_criteria_error(tmp_path):
+    """A criteria file that is not UTF-8 raises CriteriaError."""
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"==": [{"var": "city"}, "K\xf6ln"]}')
+    with pytest.raises(CriteriaError, match="cannot read criteria file"):
+        Criteria.from_json(path, name="t", version="1")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"!": NaN}', "NaN is not JSON"),
+        ('{"and": [], "and": [true]}', "appears twice"),
+        ("   ", "empty"),
+    ],
+)
+def test_json_that_is_not_strict_json_is_refused(text, words):
+    """NaN literals, duplicate keys and empty text are refused at load time."""
+    with pytest.raises(CriteriaError, match=words):
+        Criteria.from_json(text, name="t", version="1")
+
+
+def test_unknown_operator_names_its_path():
+    """An unknown operator is refused with the path of the operation."""
+    with pytest.raises(CriteriaError) as caught:
+        load({"and": [True, {"or": [False, {"between": [1, 2, 3]}]}]})
+    assert caught.value.path == "$.and[1].or[1].between"
+    assert "unknown operator 'between'" in str(caught.value)
+
+
+def test_wrong_arity_names_its_path():
+    """Too few operands are refused with the path of the operation's operands."""
+    document = {"and": [True, True, {">=": [{"var": "employees"}]}]}
+    with pytest.raises(CriteriaError) as caught:
+        load(document)
+    assert caught.value.path == "$.and[2]['>=']"
+    assert "'>=' takes at least 2 operands, got 1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("document", "path"),
+    [
+        ({"!": [1, 2]}, "$['!']"),
+        ({"!=": [1, 2, 3]}, "$['!=']"),
+        ({"in": ["a"]}, "$.in"),
+        ({"var": ["a", 1, 2]}, "$.var"),
+        ({"substr": ["abc"]}, "$.substr"),
+        ({"missing_some": [1]}, "$.missing_some"),
+        ({"reduce": [[1]]}, "$.reduce"),
+        ({"%": [1]}, "$['%']"),
+        ({"-": []}, "$['-']"),
+        ({"max": []}, "$.max"),
+        ({"and": True}, "$.and"),
+        ({"if": "apple"}, "$.if"),
+        ({"map": [None, {"var": ""}]}, "$.map[0]"),
+    ],
+)
+def test_other_arity_and_argument_faults(document, path):
+    """Each operator's operand count and shape is checked at load time."""
+    with pytest.raises(CriteriaError) as caught:
+        load(document)
+    assert caught.value.path == path
+
+
+def test_division_with_no_operands_is_refused():
+    """{"/": []} is refused at load time, as the standard says."""
+    with pytest.raises(CriteriaError) as caught:
+        load({"if": [True, {"/": []}, 0]})
+    assert caught.value.path == "$.if[1]['/']"
+
+
+def test_object_with_two_keys_is_not_an_operation():
+    """An object with several keys where an operation belongs is refused, with its path."""
+    with pytest.raises(CriteriaError) as caught:
+        load({"or": [{"var": "a", "==": [1, 1]}]})
+    assert caught.value.path == "$.or[0]"
+    assert "exactly one key" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ({"!": float("nan")}, "not a JSON number"),
+        ({"+": [float("inf")]}, "not a JSON number"),
+        ({"!": Decimal("sNaN")}, "not a JSON number"),
+        ({"in": ["a", {"a", "b"}]}, "set is not a JSON value"),
+        ({"==": [{"var": "x"}, b"bytes"]}, "bytes is not a JSON value"),
+        ({1: [1, 2]}, "key must be a string"),
+    ],
+)
+def test_values_that_are_not_json_are_refused(document, words):
+    """Python values with no JSON form are refused at load time."""
+    with pytest.raises(CriteriaError, match=words):
+        load(document)
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 10_000])
+def test_too_deep_is_a_criteria_error_not_a_recursion_error(depth):
+    """A document nested beyond the limit is refused, however deep, without RecursionError."""
+    with pytest.raises(CriteriaError) as caught:
+        load(nested(depth))
+    assert caught.value.path.startswith("$['!']['!']")
+    assert "deeper than 64 levels" in str(caught.value)
+
+
+def test_the_depth_limit_is_exact():
+    """64 levels of nesting compile; 65 do not."""
+    document: object = 1
+    for _ in range(64):
+        document = [document]
+    assert load(document).apply(None) is not None
+    with pytest.raises(CriteriaError):
+        load([document])
+
+
+def test_deep_json_text_is_a_criteria_error():
+    """JSON text too deep for the parser itself is refused as CriteriaError."""
+    with pytest.raises(CriteriaError, match="nests too deeply"):
+        Criteria.from_json("[" * 200_000 + "]" * 200_000, name="t", version="1")
+
+
+def test_too_many_nodes_names_where_the_limit_was_passed():
+    """A document with more values than the limit is refused at the value that passed it."""
+    document = {"or": [{"==": [{"var": f"v{i}"}, i]} for i in range(5_000)]}
+    with pytest.raises(CriteriaError) as caught:
+        load(document)
+    assert "more than 10000 values" in str(caught.value)
+    assert caught.value.path.startswith("$.or[1999]")
+
+
+def test_limits_are_tunable_and_validated():
+    """compile_logic takes tighter limits and refuses nonsense ones."""
+    with pytest.raises(CriteriaError, match="more than 3 values"):
+        compile_logic({"+": [1, 2, 3]}, max_nodes=3)
+    with pytest.raises(CriteriaError, match="deeper than 1 levels"):
+        compile_logic({"!": {"!": True}}, max_depth=1)
+    with pytest.raises(ValidationError):
+        compile_logic(True, max_depth=10_000)
+    with pytest.raises(ValidationError):
+        compile_logic(True, max_nodes=0)
+
+
+def test_criteria_error_is_a_value_error():
+    """CriteriaError is caught by generic ValueError handlers too."""
+    with pytest.raises(ValueError, match="unknown operator"):
+        load({"nope": []})
+
+
+# -- evaluation time --------------------------------------------------------------------------
+
+
+def test_division_by_zero_at_evaluation_names_its_path():
+    """Dividing by zero raises CriteriaError with the path of the division."""
+    criteria = load({"and": [True, {">": [{"/": [{"var": "revenue"}, {"var": "staff"}]}, 10]}]})
+    with pytest.raises(CriteriaError) as caught:
+        criteria.apply({"revenue": 100, "staff": 0})
+    assert caught.value.path == "$.and[1]['>'][0]['/']"
+    assert criteria.apply({"revenue": 100, "staff": 5}) is True
+
+
+@pytest.mark.parametrize(
+    ("document", "data", "words"),
+    [
+        ({"%": [{"var": "x"}, 0]}, {"x": 5}, "modulo by zero"),
+        ({"+": [{"var": "x"}, 1]}, {"x": "many"}, "'many' is not a number"),
+        ({"*": [{"var": "x"}, 2]}, {"x": {"a": 1}}, "cannot do arithmetic"),
+        ({"-": [{"var": "x"}, {"var": "x"}]}, {"x": float("inf")}, "not a number"),
+        ({"max": [{"var": "x"}, 2]}, {"x": [1, 2]}, "cannot do arithmetic"),
+    ],
+)
+def test_arithmetic_without_a_number_raises(document, data, words):
+    """Arithmetic that has no number as its result raises CriteriaError, never NaN."""
+    with pytest.raises(CriteriaError, match=words):
+        load(document).apply(data)
+
+
+def test_comparisons_with_unusable_data_are_false_not_errors():
+    """Comparing with a value that is not a number is simply false, as in JavaScript."""
+    criteria = load({">=": [{"var": "employees"}, 50]})
+    for value in ("n/a", {"a": 1}, [1, 2], None, float("nan")):
+        assert criteria.apply({"employees": value}) is False
+
+
+class BrokenMapping(Mapping[str, object]):
+    """A Mapping whose lookups fail with something other than KeyError."""
+
+    def __getitem__(self, key: str) -> object:
+        raise RuntimeError("database went away")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_a_failing_data_mapping_becomes_a_criteria_error():
+    """An error raised by the data itself surfaces as CriteriaError, with the cause kept."""
+    with pytest.raises(CriteriaError, match="database went away") as caught:
+        load({"var": "x"}).apply(BrokenMapping())
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_cyclic_data_becomes_a_criteria_error():
+    """Data that contains itself cannot overflow the stack out of the library."""
+    cycle: list[object] = []
+    cycle.append(cycle)
+    with pytest.raises(CriteriaError, match="nested too deeply"):
+        load({"cat": [{"var": "x"}]}).apply({"x": cycle})
+
+
+def test_deeply_nested_data_becomes_a_criteria_error():
+    """Data nested deeper than Python's stack is reported as CriteriaError, not RecursionError."""
+    data: object = "leaf"
+    for _ in range(100_000):
+        data = [data]
+    with pytest.raises(CriteriaError, match="nested too deeply"):
+        load({"cat": [{"var": "x"}]}).apply({"x": data})
+
+
+# -- no code injection ------------------------------------------------------------------------
+
+HOSTILE = [
+    "__import__('os').system('echo pwned')",
+    "'); import os; ('",
+    '"""\nimport os\n"""',
+    "\\",
+    "g(_k0) or True",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_document_text_never_reaches_the_generated_source(text):
+    """Strings from the document are constants, never part of the generated Python source."""
+    document = {
+        "and": [
+            {"==": [{"var": text}, text]},
+            {"in": [text, [text, "x"]]},
+            {"var": [text, text]},
+            {"cat": [text, {"var": "x"}]},
+        ]
+    }
+    source, constants = _generate(document, 64, 10_000)
+    assert text not in source
+    assert text in constants.values()
+    run = compile_logic(document)
+    assert run.__globals__["__builtins__"] == {}
+    assert compile_logic({"cat": [text, {"var": "x"}]})({"x": text}) == text + text
+    assert compile_logic({"in": [{"var": "x"}, [text]]})({"x": text}) is True
