@@ -49,6 +49,7 @@ def populated(count: int) -> sp.SalesProcess:
 
 
 def main() -> None:
+    populated(5_000).screen_all()  # warm-up: imports, caches, allocator
     baseline = None
     print(f"{'prospects':>10} {'seconds':>8} {'us/prospect':>12} {'vs smallest':>12} {'passed':>7}")
     for count in (25_000, 50_000, 100_000):

@@ -30,6 +30,7 @@ from salesprocess.clock import Clock, SystemClock, require_aware
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.errors import (
     ConflictError,
+    CriteriaError,
     QualificationRefused,
     SalesProcessError,
     ValidationError,
@@ -287,13 +288,17 @@ class SalesProcess:
 
     def _report(self, account: Account, at: datetime) -> QualificationReport:
         criteria = self._criteria()
+        # explain() judges the whole document and each clause in one pass, and reports a
+        # clause that cannot be evaluated on this account's data as failed with its error, so
+        # one odd record cannot stop a bulk screen.
+        explanation = criteria.explain(account)
         return QualificationReport(
             account_id=account.id,
             criteria=criteria.name,
             version=criteria.version,
             at=at,
-            passed=criteria.evaluate(account).passed,
-            clauses=tuple(criteria.explain(account)),
+            passed=explanation.passed,
+            clauses=explanation.clauses,
         )
 
     def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
@@ -342,8 +347,11 @@ class SalesProcess:
         for account in self.repository.with_stage(self.transitions.initial):
             if account.do_not_contact or not _may_call(account, moment):
                 continue
-            if not criteria.evaluate(account).passed:
-                continue
+            try:
+                if not criteria.evaluate(account).passed:
+                    continue
+            except CriteriaError:
+                continue  # data the criteria cannot judge is no reason to call
             score = self.scoring.evaluate(account).score if self.scoring is not None else 0.0
             ranked.append((-score, account.created_at, account.id, account))
         ranked.sort(key=lambda entry: entry[:3])
