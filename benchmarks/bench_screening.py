@@ -31,7 +31,9 @@ RULE = {
 def populated(count: int) -> sp.SalesProcess:
     rng = random.Random(count)
     criteria = sp.Criteria.from_dict(RULE, name="bench", version="1")
-    sales = sp.SalesProcess(criteria=criteria, clock=sp.FixedClock(datetime(2026, 1, 5, tzinfo=UTC)))
+    sales = sp.SalesProcess(
+        criteria=criteria, clock=sp.FixedClock(datetime(2026, 1, 5, tzinfo=UTC))
+    )
     for i in range(count):
         sales.capture_lead(
             f"Company {i}",

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
-import attrs
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
@@ -24,31 +23,8 @@ EMAILS = [f"lead{i}@acme.example" for i in range(3)]
 PHONES = [f"+4930123456{i}" for i in range(2)]
 
 
-@attrs.frozen
-class _Result:
-    passed: bool
-    score: float = 0.0
-
-
-@attrs.frozen
-class _Clause:
-    text: str
-    actual: dict[str, object]
-    passed: bool
-
-
-class _Criteria:
-    """Passes accounts whose ``fit`` attribute is true."""
-
-    name = "fit"
-    version = "1"
-
-    def evaluate(self, account: sp.Account) -> _Result:
-        return _Result(bool(account.attributes.get("fit")))
-
-    def explain(self, account: sp.Account) -> list[_Clause]:
-        fit = bool(account.attributes.get("fit"))
-        return [_Clause("fit", {"fit": fit}, fit)]
+#: Passes accounts whose ``fit`` attribute is true.
+CRITERIA = sp.Criteria.from_dict({"!!": {"var": "fit"}}, name="fit", version="1")
 
 
 # A clock step: nothing, a little, a few hours, up to just past the next UTC midnight, or days.
@@ -73,7 +49,7 @@ class SalesProcessMachine(RuleBasedStateMachine):
         self.clock = sp.FixedClock(START)
         counter = itertools.count(1)
         self.sales = sp.SalesProcess(
-            criteria=_Criteria(), clock=self.clock, id_factory=lambda: f"a{next(counter):03d}"
+            criteria=CRITERIA, clock=self.clock, id_factory=lambda: f"a{next(counter):03d}"
         )
         self.versions: dict[str, int] = {}
         self.by_email: dict[str, str] = {}

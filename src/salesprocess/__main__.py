@@ -46,6 +46,7 @@ def walkthrough(sales: sp.SalesProcess, clock: sp.FixedClock) -> None:
     print("1. Capture leads")
     accounts = []
     for name, email, channel, campaign, attributes in LEADS:
+        clock.advance(hours=1)  # leads arrive one by one: the call list calls the oldest first
         account = sales.capture_lead(
             name, email=email, channel=channel, campaign=campaign, attributes=attributes
         )
@@ -63,7 +64,7 @@ def walkthrough(sales: sp.SalesProcess, clock: sp.FixedClock) -> None:
 
     print("\n3. Call the prospects worth calling, best first")
     clock.advance(days=1)
-    outcomes = [sp.CallOutcome.INTERESTED, sp.CallOutcome.VOICEMAIL]
+    outcomes = [sp.CallOutcome.INTERESTED, sp.CallOutcome.NOT_INTERESTED, sp.CallOutcome.VOICEMAIL]
     for account, outcome in zip(sales.call_list(limit=10), outcomes, strict=False):
         sales.record_call(account.id, outcome, notes="first call")
         print(f"   {account.name:<16} {outcome.value}")
@@ -76,7 +77,7 @@ def walkthrough(sales: sp.SalesProcess, clock: sp.FixedClock) -> None:
         except sp.QualificationRefused as refusal:
             print(f"   {account.name:<16} refused: {'; '.join(refusal.missing)}")
     walk_in = sales.qualify(accounts[3].id, override="referred by Acme, ordered at the counter")
-    print(f"   {walk_in.name:<16} -> {walk_in.stage} (override: {walk_in.history[-1].reason})")
+    print(f"   {walk_in.name:<16} -> {walk_in.stage} ({walk_in.history[-1].reason})")
 
     print("\n5. Purchases")
     for account, amount, days in (

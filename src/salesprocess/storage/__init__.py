@@ -13,14 +13,20 @@ from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository
 
 if TYPE_CHECKING:
+    from salesprocess.storage.postgres import PostgresRepository
     from salesprocess.storage.sqlite import SQLiteRepository
 
-__all__ = ["AccountRepository", "InMemoryRepository", "SQLiteRepository"]
+__all__ = ["AccountRepository", "InMemoryRepository", "PostgresRepository", "SQLiteRepository"]
 
 
 def __getattr__(name: str) -> Any:
+    # Adapters load on first use: `import salesprocess` must not load a database driver.
     if name == "SQLiteRepository":
         from salesprocess.storage.sqlite import SQLiteRepository  # noqa: PLC0415
 
         return SQLiteRepository
+    if name == "PostgresRepository":
+        from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
+
+        return PostgresRepository
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,1141 @@
+"""The contract kit: prove that a storage adapter keeps every promise of the protocol.
+
+Why ship tests: :class:`~salesprocess.storage.AccountRepository` is a protocol, so anyone can
+write an adapter (a document store, an ORM, a remote API). What makes an adapter correct is not
+its methods' names but their behaviour: versions, unique contact details, exact round-trips,
+ordering, all-or-nothing transactions. The same suite that proves the built-in adapters proves
+yours.
+
+Two tools, both driven by one factory that returns a new, empty repository each time it is
+called:
+
+- :class:`RepositoryContract`, a pytest test class. Subclass it under a name pytest collects
+  (``Test...``) and implement :meth:`~RepositoryContract.make_repository`; every ``test_*``
+  method checks one promise. Repositories are closed after each test if they have ``close()``;
+  override :meth:`~RepositoryContract.dispose_repository` for other clean-up.
+- :func:`repository_state_machine`, a Hypothesis ``RuleBasedStateMachine`` that runs random
+  adds, gets, fresh and stale saves, look-ups, counts, pages, ``add_many`` and failing
+  ``atomic`` blocks against your adapter and a plain-dict model, and asserts they agree after
+  every step. The contract runs it too (``test_agrees_with_a_model_under_random_commands``).
+
+In a test module of your project::
+
+    from salesprocess.testing import RepositoryContract, repository_state_machine
+    from myapp.storage import MongoRepository
+
+    class TestMongoRepository(RepositoryContract):
+        def make_repository(self):
+            return MongoRepository(database=fresh_test_database())
+
+    TestMongoMachine = repository_state_machine(
+        lambda: MongoRepository(database=fresh_test_database())
+    ).TestCase
+
+Run them with ``pytest``; for detailed messages from the kit's own asserts, put
+``pytest.register_assert_rewrite("salesprocess.testing")`` at the top of your ``conftest.py``.
+Needs the ``testing`` extra: ``pip install 'salesprocess[testing]'``.
+
+:func:`assert_same_account` is the exactness check both use: equal is not enough, the types,
+``Decimal`` exponents, float signs, UTC offsets and time zones must survive storage too.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import attrs
+
+try:
+    from hypothesis import HealthCheck, assume, given, note, settings
+    from hypothesis import strategies as st
+    from hypothesis.stateful import (
+        Bundle,
+        RuleBasedStateMachine,
+        invariant,
+        multiple,
+        precondition,
+        rule,
+        run_state_machine_as_test,
+    )
+except ImportError as error:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "salesprocess.testing needs Hypothesis: pip install 'salesprocess[testing]'"
+    ) from error
+
+from salesprocess.account import (
+    Account,
+    Call,
+    CallOutcome,
+    Channel,
+    Purchase,
+    Screening,
+    Source,
+    StageChange,
+)
+from salesprocess.errors import ConflictError, NotFound, ValidationError
+from salesprocess.money import ISO_4217_CODES, Money
+from salesprocess.stage import Stage
+from salesprocess.storage.protocol import AccountRepository
+
+__all__ = ["HOSTILE_TEXT", "RepositoryContract", "assert_same_account", "repository_state_machine"]
+
+RepositoryFactory = Callable[[], AccountRepository]
+
+# --- exactness --------------------------------------------------------------------------------
+
+
+def assert_same_account(expected: Account, actual: Account) -> None:
+    """Assert that ``actual`` is ``expected`` exactly, not merely equal.
+
+    Beyond ``==`` it checks, recursively: the type of every value (``1`` is not ``1.0`` nor
+    ``True``, a tuple is not a list), ``Decimal`` digits and exponent (``1.10`` is not ``1.1``),
+    the sign of zero floats, and for datetimes the wall time, UTC offset and zone.
+    """
+    _assert_exact(expected, actual, "account")
+
+
+def _assert_exact(expected: object, actual: object, path: str) -> None:
+    kind = type(expected)
+    assert type(actual) is kind, (
+        f"{path}: stored {expected!r} ({kind.__name__}) came back as {actual!r} "
+        f"({type(actual).__name__})"
+    )
+    if attrs.has(kind):
+        for field in attrs.fields(kind):
+            _assert_exact(
+                getattr(expected, field.name), getattr(actual, field.name), f"{path}.{field.name}"
+            )
+    elif isinstance(expected, Mapping):
+        assert isinstance(actual, Mapping)
+        assert set(expected) == set(actual), (
+            f"{path}: keys {sorted(expected)} came back as {sorted(actual)}"
+        )
+        for key, value in expected.items():
+            _assert_exact(value, actual[key], f"{path}[{key!r}]")
+    elif isinstance(expected, tuple | list):
+        assert isinstance(actual, tuple | list)
+        assert len(expected) == len(actual), f"{path}: {expected!r} came back as {actual!r}"
+        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            _assert_exact(left, right, f"{path}[{index}]")
+    elif isinstance(expected, datetime):
+        assert isinstance(actual, datetime)
+        same = (
+            expected == actual
+            and expected.replace(tzinfo=None) == actual.replace(tzinfo=None)
+            and expected.utcoffset() == actual.utcoffset()
+            and _zone_name(expected.tzinfo) == _zone_name(actual.tzinfo)
+        )
+        assert same, f"{path}: {expected!r} came back as {actual!r}"
+    elif isinstance(expected, Decimal):
+        assert isinstance(actual, Decimal)
+        assert expected.as_tuple() == actual.as_tuple(), (
+            f"{path}: Decimal {expected} came back as {actual}"
+        )
+    elif isinstance(expected, float):
+        assert isinstance(actual, float)
+        assert repr(expected) == repr(actual), f"{path}: {expected!r} came back as {actual!r}"
+    else:
+        assert expected == actual, f"{path}: {expected!r} came back as {actual!r}"
+
+
+def _zone_name(zone: tzinfo | None) -> str | None:
+    key = getattr(zone, "key", None)  # zoneinfo.ZoneInfo: the zone must survive, not the offset
+    return key if isinstance(key, str) else None
+
+
+# --- account values ---------------------------------------------------------------------------
+
+_T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+
+#: Names, notes and ids that have broken storage code before.
+HOSTILE_TEXT: tuple[str, ...] = (
+    "O'Brien & Söhne",
+    'Robert"); DROP TABLE accounts; --',
+    "'; DROP TABLE accounts; --",
+    "Zoë 🍣 株式会社 🇩🇪",
+    "עברית مرحبا",  # right-to-left text
+    "line\nbreak\ttab\r",
+    "nul \x00 inside",
+    "\\ backslash \\\\ and %s %(name)s {0} $1 ?",
+    "\u200b zero width \ufeff",
+    "x" * 2000,
+)
+
+_NAME_TEXT = st.text(min_size=1, max_size=24).filter(str.strip)
+_ID_TEXT = st.one_of(
+    st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=12),
+    st.text(min_size=1, max_size=12).filter(str.strip),
+    st.sampled_from([text[:40] for text in HOSTILE_TEXT]),
+)
+# Few values, so that duplicates (and so uniqueness conflicts) come up often.
+_EMAILS = ("ann@acme.example", "bob@acme.example", "o'hara@bücher.example", "eve@x.example")
+_PHONES = ("+4930123456", "0301234567", "+15551234567", "0049301")
+_STAGES = (*(Stage(name) for name in ("prospect", "qualified", "customer")), Stage("nurture"))
+_KEYS = st.one_of(
+    st.text(max_size=8), st.sampled_from(["$decimal", "$", "$$", "$$decimal", "$x", "industry"])
+)
+
+
+def _zones() -> tuple[tzinfo, ...]:
+    fixed = (
+        timezone(timedelta(hours=5, minutes=30)),
+        timezone(-timedelta(hours=9, seconds=30)),
+        timezone(timedelta(hours=14)),
+    )
+    named = ("Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe")
+    return (UTC, *fixed, *(_zone(key) for key in named))
+
+
+_NAIVE_EPOCH = datetime(1900, 1, 1)
+_SPAN_US = (datetime(2200, 1, 1) - _NAIVE_EPOCH) // timedelta(microseconds=1)
+
+
+def _moments() -> st.SearchStrategy[datetime]:
+    # Built from integers rather than st.datetimes(timezones=...), which is ten times slower:
+    # whole seconds near 2026 (where real data lives, DST gaps and folds included) or any
+    # microsecond between 1900 and 2200, in UTC, fixed offsets with seconds, or IANA zones.
+    near = st.integers(min_value=0, max_value=3 * 366 * 86400).map(
+        lambda seconds: datetime(2025, 1, 1) + timedelta(seconds=seconds)
+    )
+    anywhere = st.integers(min_value=0, max_value=_SPAN_US).map(
+        lambda micro: _NAIVE_EPOCH + timedelta(microseconds=micro)
+    )
+    return st.builds(
+        lambda naive, zone, fold: naive.replace(tzinfo=zone, fold=fold),
+        near | anywhere,
+        st.sampled_from(_zones()),
+        st.sampled_from((0, 1)),
+    )
+
+
+def _json_values() -> st.SearchStrategy[object]:
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.text(max_size=12),
+        st.sampled_from(["$decimal", "1.10", "2026-01-05T10:00:00+00:00"]),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+        max_leaves=5,
+    )
+
+
+def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+@st.composite
+def _calls(draw: st.DrawFn) -> Call:
+    outcome = draw(st.sampled_from(list(CallOutcome)))
+    callback = draw(_moments()) if outcome is CallOutcome.CALL_BACK else None
+    return Call(outcome, draw(_moments()), draw(st.text(max_size=20)), callback)
+
+
+def _accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Account]:
+    """Any valid new account (version 0): the storage view, not the lifecycle's.
+
+    Unlike :func:`salesprocess.strategies.accounts`, which replays real commands, this draws
+    every part independently to stress storage: hostile text, every JSON type in attributes
+    (``$`` keys, huge integers, ``Decimal``), ``zoneinfo`` datetimes, custom stages, calls and
+    screenings.
+    """
+    stages = st.sampled_from(_STAGES)
+    changes = st.builds(
+        StageChange,
+        _optional(stages),
+        stages,
+        st.sampled_from(["capture", "qualify", "purchase", "nurture"]),
+        _moments(),
+        _optional(_NAME_TEXT),
+        _optional(st.text(max_size=20)),
+    )
+    purchases = st.builds(
+        Purchase,
+        st.builds(
+            Money,
+            st.decimals(min_value=0, allow_nan=False, allow_infinity=False),
+            st.sampled_from(sorted(ISO_4217_CODES)),
+        ),
+        _moments(),
+        _optional(_NAME_TEXT),
+    )
+    screenings = st.builds(Screening, _moments(), _NAME_TEXT, _NAME_TEXT, st.booleans())
+    return st.builds(
+        Account,
+        id=ids,
+        name=st.one_of(_NAME_TEXT, st.sampled_from(HOSTILE_TEXT)),
+        source=st.builds(
+            Source, st.sampled_from(list(Channel)), _optional(_NAME_TEXT), _optional(_NAME_TEXT)
+        ),
+        created_at=_moments(),
+        email=_optional(st.sampled_from(_EMAILS)),
+        phone=_optional(st.sampled_from(_PHONES)),
+        attributes=st.dictionaries(_KEYS, _json_values(), max_size=3),
+        stage=stages,
+        history=st.lists(changes, max_size=2).map(tuple),
+        purchases=st.lists(purchases, max_size=2).map(tuple),
+        calls=st.lists(_calls(), max_size=1).map(tuple),
+        screenings=st.lists(screenings, max_size=1).map(tuple),
+        do_not_contact=st.booleans(),
+    )
+
+
+# Ids from a small pool (so that duplicates come up), plus the occasional hostile one.
+_MACHINE_IDS = (
+    "a",
+    "b",
+    "c",
+    "d",
+    "e",
+    "f",
+    "g",
+    "h",
+    "A",
+    "ä",
+    "🍣",
+    "'; DROP TABLE accounts; --",
+)
+_MACHINE_MOMENTS = (
+    _T0,
+    _T0 + timedelta(hours=1),
+    (_T0 + timedelta(hours=1)).astimezone(timezone(timedelta(hours=-5))),  # same instant
+    _T0 - timedelta(microseconds=1),
+)
+_MACHINE_ATTRIBUTES: tuple[dict[str, object], ...] = (
+    {},
+    {"employees": 40, "industry": "retail"},
+    {"budget": Decimal("1.10"), "$decimal": "x", "tags": ["a", {"b": None}]},
+)
+
+
+def _machine_accounts() -> st.SearchStrategy[Account]:
+    """Draw new accounts for the state machine: cheap to draw, rich in collisions.
+
+    Exactness of every kind of value is the round-trip test's job; the machine needs many
+    commands per second and accounts that share ids, emails, phones and creation instants.
+    """
+    return st.builds(
+        lambda account_id, email, phone, stage, created_at, attributes: Account(
+            account_id,
+            f"Account {account_id}",
+            Source(Channel.COLD_OUTREACH),
+            created_at,
+            email=email,
+            phone=phone,
+            stage=stage,
+            attributes=attributes,
+            history=(StageChange(None, stage, "capture", created_at),),
+        ),
+        st.sampled_from(_MACHINE_IDS),
+        _optional(st.sampled_from(_EMAILS)),
+        _optional(st.sampled_from(_PHONES)),
+        st.sampled_from(_STAGES),
+        st.sampled_from(_MACHINE_MOMENTS),
+        st.sampled_from(_MACHINE_ATTRIBUTES),
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class _Rollback(Exception):
+    """Raised inside ``atomic()`` to make it roll back."""
+
+
+@contextmanager
+def _raises(kind: type[BaseException]) -> Iterator[None]:
+    try:
+        yield
+    except kind:
+        return
+    raise AssertionError(f"expected {kind.__name__}, nothing was raised")
+
+
+def _present(account: Account | None) -> Account:
+    assert account is not None, "expected an account, got None"
+    return account
+
+
+def _close(repository: object) -> None:
+    close = getattr(repository, "close", None)
+    if callable(close):
+        close()
+
+
+def _account(
+    account_id: str = "acc-1",
+    *,
+    name: str = "Acme GmbH",
+    email: str | None = None,
+    phone: str | None = None,
+    stage: Stage = Stage.PROSPECT,
+    created_at: datetime = _T0,
+    **fields: Any,
+) -> Account:
+    fields.setdefault("history", (StageChange(None, stage, "capture", created_at),))
+    return Account(
+        account_id,
+        name,
+        Source(Channel.INBOUND_INQUIRY, "spring"),
+        created_at,
+        email=email,
+        phone=phone,
+        stage=stage,
+        **fields,
+    )
+
+
+def _full_account() -> Account:
+    """Return an account with every part filled in."""
+    berlin = _zone("Europe/Berlin")
+    return Account(
+        "acc-full",
+        "Müller & Co. KG",
+        Source(Channel.REFERRAL, "autumn fair", "acc-referrer"),
+        datetime(2026, 3, 29, 1, 59, 59, 999999, tzinfo=berlin),
+        email="Einkauf@Mueller.example",
+        phone="+49 30 1234567",
+        attributes={
+            "industry": "logistics",
+            "employees": 1250,
+            "score": 0.1,
+            "budget": Decimal("12000.50"),
+            "regions": ["EU", "NA"],
+            "contacts": [{"name": "Ann", "primary": True}, {"name": "Bob", "primary": False}],
+            "notes": None,
+        },
+        stage=Stage.CUSTOMER,
+        history=(
+            StageChange(None, Stage.PROSPECT, "capture", _T0, "web"),
+            StageChange(Stage.PROSPECT, Stage.QUALIFIED, "qualify", _T0, "ann", "override"),
+            StageChange(Stage.QUALIFIED, Stage.CUSTOMER, "purchase", _T0 + timedelta(days=3)),
+        ),
+        purchases=(
+            Purchase(Money("1200.10", "EUR"), _T0 + timedelta(days=3), "INV-1"),
+            Purchase(Money("0", "EUR"), _T0 + timedelta(days=4)),
+        ),
+        calls=(
+            Call(CallOutcome.CALL_BACK, _T0, "call after lunch", _T0 + timedelta(hours=4)),
+            Call(CallOutcome.INTERESTED, _T0 + timedelta(hours=4), "wants a demo"),
+        ),
+        screenings=(Screening(_T0, "icp", "v3", passed=True),),
+        do_not_contact=True,
+    )
+
+
+def _zone(key: str) -> tzinfo:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415 - only the tests that need zones load them
+
+    return ZoneInfo(key)
+
+
+# --- the contract -----------------------------------------------------------------------------
+
+
+class RepositoryContract:
+    """Pytest tests of every promise of :class:`~salesprocess.storage.AccountRepository`.
+
+    Subclass it as ``Test<YourAdapter>`` and implement :meth:`make_repository`. The class
+    itself is never collected (``__test__ = False``); each subclass is, unless it sets
+    ``__test__`` itself. ``state_machine_settings`` tunes the random-command test (lower
+    ``max_examples`` for a slow adapter).
+    """
+
+    __test__: ClassVar[bool] = False
+    state_machine_settings: ClassVar[settings] = settings(
+        max_examples=25,
+        stateful_step_count=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+    round_trip_settings: ClassVar[settings] = settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__test__" not in cls.__dict__:
+            cls.__test__ = True
+
+    def make_repository(self) -> AccountRepository:
+        """Return a new, empty repository of the adapter under test (called once or more)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_repository()")
+
+    def dispose_repository(self, repository: AccountRepository) -> None:
+        """Release ``repository`` after a test; the default calls its ``close()``, if any."""
+        _close(repository)
+
+    # plumbing: every repository made in a test is disposed of after it
+
+    def setup_method(self, method: object) -> None:
+        """Start tracking the repositories this test makes."""
+        self._made: list[AccountRepository] = []
+
+    def teardown_method(self, method: object) -> None:
+        """Dispose of the repositories this test made."""
+        for repository in reversed(getattr(self, "_made", [])):
+            self.dispose_repository(repository)
+
+    def repository(self) -> AccountRepository:
+        """Return a new repository from :meth:`make_repository`, disposed of after the test."""
+        made = self.make_repository()
+        if not hasattr(self, "_made"):
+            self._made = []
+        self._made.append(made)
+        return made
+
+    # -- add and get ------------------------------------------------------------------------
+
+    def test_add_returns_the_account_at_version_1(self) -> None:
+        """add() returns the account as stored: the same values, at version 1."""
+        account = _account()
+        stored = self.repository().add(account)
+        assert stored.version == 1
+        assert_same_account(attrs.evolve(account, version=1), stored)
+
+    def test_get_returns_every_part_exactly(self) -> None:
+        """An account with every part filled in comes back exactly."""
+        repository = self.repository()
+        stored = repository.add(_full_account())
+        assert_same_account(stored, repository.get("acc-full"))
+
+    def test_attributes_of_every_json_type_round_trip(self) -> None:
+        """Attributes keep every JSON type, nesting, Decimals and keys that look like tags."""
+        attributes = {
+            "none": None,
+            "yes": True,
+            "no": False,
+            "zero": 0,
+            "big": 2**80,
+            "negative": -(2**70),
+            "float": 0.1,
+            "negative zero": -0.0,
+            "tiny": 5e-324,
+            "huge": 1.7976931348623157e308,
+            "decimal": Decimal("1.10"),
+            "decimal exponent": Decimal("1E+3"),
+            "decimal negative zero": Decimal("-0.00"),
+            "text": "Grüße 🍣",
+            "empty text": "",
+            "empty list": [],
+            "empty map": {},
+            "nested": {"list": [1, [2, [3, {"deep": Decimal("0.000000001")}]]]},
+            "$decimal": "1.10",
+            "$": {"$decimal": "not a decimal"},
+            "$$": [{"$decimal": 1}],
+            "tagged text": "$decimal",
+        }
+        repository = self.repository()
+        stored = repository.add(_account(attributes=attributes))
+        assert_same_account(stored, repository.get(stored.id))
+
+    def test_decimal_amounts_are_exact(self) -> None:
+        """Money amounts come back with the same digits and exponent."""
+        amounts = ("0.10", "1.10", "12000.00", "1E-9", "1E+3", "-0", "123456789012345678.99")
+        purchases = tuple(Purchase(Money(amount, "EUR"), _T0) for amount in amounts)
+        repository = self.repository()
+        stored = repository.add(_account(purchases=purchases))
+        loaded = repository.get(stored.id)
+        assert [str(p.amount.amount) for p in loaded.purchases] == list(amounts)
+        assert_same_account(stored, loaded)
+
+    def test_aware_datetimes_keep_instant_offset_and_zone(self) -> None:
+        """Datetimes keep instant, wall time, offset and zone, around DST changes too."""
+        berlin = _zone("Europe/Berlin")
+        moments = (
+            datetime(2026, 1, 5, 9, 30, 15, 123456, tzinfo=UTC),
+            datetime(2026, 1, 5, 9, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            datetime(2026, 1, 5, 9, 30, tzinfo=timezone(-timedelta(hours=9, seconds=30))),
+            datetime(2026, 10, 25, 2, 30, tzinfo=berlin),  # ambiguous: first
+            datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=berlin),  # ambiguous: second
+            datetime(2026, 3, 29, 2, 30, tzinfo=berlin),  # in the spring-forward gap
+            datetime(1900, 1, 1, tzinfo=_zone("America/New_York")),
+            datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=_zone("Asia/Kathmandu")),
+        )
+        history = tuple(StageChange(None, Stage.PROSPECT, "capture", moment) for moment in moments)
+        repository = self.repository()
+        stored = repository.add(_account(history=history, created_at=moments[1]))
+        assert_same_account(stored, repository.get(stored.id))
+
+    def test_hostile_text_round_trips_everywhere(self) -> None:
+        """Quotes, SQL, emoji, NUL, RTL and long text survive as ids, names and notes."""
+        repository = self.repository()
+        for index, text in enumerate(HOSTILE_TEXT):
+            account = _account(
+                text,
+                name=text,
+                calls=(Call(CallOutcome.INTERESTED, _T0, text),),
+                attributes={text: text},
+                history=(StageChange(None, Stage.PROSPECT, "capture", _T0, text, text),),
+                email=f"user{index}@hostile.example",
+            )
+            stored = repository.add(account)
+            assert_same_account(stored, repository.get(text))
+        assert sorted(a.id for a in repository.page(limit=100)) == sorted(HOSTILE_TEXT)
+
+    def test_random_accounts_round_trip_exactly(self) -> None:
+        """Any valid account comes back exactly as it was added (Hypothesis)."""
+
+        @self.round_trip_settings
+        @given(account=_accounts())
+        def round_trip(account: Account) -> None:
+            repository = self.make_repository()
+            try:
+                stored = repository.add(account)
+                assert_same_account(attrs.evolve(account, version=1), stored)
+                assert_same_account(stored, repository.get(account.id))
+            finally:
+                self.dispose_repository(repository)
+
+        round_trip()
+
+    def test_add_refuses_a_stored_account(self) -> None:
+        """add() refuses an account whose version is not 0, and writes nothing."""
+        repository = self.repository()
+        with _raises(ValidationError):
+            repository.add(_account(version=3))
+        with _raises(NotFound):
+            repository.get("acc-1")
+
+    def test_add_refuses_a_duplicate_id(self) -> None:
+        """A second account with a stored id raises ConflictError; the first stays."""
+        repository = self.repository()
+        first = repository.add(_account(name="First"))
+        with _raises(ConflictError):
+            repository.add(_account(name="Second"))
+        assert_same_account(first, repository.get("acc-1"))
+
+    def test_add_refuses_a_duplicate_email(self) -> None:
+        """A new account with a stored email raises ConflictError and is not stored."""
+        repository = self.repository()
+        repository.add(_account("a", email="ann@acme.example"))
+        with _raises(ConflictError):
+            repository.add(_account("b", email="ann@acme.example"))
+        with _raises(NotFound):
+            repository.get("b")
+
+    def test_add_refuses_a_duplicate_phone(self) -> None:
+        """A new account with a stored phone raises ConflictError and is not stored."""
+        repository = self.repository()
+        repository.add(_account("a", phone="+4930123456"))
+        with _raises(ConflictError):
+            repository.add(_account("b", phone="+4930123456"))
+        with _raises(NotFound):
+            repository.get("b")
+
+    def test_accounts_without_contact_details_do_not_collide(self) -> None:
+        """Any number of accounts may have no email and no phone."""
+        repository = self.repository()
+        for index in range(3):
+            repository.add(_account(f"acc-{index}"))
+        assert len(repository.page()) == 3
+
+    def test_get_of_an_unknown_id_raises_not_found(self) -> None:
+        """get() of an id never added raises NotFound."""
+        with _raises(NotFound):
+            self.repository().get("no-such-account")
+
+    # -- save -------------------------------------------------------------------------------
+
+    def test_save_stores_the_next_version(self) -> None:
+        """save() at the stored version stores the account at version + 1."""
+        repository = self.repository()
+        stored = repository.add(_account())
+        renamed = attrs.evolve(stored, name="Acme AG", attributes={"employees": 12})
+        saved = repository.save(renamed, expected_version=1)
+        assert saved.version == 2
+        assert_same_account(attrs.evolve(renamed, version=2), saved)
+        assert_same_account(saved, repository.get("acc-1"))
+        assert repository.save(saved, expected_version=2).version == 3
+
+    def test_stale_save_raises_conflict_and_writes_nothing(self) -> None:
+        """save() at an old (or future) version raises ConflictError and changes nothing."""
+        repository = self.repository()
+        stored = repository.add(_account())
+        current = repository.save(attrs.evolve(stored, name="Second"), expected_version=1)
+        for stale in (1, 0, 3, 99):
+            with _raises(ConflictError):
+                repository.save(attrs.evolve(stored, name="Lost update"), expected_version=stale)
+        assert_same_account(current, repository.get("acc-1"))
+
+    def test_save_of_an_unknown_account_raises_not_found(self) -> None:
+        """save() of an account never added raises NotFound and stores nothing."""
+        repository = self.repository()
+        with _raises(NotFound):
+            repository.save(_account(), expected_version=0)
+        with _raises(NotFound):
+            repository.save(_account(), expected_version=1)
+        assert repository.page() == []
+
+    def test_save_refuses_another_accounts_email_and_phone(self) -> None:
+        """save() taking another account's email or phone raises ConflictError, writes nothing."""
+        repository = self.repository()
+        repository.add(_account("a", email="ann@acme.example", phone="+4930123456"))
+        b = repository.add(_account("b", email="bob@acme.example"))
+        with _raises(ConflictError):
+            repository.save(attrs.evolve(b, email="ann@acme.example"), expected_version=1)
+        with _raises(ConflictError):
+            repository.save(attrs.evolve(b, phone="+4930123456"), expected_version=1)
+        assert_same_account(b, repository.get("b"))
+        assert _present(repository.find_by_email("ann@acme.example")).id == "a"
+
+    def test_save_may_keep_its_own_contact_details(self) -> None:
+        """An account saved with its own email and phone does not conflict with itself."""
+        repository = self.repository()
+        stored = repository.add(_account(email="ann@acme.example", phone="+4930123456"))
+        saved = repository.save(attrs.evolve(stored, name="Renamed"), expected_version=1)
+        assert saved.email == "ann@acme.example"
+
+    def test_changed_email_frees_the_old_one(self) -> None:
+        """After an account changes email, the old one is free and no longer found."""
+        repository = self.repository()
+        stored = repository.add(_account("a", email="ann@acme.example", phone="+4930123456"))
+        repository.save(attrs.evolve(stored, email=None, phone="0301234567"), expected_version=1)
+        assert repository.find_by_email("ann@acme.example") is None
+        assert repository.find_by_phone("+4930123456") is None
+        repository.add(_account("b", email="ann@acme.example", phone="+4930123456"))
+        assert _present(repository.find_by_phone("+4930123456")).id == "b"
+
+    # -- look-ups ---------------------------------------------------------------------------
+
+    def test_find_by_email_and_phone(self) -> None:
+        """find_by_email/find_by_phone return the owner of a normalised contact, else None."""
+        repository = self.repository()
+        stored = repository.add(_account(email="Ann@Acme.example", phone="+49 30 123456"))
+        assert_same_account(stored, _present(repository.find_by_email("ann@acme.example")))
+        assert_same_account(stored, _present(repository.find_by_phone("+4930123456")))
+        assert repository.find_by_email("bob@acme.example") is None
+        assert repository.find_by_phone("0301234567") is None
+        assert repository.find_by_email("' OR '1'='1") is None
+
+    def test_with_stage_lists_oldest_first_then_by_id(self) -> None:
+        """with_stage() yields the stage's accounts by creation instant (any offset), then id."""
+        plus_two = timezone(timedelta(hours=2))
+        repository = self.repository()
+        repository.add(_account("c", created_at=_T0 + timedelta(hours=1)))
+        repository.add(_account("b", created_at=(_T0 + timedelta(hours=1)).astimezone(plus_two)))
+        repository.add(_account("z", created_at=_T0.astimezone(plus_two)))
+        repository.add(_account("a", created_at=_T0 + timedelta(microseconds=1)))
+        repository.add(_account("q", created_at=_T0, stage=Stage.QUALIFIED))
+        ids = [account.id for account in repository.with_stage(Stage.PROSPECT)]
+        assert ids == ["z", "a", "b", "c"]
+        assert [account.id for account in repository.with_stage(Stage.QUALIFIED)] == ["q"]
+        assert list(repository.with_stage(Stage.CHURNED)) == []
+
+    def test_with_stage_lists_many_accounts(self) -> None:
+        """with_stage() yields every account of a large stage exactly once, in order."""
+        repository = self.repository()
+        accounts = [
+            _account(f"acc-{index:04d}", created_at=_T0 + timedelta(seconds=index % 97))
+            for index in range(600)
+        ]
+        repository.add_many(accounts)
+        listed = [account.id for account in repository.with_stage(Stage.PROSPECT)]
+        expected = sorted(accounts, key=lambda a: (a.created_at, a.id))
+        assert listed == [account.id for account in expected]
+
+    def test_count_by_stage(self) -> None:
+        """count_by_stage() counts the accounts at each stage."""
+        repository = self.repository()
+        assert {k: v for k, v in repository.count_by_stage().items() if v} == {}
+        stages = [Stage.PROSPECT, Stage.PROSPECT, Stage.QUALIFIED, Stage("nurture")]
+        for index, stage in enumerate(stages):
+            repository.add(_account(f"acc-{index}", stage=stage))
+        counts = {k: v for k, v in repository.count_by_stage().items() if v}
+        assert counts == {Stage.PROSPECT: 2, Stage.QUALIFIED: 1, Stage("nurture"): 1}
+        assert all(type(stage) is Stage for stage in counts)
+
+    def test_page_orders_by_id_and_limits(self) -> None:
+        """page() returns up to ``limit`` accounts after ``after``, ordered by id code points."""
+        ids = ["b", "a", "B", "ä", "aa", "a-1", "🍣", "z", "Z9", "\u00e9", "e\u0301"]
+        repository = self.repository()
+        for account_id in ids:
+            repository.add(_account(account_id))
+        everything = [account.id for account in repository.page()]
+        assert everything == sorted(ids)
+        assert [a.id for a in repository.page(limit=3)] == sorted(ids)[:3]
+        after_a = [account_id for account_id in sorted(ids) if account_id > "a"][:4]
+        assert [a.id for a in repository.page(after="a", limit=4)] == after_a
+        assert repository.page(after=sorted(ids)[-1]) == []
+        assert [a.id for a in repository.page(after="")] == sorted(ids)
+
+    def test_page_walks_every_account_once(self) -> None:
+        """Paging with ``after`` = the last id seen visits every account exactly once."""
+        repository = self.repository()
+        repository.add_many(_account(f"acc-{index:03d}") for index in range(25))
+        seen: list[str] = []
+        after: str | None = None
+        while page := repository.page(after=after, limit=7):
+            seen.extend(account.id for account in page)
+            after = page[-1].id
+        assert seen == [f"acc-{index:03d}" for index in range(25)]
+
+    def test_page_refuses_a_limit_below_one(self) -> None:
+        """page(limit=0) raises ValidationError."""
+        with _raises(ValidationError):
+            self.repository().page(limit=0)
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def test_atomic_keeps_every_write_of_a_successful_block(self) -> None:
+        """Writes inside a block that ends normally are all stored."""
+        repository = self.repository()
+        with repository.atomic():
+            a = repository.add(_account("a"))
+            repository.add(_account("b"))
+            repository.save(attrs.evolve(a, name="Changed"), expected_version=1)
+        assert repository.get("a").name == "Changed"
+        assert repository.get("b").version == 1
+
+    def test_atomic_undoes_every_write_when_the_block_raises(self) -> None:
+        """A block that raises leaves no trace of its writes, and the exception propagates."""
+        repository = self.repository()
+        before = repository.add(_account("a", email="ann@acme.example"))
+        with _raises(_Rollback), repository.atomic():
+            repository.add(_account("b", email="bob@acme.example"))
+            repository.save(attrs.evolve(before, email="eve@x.example"), expected_version=1)
+            assert repository.get("a").email == "eve@x.example"
+            raise _Rollback
+        assert_same_account(before, repository.get("a"))
+        with _raises(NotFound):
+            repository.get("b")
+        assert repository.find_by_email("ann@acme.example") is not None
+        assert repository.find_by_email("bob@acme.example") is None
+        repository.add(_account("c", email="bob@acme.example"))  # bob's email is free again
+
+    def test_nested_atomic_undoes_only_the_inner_block(self) -> None:
+        """An inner block that raises is undone; the outer block's writes still land."""
+        repository = self.repository()
+        with repository.atomic():
+            repository.add(_account("outer"))
+            with _raises(_Rollback), repository.atomic():
+                repository.add(_account("inner"))
+                raise _Rollback
+            repository.add(_account("after"))
+        assert [a.id for a in repository.page()] == ["after", "outer"]
+
+    def test_outer_failure_undoes_committed_inner_blocks(self) -> None:
+        """An inner block that succeeded is still undone when the outer block raises."""
+        repository = self.repository()
+        with _raises(_Rollback), repository.atomic():
+            with repository.atomic():
+                repository.add(_account("inner"))
+            raise _Rollback
+        assert repository.page() == []
+
+    def test_a_conflict_caught_inside_atomic_spoils_nothing(self) -> None:
+        """A ConflictError caught inside a block leaves the block's other writes intact."""
+        repository = self.repository()
+        repository.add(_account("a", email="ann@acme.example"))
+        with repository.atomic():
+            repository.add(_account("b"))
+            with _raises(ConflictError):
+                repository.add(_account("c", email="ann@acme.example"))
+            repository.add(_account("d"))
+        assert [a.id for a in repository.page()] == ["a", "b", "d"]
+
+    def test_add_many_stores_all_and_counts(self) -> None:
+        """add_many() stores every account at version 1 and returns how many."""
+        repository = self.repository()
+        assert repository.add_many([]) == 0
+        count = repository.add_many(_account(f"acc-{index}") for index in range(5))
+        assert count == 5
+        assert [a.version for a in repository.page()] == [1] * 5
+
+    def test_add_many_is_all_or_nothing_on_conflict(self) -> None:
+        """A conflict anywhere in add_many() (stored or within the batch) stores none."""
+        repository = self.repository()
+        repository.add(_account("a", email="ann@acme.example"))
+        batches = [
+            [_account("b"), _account("c", email="ann@acme.example")],
+            [_account("b"), _account("a")],
+            [_account("b", phone="+4930123456"), _account("c", phone="+4930123456")],
+            [_account("b"), _account("c"), _account("b")],
+        ]
+        for batch in batches:
+            with _raises(ConflictError):
+                repository.add_many(batch)
+            assert [a.id for a in repository.page()] == ["a"]
+
+    def test_add_many_is_all_or_nothing_on_invalid_input(self) -> None:
+        """An invalid account (or a failing iterator) midway through add_many() stores none."""
+        repository = self.repository()
+        with _raises(ValidationError):
+            repository.add_many([_account("a"), _account("b", version=2)])
+
+        def failing() -> Iterator[Account]:
+            yield _account("a")
+            raise _Rollback
+
+        with _raises(_Rollback):
+            repository.add_many(failing())
+        assert repository.page() == []
+
+    def test_add_many_inside_a_failing_block_is_undone(self) -> None:
+        """add_many() inside an atomic block that raises is undone with it."""
+        repository = self.repository()
+        with _raises(_Rollback), repository.atomic():
+            repository.add_many([_account("a"), _account("b")])
+            raise _Rollback
+        assert repository.page() == []
+
+    # -- everything at once -----------------------------------------------------------------
+
+    def test_agrees_with_a_model_under_random_commands(self) -> None:
+        """Random commands give the same results as a plain-dict model (Hypothesis stateful)."""
+        machine = repository_state_machine(self.make_repository, dispose=self.dispose_repository)
+        run_state_machine_as_test(machine, settings=self.state_machine_settings)
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+def _add_error(model: Mapping[str, Account], account: Account) -> str | None:
+    """Which rule adding ``account`` to ``model`` breaks, in the order the protocol checks."""
+    if account.id in model:
+        return "id"
+    return _contact_error(model, account)
+
+
+def _contact_error(model: Mapping[str, Account], account: Account) -> str | None:
+    for other in model.values():
+        if other.id == account.id:
+            continue
+        if account.email is not None and other.email == account.email:
+            return "email"
+        if account.phone is not None and other.phone == account.phone:
+            return "phone"
+    return None
+
+
+def repository_state_machine(
+    factory: RepositoryFactory,
+    *,
+    accounts: st.SearchStrategy[Account] | None = None,
+    dispose: Callable[[AccountRepository], None] = _close,
+) -> type[RuleBasedStateMachine]:
+    """Return a state machine class that checks the repositories ``factory`` makes.
+
+    Each run starts from ``factory()`` (a new, empty repository) and an empty dict model, runs
+    random commands against both and asserts they agree; ``dispose`` releases the repository
+    at the end (default: its ``close()``, if any). ``accounts`` draws new accounts (version
+    0); the default stresses storage with hostile text and every JSON type. Run it with
+    ``repository_state_machine(factory).TestCase`` as a pytest/unittest test, or with
+    :func:`hypothesis.stateful.run_state_machine_as_test`.
+    """
+    new_accounts = _machine_accounts() if accounts is None else accounts
+
+    class RepositoryMachine(RuleBasedStateMachine):
+        """Random commands against a repository and a dict model, which must agree."""
+
+        ids = Bundle("ids")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.repository = factory()
+            self.model: dict[str, Account] = {}
+
+        def teardown(self) -> None:
+            dispose(self.repository)
+
+        # writes
+
+        @rule(target=ids, account=new_accounts)
+        def add(self, account: Account) -> object:
+            error = _add_error(self.model, account)
+            if error is not None:
+                note(f"expect ConflictError ({error})")
+                with _raises(ConflictError):
+                    self.repository.add(account)
+                return multiple()
+            stored = self.repository.add(account)
+            assert_same_account(attrs.evolve(account, version=1), stored)
+            self.model[account.id] = stored
+            return account.id
+
+        @rule(account_id=ids, account=new_accounts)
+        def add_with_a_stored_id(self, account_id: str, account: Account) -> None:
+            with _raises(ConflictError):
+                self.repository.add(attrs.evolve(account, id=account_id))
+
+        @rule(target=ids, batch=st.lists(new_accounts, max_size=4))
+        def add_many(self, batch: list[Account]) -> object:
+            model = dict(self.model)
+            error = None
+            for account in batch:
+                error = _add_error(model, account)
+                if error is not None:
+                    break
+                model[account.id] = attrs.evolve(account, version=1)
+            if error is not None:
+                note(f"expect ConflictError ({error}): nothing stored")
+                with _raises(ConflictError):
+                    self.repository.add_many(batch)
+                return multiple()
+            assert self.repository.add_many(batch) == len(batch)
+            self.model = model
+            return multiple(*(account.id for account in batch))
+
+        @rule(
+            account_id=ids,
+            name=st.sampled_from(["Renamed", "Zoë 🍣", "O'Brien"]),
+            email=_optional(st.sampled_from(_EMAILS)),
+            phone=_optional(st.sampled_from(_PHONES)),
+            stage=st.sampled_from(_STAGES),
+            attributes=st.sampled_from(_MACHINE_ATTRIBUTES),
+            moment=st.sampled_from(_MACHINE_MOMENTS),
+        )
+        def save(
+            self,
+            *,
+            account_id: str,
+            name: str,
+            email: str | None,
+            phone: str | None,
+            stage: Stage,
+            attributes: dict[str, object],
+            moment: datetime,
+        ) -> None:
+            current = self.model[account_id]
+            changed = attrs.evolve(
+                current,
+                name=name,
+                email=email,
+                phone=phone,
+                stage=stage,
+                attributes=attributes,
+                history=(*current.history, StageChange(current.stage, stage, "move", moment)),
+            )
+            if _contact_error(self.model, changed) is not None:
+                with _raises(ConflictError):
+                    self.repository.save(changed, expected_version=current.version)
+                return
+            stored = self.repository.save(changed, expected_version=current.version)
+            assert_same_account(attrs.evolve(changed, version=current.version + 1), stored)
+            self.model[account_id] = stored
+
+        @rule(account_id=ids, offset=st.sampled_from([-1, 1, 2, -5]), name=st.just("Stale"))
+        def save_stale(self, account_id: str, offset: int, name: str) -> None:
+            current = self.model[account_id]
+            with _raises(ConflictError):
+                self.repository.save(
+                    attrs.evolve(current, name=name), expected_version=current.version + offset
+                )
+
+        @rule(account=new_accounts, version=st.integers(min_value=0, max_value=3))
+        def save_unknown(self, account: Account, version: int) -> None:
+            assume(account.id not in self.model)
+            with _raises(NotFound):
+                self.repository.save(account, expected_version=version)
+
+        @rule(
+            accounts=st.lists(new_accounts, min_size=1, max_size=3),
+            account_id=st.none() | ids,
+            nested=st.booleans(),
+        )
+        def atomic_block_that_fails(
+            self, accounts: list[Account], account_id: str | None, nested: bool
+        ) -> None:
+            with _raises(_Rollback), self.repository.atomic():
+                for account in accounts:
+                    with suppress(ConflictError):
+                        self.repository.add(account)
+                if account_id is not None:
+                    current = self.model[account_id]
+                    self.repository.save(
+                        attrs.evolve(current, name="rolled back", email=None, phone=None),
+                        expected_version=current.version,
+                    )
+                if nested:
+                    with self.repository.atomic():
+                        self.repository.add_many([])
+                raise _Rollback
+            self._check_everything()
+
+        @rule(target=ids, outer=new_accounts, inner=new_accounts)
+        def nested_block_whose_inner_part_fails(self, outer: Account, inner: Account) -> object:
+            assume(_add_error(self.model, outer) is None)
+            with self.repository.atomic():
+                self.repository.add(outer)
+                with _raises(_Rollback), self.repository.atomic():
+                    with suppress(ConflictError):
+                        self.repository.add(inner)
+                    raise _Rollback
+            self.model[outer.id] = attrs.evolve(outer, version=1)
+            if inner.id not in self.model:
+                with _raises(NotFound):
+                    self.repository.get(inner.id)
+            return outer.id
+
+        # reads
+
+        @rule(account_id=ids)
+        def get(self, account_id: str) -> None:
+            assert_same_account(self.model[account_id], self.repository.get(account_id))
+
+        @rule(account_id=st.sampled_from(_MACHINE_IDS) | st.just("never-added"))
+        def get_unknown(self, account_id: str) -> None:
+            assume(account_id not in self.model)
+            with _raises(NotFound):
+                self.repository.get(account_id)
+
+        @rule(email=st.sampled_from(_EMAILS), phone=st.sampled_from(_PHONES))
+        def find(self, email: str, phone: str) -> None:
+            for found, kind, value in (
+                (self.repository.find_by_email(email), "email", email),
+                (self.repository.find_by_phone(phone), "phone", phone),
+            ):
+                owners = [a for a in self.model.values() if getattr(a, kind) == value]
+                if owners:
+                    assert found is not None, f"{kind} {value} not found"
+                    assert_same_account(owners[0], found)
+                else:
+                    assert found is None, f"{kind} {value} found on {found!r}"
+
+        @rule(stage=st.sampled_from(_STAGES))
+        def with_stage(self, stage: Stage) -> None:
+            expected = sorted(
+                (a for a in self.model.values() if a.stage == stage),
+                key=lambda a: (a.created_at, a.id),
+            )
+            actual = list(self.repository.with_stage(stage))
+            assert [a.id for a in actual] == [a.id for a in expected]
+            for left, right in zip(expected, actual, strict=True):
+                assert_same_account(left, right)
+
+        @rule(
+            after=st.none() | ids | st.sampled_from(["", "b0", "zz"]),
+            limit=st.integers(min_value=1, max_value=5),
+        )
+        def page(self, after: str | None, limit: int) -> None:
+            ids = sorted(i for i in self.model if after is None or i > after)[:limit]
+            assert [a.id for a in self.repository.page(after=after, limit=limit)] == ids
+
+        @precondition(lambda self: len(self.model) > 0)
+        @invariant()
+        def counts_agree(self) -> None:
+            counts: dict[Stage, int] = {}
+            for account in self.model.values():
+                counts[account.stage] = counts.get(account.stage, 0) + 1
+            actual = {k: v for k, v in self.repository.count_by_stage().items() if v}
+            assert actual == counts
+
+        def _check_everything(self) -> None:
+            stored = self.repository.page(limit=len(self.model) + 1)
+            assert [a.id for a in stored] == sorted(self.model)
+            for account in stored:
+                assert_same_account(self.model[account.id], account)
+
+    return RepositoryMachine

@@ -1,0 +1,71 @@
+"""Shared fixtures: storage (a throwaway PostgreSQL server, fresh schemas on it).
+
+PostgreSQL tests use ``SALESPROCESS_POSTGRES_DSN`` when it is set; otherwise a server is started
+for the session from the local PostgreSQL binaries (see ``tests/postgres_server.py``). When no
+server can be had, those tests are skipped with the reason, unless
+``SALESPROCESS_REQUIRE_POSTGRES=1``, which turns that into a failure (for CI).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# The contract kit's asserts are in the library; let pytest explain them like a test's own.
+pytest.register_assert_rewrite("salesprocess.testing")
+
+_HERE = str(Path(__file__).parent)
+if _HERE not in sys.path:  # tests/postgres_server.py is a helper module, not a package
+    sys.path.insert(0, _HERE)
+
+from postgres_server import PostgresServer, ServerUnavailable  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """The DSN of a PostgreSQL server for this session (skip, or fail if required, if none)."""
+    given = os.environ.get("SALESPROCESS_POSTGRES_DSN")
+    if given:
+        yield given
+        return
+    server = PostgresServer()
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        if os.environ.get("SALESPROCESS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"SALESPROCESS_REQUIRE_POSTGRES=1 but no PostgreSQL server: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_dsn: str) -> Iterator[Callable[[], str]]:
+    """Return a function that creates a new, empty schema and returns a DSN that uses it.
+
+    Schemas keep tests apart on one server; all of them are dropped at the end of the session.
+    """
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra")
+    made: list[str] = []
+    prefix = f"sp_test_{uuid.uuid4().hex[:8]}_"
+    counter = itertools.count()
+
+    def make() -> str:
+        name = f"{prefix}{next(counter)}"
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f'CREATE SCHEMA "{name}"')
+        made.append(name)
+        return psycopg.conninfo.make_conninfo(postgres_dsn, options=f"-c search_path={name}")
+
+    yield make
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        for name in made:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

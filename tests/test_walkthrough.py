@@ -1,0 +1,68 @@
+"""The README's first command: ``python -m salesprocess --db sales.db``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import salesprocess as sp
+from salesprocess.__main__ import main
+from salesprocess.storage import SQLiteRepository
+
+
+def test_walkthrough_runs_the_process_and_stores_it(tmp_path, capsys):
+    """The walkthrough screens, calls, qualifies and sells, and leaves the accounts in SQLite."""
+    db = tmp_path / "sales.db"
+    assert main(["--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL  employees >= 50  (employees: 12)" in out
+    assert "Acme Tools GmbH  -> qualified" in out
+    assert "Beta Logistics   refused: a confirming call" in out
+    assert "800.00 EUR -> repeat" in out
+    with SQLiteRepository(db) as repository:
+        counts = repository.count_by_stage()
+        acme = repository.find_by_email("buyer@acme.example")
+    assert counts[sp.Stage.PROSPECT] == 2
+    assert counts[sp.Stage.REPEAT] == 1
+    assert counts[sp.Stage.CUSTOMER] == 1
+    assert acme is not None
+    assert [str(c.to_stage) for c in acme.history] == [
+        "prospect",
+        "qualified",
+        "customer",
+        "repeat",
+    ]
+
+
+def test_second_run_finds_the_leads_known(tmp_path, capsys):
+    """Run twice on one file, the walkthrough captures no duplicates and shows the stored funnel."""
+    db = tmp_path / "sales.db"
+    assert main(["--db", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "captured by an earlier run" in out
+    with SQLiteRepository(db) as repository:
+        assert sum(repository.count_by_stage().values()) == 4
+
+
+def test_a_foreign_file_is_reported_not_a_traceback(tmp_path, capsys):
+    """A file that is not a salesprocess database gets one clear error line and exit status 1."""
+    db = tmp_path / "notes.db"
+    db.write_bytes(b"these are my notes, not a database" * 100)
+    assert main(["--db", str(db)]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in out
+
+
+def test_module_runs_as_a_program():
+    """``python -m salesprocess --help`` describes the command."""
+    done = subprocess.run(
+        [sys.executable, "-m", "salesprocess", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "--db" in done.stdout
