@@ -33,7 +33,8 @@ from pathlib import Path
 from salesprocess.account import Account, Source, StageChange
 from salesprocess.stage import Stage
 from salesprocess.storage import serialise
-from salesprocess.storage.sqlite import SQLiteRepository, account_row, created_key
+from salesprocess.storage.serialise import created_key
+from salesprocess.storage.sqlite import SQLiteRepository, account_row
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 INSERT = (

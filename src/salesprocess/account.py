@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 
@@ -39,6 +39,22 @@ __all__ = [
 ]
 
 
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
+
+def _member(kind: type[_Choice], value: object, what: str, field: str) -> _Choice:
+    # Exact values only: "Marketing List" is a typo to report, not a channel to guess.
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    choices = ", ".join(member.value for member in kind)
+    raise ValidationError(f"unknown {what} {value!r}; expected one of {choices}", field=field)
+
+
 class Channel(enum.StrEnum):
     """Where a lead came from."""
 
@@ -54,17 +70,7 @@ class Channel(enum.StrEnum):
         >>> Channel.parse("marketing_list")
         <Channel.MARKETING_LIST: 'marketing_list'>
         """
-        if isinstance(value, Channel):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value)
-            except ValueError:
-                pass
-        choices = ", ".join(c.value for c in cls)
-        raise ValidationError(
-            f"unknown channel {value!r}; expected one of {choices}", field="channel"
-        )
+        return _member(cls, value, "channel", "channel")
 
 
 class CallOutcome(enum.StrEnum):
@@ -85,17 +91,7 @@ class CallOutcome(enum.StrEnum):
         >>> CallOutcome.parse("interested")
         <CallOutcome.INTERESTED: 'interested'>
         """
-        if isinstance(value, CallOutcome):
-            return value
-        if isinstance(value, str):
-            try:
-                return cls(value)
-            except ValueError:
-                pass
-        choices = ", ".join(c.value for c in cls)
-        raise ValidationError(
-            f"unknown call outcome {value!r}; expected one of {choices}", field="outcome"
-        )
+        return _member(cls, value, "call outcome", "outcome")
 
 
 def _aware(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

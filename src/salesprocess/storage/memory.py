@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, ValidationError
 from salesprocess.stage import Stage
+from salesprocess.storage.protocol import require_new
 
 __all__ = ["InMemoryRepository"]
 
@@ -46,12 +47,7 @@ class InMemoryRepository:
         return count
 
     def _add(self, account: Account) -> Account:
-        if account.version != 0:
-            raise ValidationError(
-                f"account {account.id} has version {account.version}: only a new account "
-                "(version 0) can be added; use save() for a stored one",
-                field="version",
-            )
+        require_new(account)
         if account.id in self._accounts:
             raise ConflictError(f"an account with id {account.id} is already stored")
         self._check_contacts(account)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 try:
@@ -57,7 +56,8 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
-from salesprocess.storage.serialise import cached_loads, dumps
+from salesprocess.storage.protocol import require_new
+from salesprocess.storage.serialise import cached_loads, created_key, dumps
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresRepository"]
 
@@ -91,8 +91,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _LOCK_KEY: Final = 0x53414C45  # pg_advisory_xact_lock key for migrations: "SALE"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 _STAGE_PAGE: Final = 256
 _COLUMNS: Final = "id, name, email, phone, stage, created_at, version, data"
 _INSERT: Final = (
@@ -125,19 +123,10 @@ def _row(account: Account, version: int) -> _Row:
         _optional_key(account.email),
         _optional_key(account.phone),
         account.stage,
-        (account.created_at - _EPOCH) // _MICROSECOND,
+        created_key(account.created_at),
         version,
         dumps(account, version=version),
     )
-
-
-def _check_new(account: Account) -> None:
-    if account.version != 0:
-        raise ValidationError(
-            f"account {account.id} has version {account.version}: only a new account "
-            "(version 0) can be added; use save() for a stored one",
-            field="version",
-        )
 
 
 class PostgresRepository:
@@ -324,7 +313,7 @@ class PostgresRepository:
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
-        _check_new(account)
+        require_new(account)
         row = _row(account, 1)
         with self._using(f"adding account {account.id}") as connection:
             try:
@@ -343,7 +332,7 @@ class PostgresRepository:
                     cursor = connection.cursor()
                     with cursor.copy(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN") as copy:
                         for account in accounts:
-                            _check_new(account)
+                            require_new(account)
                             batch.append(account)
                             copy.write_row(_row(account, 1))
             except pg_errors.UniqueViolation:

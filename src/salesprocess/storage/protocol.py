@@ -16,9 +16,10 @@ from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from salesprocess.account import Account
+from salesprocess.errors import ValidationError
 from salesprocess.stage import Stage
 
-__all__ = ["AccountRepository"]
+__all__ = ["AccountRepository", "require_new"]
 
 
 @runtime_checkable
@@ -77,3 +78,16 @@ class AccountRepository(Protocol):
     def atomic(self) -> AbstractContextManager[None]:
         """Return a context in which every write lands together or not at all (nestable)."""
         ...
+
+
+def require_new(account: Account) -> None:
+    """Refuse to ``add`` an account that was stored before (its version is not 0).
+
+    A helper for adapters, so that every one refuses with the same ``ValidationError``.
+    """
+    if account.version != 0:
+        raise ValidationError(
+            f"account {account.id} has version {account.version}: only a new account "
+            "(version 0) can be added; use save() for a stored one",
+            field="version",
+        )

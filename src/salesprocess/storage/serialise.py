@@ -48,7 +48,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Final, cast
@@ -68,6 +68,7 @@ __all__ = [
     "ENCODER",
     "cached_loads",
     "converter",
+    "created_key",
     "dumps",
     "from_json_value",
     "loads",
@@ -548,3 +549,19 @@ def _format_problem(exc: BaseException, _type: type | None) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown fields {sorted(exc.extra_fields)} (written by a newer salesprocess?)"
     return str(exc) or type(exc).__name__
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def created_key(moment: datetime) -> int:
+    """Return ``moment`` as integer microseconds since 1970-01-01 UTC.
+
+    The SQL adapters keep ``created_at`` in this form beside the JSON, so that accounts sort by
+    instant whatever offset each was captured in.
+
+    >>> created_key(datetime(1970, 1, 1, 1, tzinfo=UTC))
+    3600000000
+    """
+    return (moment - _EPOCH) // _MICROSECOND

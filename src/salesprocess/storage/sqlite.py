@@ -44,13 +44,13 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
-from salesprocess.storage.serialise import cached_loads, dumps
+from salesprocess.storage.protocol import require_new
+from salesprocess.storage.serialise import cached_loads, created_key, dumps
 
 __all__ = [
     "APPLICATION_ID",
@@ -59,7 +59,6 @@ __all__ = [
     "Row",
     "SQLiteRepository",
     "account_row",
-    "created_key",
 ]
 
 #: ``PRAGMA application_id`` of a salesprocess file: "SALE" in ASCII.
@@ -93,8 +92,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 #: The schema version this module writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
 _STAGE_PAGE: Final = 256
 
 _INSERT: Final = (
@@ -114,15 +111,6 @@ _BY_PHONE: Final = "SELECT data FROM accounts WHERE phone = ?"
 Row = tuple[str, str, str | None, str | None, str, int, int, str]
 
 
-def created_key(moment: datetime) -> int:
-    """Return ``moment`` as integer microseconds since 1970-01-01 UTC: the ``created_at`` column.
-
-    >>> created_key(datetime(1970, 1, 1, 1, tzinfo=UTC))
-    3600000000
-    """
-    return (moment - _EPOCH) // _MICROSECOND
-
-
 def account_row(account: Account, version: int | None = None) -> Row:
     """Return the ``accounts`` row that stores ``account`` at ``version`` (default: its own)."""
     if version is None:
@@ -133,19 +121,10 @@ def account_row(account: Account, version: int | None = None) -> Row:
         account.email,
         account.phone,
         account.stage,
-        (account.created_at - _EPOCH) // _MICROSECOND,
+        created_key(account.created_at),
         version,
         dumps(account, version=version),
     )
-
-
-def _check_new(account: Account) -> None:
-    if account.version != 0:
-        raise ValidationError(
-            f"account {account.id} has version {account.version}: only a new account "
-            "(version 0) can be added; use save() for a stored one",
-            field="version",
-        )
 
 
 class SQLiteRepository:
@@ -318,7 +297,7 @@ class SQLiteRepository:
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
-        _check_new(account)
+        require_new(account)
         stored = evolve(account, version=1)
         row = account_row(stored)
         with self._using(f"adding account {account.id}") as connection:
@@ -337,7 +316,7 @@ class SQLiteRepository:
             nonlocal count, current
             for account in accounts:
                 if account.version != 0:
-                    _check_new(account)
+                    require_new(account)
                 current = account
                 count += 1
                 yield account_row(account, 1)
