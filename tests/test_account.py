@@ -554,3 +554,66 @@ def test_utc_day_is_judged_in_utc():
 
     late_local = datetime(2026, 3, 2, 1, 0, tzinfo=timezone(timedelta(hours=2)))
     assert utc_day(late_local).isoformat() == "2026-03-01"
+
+
+# -- review regressions ----------------------------------------------------------------------
+
+
+def test_attributes_cannot_be_refilled_through_init():
+    """Calling __init__ again on frozen attributes changes nothing."""
+    attributes = sp.Attributes({"tier": "gold"})
+    attributes.__init__({"tier": "platinum", "injected": True})
+    assert attributes == {"tier": "gold"}
+
+
+@pytest.mark.parametrize(
+    "value", [10**100, -(10**100), 10**5000], ids=["1e100", "-1e100", "1e5000"]
+)
+def test_huge_attribute_integers_are_refused(value):
+    """An integer of more than 100 digits is refused: no JSON reader or writer chokes on it."""
+    with pytest.raises(sp.ValidationError, match="more than 100 digits") as info:
+        sp.Attributes({"n": value})
+    assert info.value.field == "attributes.n"
+
+
+def test_deeply_nested_attributes_are_refused_not_a_recursion_error():
+    """Attributes nested far too deep get a ValidationError, never a RecursionError."""
+    nested: dict[str, object] = {}
+    inner = nested
+    for _ in range(5000):
+        inner["k"] = {}
+        inner = inner["k"]  # type: ignore[assignment]
+    with pytest.raises(sp.ValidationError, match="nests deeper than 32 levels"):
+        sp.Attributes(nested)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"actor": 5}, "actor"),
+        ({"reason": ""}, "reason"),
+        ({"event": ""}, "event"),
+        ({"to_stage": 3}, "stage"),
+        ({"from_stage": "Not A Stage"}, "stage"),
+    ],
+)
+def test_stage_change_fields_are_validated(kwargs, field):
+    """A history entry refuses values storage could not read back."""
+    fields = {"from_stage": None, "to_stage": "prospect", "event": "capture", "at": T0}
+    fields.update(kwargs)
+    with pytest.raises(sp.ValidationError) as info:
+        sp.StageChange(**fields)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"criteria": 5}, "criteria"), ({"version": ""}, "version"), ({"passed": "yes"}, "passed")],
+)
+def test_screening_fields_are_validated(kwargs, field):
+    """A screening record refuses values storage could not read back."""
+    fields = {"at": T0, "criteria": "EU", "version": "1", "passed": True}
+    fields.update(kwargs)
+    with pytest.raises(sp.ValidationError) as info:
+        sp.Screening(**fields)
+    assert info.value.field == field

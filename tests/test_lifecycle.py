@@ -6,6 +6,7 @@ import itertools
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
@@ -622,3 +623,52 @@ def test_truthy_guard_results_agree_with_live_machine(budget, event):
     )
     ctx = TransitionContext(account, AT)
     assert _table_outcome(TruthyGuards, ctx, event) == _live_outcome(TruthyGuards, ctx, event)
+
+
+# -- review regressions ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"email": "NOT NORMALISED"}, "email"),
+        ({"version": -7}, "version"),
+        ({"purchases": ("not a purchase",)}, "purchases"),
+        ({"no_such_field": 1}, "no_such_field"),
+        ({"actor": 5}, "actor"),
+        ({"reason": "  "}, "reason"),
+    ],
+)
+def test_apply_validates_what_it_writes(kwargs, field):
+    """The public apply() lets no unvalidated value into an account or its history."""
+    account = make_account()
+    with pytest.raises(sp.ValidationError) as info:
+        Transitions.of(Lifecycle).apply(
+            account, "qualify", at=account.created_at, approved=True, **kwargs
+        )
+    assert info.value.field == field
+
+
+def test_apply_refuses_a_naive_moment():
+    """A naive ``at`` gets the library's ValidationError, not a TypeError from comparing."""
+    account = make_account()
+    with pytest.raises(sp.ValidationError, match="naive"):
+        Transitions.of(Lifecycle).apply(
+            account, "qualify", at=account.created_at.replace(tzinfo=None), approved=True
+        )
+
+
+def test_new_stages_are_interned_across_threads():
+    """Threads naming the same new stage at once all get one object."""
+    names = [f"review_stage_{n}" for n in range(2000)]
+    seen: list[list[sp.Stage]] = [[], []]
+
+    def create(slot: int) -> None:
+        seen[slot] = [sp.Stage(name) for name in names]
+
+    threads = [threading.Thread(target=create, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(a is b for a, b in zip(seen[0], seen[1], strict=True))

@@ -976,3 +976,71 @@ def test_default_process_uses_memory_and_system_clock():
     assert len(account.id) == 32
     assert account.created_at.utcoffset() == timedelta(0)
     assert abs(account.created_at - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+# -- review regressions ----------------------------------------------------------------------
+
+
+def test_bad_actor_is_refused_before_anything_is_stored(sales):
+    """An actor that is not text is refused, so no unreadable history reaches storage."""
+    with pytest.raises(sp.ValidationError) as info:
+        capture(sales, actor=5)
+    assert info.value.field == "actor"
+    account = capture(sales)
+    with pytest.raises(sp.ValidationError) as info:
+        sales.qualify(account.id, override="ok", actor=12, at=at(2026, 1, 6))
+    assert info.value.field == "actor"
+    with pytest.raises(sp.ValidationError) as info:
+        sales.disqualify(account.id, "no budget", actor=12, at=at(2026, 1, 6))
+    assert info.value.field == "actor"
+    assert sales.get(account.id) == account
+
+
+def test_screen_all_is_refused_whole_when_it_would_run_backwards(sales):
+    """A bulk screen earlier than one prospect's last screen stores nothing for anyone."""
+    first = capture(sales)
+    second = capture(sales, name="Beta", email="ops@beta.example", phone=None)
+    sales.screen(second.id, at=at(2026, 1, 9))
+    with pytest.raises(sp.ValidationError, match="earlier than the last screening of 1"):
+        sales.screen_all(at=at(2026, 1, 8))
+    assert sales.get(first.id).screenings == ()
+    assert len(sales.get(second.id).screenings) == 1
+
+
+def test_screen_all_leaves_out_a_prospect_that_moved_on(clock):
+    """A prospect qualified while the bulk runs is not screened as a prospect."""
+    repository = sp.storage.InMemoryRepository()
+    sales = sp.SalesProcess(repository, criteria=CRITERIA, clock=clock)
+    first = capture(sales)
+    second = capture(sales, name="Beta", email="ops@beta.example", phone=None)
+    listed = list(repository.with_stage(sp.Stage.PROSPECT))
+
+    class Racing:
+        """Lists both prospects, then lets the second be qualified before it is screened."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(repository, name)
+
+        def with_stage(self, stage: sp.Stage) -> Any:
+            sales.qualify(second.id, override="signed at the fair", at=at(2026, 1, 6))
+            return iter(listed)
+
+    sales.repository = Racing()  # type: ignore[assignment]
+    reports = sales.screen_all(at=at(2026, 1, 7))
+    assert [report.account_id for report in reports] == [first.id]
+    assert sales.get(second.id).screenings == ()
+
+
+def test_call_list_survives_a_scoring_rule_that_cannot_judge_a_record(clock):
+    """A scoring rule raising CriteriaError on one record ranks it last instead of failing."""
+    scoring = sp.Criteria.from_dict({"/": [1, {"var": "size"}]}, name="inverse size", version="1")
+    sales = sp.SalesProcess(criteria=CRITERIA, scoring=scoring, clock=clock)
+    odd = capture(sales, attributes={"industry": "logistics", "size": 0})
+    fine = capture(
+        sales,
+        name="Beta",
+        email="ops@beta.example",
+        phone=None,
+        attributes={"industry": "logistics", "size": 2},
+    )
+    assert [a.id for a in sales.call_list(at=at(2026, 1, 6))] == [fine.id, odd.id]

@@ -140,6 +140,18 @@ class Source:
     referred_by: str | None = attrs.field(default=None, validator=_optional_text)
 
 
+def _stage(value: object) -> Stage:
+    if isinstance(value, Stage):
+        return value
+    if isinstance(value, str):
+        return Stage(value)
+    raise ValidationError(f"stage must be a Stage, not {type(value).__name__}", field="stage")
+
+
+def _optional_stage(value: object) -> Stage | None:
+    return None if value is None else _stage(value)
+
+
 @attrs.frozen(weakref_slot=False)
 class StageChange:
     """One entry of an account's stage history.
@@ -148,12 +160,12 @@ class StageChange:
     override or a disqualification reason; ``actor`` who did it, when known.
     """
 
-    from_stage: Stage | None
-    to_stage: Stage
-    event: str
+    from_stage: Stage | None = attrs.field(converter=_optional_stage)
+    to_stage: Stage = attrs.field(converter=_stage)
+    event: str = attrs.field(validator=_text)
     at: datetime = attrs.field(validator=_aware)
-    actor: str | None = None
-    reason: str | None = None
+    actor: str | None = attrs.field(default=None, validator=_optional_text)
+    reason: str | None = attrs.field(default=None, validator=_optional_text)
 
 
 def _non_negative(_instance: object, _attribute: object, value: Money) -> None:
@@ -202,9 +214,9 @@ class Screening:
     """The outcome of screening the account against a version of the marketing criteria."""
 
     at: datetime = attrs.field(validator=_aware)
-    criteria: str
-    version: str
-    passed: bool
+    criteria: str = attrs.field(validator=_text)
+    version: str = attrs.field(validator=_text)
+    passed: bool = attrs.field(validator=_instance_of(bool))
 
 
 class Attributes(dict[str, Any]):
@@ -221,12 +233,18 @@ class Attributes(dict[str, Any]):
 
     __slots__ = ()
 
-    def __init__(
-        self, value: Mapping[str, object] | Iterable[tuple[str, object]] | None = None, /
-    ) -> None:
-        super().__init__()
+    def __new__(
+        cls, value: Mapping[str, object] | Iterable[tuple[str, object]] | None = None, /
+    ) -> Attributes:
+        """Check and freeze ``value`` (a mapping, or key-value pairs) into new attributes."""
+        frozen: Attributes = dict.__new__(cls)
         if value is not None:
-            _fill(self, value if isinstance(value, Mapping) else dict(value), "attributes")
+            _fill(frozen, value if isinstance(value, Mapping) else dict(value), "attributes", 0)
+        return frozen
+
+    def __init__(self, *_args: object) -> None:
+        # Filled in __new__ and never again: dict.__init__ would write through the freeze.
+        pass
 
     def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
         """Refuse: account attributes are read-only; pass new attributes to a command."""
@@ -251,7 +269,7 @@ class Attributes(dict[str, Any]):
         return self
 
     @classmethod
-    def freeze(cls, value: object, path: str = "attributes") -> Attributes:
+    def freeze(cls, value: object, path: str = "attributes", depth: int = 0) -> Attributes:
         """Return ``value`` (a mapping of text keys to JSON values) as ``Attributes``.
 
         ``path`` names the input in error messages (``attributes.address.city``).
@@ -263,28 +281,40 @@ class Attributes(dict[str, Any]):
                 f"{path} must be a mapping, not {type(value).__name__}", field=path
             )
         frozen: Attributes = dict.__new__(cls)
-        _fill(frozen, value, path)
+        _fill(frozen, value, path, depth)
         return frozen
 
 
-def _fill(target: Attributes, value: Mapping[Any, object], path: str) -> None:
+def _fill(target: Attributes, value: Mapping[Any, object], path: str, depth: int) -> None:
     for key, item in value.items():
         if not isinstance(key, str):
             raise ValidationError(f"{path} keys must be text, got {key!r}", field=path)
-        dict.__setitem__(target, key, _freeze_value(item, f"{path}.{key}"))
+        dict.__setitem__(target, key, _freeze_value(item, f"{path}.{key}", depth + 1))
 
 
-def _freeze_value(value: object, path: str) -> object:
-    if value is None or isinstance(value, bool | int | str):
+#: How deep attribute values may nest, and how large an integer they may hold: bounds that no
+#: real fact about a customer reaches, and that keep every JSON reader and writer safe.
+MAX_ATTRIBUTE_DEPTH: Final = 32
+MAX_ATTRIBUTE_INT: Final = 10**100
+
+
+def _freeze_value(value: object, path: str, depth: int) -> object:
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        raise ValidationError(f"{path} nests deeper than {MAX_ATTRIBUTE_DEPTH} levels", field=path)
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        if not -MAX_ATTRIBUTE_INT < value < MAX_ATTRIBUTE_INT:
+            raise ValidationError(f"{path} is an integer of more than 100 digits", field=path)
         return value
     if isinstance(value, float | Decimal):
         if not value.is_finite() if isinstance(value, Decimal) else not math.isfinite(value):
             raise ValidationError(f"{path} must be a finite number, got {value!r}", field=path)
         return value
     if isinstance(value, Mapping):
-        return Attributes.freeze(value, path)
+        return Attributes.freeze(value, path, depth)
     if isinstance(value, list | tuple):
-        return tuple(_freeze_value(item, f"{path}[{i}]") for i, item in enumerate(value))
+        return tuple(_freeze_value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
     raise ValidationError(
         f"{path} must hold JSON values (text, numbers, booleans, lists, mappings), "
         f"not {type(value).__name__}",
@@ -302,14 +332,6 @@ def _email(value: str | None) -> str | None:
 
 def _phone(value: str | None) -> str | None:
     return None if value is None else normalise_phone(value)
-
-
-def _stage(value: object) -> Stage:
-    if isinstance(value, Stage):
-        return value
-    if isinstance(value, str):
-        return Stage(value)
-    raise ValidationError(f"stage must be a Stage, not {type(value).__name__}", field="stage")
 
 
 def _tuple_of(kind: type) -> Any:
@@ -380,6 +402,24 @@ class Account:
 
 
 _FIELDS: Final = tuple(field.name for field in attrs.fields(Account))
+_FIELD_SPECS: Final = attrs.fields_dict(Account)
+
+
+def checked_changes(account: Account, changes: Mapping[str, object]) -> dict[str, object]:
+    """Return ``changes`` to ``account``'s fields, converted and validated like a new Account.
+
+    Only the changed fields are checked: the rest were checked when ``account`` was built.
+    """
+    checked: dict[str, object] = {}
+    for name, given in changes.items():
+        spec = _FIELD_SPECS.get(name)
+        if spec is None or name == "version":
+            raise ValidationError(f"{name!r} is not a field a command may change", field=name)
+        value = given if spec.converter is None else spec.converter(given)  # type: ignore[operator]
+        if spec.validator is not None:
+            spec.validator(account, spec, value)
+        checked[name] = value
+    return checked
 
 
 def _compile(cls: type, name: str, params: str, body: list[str]) -> Any:

@@ -9,6 +9,7 @@ anything is stored, so the stored account stays exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -303,10 +304,37 @@ class SalesProcess:
 
     def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
         """Screen the account against the marketing criteria, record it, and return the report."""
+        report = self._screen(account_id, self._moment(at), only=None)
+        assert report is not None  # only a screen restricted to a stage can skip
+        return report
+
+    def screen_all(self, *, at: datetime | None = None) -> list[QualificationReport]:
+        """Screen every prospect, record each screening, and return the reports in bulk.
+
+        Refused as a whole, before anything is stored, when ``at`` is earlier than a prospect's
+        last screening. A prospect that moves on while the bulk runs is left out.
+        """
         moment = self._moment(at)
+        prospect = self.transitions.initial
+        prospects = list(self.repository.with_stage(prospect))
+        late = [a.id for a in prospects if a.screenings and moment < a.screenings[-1].at]
+        if late:
+            raise ValidationError(
+                f"screen_all at {moment.isoformat()} is earlier than the last screening of "
+                f"{len(late)} prospects (first: account {late[0]}); screen in time order",
+                field="at",
+            )
+        reports = (self._screen(account.id, moment, only=prospect) for account in prospects)
+        return [report for report in reports if report is not None]
+
+    def _screen(
+        self, account_id: str, moment: datetime, *, only: Stage | None
+    ) -> QualificationReport | None:
         reports: list[QualificationReport] = []
 
         def command(account: Account) -> _Outcome:
+            if only is not None and account.stage is not only:
+                return account, []
             if account.screenings and moment < account.screenings[-1].at:
                 raise ValidationError(
                     f"account {account.id}: screen at {moment.isoformat()} is before its last "
@@ -320,16 +348,7 @@ class SalesProcess:
             return changed, [LeadScreened(account.id, moment, screening)]
 
         self._update(account_id, command)
-        return reports[-1]
-
-    def screen_all(self, *, at: datetime | None = None) -> list[QualificationReport]:
-        """Screen every prospect, record each screening, and return the reports in bulk."""
-        moment = self._moment(at)
-        prospect = self.transitions.initial
-        return [
-            self.screen(account.id, at=moment)
-            for account in list(self.repository.with_stage(prospect))
-        ]
+        return reports[-1] if reports else None
 
     def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
         """Return prospects that pass the criteria and may be called now, best first.
@@ -352,7 +371,11 @@ class SalesProcess:
                     continue
             except CriteriaError:
                 continue  # data the criteria cannot judge is no reason to call
-            score = self.scoring.evaluate(account).score if self.scoring is not None else 0.0
+            score = 0.0
+            # A rule that cannot judge this record ranks it last; it does not sink the list.
+            if self.scoring is not None:
+                with contextlib.suppress(CriteriaError):
+                    score = self.scoring.evaluate(account).score
             ranked.append((-score, account.created_at, account.id, account))
         ranked.sort(key=lambda entry: entry[:3])
         return [entry[3] for entry in ranked[:limit]]

@@ -37,7 +37,7 @@ class Stage(str):
 
     def __new__(cls, name: str) -> Stage:
         """Return the one ``Stage`` named ``name`` (creating it on first use)."""
-        existing = cls._interned.get(name)
+        existing = cls._interned.get(name) if isinstance(name, str) else None
         if existing is not None:
             return existing
         if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
@@ -45,9 +45,8 @@ class Stage(str):
                 f"stage {name!r} is not a lower-case identifier such as 'prospect'",
                 field="stage",
             )
-        stage = super().__new__(cls, name)
-        cls._interned[name] = stage
-        return stage
+        # setdefault is atomic: two threads naming a new stage at once get the same object.
+        return cls._interned.setdefault(name, super().__new__(cls, name))
 
     def __repr__(self) -> str:
         upper = self.upper()
