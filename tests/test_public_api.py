@@ -22,9 +22,13 @@ DOMAIN_MODULES = (
     "contact",
     "errors",
     "events",
+    "frameworks",
+    "jsonlogic",
     "lifecycle",
     "money",
     "qualification",
+    "rules",
+    "service",
     "stage",
 )
 FORBIDDEN_IN_DOMAIN = {
@@ -196,6 +200,12 @@ def _imported_modules(path: Path) -> set[str]:
     if dynamic:
         found.add("<dynamic import>")
     return found
+
+
+def test_criteria_reads_only_the_file_its_caller_names():
+    """criteria.py's one I/O is Criteria.from_json reading a path: os and pathlib, nothing else."""
+    imported = _imported_modules(SRC / "criteria.py")
+    assert imported & (FORBIDDEN_IN_DOMAIN | {"<dynamic import>"}) <= {"os", "pathlib"}
 
 
 @pytest.mark.parametrize("module", DOMAIN_MODULES)
