@@ -395,8 +395,8 @@ def test_fast_advance_equals_attrs_evolve(account, stage, keep):
     st.sampled_from(BUILT_IN),
     st.sampled_from(["qualify", "purchase", "nurture_lead"]),
     strategies.aware_datetimes(),
-    st.none() | st.text(min_size=1, max_size=5),
-    st.none() | st.text(min_size=1, max_size=5),
+    st.none() | st.text(min_size=1, max_size=5).filter(str.strip),
+    st.none() | st.text(min_size=1, max_size=5).filter(str.strip),
 )
 def test_fast_stage_change_equals_constructor(from_stage, to_stage, event, at, actor, reason):
     """account.stage_change builds the same record as StageChange(...)."""

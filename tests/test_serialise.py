@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from salesprocess import strategies
 from salesprocess.account import Account, Attributes, Call, CallOutcome, Source, StageChange
-from salesprocess.errors import StorageError
+from salesprocess.errors import StorageError, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage import serialise
 from salesprocess.storage.serialise import converter, dumps, from_json_value, loads
@@ -243,3 +243,48 @@ def test_values_json_cannot_hold_are_refused_when_writing() -> None:
     dict.__setitem__(smuggled, "when", T0)
     with pytest.raises(TypeError, match="datetime"):
         dumps(account(attributes=smuggled))
+
+
+@pytest.mark.parametrize("depth", [10_000, 100_000])
+def test_json_nested_too_deeply_to_decode_raises_storage_error(depth: int) -> None:
+    """A stored row whose JSON nests beyond the recursion limit raises StorageError."""
+    text = '{"id": "a-1", "attributes": {"x": ' + "[" * depth + "]" * depth + "}}"
+    with pytest.raises(StorageError, match="too deeply"):
+        loads(text)
+    with pytest.raises(StorageError, match="too deeply"):
+        loads(text.encode())
+
+
+def test_json_nested_too_deeply_to_structure_raises_storage_error() -> None:
+    """Attributes nested deep enough to exhaust the stack while decoding raise StorageError."""
+    data = document(_full_account())
+    nested: object = 1
+    for _ in range(5_000):
+        nested = [nested]
+    data["attributes"] = {"x": nested}
+    with pytest.raises(StorageError, match="acc-full"):
+        from_json_value(data)
+
+
+def test_an_integer_json_writers_refuse_raises_validation_error_naming_it() -> None:
+    """dumps() of an int beyond the digit limit (smuggled past Attributes) names its field."""
+    inner = Attributes()
+    dict.__setitem__(inner, "big", 10**5000)
+    smuggled = Attributes()
+    dict.__setitem__(smuggled, "facts", (1, inner))
+    with pytest.raises(ValidationError) as raised:
+        dumps(account(attributes=smuggled))
+    assert raised.value.field == "attributes.facts[1].big"
+    assert "attributes.facts[1].big" in str(raised.value)
+
+
+def test_attributes_nested_too_deeply_to_write_raise_validation_error() -> None:
+    """dumps() of attributes nested beyond the recursion limit raises ValidationError."""
+    nested: object = 1
+    for _ in range(5_000):
+        nested = (nested,)
+    smuggled = Attributes()
+    dict.__setitem__(smuggled, "deep", nested)
+    with pytest.raises(ValidationError) as raised:
+        dumps(account(attributes=smuggled))
+    assert raised.value.field == "attributes"

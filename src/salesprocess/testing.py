@@ -68,6 +68,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
     ) from error
 
 from salesprocess.account import (
+    MAX_ATTRIBUTE_INT,
     Account,
     Call,
     CallOutcome,
@@ -80,7 +81,7 @@ from salesprocess.account import (
 from salesprocess.errors import ConflictError, NotFound, ValidationError
 from salesprocess.money import ISO_4217_CODES, Money
 from salesprocess.stage import Stage
-from salesprocess.storage.protocol import AccountRepository
+from salesprocess.storage.protocol import MAX_PAGE, MAX_VERSION, AccountRepository
 
 __all__ = ["HOSTILE_TEXT", "RepositoryContract", "assert_same_account", "repository_state_machine"]
 
@@ -217,7 +218,7 @@ def _json_values() -> st.SearchStrategy[object]:
     scalars = st.one_of(
         st.none(),
         st.booleans(),
-        st.integers(),
+        st.integers(min_value=1 - MAX_ATTRIBUTE_INT, max_value=MAX_ATTRIBUTE_INT - 1),
         st.floats(allow_nan=False, allow_infinity=False),
         st.decimals(allow_nan=False, allow_infinity=False),
         st.text(max_size=12),
@@ -257,7 +258,7 @@ def _accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Accou
         st.sampled_from(["capture", "qualify", "purchase", "nurture"]),
         _moments(),
         _optional(_NAME_TEXT),
-        _optional(st.text(max_size=20)),
+        _optional(_NAME_TEXT),
     )
     purchases = st.builds(
         Purchase,
@@ -448,7 +449,10 @@ class RepositoryContract:
     Subclass it as ``Test<YourAdapter>`` and implement :meth:`make_repository`. The class
     itself is never collected (``__test__ = False``); each subclass is, unless it sets
     ``__test__`` itself. ``state_machine_settings`` tunes the random-command test (lower
-    ``max_examples`` for a slow adapter).
+    ``max_examples`` for a slow adapter). When that test fails, Hypothesis shrinks the failing
+    sequence of commands before reporting it, which can take a couple of minutes; fewer
+    ``max_examples`` and a lower ``stateful_step_count`` make it quicker, and leaving
+    ``Phase.shrink`` out of ``phases`` skips it.
     """
 
     __test__: ClassVar[bool] = False
@@ -609,6 +613,20 @@ class RepositoryContract:
         with _raises(NotFound):
             repository.get("acc-1")
 
+    def test_add_and_save_refuse_what_is_not_an_account(self) -> None:
+        """add(), add_many() and save() of a non-Account raise ValidationError, store nothing."""
+        repository = self.repository()
+        for thing in (1, None, "acc-1", {"id": "acc-1"}):
+            with _raises(ValidationError):
+                repository.add(thing)  # type: ignore[arg-type]
+            with _raises(ValidationError):
+                repository.add_many([thing])  # type: ignore[list-item]
+            with _raises(ValidationError):
+                repository.add_many([_account("a"), thing])  # type: ignore[list-item]
+            with _raises(ValidationError):
+                repository.save(thing, expected_version=1)  # type: ignore[arg-type]
+        assert repository.page() == []
+
     def test_add_refuses_a_duplicate_id(self) -> None:
         """A second account with a stored id raises ConflictError; the first stays."""
         repository = self.repository()
@@ -669,6 +687,31 @@ class RepositoryContract:
             with _raises(ConflictError):
                 repository.save(attrs.evolve(stored, name="Lost update"), expected_version=stale)
         assert_same_account(current, repository.get("acc-1"))
+
+    def test_save_refuses_an_expected_version_that_is_not_a_version(self) -> None:
+        """save() with an expected_version not an int in [0, MAX_VERSION) raises ValidationError."""
+        repository = self.repository()
+        stored = repository.add(_account())
+        changed = attrs.evolve(stored, name="Changed")
+        malformed: tuple[object, ...] = (
+            1.0,
+            True,
+            Decimal(1),
+            "1",
+            None,
+            -1,
+            MAX_VERSION,
+            2**63,
+            2**64,
+        )
+        for version in malformed:
+            with _raises(ValidationError):
+                repository.save(changed, expected_version=version)  # type: ignore[arg-type]
+        with _raises(ConflictError):  # the largest valid version: stale, not malformed
+            repository.save(changed, expected_version=MAX_VERSION - 1)
+        assert_same_account(stored, repository.get("acc-1"))
+        assert type(repository.get("acc-1").version) is int
+        assert repository.save(changed, expected_version=1).version == 2
 
     def test_save_of_an_unknown_account_raises_not_found(self) -> None:
         """save() of an account never added raises NotFound and stores nothing."""
@@ -734,6 +777,18 @@ class RepositoryContract:
         assert [account.id for account in repository.with_stage(Stage.QUALIFIED)] == ["q"]
         assert list(repository.with_stage(Stage.CHURNED)) == []
 
+    def test_with_stage_takes_a_stage_name(self) -> None:
+        """with_stage("prospect") is with_stage(Stage.PROSPECT); a malformed name is refused."""
+        repository = self.repository()
+        repository.add(_account("p"))
+        repository.add(_account("q", stage=Stage.QUALIFIED))
+        assert [a.id for a in repository.with_stage("prospect")] == ["p"]  # type: ignore[arg-type]
+        assert [a.id for a in repository.with_stage("qualified")] == ["q"]  # type: ignore[arg-type]
+        assert list(repository.with_stage("churned")) == []  # type: ignore[arg-type]
+        for malformed in ("Prospect", "no such stage", "", 5):
+            with _raises(ValidationError):
+                list(repository.with_stage(malformed))  # type: ignore[arg-type]
+
     def test_with_stage_lists_many_accounts(self) -> None:
         """with_stage() yields every account of a large stage exactly once, in order."""
         repository = self.repository()
@@ -786,6 +841,18 @@ class RepositoryContract:
         """page(limit=0) raises ValidationError."""
         with _raises(ValidationError):
             self.repository().page(limit=0)
+
+    def test_page_refuses_malformed_arguments(self) -> None:
+        """page() with a limit not an int in [1, MAX_PAGE], or an after not a str, is refused."""
+        repository = self.repository()
+        repository.add(_account("a"))
+        for limit in (-1, 1.0, 10.5, True, "10", None, Decimal(10), MAX_PAGE + 1, 2**63, 2**64):
+            with _raises(ValidationError):
+                repository.page(limit=limit)  # type: ignore[arg-type]
+        for after in (5, b"a", ["a"]):
+            with _raises(ValidationError):
+                repository.page(after=after)  # type: ignore[arg-type]
+        assert [a.id for a in repository.page(limit=MAX_PAGE)] == ["a"]
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -1029,10 +1096,10 @@ def repository_state_machine(
         @rule(account_id=ids, offset=st.sampled_from([-1, 1, 2, -5]), name=st.just("Stale"))
         def save_stale(self, account_id: str, offset: int, name: str) -> None:
             current = self.model[account_id]
-            with _raises(ConflictError):
-                self.repository.save(
-                    attrs.evolve(current, name=name), expected_version=current.version + offset
-                )
+            expected = current.version + offset
+            # A negative version is not a stale one but a malformed one.
+            with _raises(ConflictError if expected >= 0 else ValidationError):
+                self.repository.save(attrs.evolve(current, name=name), expected_version=expected)
 
         @rule(account=new_accounts, version=st.integers(min_value=0, max_value=3))
         def save_unknown(self, account: Account, version: int) -> None:

@@ -2,6 +2,11 @@
 
 It keeps the immutable :class:`~salesprocess.account.Account` objects themselves, so a read
 costs a dict lookup and nothing is copied; immutability is what makes sharing them safe.
+
+Threads: every method, reads included, holds one re-entrant lock, and an ``atomic()`` block holds
+it until the block ends. So a reader never sees a write half done (an account whose old email
+is unindexed and new one not yet indexed), nor another thread's ``atomic()`` writes before the
+block has ended: other threads wait for it, as with the SQL adapters.
 """
 
 from __future__ import annotations
@@ -11,9 +16,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from salesprocess.account import Account, evolve
-from salesprocess.errors import ConflictError, NotFound, ValidationError
+from salesprocess.errors import ConflictError, NotFound
 from salesprocess.stage import Stage
-from salesprocess.storage.protocol import require_new
+from salesprocess.storage.protocol import (
+    require_account,
+    require_new,
+    require_page,
+    require_version,
+)
 
 __all__ = ["InMemoryRepository"]
 
@@ -30,7 +40,8 @@ class InMemoryRepository:
         self._undo: list[tuple[str, Account | None]] | None = None
 
     def __len__(self) -> int:
-        return len(self._accounts)
+        with self._lock:
+            return len(self._accounts)
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
@@ -47,7 +58,7 @@ class InMemoryRepository:
         return count
 
     def _add(self, account: Account) -> Account:
-        require_new(account)
+        account = require_new(account)
         if account.id in self._accounts:
             raise ConflictError(f"an account with id {account.id} is already stored")
         self._check_contacts(account)
@@ -57,13 +68,16 @@ class InMemoryRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        try:
-            return self._accounts[account_id]
-        except KeyError:
-            raise NotFound(f"no account with id {account_id!r}") from None
+        with self._lock:
+            account = self._accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"no account with id {account_id!r}")
+        return account
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""
+        account = require_account(account)
+        expected_version = require_version(expected_version)
         with self._lock:
             current = self.get(account.id)
             if current.version != expected_version:
@@ -108,16 +122,19 @@ class InMemoryRepository:
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
-        account_id = self._by_email.get(email)
-        return None if account_id is None else self._accounts.get(account_id)
+        with self._lock:
+            account_id = self._by_email.get(email)
+            return None if account_id is None else self._accounts.get(account_id)
 
     def find_by_phone(self, phone: str) -> Account | None:
         """Return the account with this normalised phone number, if any."""
-        account_id = self._by_phone.get(phone)
-        return None if account_id is None else self._accounts.get(account_id)
+        with self._lock:
+            account_id = self._by_phone.get(phone)
+            return None if account_id is None else self._accounts.get(account_id)
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
-        """Yield the accounts at ``stage``, oldest first."""
+        """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first."""
+        stage = Stage(stage)
         with self._lock:
             matching = [a for a in self._accounts.values() if a.stage is stage]
         matching.sort(key=lambda a: (a.created_at, a.id))
@@ -133,8 +150,7 @@ class InMemoryRepository:
 
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
         """Return up to ``limit`` accounts with ids greater than ``after``, by id."""
-        if limit < 1:
-            raise ValidationError(f"limit must be at least 1, got {limit}", field="limit")
+        require_page(after, limit)
         with self._lock:
             ids = sorted(i for i in self._accounts if after is None or i > after)[:limit]
             return [self._accounts[i] for i in ids]

@@ -56,7 +56,12 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
-from salesprocess.storage.protocol import require_new
+from salesprocess.storage.protocol import (
+    require_account,
+    require_new,
+    require_page,
+    require_version,
+)
 from salesprocess.storage.serialise import cached_loads, created_key, dumps
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresRepository"]
@@ -313,7 +318,7 @@ class PostgresRepository:
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
-        require_new(account)
+        account = require_new(account)
         row = _row(account, 1)
         with self._using(f"adding account {account.id}") as connection:
             try:
@@ -328,19 +333,24 @@ class PostgresRepository:
         batch: list[Account] = []
         with self._using("adding accounts") as connection:
             try:
-                with connection.transaction():
-                    cursor = connection.cursor()
-                    with cursor.copy(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN") as copy:
-                        for account in accounts:
-                            require_new(account)
-                            batch.append(account)
-                            copy.write_row(_row(account, 1))
+                # One COPY statement is all or nothing by itself; inside an open transaction
+                # the scope is a savepoint, so a conflict leaves that transaction usable.
+                with (
+                    self._scope(connection),
+                    connection.cursor() as cursor,
+                    cursor.copy(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN") as copy,
+                ):
+                    for account in accounts:
+                        batch.append(require_new(account))
+                        copy.write_row(_row(account, 1))
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, batch, new=True) from None
         return len(batch)
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""
+        account = require_account(account)
+        expected_version = require_version(expected_version)
         row = _row(account, expected_version + 1)
         with self._using(f"saving account {account.id}") as connection:
             try:
@@ -399,11 +409,13 @@ class PostgresRepository:
         )
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
-        """Yield the accounts at ``stage``, oldest first (by ``created_at``, then id).
+        """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.
 
-        Rows are read in pages of 256 as the iterator advances (keyset pagination): the lock is
-        not held between pages, and an account written meanwhile shows as its page found it.
+        They come by ``created_at``, then id. Rows are read in pages of 256 as the iterator
+        advances (keyset pagination): the lock is not held between pages, and an account written
+        meanwhile shows as its page found it.
         """
+        stage = Stage(stage)
         first = self._stage_page(str(stage), None)
         return self._stage_pages(str(stage), first)
 
@@ -442,8 +454,7 @@ class PostgresRepository:
 
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
         """Return up to ``limit`` accounts with ids greater than ``after``, by id."""
-        if limit < 1:
-            raise ValidationError(f"limit must be at least 1, got {limit}", field="limit")
+        require_page(after, limit)
         with self._using("paging accounts") as connection, self._scope(connection):
             if after is None:
                 rows = connection.execute(

@@ -7,19 +7,40 @@ proves an adapter keeps every promise made here.
 Versions make writes safe without locks held across a command: an account read at version
 ``v`` may be saved only while the stored version is still ``v``; the store then keeps it at
 ``v + 1``. A stale save raises :class:`~salesprocess.errors.ConflictError` and writes nothing.
+Versions are ints from 1 to :data:`MAX_VERSION` (2**31 - 1, what PostgreSQL's ``integer`` column
+holds), so ``expected_version`` is an int from 0 to ``MAX_VERSION - 1``; anything else (a float,
+a ``bool``, a ``Decimal``, a negative or too large int) raises
+:class:`~salesprocess.errors.ValidationError` before anything is written.
+
+The ``require_*`` helpers check arguments the same way in every adapter, so that every one
+refuses a bad argument with the same ``ValidationError``; an adapter of your own can use them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from salesprocess.account import Account
 from salesprocess.errors import ValidationError
 from salesprocess.stage import Stage
 
-__all__ = ["AccountRepository", "require_new"]
+__all__ = [
+    "MAX_PAGE",
+    "MAX_VERSION",
+    "AccountRepository",
+    "require_account",
+    "require_new",
+    "require_page",
+    "require_version",
+]
+
+#: The largest version a stored account can reach: PostgreSQL's ``integer``, 2**31 - 1.
+MAX_VERSION: Final = 2**31 - 1
+
+#: The largest ``limit`` of :meth:`AccountRepository.page` (2**31 - 1).
+MAX_PAGE: Final = 2**31 - 1
 
 
 @runtime_checkable
@@ -34,12 +55,15 @@ class AccountRepository(Protocol):
         """Store a new account (``version`` 0) and return it as stored, at version 1.
 
         Raises ``ConflictError`` if its id, email or phone is already stored, and
-        ``ValidationError`` if its version is not 0.
+        ``ValidationError`` if it is not an ``Account`` or its version is not 0.
         """
         ...
 
     def add_many(self, accounts: Iterable[Account]) -> int:
-        """Store many new accounts all or nothing, in one transaction; return how many."""
+        """Store many new accounts all or nothing, in one transaction; return how many.
+
+        Raises what ``add`` raises for the first account at fault, storing none of them.
+        """
         ...
 
     def get(self, account_id: str) -> Account:
@@ -51,7 +75,9 @@ class AccountRepository(Protocol):
 
         Returns the account as stored, at ``expected_version + 1``. Raises ``ConflictError``
         (writing nothing) if the stored version differs or the new contact details belong to
-        another account, and ``NotFound`` if the account was never added.
+        another account, and ``NotFound`` if the account was never added. Raises
+        ``ValidationError`` (writing nothing) if ``account`` is not an ``Account`` or
+        ``expected_version`` is not an int from 0 to ``MAX_VERSION - 1``.
         """
         ...
 
@@ -64,7 +90,11 @@ class AccountRepository(Protocol):
         ...
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
-        """Yield the accounts at ``stage``, oldest first (by ``created_at``, then id)."""
+        """Yield the accounts at ``stage``, oldest first (by ``created_at``, then id).
+
+        A plain ``str`` names the same stage (``"prospect"`` is ``Stage.PROSPECT``); a name that
+        is not a stage name raises ``ValidationError``.
+        """
         ...
 
     def count_by_stage(self) -> Mapping[Stage, int]:
@@ -72,7 +102,11 @@ class AccountRepository(Protocol):
         ...
 
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
-        """Return up to ``limit`` accounts with ids greater than ``after``, ordered by id."""
+        """Return up to ``limit`` accounts with ids greater than ``after``, ordered by id.
+
+        ``after`` is an id (``str``) or ``None``; ``limit`` an int from 1 to ``MAX_PAGE``;
+        anything else raises ``ValidationError``.
+        """
         ...
 
     def atomic(self) -> AbstractContextManager[None]:
@@ -80,14 +114,59 @@ class AccountRepository(Protocol):
         ...
 
 
-def require_new(account: Account) -> None:
-    """Refuse to ``add`` an account that was stored before (its version is not 0).
+def require_new(account: object) -> Account:
+    """Refuse to ``add`` anything but a new account: an ``Account`` at version 0.
 
     A helper for adapters, so that every one refuses with the same ``ValidationError``.
     """
-    if account.version != 0:
+    new = require_account(account)
+    if new.version != 0:
         raise ValidationError(
-            f"account {account.id} has version {account.version}: only a new account "
+            f"account {new.id} has version {new.version}: only a new account "
             "(version 0) can be added; use save() for a stored one",
             field="version",
+        )
+    return new
+
+
+def require_account(account: object, field: str = "account") -> Account:
+    """Refuse anything but an :class:`~salesprocess.account.Account` with ``ValidationError``."""
+    if not isinstance(account, Account):
+        raise ValidationError(
+            f"{field} must be an Account, not {type(account).__name__}", field=field
+        )
+    return account
+
+
+def require_version(value: object, field: str = "expected_version") -> int:
+    """Return ``value`` if it is a version a save may expect: an int from 0 to MAX_VERSION - 1.
+
+    ``bool`` is refused although it is an ``int``; so are floats (``1.0``) and ``Decimal``.
+    The stored version, ``value + 1``, then fits every adapter's column.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"{field} must be an int, not {type(value).__name__} {value!r}", field=field
+        )
+    if not 0 <= value < MAX_VERSION:
+        raise ValidationError(
+            f"{field} must be from 0 to {MAX_VERSION - 1}, got {value}", field=field
+        )
+    return value
+
+
+def require_page(after: object, limit: object) -> None:
+    """Check ``page()`` arguments: ``after`` a str or None, ``limit`` an int in 1..MAX_PAGE."""
+    if after is not None and not isinstance(after, str):
+        raise ValidationError(
+            f"after must be an account id (str) or None, not {type(after).__name__}",
+            field="after",
+        )
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValidationError(
+            f"limit must be an int, not {type(limit).__name__} {limit!r}", field="limit"
+        )
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(
+            f"limit must be at least 1 and at most {MAX_PAGE}, got {limit}", field="limit"
         )

@@ -22,10 +22,12 @@ here. Only the leaf types that JSON cannot hold natively get a hook:
   that starts with ``$`` is escaped by doubling the ``$`` on the way out and undoubling it on
   the way in. A stored object with a single-``$`` key other than ``$decimal`` is foreign.
 
-Reading is strict: text that is not JSON, a missing field, an unknown field (say, written by a
-newer salesprocess), or a value of the wrong type raises
+Reading is strict: text that is not JSON (or nests too deeply to read), a missing field, an
+unknown field (say, written by a newer salesprocess), or a value of the wrong type raises
 :class:`~salesprocess.errors.StorageError` naming the field, e.g. ``$.history[0].at``. Fields
-with a default may be absent, so data written before a field was added still loads.
+with a default may be absent, so data written before a field was added still loads. Writing an
+account that holds a value no JSON writer can write (an integer of thousands of digits, values
+nested thousands deep) raises :class:`~salesprocess.errors.ValidationError` naming the field.
 
 >>> from datetime import UTC, datetime
 >>> from salesprocess.account import Account, Source
@@ -44,10 +46,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -60,7 +64,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from salesprocess.account import Account, Attributes
-from salesprocess.errors import SalesProcessError, StorageError
+from salesprocess.errors import SalesProcessError, StorageError, ValidationError
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -489,10 +493,51 @@ def dumps(account: Account, *, version: int | None = None) -> str:
     ``version``, when given, is written instead of ``account.version``: an adapter storing a
     new account at version 1 need not copy the account first.
     """
-    value = _unstructure_account(account)
-    if version is not None:
-        value["version"] = version
-    return _encode(value)
+    try:
+        value = _unstructure_account(account)
+        if version is not None:
+            value["version"] = version
+        return _encode(value)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, SalesProcessError):
+            raise
+        # An int whose text is beyond the interpreter's digit limit, or nesting beyond its
+        # recursion limit: name the field rather than leak the writer's error.
+        raise _unwritable(account, exc) from None
+
+
+def _unwritable(account: Account, exc: BaseException) -> ValidationError:
+    where = "attributes"
+    with suppress(RecursionError):  # nested too deeply to walk: name the attributes
+        where = _unwritable_path(account.attributes, "attributes") or where
+    return ValidationError(
+        f"account {account.id}: {where} cannot be written as JSON: {exc}", field=where
+    )
+
+
+def _unwritable_path(value: object, path: str) -> str | None:
+    """Return the path of the first value under ``value`` that JSON writers refuse, if any."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            int.__repr__(value)
+        except ValueError:
+            return path
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, Mapping):
+        items: typing.Iterable[tuple[str, object]] = (
+            (f"{path}.{key}", item) for key, item in value.items()
+        )
+    elif isinstance(value, tuple | list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _unwritable_path(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def from_json_value(value: object) -> Account:
@@ -506,6 +551,8 @@ def from_json_value(value: object) -> Account:
         account: Account = _structure_account(value, Account)
     except (cattrs.BaseValidationError, SalesProcessError, ValueError, TypeError) as exc:
         raise _refusal(value, exc) from None
+    except RecursionError:
+        raise _refusal(value, ValueError("its values nest too deeply")) from None
     return account
 
 
@@ -518,6 +565,8 @@ def loads(text: str | bytes) -> Account:
         value = _decode(text) if type(text) is str else json.loads(text)
     except (ValueError, TypeError) as exc:
         raise StorageError(f"a stored account is not JSON text: {exc}") from None
+    except RecursionError:
+        raise StorageError("a stored account nests too deeply to be read as JSON") from None
     return from_json_value(value)
 
 

@@ -24,6 +24,10 @@ runs the forward migrations it lacks, refuses a file written by a newer salespro
 refuses a file that is not a salesprocess database. Every ``sqlite3`` error is translated:
 a unique violation becomes ``ConflictError``, anything else ``StorageError`` naming the file.
 
+If SQLite itself aborts the transaction of an ``atomic()`` block (it may, after a full disk or
+an I/O error), the block's exception still propagates, never replaced by a failing rollback, and
+every later statement of the block raises ``StorageError`` instead of running outside it.
+
 Threads: a repository holds one connection behind a re-entrant lock, so it may be shared by
 threads; an ``atomic()`` block holds the lock until it ends, so other threads wait for it. For
 parallel writers use processes, each with its own repository on the same file. Do not carry an
@@ -43,17 +47,23 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Final, Literal
 
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
-from salesprocess.storage.protocol import require_new
+from salesprocess.storage.protocol import (
+    require_account,
+    require_new,
+    require_page,
+    require_version,
+)
 from salesprocess.storage.serialise import cached_loads, created_key, dumps
 
 __all__ = [
     "APPLICATION_ID",
+    "MAX_TIMEOUT",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Row",
@@ -93,6 +103,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _STAGE_PAGE: Final = 256
+
+#: The longest ``timeout`` in seconds: ``busy_timeout`` is a C int of milliseconds.
+MAX_TIMEOUT: Final = (2**31 - 1) // 1000
+
+_SYNCHRONOUS: Final = ("FULL", "NORMAL", "OFF")
 
 _INSERT: Final = (
     "INSERT INTO accounts (id, name, email, phone, stage, created_at, version, data) "
@@ -134,7 +149,8 @@ class SQLiteRepository:
     before failing with ``StorageError``. ``synchronous`` is SQLite's durability setting:
     ``"FULL"`` (the default) syncs the WAL at every commit; ``"NORMAL"`` is faster and still
     never corrupts the file, but the last commits may be lost on power failure (not on a crash
-    of the process).
+    of the process). A ``timeout`` that is not a finite number of seconds from 0 to
+    ``MAX_TIMEOUT`` (about 24 days), or another ``synchronous``, raises ``ValidationError``.
     """
 
     def __init__(
@@ -144,11 +160,31 @@ class SQLiteRepository:
         timeout: float = 5.0,
         synchronous: Literal["FULL", "NORMAL", "OFF"] = "FULL",
     ) -> None:
-        self._path = os.fspath(path)
+        self._connection: sqlite3.Connection | None = None
+        try:
+            self._path = os.fspath(path)
+        except TypeError:
+            raise ValidationError(
+                f"path must be a str or os.PathLike, not {type(path).__name__}", field="path"
+            ) from None
+        if not isinstance(self._path, str):  # os.fspath(b"...") is bytes
+            raise ValidationError(
+                f"path must be a str or os.PathLike, not {type(path).__name__}", field="path"
+            )
         self._memory = self._path in (":memory:", "")
         self._lock = threading.RLock()
         self._depth = 0
-        if synchronous not in ("FULL", "NORMAL", "OFF"):
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 <= timeout <= MAX_TIMEOUT  # NaN compares false
+        ):
+            raise ValidationError(
+                f"timeout must be a finite number of seconds from 0 to {MAX_TIMEOUT}, "
+                f"not {timeout!r}",
+                field="timeout",
+            )
+        if not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS:
             raise ValidationError(
                 f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}",
                 field="synchronous",
@@ -159,7 +195,7 @@ class SQLiteRepository:
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database {self._path}: {exc}") from None
-        self._connection: sqlite3.Connection | None = connection
+        self._connection = connection
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             connection.execute("PRAGMA foreign_keys = ON")
@@ -238,11 +274,20 @@ class SQLiteRepository:
 
     @contextmanager
     def _using(self, what: str) -> Iterator[sqlite3.Connection]:
-        """Hold the lock and yield the connection; translate every driver error."""
+        """Hold the lock and yield the connection; translate every driver error.
+
+        Inside an ``atomic()`` block whose transaction SQLite has already rolled back (after a
+        full disk or an I/O error) it refuses: the statement would run outside the block.
+        """
         with self._lock:
             connection = self._connection
             if connection is None:
                 raise StorageError(f"SQLite repository {self._path} is closed")
+            if self._depth and not connection.in_transaction:
+                raise StorageError(
+                    f"SQLite {self._path}: {what} failed: the transaction of this atomic() "
+                    "block was rolled back after an earlier error; nothing of it was stored"
+                )
             try:
                 yield connection
             except sqlite3.Error as exc:
@@ -250,6 +295,10 @@ class SQLiteRepository:
             except UnicodeEncodeError as exc:
                 raise ValidationError(
                     f"{what}: text that is not valid Unicode cannot be stored ({exc.reason})"
+                ) from exc
+            except OverflowError as exc:  # an int beyond SQLite's 64 bits
+                raise ValidationError(
+                    f"{what}: a number too large for SQLite cannot be stored ({exc})"
                 ) from exc
 
     def close(self) -> None:
@@ -297,7 +346,7 @@ class SQLiteRepository:
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
-        require_new(account)
+        account = require_new(account)
         stored = evolve(account, version=1)
         row = account_row(stored)
         with self._using(f"adding account {account.id}") as connection:
@@ -315,7 +364,7 @@ class SQLiteRepository:
         def rows() -> Iterator[Row]:
             nonlocal count, current
             for account in accounts:
-                if account.version != 0:
+                if type(account) is not Account or account.version != 0:
                     require_new(account)
                 current = account
                 count += 1
@@ -332,6 +381,8 @@ class SQLiteRepository:
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""
+        account = require_account(account)
+        expected_version = require_version(expected_version)
         stored = evolve(account, version=expected_version + 1)
         row = account_row(stored)
         with self._using(f"saving account {account.id}") as connection:
@@ -371,6 +422,8 @@ class SQLiteRepository:
                 raise StorageError(f"SQLite {self._path}: {what} failed: {exc}") from exc
             except UnicodeEncodeError as exc:
                 raise ValidationError(f"{what}: {key!r} is not valid Unicode") from exc
+            except OverflowError as exc:  # pragma: no cover - keys are text
+                raise ValidationError(f"{what}: {key!r} is too large for SQLite") from exc
         return None if row is None else str(row[0])
 
     def get(self, account_id: str) -> Account:
@@ -391,12 +444,13 @@ class SQLiteRepository:
         return None if data is None else cached_loads(data)
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
-        """Yield the accounts at ``stage``, oldest first (by ``created_at``, then id).
+        """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.
 
-        Rows are read in pages of 256 as the iterator advances, so listing a large stage holds
-        neither the lock nor much memory between pages; an account written meanwhile shows
-        as its page found it.
+        They come by ``created_at``, then id. Rows are read in pages of 256 as the iterator
+        advances, so listing a large stage holds neither the lock nor much memory between pages;
+        an account written meanwhile shows as its page found it.
         """
+        stage = Stage(stage)
         first = self._stage_page(str(stage), None)
         return self._stage_pages(str(stage), first)
 
@@ -435,8 +489,7 @@ class SQLiteRepository:
 
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
         """Return up to ``limit`` accounts with ids greater than ``after``, by id."""
-        if limit < 1:
-            raise ValidationError(f"limit must be at least 1, got {limit}", field="limit")
+        require_page(after, limit)
         with self._using("paging accounts") as connection:
             if after is None:
                 rows = connection.execute(
@@ -465,28 +518,36 @@ class SQLiteRepository:
             self._depth = depth + 1
             try:
                 yield
-            except BaseException:
+            except BaseException as exc:
                 self._depth = depth
-                self._undo(depth, savepoint)
+                self._undo(depth, savepoint, exc)
                 raise
-            self._depth = depth
             try:
                 with self._using("committing") as connection:
                     connection.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
-            except BaseException:
-                self._undo(depth, savepoint)
+            except BaseException as exc:
+                self._depth = depth
+                self._undo(depth, savepoint, exc)
                 raise
+            self._depth = depth
 
-    def _undo(self, depth: int, savepoint: str) -> None:
+    def _undo(self, depth: int, savepoint: str, cause: BaseException) -> None:
+        """Undo the block that ``cause`` ended; never raise, so that ``cause`` propagates.
+
+        A rollback that fails is noted on ``cause``, and then the whole transaction is rolled
+        back, so that the outer blocks fail (``StorageError``) rather than commit half of it.
+        """
         connection = self._connection
-        if connection is None:
-            return  # closed inside the block: SQLite rolled the transaction back
+        if connection is None or not connection.in_transaction:
+            return  # closed inside the block, or SQLite already rolled the transaction back
         try:
             if depth == 0:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
+                connection.execute("ROLLBACK")
             else:
                 connection.execute(f"ROLLBACK TO {savepoint}")
                 connection.execute(f"RELEASE {savepoint}")
         except sqlite3.Error as exc:
-            raise StorageError(f"SQLite {self._path}: rolling back failed: {exc}") from exc
+            cause.add_note(f"SQLite {self._path}: rolling back failed too: {exc}")
+            with suppress(sqlite3.Error):
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
