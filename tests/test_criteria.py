@@ -135,6 +135,53 @@ def test_decimal_literals_are_written_as_numbers():
     assert criteria.to_json() == '{">": [{"var": "x"}, 2.5]}'
 
 
+def test_to_json_writes_decimals_with_their_exact_digits():
+    """to_json writes a Decimal's own digits, never the float it would round to."""
+    document = {"and": [{">": [{"var": "x"}, Decimal("12345678901234567.89")]}, Decimal("0.10")]}
+    criteria = Criteria.from_dict(document, name="x", version="1")
+    assert criteria.to_json() == ('{"and": [{">": [{"var": "x"}, 12345678901234567.89]}, 0.10]}')
+    assert "12345678901234567.89" in criteria.to_json(indent=2)
+
+
+def test_decimals_round_trip_through_json_text_exactly():
+    """from_json(to_json()) keeps every Decimal's value; one a float would round stays Decimal."""
+    big = Decimal("12345678901234567.89")
+    criteria = Criteria.from_dict(
+        {"and": [{">=": [{"var": "x"}, big]}, {"<": [{"var": "y"}, Decimal("0.10")]}]},
+        name="x",
+        version="1",
+    )
+    again = Criteria.from_json(criteria.to_json(), name="x", version="1")
+    (first, second) = again.document["and"]  # type: ignore[index]
+    assert first[">="][1] == big
+    assert isinstance(first[">="][1], Decimal)
+    assert second["<"][1] == 0.1
+    assert isinstance(second["<"][1], float)
+    for x in (big, big - Decimal("0.01"), big + 1):
+        for y in (Decimal("0.1"), Decimal("0.09"), Decimal("0.1000000000000000000001")):
+            data = {"x": x, "y": y}
+            assert again.apply(data) is criteria.apply(data)
+
+
+def test_from_json_reads_numbers_without_losing_digits():
+    """JSON numbers become ints, floats that hold them as written, or exact Decimals."""
+    document = Criteria.from_json(
+        "[7, 0.1, 2.50, 1e3, 12345678901234567.89, 1e400, 0.1000000000000000000001]",
+        name="n",
+        version="1",
+    ).document
+    assert document == [
+        7,
+        0.1,
+        2.5,
+        1000.0,
+        Decimal("12345678901234567.89"),
+        Decimal("1e400"),
+        Decimal("0.1000000000000000000001"),
+    ]
+    assert [type(v) for v in document] == [int, float, float, float, Decimal, Decimal, Decimal]  # type: ignore[union-attr]
+
+
 # -- evaluating -------------------------------------------------------------------------------
 
 
@@ -182,6 +229,62 @@ def test_decimal_budgets_compare_numerically():
     criteria = Criteria.from_dict({">": [{"var": "budget"}, 10000]}, name="b", version="1")
     assert criteria.evaluate({"budget": Decimal("10000.01")}).passed
     assert not criteria.evaluate({"budget": Decimal("10000.00")}).passed
+
+
+@pytest.mark.parametrize(
+    ("document", "data"),
+    [
+        ({">=": [{"var": "budget"}, 10000.1]}, {"budget": Decimal("10000.1")}),
+        ({"<=": [{"var": "budget"}, 10000.1]}, {"budget": Decimal("10000.1")}),
+        ({"<": [10000.09, {"var": "budget"}, 10000.11]}, {"budget": Decimal("10000.1")}),
+        ({"==": [{"var": "rate"}, 0.1]}, {"rate": Decimal("0.1")}),
+        ({"==": [0.1, {"var": "rate"}]}, {"rate": Decimal("0.1")}),
+        ({"==": [{"var": "rate"}, "0.1"]}, {"rate": Decimal("0.1")}),
+        ({"===": [{"var": "rate"}, 0.1]}, {"rate": Decimal("0.1")}),
+        ({"!": {"!=": [{"var": "rate"}, 0.1]}}, {"rate": Decimal("0.1")}),
+        ({"!": {"!==": [{"var": "rate"}, 0.1]}}, {"rate": Decimal("0.1")}),
+        ({"==": [{"var": "rate"}, {"var": "float"}]}, {"rate": Decimal("0.1"), "float": 0.1}),
+        ({">=": [{"var": "rate"}, "0.3"]}, {"rate": Decimal("0.3")}),
+        ({"in": [{"var": "rate"}, [0.2, 0.1]]}, {"rate": Decimal("0.1")}),
+        ({"==": [{"max": [{"var": "rate"}, 0.1]}, {"var": "rate"}]}, {"rate": Decimal("0.1")}),
+        ({"==": [{"min": [{"var": "rate"}, 0.1]}, {"var": "rate"}]}, {"rate": Decimal("0.1")}),
+        ({"==": [{"+": [{"var": "rate"}, 0.2]}, 0.3]}, {"rate": Decimal("0.1")}),
+        ({">=": [{"var": "rate"}, Decimal("0.1")]}, {"rate": 0.1}),
+    ],
+)
+def test_decimal_data_meets_float_literals_as_written(document, data):
+    """A float literal meets Decimal data as the number written, not as its binary value."""
+    assert Criteria.from_dict(document, name="d", version="1").apply(data) is True
+
+
+def test_decimal_comparisons_stay_strict():
+    """The exact comparison still tells apart Decimals that differ in the last digit."""
+    criteria = Criteria.from_dict({">=": [{"var": "budget"}, 10000.1]}, name="b", version="1")
+    assert criteria.apply({"budget": Decimal("10000.09999")}) is False
+    assert criteria.apply({"budget": Decimal("10000.10001")}) is True
+    rate = Criteria.from_dict({"==": [{"var": "rate"}, 0.1]}, name="r", version="1")
+    assert rate.apply({"rate": Decimal("0.1000000000000000055511151231257827")}) is False
+    assert rate.apply({"rate": 0.1}) is True
+
+
+def test_max_and_min_with_a_decimal_give_exact_decimals():
+    """max and min over a Decimal and floats compare and return the floats as written."""
+    largest = Criteria.from_dict({"max": [{"var": "a"}, 0.1, 0.3]}, name="m", version="1")
+    assert largest.apply({"a": Decimal("0.2")}) == Decimal("0.3")
+    assert isinstance(largest.apply({"a": Decimal("0.2")}), Decimal)
+    assert largest.apply({"a": 0.2}) == 0.3
+
+
+def test_huge_int_data_is_shown_not_raised():
+    """An int too long to print still gets a reason and an explanation, not a ValueError."""
+    criteria = Criteria.from_dict(
+        {"and": [{"<": [{"var": "budget"}, 100]}, True]}, name="b", version="1"
+    )
+    huge = 10**5000
+    result = criteria.evaluate({"budget": huge})
+    assert not result.passed
+    assert "budget: <int of 5001 digits>" in result.reason
+    assert "<int of 5001 digits>" in str(criteria.explain({"budget": huge}))
 
 
 def test_criteria_are_a_qualification_rule(criteria):

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+import salesprocess.criteria as criteria_module
 from salesprocess.criteria import Criteria
 from salesprocess.errors import CriteriaError, ValidationError
-from salesprocess.jsonlogic import _generate, compile_logic
+from salesprocess.jsonlogic import _EvaluationFailed, _generate, compile_logic
 
 
 def load(document: object) -> Criteria:
@@ -201,6 +202,85 @@ def test_criteria_error_is_a_value_error():
         load({"nope": []})
 
 
+@pytest.mark.parametrize("op", ["==", "===", "!=", "!=="])
+@pytest.mark.parametrize("count", [1, 3, 4])
+def test_equality_takes_exactly_two_operands(op, count):
+    """Equality with other than two operands is refused, naming the operation's path."""
+    with pytest.raises(CriteriaError) as caught:
+        load({"and": [True, {op: [1] * count}]})
+    assert caught.value.path == f"$.and[1]['{op}']"
+    assert f"'{op}' takes exactly 2 operands, got {count}" in str(caught.value)
+
+
+def test_a_huge_integer_in_json_text_is_read_not_a_value_error():
+    """An integer with more digits than int() reads from text loads as an exact Decimal."""
+    digits = "1" * 5_000
+    criteria = Criteria.from_json(f'{{"==": [1, {digits}]}}', name="t", version="1")
+    assert criteria.document == {"==": [1, Decimal(digits)]}
+    assert criteria.apply(None) is False
+    assert Criteria.from_json(digits, name="t", version="1").apply(None) == Decimal(digits)
+    again = Criteria.from_json(criteria.to_json(), name="t", version="1")
+    assert again == criteria
+
+
+def test_malformed_json_with_a_huge_integer_names_line_and_column():
+    """Malformed text holding a huge integer is still reported with its line and column."""
+    with pytest.raises(CriteriaError, match="line 2, column 5005"):
+        Criteria.from_json("[\n  1" + "0" * 5_000 + " 2]", name="t", version="1")
+
+
+def test_any_failure_while_parsing_text_is_a_criteria_error(monkeypatch):
+    """A parse failure other than JSONDecodeError is wrapped as CriteriaError, never leaked."""
+
+    def broken(text: str) -> int:
+        raise ValueError("no digits today")
+
+    monkeypatch.setattr(criteria_module, "_parse_int", broken)
+    with pytest.raises(CriteriaError, match="no digits today") as caught:
+        Criteria.from_json('{"==": [1, 1]}', name="t", version="1")
+    assert caught.value.path == "$"
+
+
+def test_from_dict_with_a_huge_python_int_loads_evaluates_and_writes():
+    """A Python int too long for str() loads, evaluates, describes and writes as JSON."""
+    huge = 10**5_000
+    criteria = load({"and": [{"<": [{"var": "x"}, huge]}, {"==": [{"var": "x"}, huge]}]})
+    assert criteria.apply({"x": huge}) is False
+    assert criteria.apply({"x": huge - 1}) is False
+    assert criteria.clauses == ("x < Infinity", "x == Infinity")
+    text = criteria.to_json()
+    assert "1" + "0" * 5_000 in text
+    assert Criteria.from_json(text, name="test", version="1").apply({"x": huge}) is False
+
+
+class ExplodingMapping(Mapping[str, object]):
+    """A Mapping that claims one key but cannot produce its items."""
+
+    def __getitem__(self, key: str) -> object:
+        raise RuntimeError("storage went away")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("storage went away")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_a_document_mapping_that_fails_to_read_is_a_criteria_error():
+    """A Python-built document whose Mapping raises is refused with CriteriaError."""
+    with pytest.raises(CriteriaError, match="storage went away") as caught:
+        load({"and": [True, ExplodingMapping()]})
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_huge_int_keys_are_reported_not_raised():
+    """An object key too long to print still gives a CriteriaError message."""
+    with pytest.raises(CriteriaError, match="key must be a string"):
+        load({10**5_000: 1})
+    with pytest.raises(CriteriaError, match="exactly one key"):
+        load({10**5_000: 1, 2: 3})
+
+
 # -- evaluation time --------------------------------------------------------------------------
 
 
@@ -234,6 +314,45 @@ def test_comparisons_with_unusable_data_are_false_not_errors():
     criteria = load({">=": [{"var": "employees"}, 50]})
     for value in ("n/a", {"a": 1}, [1, 2], None, float("nan")):
         assert criteria.apply({"employees": value}) is False
+
+
+HUGE_DATA = [10**5_000, -(10**5_000), Decimal("1e999999999"), Decimal("-1e-999999999")]
+EVERY_USE = [
+    {"==": [{"var": "x"}, 1]},
+    {"===": [{"var": "x"}, 1.5]},
+    {"!=": [{"var": "x"}, "1"]},
+    {"<": [0.5, {"var": "x"}, 2]},
+    {">=": [{"var": "x"}, "7"]},
+    {"in": [{"var": "x"}, [1, 2.5, "x"]]},
+    {"in": [{"var": "x"}, "12345"]},
+    {"+": [{"var": "x"}, 0.1]},
+    {"-": [{"var": "x"}, 1]},
+    {"*": [{"var": "x"}, 2.5]},
+    {"/": [{"var": "x"}, 3]},
+    {"/": [1, {"var": "x"}]},
+    {"%": [{"var": "x"}, 7]},
+    {"%": [7, {"var": "x"}]},
+    {"max": [{"var": "x"}, 0.1]},
+    {"min": [{"var": "x"}, 0.1]},
+    {"cat": [{"var": "x"}]},
+    {"substr": ["abcdef", {"var": "x"}]},
+    {"substr": ["abcdef", 1, {"var": "x"}]},
+    {"var": {"var": "x"}},
+    {"missing_some": [{"var": "x"}, ["a"]]},
+    {"!!": {"var": "x"}},
+]
+
+
+@pytest.mark.parametrize("value", HUGE_DATA, ids=["big", "-big", "dec-huge", "dec-tiny"])
+@pytest.mark.parametrize("document", EVERY_USE, ids=[next(iter(d)) for d in EVERY_USE])
+def test_huge_numbers_in_the_data_give_a_result_or_a_criteria_error(document, value):
+    """Huge ints and extreme Decimals in the data never escape as other errors or hang."""
+    try:
+        load(document).apply({"x": value})
+    except _EvaluationFailed as error:  # the catch-all would mean an unhandled case
+        raise AssertionError(f"unexpected failure: {error.__cause__!r}") from error
+    except CriteriaError:
+        pass
 
 
 class BrokenMapping(Mapping[str, object]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from decimal import Decimal
 
@@ -110,6 +111,85 @@ def test_criteria_keep_a_plain_copy_of_the_document(document):
         return
     assert criteria.document == document
     assert Criteria.from_json(criteria.to_json(), name="p", version="1") == criteria
+
+
+@DETERMINISTIC
+@given(document=documents, indent=st.sampled_from([None, 0, 2]))
+def test_to_json_writes_what_json_dumps_writes(document, indent):
+    """Without Decimals, to_json gives exactly json.dumps's text."""
+    try:
+        criteria = Criteria.from_dict(document, name="p", version="1")
+    except CriteriaError:
+        return
+    assert criteria.to_json(indent=indent) == json.dumps(criteria.document, indent=indent)
+
+
+finite_decimals = st.decimals(allow_nan=False, allow_infinity=False)
+decimal_documents = json_values(scalars | finite_decimals)
+
+
+def same_number(before: object, after: object) -> bool:
+    """Tell whether JSON text carried ``before`` to ``after`` without changing its value."""
+    if isinstance(before, dict):
+        return (
+            isinstance(after, dict)
+            and list(before) == list(after)
+            and all(same_number(before[k], after[k]) for k in before)
+        )
+    if isinstance(before, list):
+        return (
+            isinstance(after, list)
+            and len(before) == len(after)
+            and all(same_number(b, a) for b, a in zip(before, after, strict=True))
+        )
+    if isinstance(before, (Decimal, float)) and not isinstance(before, bool):
+        exact = Decimal(repr(before)) if isinstance(before, float) else before
+        got = Decimal(repr(after)) if isinstance(after, float) else after
+        return isinstance(got, (Decimal, int)) and not isinstance(got, bool) and exact == got
+    return type(before) is type(after) and before == after
+
+
+@DETERMINISTIC
+@given(document=decimal_documents)
+def test_numbers_round_trip_through_json_text_exactly(document):
+    """from_json(to_json()) keeps every number's decimal value, Decimals included."""
+    try:
+        criteria = Criteria.from_dict(document, name="p", version="1")
+    except CriteriaError:
+        return
+    again = Criteria.from_json(criteria.to_json(), name="p", version="1")
+    assert same_number(criteria.document, again.document), (criteria.document, again.document)
+
+
+COMPARE = {
+    "==": lambda a, b: a == b,
+    "===": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "!==": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@DETERMINISTIC
+@given(
+    op=st.sampled_from(sorted(COMPARE)),
+    literal=finite_floats,
+    amount=finite_decimals | finite_floats.map(lambda x: Decimal(repr(x))),
+    flip=st.booleans(),
+)
+def test_decimal_data_compares_with_a_float_literal_as_written(op, literal, amount, flip):
+    """A Decimal compares with a float literal as with Decimal(repr(literal)), both ways round."""
+    operands: list[object] = [{"var": "amount"}, literal]
+    if flip:
+        operands.reverse()
+    got = compile_logic({op: operands})({"amount": amount})
+    exact = Decimal(repr(literal))
+    want = COMPARE[op](exact, amount) if flip else COMPARE[op](amount, exact)
+    assert got is want
 
 
 # -- a reference interpreter for a subset, written straight from the JavaScript rules ---------

@@ -26,10 +26,12 @@ EU mid-market (2026-Q4): not met
 from __future__ import annotations
 
 import json
+import math
 import os
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, overload
 
@@ -48,6 +50,16 @@ from salesprocess.jsonlogic import (
 from salesprocess.rules import RuleResult
 
 __all__ = ["ClauseResult", "Criteria", "Explanation"]
+
+
+def _show(value: object) -> str:
+    """``repr(value)`` for a person; a value whose repr fails (a huge int) still shows."""
+    try:
+        return repr(value)
+    except Exception:  # showing a value must not fail the evaluation
+        if isinstance(value, int):  # digits beyond sys.get_int_max_str_digits()
+            return f"<int of {len(Decimal(value).as_tuple().digits)} digits>"
+        return f"<{type(value).__name__}>"
 
 
 def _freeze_actual(values: Mapping[str, object]) -> Mapping[str, object]:
@@ -71,7 +83,7 @@ class ClauseResult:
     def __str__(self) -> str:
         line = f"{'pass' if self.passed else 'FAIL'}  {self.text}"
         if self.actual:
-            shown = ", ".join(f"{k}: {v!r}" for k, v in self.actual.items())
+            shown = ", ".join(f"{k}: {_show(v)}" for k, v in self.actual.items())
             line += f"  ({shown})"
         if self.error:
             line += f"  [error: {self.error}]"
@@ -317,7 +329,10 @@ class Criteria:
         A ``str`` that starts with ``{`` or ``[`` (after white space), or that is valid JSON, is
         JSON text; any other ``str`` and any path-like object name a file (read as UTF-8).
         Malformed JSON raises :class:`~salesprocess.errors.CriteriaError` naming the line and
-        column, and the file when there is one.
+        column, and the file when there is one; so does any other failure to read the text.
+        A number is read as a float when a float holds it exactly as written (``0.1``), else as
+        the exact ``Decimal`` (``12345678901234567.89``, ``1e400``, an integer with more digits
+        than ``int`` reads from text); other integers are ints.
 
         >>> Criteria.from_json('{"and": [true,]}', name="broken", version="1")
         Traceback (most recent call last):
@@ -400,8 +415,17 @@ class Criteria:
         return tuple(dict.fromkeys(v for c in self._clauses for v in c.variables))
 
     def to_json(self, *, indent: int | None = None) -> str:
-        """Return the document as JSON text (Decimals are written as numbers)."""
-        return json.dumps(self.document, indent=indent, default=_json_default)
+        """Return the document as JSON text, laid out as ``json.dumps`` would.
+
+        A Decimal is written as a number with its exact digits (``Decimal("0.10")`` as
+        ``0.10``), never rounded through a float. :meth:`from_json` reads such a number back
+        as the same float when a float holds it as written, else as the exact Decimal.
+
+        >>> Criteria.from_dict({">": [{"var": "x"}, Decimal("12345678901234567.89")]},
+        ...                    name="x", version="1").to_json()
+        '{">": [{"var": "x"}, 12345678901234567.89]}'
+        """
+        return _dumps(self.document, indent)
 
     def _judge(self, data: object) -> tuple[ClauseResult, ...]:
         results = []
@@ -433,13 +457,100 @@ def _short(clause: _Clause, data: object) -> str:
     actual = _read(data, clause.variables)
     if not actual:
         return clause.text
-    return f"{clause.text} ({', '.join(f'{k}: {v!r}' for k, v in actual.items())})"
+    return f"{clause.text} ({', '.join(f'{k}: {_show(v)}' for k, v in actual.items())})"
 
 
-def _json_default(value: object) -> object:
+# -- JSON text ---------------------------------------------------------------------------------
+
+
+def _number_text(value: int | float | Decimal) -> str:
+    """Return a number as JSON number text with its exact digits."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(type(value).__name__)  # pragma: no cover - documents are validated JSON
+        return Decimal.__str__(value)  # always JSON's grammar for a finite Decimal: 1.50, 1E+30
+    if isinstance(value, float):
+        return float.__repr__(value)  # the shortest text that reads back as the same float
+    try:
+        return int.__repr__(value)
+    except ValueError:  # more digits than int -> str allows (sys.get_int_max_str_digits)
+        return Decimal.__str__(Decimal(value))  # exact too, and not limited
+
+
+def _encode(node: object, indent: str | None, level: int, out: list[str]) -> None:
+    """Append ``node`` as JSON text to ``out``, laid out as ``json.dumps`` does."""
+    if node is None:
+        out.append("null")
+    elif node is True or node is False:
+        out.append("true" if node else "false")
+    elif isinstance(node, str):
+        out.append(encode_basestring_ascii(node))
+    elif isinstance(node, (int, float, Decimal)):
+        out.append(_number_text(node))
+    elif isinstance(node, dict):
+        _encode_container(list(node.items()), "{}", indent, level, out)
+    elif isinstance(node, list):
+        _encode_container([(None, v) for v in node], "[]", indent, level, out)
+    else:  # pragma: no cover - documents are validated, then copied to plain JSON
+        raise TypeError(f"{type(node).__name__} is not a JSON value")
+
+
+def _encode_container(
+    items: list[tuple[str | None, object]],
+    brackets: str,
+    indent: str | None,
+    level: int,
+    out: list[str],
+) -> None:
+    """Append an object's (key, value) pairs or an array's (None, value) pairs to ``out``."""
+    if not items:
+        out.append(brackets)
+        return
+    inner = "" if indent is None else "\n" + indent * (level + 1)
+    out.append(brackets[0] + inner)
+    for i, (key, value) in enumerate(items):
+        if i:
+            out.append(", " if indent is None else "," + inner)
+        if key is not None:
+            out.append(encode_basestring_ascii(key) + ": ")
+        _encode(value, indent, level + 1, out)
+    out.append(("" if indent is None else "\n" + indent * level) + brackets[1])
+
+
+def _dumps(document: object, indent: int | None) -> str:
+    """``json.dumps(document, indent=indent)``, with Decimals written with their exact digits."""
+    out: list[str] = []
+    _encode(document, None if indent is None else " " * indent, 0, out)
+    return "".join(out)
+
+
+def _parse_float(text: str) -> float | Decimal:
+    """Read a JSON number with a fraction or exponent: a float when one holds it as written.
+
+    ``0.1`` and ``2.50`` are floats (their shortest form is the number written), as in
+    JavaScript; a number a float would round (``12345678901234567.89``, ``1e400``) is read
+    as the exact Decimal instead, so no digit is silently lost.
+    """
+    x = float(text)
+    if math.isfinite(x) and Decimal(repr(x)) == Decimal(text):
+        return x
+    return Decimal(text)
+
+
+def _parse_int(text: str) -> int | Decimal:
+    """Read a JSON integer; one too long for ``int`` (over 4,300 digits) is read as a Decimal."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
+
+
+def _loads(text: str) -> object:
+    return json.loads(
+        text,
+        parse_float=_parse_float,
+        parse_int=_parse_int,
+        parse_constant=_reject_constant,
+        object_pairs_hook=_no_duplicates,
+    )
 
 
 def _looks_like_json(text: str) -> bool:
@@ -447,8 +558,8 @@ def _looks_like_json(text: str) -> bool:
     if stripped.startswith(("{", "[")):
         return True
     try:
-        json.loads(text)
-    except (ValueError, RecursionError):
+        _loads(text)
+    except Exception:  # whatever fails to parse is taken as a file path
         return False
     return True
 
@@ -473,9 +584,10 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 def _parse(text: str, *, source: str | None) -> object:
+    """Parse JSON text; every failure is a CriteriaError (with line and column where known)."""
     where = f" in {source!r}" if source else ""
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return _loads(text)
     except json.JSONDecodeError as e:
         raise CriteriaError(
             f"malformed JSON{where}: {e.msg} at line {e.lineno}, column {e.colno}", path="$"
@@ -486,3 +598,5 @@ def _parse(text: str, *, source: str | None) -> object:
         raise CriteriaError(
             f"the JSON{where} nests too deeply (the limit is {DEFAULT_MAX_DEPTH} levels)", path="$"
         ) from None
+    except Exception as e:  # anything else the parser or a number conversion raises
+        raise CriteriaError(f"malformed JSON{where}: {type(e).__name__}: {e}", path="$") from e

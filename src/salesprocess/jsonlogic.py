@@ -16,13 +16,17 @@ False
 Traceback (most recent call last):
 ...
 salesprocess.errors.CriteriaError: '>=' takes at least 2 operands, got 1 (at $.and[1]['>='])
+>>> from decimal import Decimal
+>>> compile_logic({">=": [{"var": "budget"}, 10000.1]})({"budget": Decimal("10000.1")})
+True
 
 **Semantics.** Values behave as in JavaScript, like the reference implementation
 ``json-logic-js``, and the whole JSON Logic compatibility suite (``json-logic/compat-tables``,
 ``compatible.json``) passes:
 
 * ``==`` / ``!=`` are JavaScript's loose equality (``1 == "1"``, ``null == 0`` is false),
-  ``===`` / ``!==`` strict equality; arrays and objects are equal only to themselves.
+  ``===`` / ``!==`` strict equality; arrays and objects are equal only to themselves. All four
+  take exactly two operands (see below).
 * ``<``, ``<=``, ``>``, ``>=`` compare two strings as strings (by code point) and anything else as
   numbers; a value that is not a number (``"n/a"``, an object) makes the comparison false, it
   never raises. With three or more operands they chain: ``{"<": [0, x, 10]}`` is a "between".
@@ -34,9 +38,12 @@ salesprocess.errors.CriteriaError: '>=' takes at least 2 operands, got 1 (at $.a
   array or object as an operand) or divide by zero, evaluation raises :class:`CriteriaError`,
   as the JSON Logic community suites specify, instead of letting ``NaN`` leak into results
   (a float overflow still gives infinity, as in JavaScript).
-* ``decimal.Decimal`` values in the data are numbers: they compare exactly with ints and floats,
-  and arithmetic keeps them Decimal (a float operand is converted through its shortest repr, so
-  ``1.2`` is ``Decimal("1.2")``).
+* ``decimal.Decimal`` values in the data are numbers, and exact: where a Decimal meets a float,
+  in a comparison (``<`` ... ``>=``, ``==``, ``===``, ``!=``, ``!==``, ``in``), in arithmetic or
+  in ``max`` / ``min``, the float stands for the decimal number it is written as (its shortest
+  repr), so ``0.1`` equals ``Decimal("0.1")`` and ``10000.1 >= Decimal("10000.1")``, never
+  their binary approximations. Arithmetic keeps them Decimal (``1.2`` becomes
+  ``Decimal("1.2")``); ints compare with them exactly as they are.
 * Values that are not JSON types behave as their JSON primitive: other real numbers as numbers,
   ``date`` / ``datetime`` / ``time`` as their ISO 8601 text (so they compare with ISO date
   strings), ``Enum`` members as their value, sets as arrays, anything else as ``str(value)``.
@@ -50,7 +57,10 @@ salesprocess.errors.CriteriaError: '>=' takes at least 2 operands, got 1 (at $.a
 ``+``, ``-``, ``*``, ``/``, ``%``, ``map``, ``filter``, ``reduce``, ``all``, ``none``, ``some``,
 ``merge``, ``in``, ``cat``, ``substr``. Arities are checked at load time; where implementations
 disagree on extra operands (``{"/": [8, 2, 2]}``) the community standard is followed: the
-operation folds left. ``{"and": []}`` and ``{"or": []}`` are ``false``.
+operation folds left. The equality operators (``==``, ``===``, ``!=``, ``!==``) are the exception:
+json-logic-js ignores a third operand while other implementations chain, so ``{"==": [1, 1, 2]}``
+would silently mean ``true`` or ``false`` depending on the engine; it is refused at load time.
+``{"and": []}`` and ``{"or": []}`` are ``false``.
 
 **Limits:** a document may nest at most ``max_depth`` containers deep (default 64) and hold at most
 ``max_nodes`` values (default 10,000); both are checked before anything deeper is looked at, so a
@@ -329,6 +339,28 @@ def _num(value: object) -> Any:
 # -- comparison -------------------------------------------------------------------------------
 
 
+def _mix(x: Any, y: Any) -> tuple[Any, Any]:
+    """Make a float and a Decimal meet as Decimals (through the float's shortest repr).
+
+    A float stands for the decimal number it is written as (``0.1`` is ``Decimal("0.1")``, not
+    the binary value ``0.1000000000000000055...``), so comparisons and arithmetic with Decimal
+    amounts are exact. Callers test ``(x.__class__ is float) is not (y.__class__ is float)``
+    first, which keeps the float-and-int paths free of the Decimal checks.
+    """
+    if x.__class__ is float and isinstance(y, Decimal):
+        return Decimal(repr(x)), y
+    if y.__class__ is float and isinstance(x, Decimal):
+        return x, Decimal(repr(y))
+    return x, y
+
+
+def _num_eq(x: Any, y: Any) -> bool:
+    """Compare two numbers (int, float or Decimal) for equality, a Decimal exactly."""
+    if (x.__class__ is float) is not (y.__class__ is float):
+        x, y = _mix(x, y)
+    return bool(x == y)
+
+
 def _primitive(kind: int, v: Any) -> tuple[int, Any]:
     if kind == _ARR:
         return _STR, to_string(v)
@@ -349,6 +381,8 @@ def _rel(a: object, b: object) -> tuple[Any, Any] | None:
         y = _num(y)
     if _is_nan(x) or _is_nan(y):
         return None
+    if (x.__class__ is float) is not (y.__class__ is float):
+        return _mix(x, y)
     return x, y
 
 
@@ -388,6 +422,8 @@ def _seq(a: object, b: object) -> bool:
         return False
     if ka in (_ARR, _OBJ):
         return a is b
+    if ka == _NUM:
+        return _num_eq(x, y)
     return bool(x == y)
 
 
@@ -398,6 +434,8 @@ def _leq(a: object, b: object) -> bool:  # noqa: PLR0911 - the steps of JavaScri
     if ka == kb:
         if ka in (_ARR, _OBJ):
             return a is b
+        if ka == _NUM:
+            return _num_eq(x, y)
         return bool(x == y)
     if _NULL in (ka, kb):
         return False
@@ -406,9 +444,9 @@ def _leq(a: object, b: object) -> bool:  # noqa: PLR0911 - the steps of JavaScri
     if kb == _BOOL:
         return _leq(x, int(y))
     if ka == _NUM and kb == _STR:
-        return bool(x == _parse_num(y))
+        return _num_eq(x, _parse_num(y))
     if ka == _STR and kb == _NUM:
-        return bool(_parse_num(x) == y)
+        return _num_eq(_parse_num(x), y)
     if ka in (_ARR, _OBJ) and kb in (_NUM, _STR):
         return _leq(_primitive(ka, x)[1], y)
     if kb in (_ARR, _OBJ) and ka in (_NUM, _STR):
@@ -481,15 +519,6 @@ def _step(r: Any, path: str) -> Any:
     if _is_nan(r):
         raise CriteriaError("the result is not a number", path=path)
     return r
-
-
-def _mix(x: Any, y: Any) -> tuple[Any, Any]:
-    """Make a float and a Decimal meet as Decimals (through the float's shortest repr)."""
-    if x.__class__ is float and isinstance(y, Decimal):
-        return Decimal(repr(x)), y
-    if y.__class__ is float and isinstance(x, Decimal):
-        return x, Decimal(repr(y))
-    return x, y
 
 
 def _arith_failed(error: ArithmeticError, path: str) -> CriteriaError:
@@ -579,16 +608,25 @@ def _mod(args: tuple[object, ...], path: str) -> Any:
         raise _arith_failed(e, path) from e
 
 
+def _operands(args: tuple[object, ...], path: str) -> list[Any]:
+    """Return the operands of ``max`` / ``min``; with a Decimal among them, floats as Decimals."""
+    values = [_anum(a, path) for a in args]
+    for v in values:
+        if v.__class__ is not int and v.__class__ is not float:  # so a Decimal
+            return [Decimal(repr(x)) if x.__class__ is float else x for x in values]
+    return values
+
+
 def _max(args: tuple[object, ...], path: str) -> Any:
     try:
-        return max(_anum(a, path) for a in args)
+        return max(_operands(args, path))
     except ArithmeticError as e:
         raise _arith_failed(e, path) from e
 
 
 def _min(args: tuple[object, ...], path: str) -> Any:
     try:
-        return min(_anum(a, path) for a in args)
+        return min(_operands(args, path))
     except ArithmeticError as e:
         raise _arith_failed(e, path) from e
 
@@ -605,7 +643,7 @@ def _to_int(value: object) -> int:
     x = _num(value)
     if _is_nan(x):
         return 0
-    if x in (_INF, -_INF):
+    if not -(2**62) < x < 2**62:  # infinities, and huge Decimals int() would expand digit by digit
         return 2**62 if x > 0 else -(2**62)
     return int(x)
 
@@ -867,8 +905,8 @@ _ARITY: Final[dict[str, tuple[int, int]]] = {
     "missing_some": (2, 2),
     "if": (0, _MANY),
     "?:": (0, _MANY),
-    "==": (2, _MANY),
-    "===": (2, _MANY),
+    "==": (2, 2),
+    "===": (2, 2),
     "!=": (2, 2),
     "!==": (2, 2),
     "!": (0, 1),
@@ -1052,7 +1090,7 @@ class _Compiler:
             if len(node) == 0:
                 return _Code("{}", False, _EMPTY)
             if len(node) > 1:
-                keys = ", ".join(repr(k) for k in list(node)[:4])
+                keys = ", ".join(_show(k) for k in list(node)[:4])
                 raise CriteriaError(
                     f"an operation is an object with exactly one key; this one has "
                     f"{len(node)} ({keys})",
@@ -1080,7 +1118,7 @@ class _Compiler:
     ) -> _Code:
         ((op, args),) = node.items()
         if not isinstance(op, str):
-            raise CriteriaError(f"an object key must be a string, not {op!r}", path=path)
+            raise CriteriaError(f"an object key must be a string, not {_show(op)}", path=path)
         op_path = _key_path(path, op)
         if op not in _ARITY:
             raise CriteriaError(f"unknown operator {op!r}", path=op_path)
@@ -1126,7 +1164,7 @@ class _Compiler:
         if op in _REL_OPS:
             return self.chain(codes, u, lambda a, b: self.relation(op, a, b, u))
         if op in ("==", "==="):
-            return self.chain(codes, u, lambda a, b: self.equality(op == "===", a, b, u))
+            return _Code(self.equality(op == "===", codes[0], codes[1], u), True)
         if op in ("!=", "!=="):
             return _Code(f"(not {self.equality(op == '!==', codes[0], codes[1], u)})", True)
         if op in ("!", "!!"):
@@ -1381,8 +1419,12 @@ def _generate(rule: object, max_depth: int, max_nodes: int) -> tuple[str, dict[s
     compiler = _Compiler(max_depth, max_nodes)
     try:
         compiler.unit(lambda u: compiler.expr(rule, "$", 0, u), 0, entry=True)
+    except CriteriaError:
+        raise
     except RecursionError:  # pragma: no cover - the depth limit keeps the stack shallow
         raise CriteriaError("the document is too complex to compile") from None
+    except Exception as e:  # a Python-built document whose Mapping or sequence fails to read
+        raise CriteriaError(f"the document cannot be read: {type(e).__name__}: {e}") from e
     return "\n\n".join(reversed(compiler.units)) + "\n", compiler.consts
 
 
