@@ -14,18 +14,9 @@ import random
 import time
 from datetime import UTC, datetime
 
-import salesprocess as sp
+from bench_criteria import RULE  # the six-clause rule, one definition
 
-RULE = {
-    "and": [
-        {"in": [{"var": "industry"}, ["manufacturing", "logistics", "retail"]]},
-        {">=": [{"var": "employees"}, 50]},
-        {"<=": [{"var": "employees"}, 5000]},
-        {"==": [{"var": "region"}, "EU"]},
-        {"!": {"var": "do_not_call"}},
-        {">": [{"var": "budget"}, 10000]},
-    ]
-}
+import salesprocess as sp
 
 
 def populated(count: int) -> sp.SalesProcess:

@@ -23,6 +23,7 @@ from salesprocess.storage.protocol import (
     require_new,
     require_page,
     require_version,
+    stale_write,
 )
 
 __all__ = ["InMemoryRepository"]
@@ -81,10 +82,7 @@ class InMemoryRepository:
         with self._lock:
             current = self.get(account.id)
             if current.version != expected_version:
-                raise ConflictError(
-                    f"account {account.id} was changed by someone else: stored version "
-                    f"{current.version}, this write expected {expected_version}"
-                )
+                raise stale_write(account.id, current.version, expected_version)
             self._check_contacts(account)
             stored = evolve(account, version=expected_version + 1)
             self._put(account.id, stored, current)

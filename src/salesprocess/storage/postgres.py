@@ -61,6 +61,7 @@ from salesprocess.storage.protocol import (
     require_new,
     require_page,
     require_version,
+    stale_write,
 )
 from salesprocess.storage.serialise import cached_loads, created_key, dumps
 
@@ -369,10 +370,7 @@ class PostgresRepository:
             return evolve(account, version=expected_version + 1)
         if current is None:
             raise NotFound(f"no account with id {account.id!r}")
-        raise ConflictError(
-            f"account {account.id} was changed by someone else: stored version "
-            f"{current[0]}, this write expected {expected_version}"
-        )
+        raise stale_write(account.id, current[0], expected_version)
 
     # --- reads ------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from typing import Final, Protocol, runtime_checkable
 
 from salesprocess.account import Account
-from salesprocess.errors import ValidationError
+from salesprocess.errors import ConflictError, ValidationError
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "require_new",
     "require_page",
     "require_version",
+    "stale_write",
 ]
 
 #: The largest version a stored account can reach: PostgreSQL's ``integer``, 2**31 - 1.
@@ -170,3 +171,11 @@ def require_page(after: object, limit: object) -> None:
         raise ValidationError(
             f"limit must be at least 1 and at most {MAX_PAGE}, got {limit}", field="limit"
         )
+
+
+def stale_write(account_id: str, stored_version: int, expected_version: int) -> ConflictError:
+    """Return the error every adapter raises for a save based on a stale version."""
+    return ConflictError(
+        f"account {account_id} was changed by someone else: stored version "
+        f"{stored_version}, this write expected {expected_version}"
+    )
