@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from statemachine import State, StateMachine
+from statemachine.contrib.diagram import MermaidGraphMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 import salesprocess as sp
@@ -672,3 +673,12 @@ def test_new_stages_are_interned_across_threads():
     for thread in threads:
         thread.join()
     assert all(a is b for a, b in zip(seen[0], seen[1], strict=True))
+
+
+def test_diagram_is_drawn_from_the_class():
+    """The docs' mermaid diagram names every stage and every guarded edge of the class."""
+    diagram = MermaidGraphMachine(Lifecycle)()
+    for stage in TABLE.stages:
+        assert f" as {stage}" in diagram
+    assert "prospect --> qualified : Qualify [approved]" in diagram
+    assert "customer --> repeat : Purchase [on_later_day]" in diagram
