@@ -56,6 +56,7 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
+from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
 from salesprocess.storage.protocol import (
     require_account,
     require_new,
@@ -97,7 +98,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _LOCK_KEY: Final = 0x53414C45  # pg_advisory_xact_lock key for migrations: "SALE"
-_STAGE_PAGE: Final = 256
 _COLUMNS: Final = "id, name, email, phone, stage, created_at, version, data"
 _INSERT: Final = (
     "INSERT INTO salesprocess_accounts (id, name, email, phone, stage, created_at, version, "
@@ -413,32 +413,23 @@ class PostgresRepository:
         advances (keyset pagination): the lock is not held between pages, and an account written
         meanwhile shows as its page found it.
         """
-        stage = Stage(stage)
-        first = self._stage_page(str(stage), None)
-        return self._stage_pages(str(stage), first)
+        name = str(Stage(stage))
+        return accounts_in_pages(lambda after: self._stage_page(name, after))
 
-    def _stage_pages(self, stage: str, page: list[tuple[int, str, str]]) -> Iterator[Account]:
-        while page:
-            for _created, _id, data in page:
-                yield cached_loads(data)
-            if len(page) < _STAGE_PAGE:
-                return
-            page = self._stage_page(stage, (page[-1][0], page[-1][1]))
-
-    def _stage_page(self, stage: str, after: tuple[int, str] | None) -> list[tuple[int, str, str]]:
+    def _stage_page(self, stage: str, after: Key | None) -> list[PageRow]:
         with self._using(f"listing stage {stage}") as connection, self._scope(connection):
             if after is None:
                 cursor = connection.execute(
                     "SELECT created_at, id, data::text FROM salesprocess_accounts "
                     "WHERE stage = %s ORDER BY created_at, id LIMIT %s",
-                    (stage, _STAGE_PAGE),
+                    (stage, PAGE_SIZE),
                 )
             else:
                 cursor = connection.execute(
                     "SELECT created_at, id, data::text FROM salesprocess_accounts "
                     "WHERE stage = %s AND (created_at, id) > (%s, %s) "
                     "ORDER BY created_at, id LIMIT %s",
-                    (stage, *after, _STAGE_PAGE),
+                    (stage, *after, PAGE_SIZE),
                 )
             return cursor.fetchall()
 

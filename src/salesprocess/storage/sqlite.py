@@ -53,6 +53,7 @@ from typing import Final, Literal
 from salesprocess.account import Account, evolve
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
+from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
 from salesprocess.storage.protocol import (
     require_account,
     require_new,
@@ -103,7 +104,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 #: The schema version this module writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-_STAGE_PAGE: Final = 256
 
 #: The longest ``timeout`` in seconds: ``busy_timeout`` is a C int of milliseconds.
 MAX_TIMEOUT: Final = (2**31 - 1) // 1000
@@ -448,32 +448,23 @@ class SQLiteRepository:
         advances, so listing a large stage holds neither the lock nor much memory between pages;
         an account written meanwhile shows as its page found it.
         """
-        stage = Stage(stage)
-        first = self._stage_page(str(stage), None)
-        return self._stage_pages(str(stage), first)
+        name = str(Stage(stage))
+        return accounts_in_pages(lambda after: self._stage_page(name, after))
 
-    def _stage_pages(self, stage: str, page: list[tuple[int, str, str]]) -> Iterator[Account]:
-        while page:
-            for _created, _id, data in page:
-                yield cached_loads(data)
-            if len(page) < _STAGE_PAGE:
-                return
-            page = self._stage_page(stage, page[-1][:2])
-
-    def _stage_page(self, stage: str, after: tuple[int, str] | None) -> list[tuple[int, str, str]]:
+    def _stage_page(self, stage: str, after: Key | None) -> list[PageRow]:
         with self._using(f"listing stage {stage}") as connection:
             if after is None:
                 cursor = connection.execute(
                     "SELECT created_at, id, data FROM accounts WHERE stage = ? "
                     "ORDER BY created_at, id LIMIT ?",
-                    (stage, _STAGE_PAGE),
+                    (stage, PAGE_SIZE),
                 )
             else:
                 cursor = connection.execute(
                     "SELECT created_at, id, data FROM accounts "
                     "WHERE stage = ? AND (created_at, id) > (?, ?) "
                     "ORDER BY created_at, id LIMIT ?",
-                    (stage, *after, _STAGE_PAGE),
+                    (stage, *after, PAGE_SIZE),
                 )
             return cursor.fetchall()
 
