@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+import threading
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 
 from salesprocess import strategies
-from salesprocess.account import Account, Attributes, Call, CallOutcome, Source, StageChange
+from salesprocess.account import (
+    Account,
+    Asset,
+    Attributes,
+    Call,
+    CallOutcome,
+    Purchase,
+    Source,
+    StageChange,
+)
 from salesprocess.errors import StorageError, ValidationError
+from salesprocess.money import Money
 from salesprocess.stage import Stage
 from salesprocess.storage import serialise
-from salesprocess.storage.serialise import converter, dumps, from_json_value, loads
+from salesprocess.storage.serialise import (
+    DecodeCache,
+    converter,
+    dumps,
+    from_json_value,
+    loads,
+)
 from salesprocess.testing import _accounts, _full_account, assert_same_account
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -214,6 +231,15 @@ def test_foreign_text_is_refused(text: str, expected: str) -> None:
         (("attributes",), {"x": {"$decimal": "one"}}, "is not a decimal number"),
         (("email",), "not an email", "not an address"),
         (("name",), " ", "name must be non-empty text"),
+        (("referral_code",), "ab", "must be 4 to 32 letters and digits"),
+        (("referral_code",), 1234, "expected a string, got int 1234 @ $.referral_code"),
+        (("assets", 0, "installed"), "2015-05-01T00:00:00", "not an ISO 8601 date"),
+        (("assets", 0, "installed"), 20150501, "expected an ISO 8601 date string"),
+        (("assets", 0, "expected_life_years"), 0, "must be an int from 1 to 200"),
+        (("referral_cards", 0, "count"), "250", "expected an integer"),
+        (("referrals", 0, "new"), "yes", "expected true or false"),
+        (("referral_requests", 0, "surprise"), 1, "unknown fields ['surprise']"),
+        (("preferences", 0, "at"), "2026-01-05", "has no UTC offset"),
     ],
 )
 def test_foreign_documents_are_refused_naming_the_fault(
@@ -288,3 +314,199 @@ def test_attributes_nested_too_deeply_to_write_raise_validation_error() -> None:
     with pytest.raises(ValidationError) as raised:
         dumps(account(attributes=smuggled))
     assert raised.value.field == "attributes"
+
+
+# --- the new parts: referrals, preferences, assets ----------------------------------------------
+
+
+def test_install_dates_are_iso_dates_and_the_new_parts_are_written() -> None:
+    """An asset's install date is written as YYYY-MM-DD; the referral parts appear by name."""
+    data = document(_full_account())
+    assert data["assets"][0]["installed"] == "2015-05-01"
+    assert data["referral_code"] == "K7M4PQ2X"
+    assert data["referrals"][1] == {
+        "account_id": "acc-known",
+        "at": "2026-01-12T09:30:00+00:00",
+        "new": False,
+    }
+    loaded = loads(dumps(_full_account()))
+    assert type(loaded.assets[0].installed) is date
+    assert loaded.assets[1].installed == date(2024, 2, 29)
+
+
+#: An account as salesprocess wrote it before referral codes, referrals, cards, preferences
+#: and assets existed (schema 2 rows hold exactly this kind of text).
+_WRITTEN_BEFORE_REFERRALS = (
+    '{"id":"acc-old","name":"Old Customer GmbH","source":{"channel":"inbound_inquiry"},'
+    '"created_at":"2025-06-01T09:00:00+02:00[Europe/Berlin]","attributes":{"employees":40},'
+    '"stage":"customer","email":"old@customer.example","history":['
+    '{"from_stage":null,"to_stage":"prospect","event":"capture",'
+    '"at":"2025-06-01T09:00:00+02:00[Europe/Berlin]"},'
+    '{"from_stage":"prospect","to_stage":"qualified","event":"qualify",'
+    '"at":"2025-06-02T10:00:00+00:00","reason":"override"},'
+    '{"from_stage":"qualified","to_stage":"customer","event":"purchase",'
+    '"at":"2025-06-03T10:00:00+00:00"}],'
+    '"purchases":[{"amount":{"amount":"1200.50","currency":"EUR"},'
+    '"at":"2025-06-03T10:00:00+00:00"}],"version":4}'
+)
+
+
+def test_data_written_before_the_referral_fields_loads_with_their_defaults() -> None:
+    """A stored account from before referrals, preferences and assets reads with the defaults."""
+    loaded = loads(_WRITTEN_BEFORE_REFERRALS)
+    assert loaded.referral_code is None
+    assert loaded.referral_requests == ()
+    assert loaded.referrals == ()
+    assert loaded.referral_cards == ()
+    assert loaded.preferences == ()
+    assert loaded.assets == ()
+    assert loaded.preference("equipment_strategy") is None
+    assert (loaded.id, loaded.stage, loaded.version) == ("acc-old", Stage.CUSTOMER, 4)
+    assert loaded.purchases == (
+        Purchase(Money("1200.50", "EUR"), datetime(2025, 6, 3, 10, tzinfo=UTC)),
+    )
+    # written again, it is the same text: the defaults add nothing to it
+    assert dumps(loaded) == _WRITTEN_BEFORE_REFERRALS
+    # and it can take the new parts like any account
+    extended = attrs.evolve(
+        loaded,
+        referral_code="k7m4-pq2x",
+        assets=(Asset("asset-1", "Press 3000", date(2015, 5, 1), 20),),
+    )
+    assert_same_account(extended, loads(dumps(extended)))
+
+
+def test_lifecycle_accounts_carry_the_new_parts_and_round_trip() -> None:
+    """strategies.accounts() draws referral codes, cards, requests, referrals, preferences, assets.
+
+    Each of them shows up (``find`` fails if the strategy never draws it) and round-trips.
+    """
+    wanted = {
+        "a referrer's referral with its code": lambda a: any(r.code for r in a.referrals),
+        "cards and a request": lambda a: a.referral_cards and a.referral_requests,
+        "preferences and assets": lambda a: len(a.preferences) > 1 and a.assets,
+    }
+    for what, has in wanted.items():
+        example = find(
+            strategies.accounts(),
+            lambda value, has=has: bool(has(value)),
+            settings=settings(max_examples=5000, database=None, phases=[Phase.generate]),
+        )
+        assert has(example), what
+        assert_same_account(example, loads(dumps(example)))
+
+
+# --- the decode cache ---------------------------------------------------------------------------
+
+
+def test_the_decode_cache_returns_the_account_decoded_before() -> None:
+    """A second read of the same text is a hit: the same account object, nothing decoded."""
+    cache = DecodeCache(maxsize=4)
+    text = dumps(_full_account())
+    first = cache(text)
+    assert_same_account(_full_account(), first)
+    assert cache(text) is first
+    assert cache.cache_info() == serialise.CacheInfo(hits=1, misses=1, maxsize=4, currsize=1)
+
+
+def test_remembered_accounts_are_returned_without_decoding() -> None:
+    """remember(text, account) makes the next read of ``text`` return ``account`` itself."""
+    cache = DecodeCache(maxsize=4)
+    value = _full_account()
+    text = dumps(value)
+    cache.remember(text, value)
+    assert cache(text) is value
+    assert cache.cache_info().misses == 0
+
+
+def test_the_decode_cache_forgets_the_least_recently_used() -> None:
+    """Past maxsize the entry used least lately goes; a hit or a remember makes one recent."""
+    cache = DecodeCache(maxsize=2)
+    texts = [dumps(account(attributes={"index": index})) for index in range(3)]
+    a = cache(texts[0])
+    b = cache(texts[1])
+    assert cache(texts[0]) is a  # a is now the most recent; b the least
+    c = cache(texts[2])  # b goes
+    assert cache(texts[0]) is a
+    assert cache(texts[2]) is c
+    assert cache(texts[1]) is not b  # decoded afresh: an equal, new account
+    assert cache(texts[1]) == b
+    info = cache.cache_info()
+    assert (info.currsize, info.maxsize) == (2, 2)
+    cache.remember(texts[0], a)  # a most recent again: the next miss evicts texts[2]
+    cache(texts[2])
+    assert cache(texts[0]) is a
+
+
+def test_cache_clear_empties_the_cache_and_resets_the_counts() -> None:
+    """cache_clear() forgets every entry (the next read decodes) and zeroes hits and misses."""
+    cache = DecodeCache(maxsize=4)
+    text = dumps(account())
+    first = cache(text)
+    cache(text)
+    cache.cache_clear()
+    assert cache.cache_info() == serialise.CacheInfo(hits=0, misses=0, maxsize=4, currsize=0)
+    assert cache(text) is not first
+
+
+def test_the_shared_cache_keeps_the_lru_cache_interface() -> None:
+    """cached_loads is called with text and has cache_clear() and cache_info(), as before."""
+    text = dumps(account(attributes={"shared": True}))
+    serialise.cached_loads.cache_clear()
+    loaded = serialise.cached_loads(text)
+    assert serialise.cached_loads(text) is loaded
+    assert serialise.cached_loads.cache_info().hits == 1
+    assert serialise.cached_loads.maxsize == 2048
+    value = account(attributes={"remembered": True})
+    serialise.remember(dumps(value), value)
+    assert serialise.cached_loads(dumps(value)) is value
+    serialise.cached_loads.cache_clear()
+    assert serialise.cached_loads.cache_info().currsize == 0
+
+
+def test_a_text_that_is_not_an_account_is_not_cached() -> None:
+    """A read that raises StorageError caches nothing, and raises again on the next read."""
+    cache = DecodeCache(maxsize=4)
+    for _ in range(2):
+        with pytest.raises(StorageError):
+            cache('{"id": "a"}')
+    assert cache.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize("maxsize", [0, -1, 1.5, True, None, "2"])
+def test_a_cache_size_that_is_not_a_positive_int_is_refused(maxsize: object) -> None:
+    """DecodeCache(maxsize) needs a positive int."""
+    with pytest.raises(ValidationError) as raised:
+        DecodeCache(maxsize=maxsize)  # type: ignore[arg-type]
+    assert raised.value.field == "maxsize"
+
+
+def test_the_decode_cache_is_safe_to_share_between_threads() -> None:
+    """Threads reading and remembering through one small cache get equal accounts, never wrong."""
+    cache = DecodeCache(maxsize=8)
+    values = [account(attributes={"index": index}) for index in range(40)]
+    texts = [dumps(value) for value in values]
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work(offset: int) -> None:
+        try:
+            start.wait(timeout=10)
+            for round_ in range(300):
+                index = (round_ * 7 + offset) % len(values)
+                if round_ % 3 == 0:
+                    cache.remember(texts[index], values[index])
+                assert cache(texts[index]) == values[index]
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    info = cache.cache_info()
+    assert info.currsize <= 8
+    assert info.hits + info.misses == 4 * 300

@@ -252,13 +252,14 @@ def test_capture_race_returns_the_account_the_other_writer_stored(clock):
     class Racing(InMemoryRepository):
         raced = False
 
-        def find_by_email(self, email: str) -> sp.Account | None:
+        def find_id(self, **key: str | None) -> str | None:
             if not self.raced:
                 self.raced = True
                 other = sp.SalesProcess(self, clock=clock, id_factory=lambda: "other-writer")
+                email = key["email"]
                 other.capture_lead(name="Acme (other desk)", email=email, channel="referral")
                 return None
-            return super().find_by_email(email)
+            return super().find_id(**key)
 
     sales = sp.SalesProcess(Racing(), clock=clock, id_factory=lambda: "mine")
     account = sales.capture_lead(name="Acme", email="buyer@acme.example", channel="cold_outreach")

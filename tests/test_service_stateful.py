@@ -9,7 +9,14 @@ from decimal import Decimal
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
 
 import salesprocess as sp
 from salesprocess.clock import utc_day
@@ -54,6 +61,7 @@ class SalesProcessMachine(RuleBasedStateMachine):
         self.versions: dict[str, int] = {}
         self.by_email: dict[str, str] = {}
         self.by_phone: dict[str, str] = {}
+        self.fresh = itertools.count(1)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -88,6 +96,18 @@ class SalesProcessMachine(RuleBasedStateMachine):
     @initialize(target=accounts)
     def first_lead(self) -> str:
         return self._capture(0, None, True)
+
+    @initialize(target=accounts, cards=st.booleans())
+    def a_customer(self, cards: bool) -> str:
+        """A customer from the start (its email in the pool), so that referrals happen often."""
+        account_id = self._capture(len(EMAILS) - 1, None, True)
+        self.sales.qualify(account_id, override="walk-in purchase")
+        self.sales.record_purchase(account_id, sp.Money("100", "EUR"))
+        self.versions[account_id] += 2
+        if cards:
+            self.sales.issue_referral_cards(account_id, count=10)
+            self.versions[account_id] += 1
+        return account_id
 
     @rule(step=_STEPS)
     def advance_clock(self, step: timedelta | str) -> None:
@@ -238,6 +258,78 @@ class SalesProcessMachine(RuleBasedStateMachine):
     def refer(self, account_id: str) -> None:
         self._run(account_id, lambda: self.sales.fire(account_id, "refer", actor="rep"))
 
+    @rule(account_id=accounts)
+    def ask_for_referrals(self, account_id: str) -> None:
+        self._run(
+            account_id,
+            lambda: (self.sales.ask_for_referrals(account_id), self.sales.get(account_id))[1],
+        )
+
+    @rule(account_id=accounts)
+    def issue_referral_cards(self, account_id: str) -> None:
+        def command() -> sp.Account:
+            cards = self.sales.issue_referral_cards(account_id, count=3)
+            after = self.sales.get(account_id)
+            assert after.referral_code == cards.code
+            return after
+
+        self._run(account_id, command)
+
+    @rule(
+        target=accounts,
+        referrer=accounts,
+        email_index=st.integers(0, len(EMAILS)),
+        by_code=st.booleans(),
+        back=_BACK,
+    )
+    def refer_someone(self, referrer: str, email_index: int, by_code: bool, back: bool) -> object:
+        """A referral by name or by card: one new prospect or a link, and the referrer's record.
+
+        The email is one of the pool (maybe known, maybe the referrer's own) or a fresh one.
+        """
+        fresh = email_index == len(EMAILS)
+        email = f"fresh{next(self.fresh)}@lead.example" if fresh else EMAILS[email_index]
+        known = self.by_email.get(email)
+        before = self.sales.get(referrer)
+        count = len(self.sales.repository)
+        try:
+            if by_code:
+                lead = self.sales.capture_lead(
+                    "Friend",
+                    email=email,
+                    referral_code=before.referral_code or "NOBODY99",
+                    at=self._moment(UTC, back),
+                )
+            else:
+                lead = self.sales.record_referral(
+                    referrer, "Friend", email=email, at=self._moment(UTC, back)
+                )
+        except sp.SalesProcessError:
+            assert self.sales.get(referrer) == before
+            assert len(self.sales.repository) == count
+            return multiple()
+        assert known != referrer, "a self-referral was accepted"
+        assert not by_code or before.referral_code is not None
+        after = self.sales.get(referrer)
+        if known is None:
+            assert len(self.sales.repository) == count + 1
+            assert lead.version == 1
+            assert lead.source.referred_by == referrer
+            self.versions[lead.id] = 1
+            self.by_email[email] = lead.id
+        else:
+            assert lead.id == known
+            assert len(self.sales.repository) == count
+        if after == before:  # the same link again: nothing to record
+            assert any(r.account_id == lead.id for r in before.referrals)
+        else:
+            assert after.version == before.version + 1
+            self.versions[referrer] += 1
+            assert after.referrals[-1].account_id == lead.id
+            assert after.referrals[-1].new is (known is None)
+            assert after.stage is sp.Stage.REFERRER
+        return lead.id if known is None else multiple()
+
     @rule(account_id=accounts, event=st.sampled_from(["teleport", "qualify", "recycle", "churn"]))
     def fire(self, account_id: str, event: str) -> None:
         """Fire events directly: unknown ones, and qualify without any approval."""
@@ -325,6 +417,27 @@ class SalesProcessMachine(RuleBasedStateMachine):
             assert account.do_not_contact == any(
                 call.outcome is sp.CallOutcome.DO_NOT_CALL for call in account.calls
             )
+
+    @invariant()
+    def referrals_hold_together(self) -> None:
+        """Codes are unique and found; each referral names a stored account, once."""
+        accounts = {account.id: account for account in self._all()}
+        codes = [a.referral_code for a in accounts.values() if a.referral_code is not None]
+        assert len(codes) == len(set(codes))
+        for account in accounts.values():
+            if account.referral_code is not None:
+                found = self.sales.repository.find_by_referral_code(account.referral_code)
+                assert found == account
+            named = [referral.account_id for referral in account.referrals]
+            assert len(named) == len(set(named))
+            assert account.id not in named
+            for referral in account.referrals:
+                referred = accounts[referral.account_id]
+                if referral.new:
+                    assert referred.source.referred_by == account.id
+                    assert referred.source.channel is sp.Channel.REFERRAL
+            moments = [referral.at for referral in account.referrals]
+            assert moments == sorted(moments)
 
     @invariant()
     def stage_counts_add_up(self) -> None:

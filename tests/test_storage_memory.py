@@ -114,9 +114,11 @@ def _race(write: Callable[[], None], read: Callable[[], None], reads: int = 5_00
 
 
 def test_readers_never_see_a_save_half_done() -> None:
-    """find_by_email of an unchanged email never returns None while the account is re-saved."""
+    """Look-ups of an unchanged email, phone or code never miss while the account is re-saved."""
     repository = InMemoryRepository()
-    stored = repository.add(_prospect("a", email="ann@acme.example", phone="+4930123456"))
+    stored = repository.add(
+        _prospect("a", email="ann@acme.example", phone="+4930123456", referral_code="K7M4PQ2X")
+    )
     renamed = [attrs.evolve(stored, name=f"Acme {index}") for index in range(60_000)]
     misses: list[str] = []
 
@@ -129,6 +131,10 @@ def test_readers_never_see_a_save_half_done() -> None:
             misses.append("email")
         if repository.find_by_phone("+4930123456") is None:
             misses.append("phone")
+        if repository.find_by_referral_code("K7M4PQ2X") is None:
+            misses.append("referral code")
+        if repository.find_id(referral_code="K7M4PQ2X") != "a":
+            misses.append("find_id")
 
     _race(write, read)
     assert misses == []

@@ -7,15 +7,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import pytest
 
 from salesprocess.account import Account, Source
-from salesprocess.errors import ConflictError, StorageError, ValidationError
+from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.storage import serialise
 from salesprocess.storage.protocol import AccountRepository
-from salesprocess.testing import RepositoryContract
+from salesprocess.testing import HOSTILE_TEXT, RepositoryContract, assert_same_account
 
 psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra")
 
+from salesprocess.storage import postgres  # noqa: E402
 from salesprocess.storage.postgres import PostgresRepository  # noqa: E402
 
 
@@ -76,7 +79,8 @@ _T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
 def _prospect(account_id: str, **fields: Any) -> Account:
-    return Account(account_id, "Acme", Source("referral"), _T0, **fields)
+    fields.setdefault("name", "Acme")
+    return Account(account_id, source=Source("referral"), created_at=_T0, **fields)
 
 
 def test_add_many_on_a_failed_transaction_raises_storage_error_cleanly(
@@ -140,3 +144,126 @@ def test_a_version_beyond_the_integer_column_is_refused(postgres_schema: Callabl
         with pytest.raises(ValidationError, match="expected_version"):
             repository.save(stored, expected_version=2**31 - 1)
         assert repository.get("a") == stored
+
+
+# --- schema 3: referral codes -----------------------------------------------------------------
+
+
+def test_a_schema_2_database_is_migrated_to_referral_codes(
+    postgres_schema: Callable[[], str],
+) -> None:
+    """A database at schema 2 gains the unique referral_code column; old accounts read as before."""
+    dsn = postgres_schema()
+    old = _prospect("old-1", email="old@example.com", name=HOSTILE_TEXT[6])
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("CREATE TABLE salesprocess_schema (version integer)")
+        admin.execute("INSERT INTO salesprocess_schema VALUES (2)")
+        for step in postgres.MIGRATIONS[:2]:
+            for statement in step:
+                admin.execute(statement)
+        for account in (old, _prospect("old-2")):
+            row = postgres._row(account, 1)
+            assert row[8] is None  # schema 2 had no referral_code column: nothing is lost
+            admin.execute(
+                "INSERT INTO salesprocess_accounts (id, name, email, phone, stage, created_at, "
+                "version, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                row[:8],
+            )
+    assert postgres.SCHEMA_VERSION == 3
+    with PostgresRepository(dsn) as repository:
+        assert_same_account(attrs.evolve(old, version=1), repository.get("old-1"))
+        assert repository.find_by_referral_code("K7M4PQ2X") is None
+        saved = repository.save(
+            attrs.evolve(repository.get("old-1"), referral_code="K7M4PQ2X"), expected_version=1
+        )
+        found = repository.find_by_referral_code("K7M4PQ2X")
+        assert found is not None
+        assert_same_account(saved, found)
+        assert repository.find_id(referral_code="K7M4PQ2X") == "old-1"
+        with pytest.raises(ConflictError, match="referral code K7M4PQ2X already belongs"):
+            repository.save(
+                attrs.evolve(repository.get("old-2"), referral_code="K7M4PQ2X"),
+                expected_version=1,
+            )
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        version = admin.execute("SELECT version FROM salesprocess_schema").fetchone()
+        codes = admin.execute(
+            "SELECT id, referral_code FROM salesprocess_accounts ORDER BY id"
+        ).fetchall()
+        unique = admin.execute(
+            "SELECT indisunique FROM pg_index "
+            "WHERE indexrelid = 'salesprocess_accounts_referral_code_key'::regclass"
+        ).fetchone()
+    assert version == (postgres.SCHEMA_VERSION,)
+    assert codes == [("old-1", "K7M4PQ2X"), ("old-2", None)]
+    assert unique == (True,)
+
+
+def test_referral_code_conflicts_name_the_code_and_its_owner(
+    postgres_schema: Callable[[], str],
+) -> None:
+    """UniqueViolation on referral_code (INSERT, UPDATE, COPY) names the code and its owner."""
+    owner = HOSTILE_TEXT[6]  # an id with a NUL inside is named as it is, not escaped
+    with PostgresRepository(postgres_schema()) as repository:
+        repository.add(_prospect(owner, referral_code="K7M4PQ2X"))
+        b = repository.add(_prospect("b"))
+        expected = f"referral code K7M4PQ2X already belongs to account {owner}"
+        for write in (
+            lambda: repository.add(_prospect("c", referral_code="k7m4-pq2x")),
+            lambda: repository.save(attrs.evolve(b, referral_code="K7M4PQ2X"), expected_version=1),
+            lambda: repository.add_many([_prospect("d"), _prospect("e", referral_code="K7M4PQ2X")]),
+        ):
+            with pytest.raises(ConflictError) as raised:
+                write()
+            assert str(raised.value) == expected
+        with pytest.raises(ConflictError, match="referral code ABCD already belongs to account f"):
+            repository.add_many(
+                [_prospect("f", referral_code="ABCD"), _prospect("g", referral_code="ABCD")]
+            )
+        assert [account.id for account in repository.page()] == sorted([owner, "b"])
+        assert repository.find_id(referral_code="K7M4PQ2X") == owner
+
+
+# --- the decode cache is primed on write ------------------------------------------------------
+
+
+def _refuse_to_decode(text: str | bytes) -> Account:
+    raise AssertionError(f"decoded {text!r:.60}: the cache should have held it")
+
+
+def test_get_after_a_write_returns_the_account_written_without_decoding(
+    postgres_schema: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The json column gives back the text written, so get() after add/save decodes nothing."""
+    serialise.cached_loads.cache_clear()
+    with PostgresRepository(postgres_schema()) as repository:
+        monkeypatch.setattr(serialise, "loads", _refuse_to_decode)
+        hostile = _prospect(
+            HOSTILE_TEXT[6],
+            name=HOSTILE_TEXT[3],
+            attributes={text: text for text in HOSTILE_TEXT},
+            referral_code="ABCD",
+        )
+        stored = repository.add(hostile)
+        assert repository.get(hostile.id) is stored
+        saved = repository.save(attrs.evolve(stored, name="Renamed"), expected_version=1)
+        assert repository.get(hostile.id) is saved
+        assert repository.find_by_referral_code("ABCD") is saved
+        assert serialise.cached_loads.cache_info().misses == 0
+
+
+def test_a_rolled_back_write_that_primed_the_cache_is_never_read(
+    postgres_schema: Callable[[], str],
+) -> None:
+    """After the app's transaction rolls back a primed write, get() returns what is stored."""
+    serialise.cached_loads.cache_clear()
+    with psycopg.connect(postgres_schema()) as connection:
+        repository = PostgresRepository(connection)
+        stored = repository.add(_prospect("a"))
+        connection.commit()
+        with connection.transaction(force_rollback=True):
+            repository.save(attrs.evolve(stored, name="Rolled back"), expected_version=1)
+            repository.add(_prospect("ghost"))
+        assert repository.get("a") is stored
+        with pytest.raises(NotFound):
+            repository.get("ghost")

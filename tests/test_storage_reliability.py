@@ -21,7 +21,7 @@ import pytest
 from salesprocess.account import Account, Call, CallOutcome, Source, StageChange
 from salesprocess.errors import ConflictError, NotFound, StorageError
 from salesprocess.money import Money
-from salesprocess.service import SalesProcess
+from salesprocess.process import SalesProcess
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import AccountRepository
 from salesprocess.storage.sqlite import (
@@ -290,7 +290,7 @@ def test_an_older_schema_is_migrated(tmp_path: Path) -> None:
         for statement in MIGRATIONS[0]:
             old.execute(statement)
         old.execute("PRAGMA user_version = 1")
-        old.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        old.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row[:8])
     old.close()
     with SQLiteRepository(path) as repository:
         assert repository.get("old-1").email == "old@example.com"

@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import itertools
 import os
+import sqlite3
 import tempfile
 from contextlib import nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import settings
 
 from salesprocess.account import Account, Source
-from salesprocess.errors import StorageError, ValidationError
+from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.storage import serialise
 from salesprocess.storage.protocol import AccountRepository
-from salesprocess.storage.sqlite import MAX_TIMEOUT, SQLiteRepository
-from salesprocess.testing import RepositoryContract, repository_state_machine
+from salesprocess.storage.sqlite import (
+    APPLICATION_ID,
+    MAX_TIMEOUT,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SQLiteRepository,
+    account_row,
+)
+from salesprocess.testing import (
+    RepositoryContract,
+    _full_account,
+    assert_same_account,
+    repository_state_machine,
+)
 
 
 class TestSQLiteInMemory(RepositoryContract):
@@ -214,3 +229,150 @@ def test_a_full_database_inside_a_nested_block_reports_full_and_stores_nothing()
         assert "full" in str(inner_errors[0])
         assert repository.page() == []
         assert repository.add(_prospect("after")).version == 1
+
+
+# --- schema 3: referral codes -----------------------------------------------------------------
+
+
+def _file_at_schema_2(path: Path, *accounts: Account) -> None:
+    """Write ``path`` as salesprocess wrote files at schema 2, holding ``accounts``."""
+    with sqlite3.connect(path, isolation_level=None) as old:
+        old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        for step in MIGRATIONS[:2]:
+            for statement in step:
+                old.execute(statement)
+        old.execute("PRAGMA user_version = 2")
+        for account in accounts:
+            row = account_row(account, 1)
+            assert row[8] is None  # schema 2 had no referral_code column: nothing is lost
+            old.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row[:8])
+    old.close()
+
+
+def test_a_schema_2_file_is_migrated_to_referral_codes(tmp_path: Path) -> None:
+    """A file at schema 2 gains the unique referral_code column; its accounts read as before."""
+    path = tmp_path / "schema2.db"
+    old = _prospect("old-1", email="old@example.com", phone="+4930123456")
+    _file_at_schema_2(path, old, _prospect("old-2"), _prospect("old-3"))
+    assert SCHEMA_VERSION == 3
+    with SQLiteRepository(path) as repository:
+        assert_same_account(attrs.evolve(old, version=1), repository.get("old-1"))
+        assert repository.find_id(email="old@example.com") == "old-1"
+        assert repository.find_by_referral_code("K7M4PQ2X") is None
+        saved = repository.save(
+            attrs.evolve(repository.get("old-1"), referral_code="K7M4PQ2X"), expected_version=1
+        )
+        assert_same_account(saved, _present(repository.find_by_referral_code("K7M4PQ2X")))
+        assert repository.find_id(referral_code="K7M4PQ2X") == "old-1"
+        with pytest.raises(ConflictError, match="referral code K7M4PQ2X already belongs"):
+            repository.save(
+                attrs.evolve(repository.get("old-2"), referral_code="K7M4PQ2X"),
+                expected_version=1,
+            )
+        # the accounts from before have NULL codes, and NULLs do not collide
+        repository.save(attrs.evolve(repository.get("old-3"), name="Renamed"), expected_version=1)
+    with sqlite3.connect(path) as migrated:
+        version = migrated.execute("PRAGMA user_version").fetchone()[0]
+        codes = migrated.execute("SELECT id, referral_code FROM accounts ORDER BY id").fetchall()
+        unique = migrated.execute(
+            "SELECT \"unique\" FROM pragma_index_list('accounts') "
+            "WHERE name = 'accounts_referral_code'"
+        ).fetchone()
+    migrated.close()
+    assert version == SCHEMA_VERSION
+    assert codes == [("old-1", "K7M4PQ2X"), ("old-2", None), ("old-3", None)]
+    assert unique == (1,)
+
+
+def test_a_migrated_file_opens_again_without_migrating(tmp_path: Path) -> None:
+    """Opening a schema 3 file twice keeps its accounts and codes (no step runs twice)."""
+    path = tmp_path / "again.db"
+    _file_at_schema_2(path, _prospect("old-1"))
+    with SQLiteRepository(path) as repository:
+        repository.add(_prospect("new-1", referral_code="ABCD"))
+    with SQLiteRepository(path) as repository:
+        assert repository.find_id(referral_code="ABCD") == "new-1"
+        assert [a.id for a in repository.page()] == ["new-1", "old-1"]
+
+
+def _present(account: Account | None) -> Account:
+    assert account is not None
+    return account
+
+
+def test_referral_code_conflicts_name_the_code_and_its_owner() -> None:
+    """A unique violation on referral_code becomes ConflictError naming the code and owner."""
+    with SQLiteRepository(":memory:") as repository:
+        repository.add(_prospect("a", referral_code="K7M4PQ2X"))
+        b = repository.add(_prospect("b"))
+        expected = "referral code K7M4PQ2X already belongs to account a"
+        with pytest.raises(ConflictError, match=expected):
+            repository.add(_prospect("c", referral_code="k7m4-pq2x"))
+        with pytest.raises(ConflictError, match=expected):
+            repository.save(attrs.evolve(b, referral_code="K7M4PQ2X"), expected_version=1)
+        with pytest.raises(ConflictError, match=expected):
+            repository.add_many([_prospect("d"), _prospect("e", referral_code="K7M4PQ2X")])
+        assert [account.id for account in repository.page()] == ["a", "b"]
+
+
+# --- the decode cache is primed on write ------------------------------------------------------
+
+
+def _refuse_to_decode(text: str | bytes) -> Account:
+    raise AssertionError(f"decoded {text!r:.60}: the cache should have held it")
+
+
+def test_get_after_a_write_returns_the_account_written_without_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """add() and save() prime the decode cache: the next get() returns that very account."""
+    serialise.cached_loads.cache_clear()
+    with SQLiteRepository(":memory:") as repository:
+        monkeypatch.setattr(serialise, "loads", _refuse_to_decode)
+        stored = repository.add(_full_account())
+        assert repository.get("acc-full") is stored
+        saved = repository.save(attrs.evolve(stored, name="Renamed"), expected_version=1)
+        assert repository.get("acc-full") is saved
+        assert repository.find_by_referral_code("K7M4PQ2X") is saved
+        assert repository.find_by_email("einkauf@mueller.example") is saved
+        info = serialise.cached_loads.cache_info()
+        assert (info.hits, info.misses, info.currsize) == (4, 0, 2)
+
+
+def test_failed_and_bulk_writes_do_not_prime_the_cache() -> None:
+    """A refused add or save leaves the cache alone; so does add_many (a bulk load)."""
+    serialise.cached_loads.cache_clear()
+    with SQLiteRepository(":memory:") as repository:
+        repository.add_many([_prospect("a", email="ann@example.com"), _prospect("b")])
+        assert serialise.cached_loads.cache_info().currsize == 0
+        with pytest.raises(ConflictError):
+            repository.add(_prospect("c", email="ann@example.com"))
+        with pytest.raises(ConflictError):
+            repository.save(attrs.evolve(_prospect("a"), name="Stale"), expected_version=5)
+        assert serialise.cached_loads.cache_info().currsize == 0
+        assert repository.get("a").name == "Acme"
+
+
+def test_a_rolled_back_write_that_primed_the_cache_is_never_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After atomic() rolls back a primed write, get() returns what is stored, not the ghost."""
+    serialise.cached_loads.cache_clear()
+    with SQLiteRepository(":memory:") as repository:
+        stored = repository.add(_prospect("a"))
+
+        def block() -> None:
+            with repository.atomic():
+                repository.save(attrs.evolve(stored, name="Rolled back"), expected_version=1)
+                repository.add(_prospect("ghost"))
+                raise _Boom
+
+        with pytest.raises(_Boom):
+            block()
+        assert repository.get("a") is stored
+        with pytest.raises(NotFound):
+            repository.get("ghost")
+        # the same account written again writes the same text: the remembered account is equal
+        monkeypatch.setattr(serialise, "loads", _refuse_to_decode)
+        again = repository.save(attrs.evolve(stored, name="Rolled back"), expected_version=1)
+        assert repository.get("a") is again

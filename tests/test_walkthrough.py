@@ -19,23 +19,36 @@ def test_walkthrough_runs_the_process_and_stores_it(tmp_path, capsys):
     assert "Acme Tools GmbH  -> qualified" in out
     assert "Beta Logistics   refused: a confirming call" in out
     assert "800.00 EUR -> repeat" in out
+    assert "named Epsilon Metal -> prospect, referrer" in out
+    assert "referrals 2, converted 0" in out
+    assert "decided: repair 9000.00 EUR <= limit 11200.00 EUR" in out
     with SQLiteRepository(db) as repository:
         counts = repository.count_by_stage()
         acme = repository.find_by_email("buyer@acme.example")
-    assert counts[sp.Stage.PROSPECT] == 2
-    assert counts[sp.Stage.REPEAT] == 1
+        zeta = repository.find_by_email("info@zeta.example")
+    assert counts[sp.Stage.PROSPECT] == 4
+    assert counts[sp.Stage.REFERRER] == 1
     assert counts[sp.Stage.CUSTOMER] == 1
     assert acme is not None
+    assert zeta is not None
     assert [str(c.to_stage) for c in acme.history] == [
         "prospect",
         "qualified",
         "customer",
         "repeat",
+        "referrer",
     ]
+    assert zeta.source.referred_by == acme.id
+    assert acme.referral_code is not None
+    assert acme.preference("equipment_strategy") is not None
+    assert [asset.model for asset in acme.assets] == ["Lathe L-200"]
 
 
 def test_second_run_finds_the_leads_known(tmp_path, capsys):
-    """Run twice on one file, the walkthrough captures no duplicates and shows the stored funnel."""
+    """Run twice on one file, the walkthrough captures no duplicates and shows the stored funnel.
+
+    Six accounts: the four leads and the two that Acme referred.
+    """
     db = tmp_path / "sales.db"
     assert main(["--db", str(db)]) == 0
     capsys.readouterr()
@@ -43,7 +56,7 @@ def test_second_run_finds_the_leads_known(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "captured by an earlier run" in out
     with SQLiteRepository(db) as repository:
-        assert sum(repository.count_by_stage().values()) == 4
+        assert sum(repository.count_by_stage().values()) == 6
 
 
 def test_a_foreign_file_is_reported_not_a_traceback(tmp_path, capsys):

@@ -17,11 +17,16 @@ from __future__ import annotations
 from salesprocess import frameworks
 from salesprocess.account import (
     Account,
+    Asset,
     Attributes,
     Call,
     CallOutcome,
     Channel,
+    Preference,
     Purchase,
+    Referral,
+    ReferralCards,
+    ReferralRequest,
     Screening,
     Source,
     StageChange,
@@ -48,20 +53,27 @@ from salesprocess.events import (
     AccountQualified,
     AccountRecycled,
     AccountWonBack,
+    AssetRegistered,
     CallRecorded,
     DomainEvent,
     LeadCaptured,
     LeadScreened,
+    PreferenceLearned,
     PurchaseRecorded,
+    ReferralCardsIssued,
+    ReferralRecorded,
+    ReferralRequested,
     StageChanged,
 )
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
+from salesprocess.process import SalesProcess
 from salesprocess.qualification import (
     QualificationPolicy,
     QualificationReport,
     ScreenAndCallPolicy,
 )
+from salesprocess.referrals import ReferralReport, ReferralStats
 from salesprocess.rules import (
     QualificationRule,
     Rule,
@@ -74,7 +86,12 @@ from salesprocess.rules import (
     rule,
     weighted,
 )
-from salesprocess.service import SalesProcess
+from salesprocess.service import (
+    RepairOrReplacePolicy,
+    ServiceAction,
+    ServicePolicy,
+    ServiceRecommendation,
+)
 from salesprocess.stage import Stage
 
 __version__ = "0.1.0"
@@ -89,6 +106,8 @@ __all__ = [
     "AccountQualified",
     "AccountRecycled",
     "AccountWonBack",
+    "Asset",
+    "AssetRegistered",
     "Attributes",
     "Call",
     "CallOutcome",
@@ -109,18 +128,32 @@ __all__ = [
     "Lifecycle",
     "Money",
     "NotFound",
+    "Preference",
+    "PreferenceLearned",
     "Purchase",
     "PurchaseRecorded",
     "QualificationPolicy",
     "QualificationRefused",
     "QualificationReport",
     "QualificationRule",
+    "Referral",
+    "ReferralCards",
+    "ReferralCardsIssued",
+    "ReferralRecorded",
+    "ReferralReport",
+    "ReferralRequest",
+    "ReferralRequested",
+    "ReferralStats",
+    "RepairOrReplacePolicy",
     "Rule",
     "RuleResult",
     "SalesProcess",
     "SalesProcessError",
     "ScreenAndCallPolicy",
     "Screening",
+    "ServiceAction",
+    "ServicePolicy",
+    "ServiceRecommendation",
     "Source",
     "Stage",
     "StageChange",

@@ -1,9 +1,10 @@
 """``python -m salesprocess``: a walkthrough of the sales process, stored in SQLite.
 
 It captures four leads from four channels, screens them against marketing's criteria, calls
-them, qualifies those who confirm, records purchases into repeat business, and prints what
-happened at each step, then the funnel. Run it twice on one file and the second run finds the
-leads already known and shows what is stored.
+them, qualifies those who confirm, records purchases into repeat business, asks the best
+customer for referrals and hands it cards, weighs a repair against a replacement with what the
+customer values, and prints what happened at each step, then the funnel. Run it twice on one
+file and the second run finds the leads already known and shows what is stored.
 
 This module is an adapter (a command line): the domain never imports it.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import salesprocess as sp
 from salesprocess.storage import SQLiteRepository
@@ -89,10 +90,51 @@ def walkthrough(sales: sp.SalesProcess, clock: sp.FixedClock) -> None:
         after = sales.record_purchase(account.id, sp.Money(amount, "EUR"))
         print(f"   {after.name:<16} {amount:>9} EUR -> {after.stage}")
 
-    print("\n6. Funnel")
+    _referrals(sales, clock, accounts[0])
+    _service(sales, accounts[0])
+
+    print("\n8. Funnel")
     _print_funnel(sales)
     kinds = sorted({type(event).__name__ for event in events})
     print(f"\n{len(events)} domain events published: {', '.join(kinds)}")
+
+
+def _referrals(sales: sp.SalesProcess, clock: sp.FixedClock, acme: sp.Account) -> None:
+    print("\n6. Referrals")
+    clock.advance(days=1)
+    ask = sales.ask_for_referrals(acme.id, wanted=5)
+    named = sales.record_referral(
+        acme.id, "Epsilon Metal", email="buy@epsilon.example", request=ask.id
+    )
+    print(f"   {acme.name} named {named.name} -> {named.stage}, {sales.get(acme.id).stage}")
+    cards = sales.issue_referral_cards(acme.id, count=10)
+    clock.advance(days=7)
+    by_card = sales.capture_lead(
+        "Zeta Plastics", email="info@zeta.example", referral_code=cards.code
+    )
+    print(f"   {by_card.name} brought one of {cards.count} cards -> {by_card.stage}")
+    stats = sales.referral_stats().overall
+    print(f"   referrals {stats.referrals}, converted {stats.converted}, K-factor {stats.k_factor}")
+
+
+def _service(sales: sp.SalesProcess, acme: sp.Account) -> None:
+    print("\n7. Service: repair or replace")
+    sales.learn_preference(
+        acme.id,
+        "equipment_strategy",
+        "repair_over_upgrade",
+        evidence="keeps machines running for decades",
+    )
+    lathe = sales.register_asset(
+        acme.id, model="Lathe L-200", installed=date(2015, 5, 1), expected_life_years=20
+    )
+    advice = sales.recommend_service(
+        acme.id,
+        lathe.id,
+        repair_cost=sp.Money("9000.00", "EUR"),
+        replacement_cost=sp.Money("14000.00", "EUR"),
+    )
+    print("   " + advice.explain().replace("\n", "\n   "))
 
 
 def _print_funnel(sales: sp.SalesProcess) -> None:

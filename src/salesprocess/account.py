@@ -6,7 +6,10 @@ Immutability is what lets a refused command leave the stored account exactly as 
 
 Everything an account carries is a small frozen record: where it came from (:class:`Source`),
 how its stage changed (:class:`StageChange`), what it bought (:class:`Purchase`), the calls made
-(:class:`Call`) and the screenings against marketing criteria (:class:`Screening`).
+(:class:`Call`) and the screenings against marketing criteria (:class:`Screening`); the
+referrals it asked for, gave and handed out cards for (:class:`ReferralRequest`,
+:class:`Referral`, :class:`ReferralCards`); and, for customer service, what the customer values
+(:class:`Preference`) and the equipment it runs (:class:`Asset`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, NoReturn, TypeVar
 
@@ -24,15 +27,21 @@ from salesprocess.clock import require_aware
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.errors import ValidationError
 from salesprocess.money import Money
+from salesprocess.referrals import normalise_referral_code
 from salesprocess.stage import Stage
 
 __all__ = [
     "Account",
+    "Asset",
     "Attributes",
     "Call",
     "CallOutcome",
     "Channel",
+    "Preference",
     "Purchase",
+    "Referral",
+    "ReferralCards",
+    "ReferralRequest",
     "Screening",
     "Source",
     "StageChange",
@@ -219,6 +228,90 @@ class Screening:
     passed: bool = attrs.field(validator=_instance_of(bool))
 
 
+def _positive(limit: int) -> Any:
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValidationError(
+                f"{attribute.name} must be an int from 1 to {limit}, got {value!r}",
+                field=attribute.name,
+            )
+
+    return check
+
+
+def _optional_code(value: object) -> str | None:
+    return None if value is None else normalise_referral_code(value)
+
+
+@attrs.frozen(weakref_slot=False)
+class ReferralRequest:
+    """A customer was asked for names of people or companies who would benefit (``wanted``)."""
+
+    id: str = attrs.field(validator=_text)
+    at: datetime = attrs.field(validator=_aware)
+    wanted: int = attrs.field(default=5, validator=_positive(1000))
+
+
+@attrs.frozen(weakref_slot=False)
+class Referral:
+    """One account this account referred.
+
+    ``request`` is the id of the :class:`ReferralRequest` it answers, ``code`` the referral code
+    the lead brought from a card. ``new`` is ``False`` when the referred account was known
+    already: the referral links it instead of creating a duplicate.
+    """
+
+    account_id: str = attrs.field(validator=_text)
+    at: datetime = attrs.field(validator=_aware)
+    request: str | None = attrs.field(default=None, validator=_optional_text)
+    code: str | None = attrs.field(default=None, converter=_optional_code)
+    new: bool = attrs.field(default=True, validator=_instance_of(bool))
+
+
+@attrs.frozen(weakref_slot=False)
+class ReferralCards:
+    """A batch of ``count`` business cards carrying the account's referral ``code``."""
+
+    code: str = attrs.field(converter=normalise_referral_code)
+    count: int = attrs.field(validator=_positive(100_000))
+    at: datetime = attrs.field(validator=_aware)
+
+
+@attrs.frozen(weakref_slot=False)
+class Preference:
+    """Something the customer values, learned during the sale, and what showed it.
+
+    ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
+    (``"repair_over_upgrade"``). A later preference with the same key replaces an earlier one;
+    both are kept, so the service profile has its history.
+    """
+
+    key: str = attrs.field(validator=_text)
+    value: str = attrs.field(validator=_text)
+    at: datetime = attrs.field(validator=_aware)
+    evidence: str | None = attrs.field(default=None, validator=_optional_text)
+
+
+def _calendar_date(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # A datetime is a date subclass; an install date with a time (and maybe no zone) is not one.
+    if type(value) is not date:
+        raise ValidationError(
+            f"{attribute.name} must be a datetime.date, not {type(value).__name__} {value!r}",
+            field=attribute.name,
+        )
+
+
+@attrs.frozen(weakref_slot=False)
+class Asset:
+    """A piece of equipment the customer runs, which service may repair or replace."""
+
+    id: str = attrs.field(validator=_text)
+    model: str = attrs.field(validator=_text)
+    installed: date = attrs.field(validator=_calendar_date)
+    expected_life_years: int = attrs.field(validator=_positive(200))
+    serial: str | None = attrs.field(default=None, validator=_optional_text)
+
+
 class Attributes(dict[str, Any]):
     """A read-only mapping of JSON-typed facts about an account (industry, employees, ...).
 
@@ -371,7 +464,31 @@ class Account:
     calls: tuple[Call, ...] = attrs.field(default=(), validator=_tuple_of(Call))
     screenings: tuple[Screening, ...] = attrs.field(default=(), validator=_tuple_of(Screening))
     do_not_contact: bool = attrs.field(default=False, validator=_instance_of(bool))
+    referral_code: str | None = attrs.field(default=None, converter=_optional_code)
+    referral_requests: tuple[ReferralRequest, ...] = attrs.field(
+        default=(), validator=_tuple_of(ReferralRequest)
+    )
+    referrals: tuple[Referral, ...] = attrs.field(default=(), validator=_tuple_of(Referral))
+    referral_cards: tuple[ReferralCards, ...] = attrs.field(
+        default=(), validator=_tuple_of(ReferralCards)
+    )
+    preferences: tuple[Preference, ...] = attrs.field(default=(), validator=_tuple_of(Preference))
+    assets: tuple[Asset, ...] = attrs.field(default=(), validator=_tuple_of(Asset))
     version: int = attrs.field(default=0, validator=_version)
+
+    def preference(self, key: str) -> Preference | None:
+        """Return the latest preference learned under ``key``, if any."""
+        for preference in reversed(self.preferences):
+            if preference.key == key:
+                return preference
+        return None
+
+    def asset(self, asset_id: str) -> Asset | None:
+        """Return the asset with ``asset_id``, if the account has it."""
+        for asset in self.assets:
+            if asset.id == asset_id:
+                return asset
+        return None
 
     @property
     def last_change_at(self) -> datetime:

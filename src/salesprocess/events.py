@@ -13,7 +13,18 @@ from datetime import datetime
 
 import attrs
 
-from salesprocess.account import Call, Purchase, Screening, Source, StageChange
+from salesprocess.account import (
+    Asset,
+    Call,
+    Preference,
+    Purchase,
+    Referral,
+    ReferralCards,
+    ReferralRequest,
+    Screening,
+    Source,
+    StageChange,
+)
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -25,11 +36,16 @@ __all__ = [
     "AccountQualified",
     "AccountRecycled",
     "AccountWonBack",
+    "AssetRegistered",
     "CallRecorded",
     "DomainEvent",
     "LeadCaptured",
     "LeadScreened",
+    "PreferenceLearned",
     "PurchaseRecorded",
+    "ReferralCardsIssued",
+    "ReferralRecorded",
+    "ReferralRequested",
     "StageChanged",
     "Subscriber",
     "stage_changed",
@@ -117,6 +133,41 @@ class LeadScreened(DomainEvent):
     """The account was screened against the marketing criteria."""
 
     screening: Screening
+
+
+@attrs.frozen
+class ReferralRequested(DomainEvent):
+    """A customer was asked for referrals."""
+
+    request: ReferralRequest
+
+
+@attrs.frozen
+class ReferralRecorded(DomainEvent):
+    """The account referred someone (``referral.new``: a lead that was not known before)."""
+
+    referral: Referral
+
+
+@attrs.frozen
+class ReferralCardsIssued(DomainEvent):
+    """Business cards carrying the account's referral code were handed out."""
+
+    cards: ReferralCards
+
+
+@attrs.frozen
+class PreferenceLearned(DomainEvent):
+    """Something the customer values was added to its service profile."""
+
+    preference: Preference
+
+
+@attrs.frozen
+class AssetRegistered(DomainEvent):
+    """A piece of the customer's equipment was registered for service."""
+
+    asset: Asset
 
 
 #: A subscriber receives each event after the change that caused it is stored.

@@ -1,508 +1,245 @@
-"""The service layer: ``SalesProcess``, the commands a sales team runs.
+"""Customer service: repair or replace, decided with what the customer values.
 
-Each command loads an account, lets the pure domain decide (lifecycle, policy, rules), stores
-the result only if nobody wrote in between, and then publishes the domain events. A stale
-write is retried on a fresh copy a bounded number of times before
-:class:`~salesprocess.errors.ConflictError` reaches the caller. A refused command raises before
-anything is stored, so the stored account stays exactly as it was.
+During the sale we learn what each customer cares about and keep it in the account's service
+profile (:class:`~salesprocess.account.Preference`), beside the equipment it runs
+(:class:`~salesprocess.account.Asset`). When a piece breaks, service has two offers to make, a
+repair or a replacement, and the profile says which one this customer wants to hear first: a
+shop that keeps machines running for decades should not be pushed into an upgrade, and one that
+always wants the latest should not be sold a fourth repair.
+
+The decision is pluggable: any object with :meth:`ServicePolicy.recommend` is a policy.
+:class:`RepairOrReplacePolicy` is the reference one.
+
+>>> from datetime import UTC, date, datetime
+>>> from salesprocess.account import Account, Asset, Preference, Source
+>>> lathe = Asset("lathe-1", "Lathe L-200", installed=date(2015, 5, 1), expected_life_years=20)
+>>> shop = Account("a-1", "Acme", Source("referral"), datetime(2026, 1, 5, tzinfo=UTC),
+...                assets=(lathe,),
+...                preferences=(Preference("equipment_strategy", "repair_over_upgrade",
+...                                        datetime(2026, 1, 7, tzinfo=UTC)),))
+>>> rec = RepairOrReplacePolicy().recommend(
+...     shop, lathe, repair_cost=Money("9000.00", "EUR"),
+...     replacement_cost=Money("14000.00", "EUR"), on=date(2026, 11, 2))
+>>> rec.action
+<ServiceAction.REPAIR: 'repair'>
+>>> print(rec.explain())
+REPAIR Lathe L-200 (lathe-1) of account a-1
+- age: 11.5 of 20 years, 42.5% of its life left
+- repair 9000.00 EUR is 64.3% of a replacement at 14000.00 EUR
+- the life left is worth 5944.97 EUR: repair up to that
+- preference equipment_strategy = repair_over_upgrade, learned 2026-01-07
+- so repair up to 80% of a replacement: 11200.00 EUR
+- decided: repair 9000.00 EUR <= limit 11200.00 EUR
 """
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING
+import enum
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Final, Protocol, runtime_checkable
 
-from salesprocess.account import (
-    Account,
-    Attributes,
-    Call,
-    CallOutcome,
-    Channel,
-    Purchase,
-    Screening,
-    Source,
-    StageChange,
-    evolve,
-)
-from salesprocess.clock import Clock, SystemClock, require_aware
-from salesprocess.contact import normalise_email, normalise_phone
-from salesprocess.errors import (
-    ConflictError,
-    CriteriaError,
-    QualificationRefused,
-    SalesProcessError,
-    ValidationError,
-)
-from salesprocess.events import (
-    CallRecorded,
-    DomainEvent,
-    LeadCaptured,
-    LeadScreened,
-    PurchaseRecorded,
-    Subscriber,
-    stage_changed,
-)
-from salesprocess.lifecycle import Lifecycle, Transitions
+import attrs
+
+from salesprocess.account import Account, Asset
+from salesprocess.errors import CurrencyMismatch, ValidationError
 from salesprocess.money import Money
-from salesprocess.qualification import (
-    QualificationPolicy,
-    QualificationReport,
-    ScreenAndCallPolicy,
-)
-from salesprocess.stage import Stage
-from salesprocess.storage.memory import InMemoryRepository
 
-if TYPE_CHECKING:
-    from statemachine import StateMachine
-
-    from salesprocess.criteria import Criteria
-    from salesprocess.rules import QualificationRule
-    from salesprocess.storage.protocol import AccountRepository
-
-__all__ = ["SalesProcess"]
-
-_Outcome = tuple[Account, list[DomainEvent]]
-
-# Outcomes after which the account is not called again unprompted.
-_DO_NOT_REDIAL = frozenset(
-    {CallOutcome.NOT_INTERESTED, CallOutcome.WRONG_CONTACT, CallOutcome.DO_NOT_CALL}
-)
+__all__ = [
+    "RepairOrReplacePolicy",
+    "ServiceAction",
+    "ServicePolicy",
+    "ServiceRecommendation",
+]
 
 
-class SalesProcess:
-    """The sales process over one account store.
+class ServiceAction(enum.StrEnum):
+    """What service offers for a broken asset."""
 
-    ``repository`` defaults to a fresh :class:`~salesprocess.storage.InMemoryRepository`.
-    ``criteria`` are marketing's prospect criteria (needed by :meth:`screen` and
-    :meth:`call_list`); ``scoring`` an optional rule whose score ranks the call list;
-    ``qualification_policy`` decides :meth:`qualify` (default: :class:`ScreenAndCallPolicy`).
-    ``lifecycle`` may be a subclass of :class:`~salesprocess.lifecycle.Lifecycle`.
-    ``max_retries`` bounds the reload-and-retry of a command that met a concurrent write.
+    REPAIR = "repair"
+    REPLACE = "replace"
+
+
+@attrs.frozen
+class ServiceRecommendation:
+    """A policy's answer for one broken asset, with the reasons that decided it.
+
+    ``reasons`` are lines for a person: the figures compared and the preference applied.
     """
 
-    def __init__(
-        self,
-        repository: AccountRepository | None = None,
-        *,
-        criteria: Criteria | None = None,
-        scoring: QualificationRule | None = None,
-        qualification_policy: QualificationPolicy | None = None,
-        lifecycle: type[StateMachine] = Lifecycle,
-        clock: Clock | None = None,
-        max_retries: int = 3,
-        id_factory: Callable[[], str] | None = None,
-    ) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValidationError(
-                f"max_retries must be a non-negative int, got {max_retries!r}", field="max_retries"
-            )
-        self.repository: AccountRepository = (
-            InMemoryRepository() if repository is None else repository
-        )
-        self.criteria = criteria
-        self.scoring = scoring
-        self.qualification_policy: QualificationPolicy = (
-            ScreenAndCallPolicy() if qualification_policy is None else qualification_policy
-        )
-        self.transitions = Transitions.of(lifecycle)
-        self.clock: Clock = SystemClock() if clock is None else clock
-        self.max_retries = max_retries
-        self._new_id = id_factory or (lambda: uuid.uuid4().hex)
-        self._subscribers: list[tuple[type[DomainEvent], Subscriber]] = []
+    account_id: str
+    asset_id: str
+    action: ServiceAction
+    repair_cost: Money
+    replacement_cost: Money
+    reasons: tuple[str, ...]
+    asset_model: str = ""
 
-    # -- events -------------------------------------------------------------------------------
+    def explain(self) -> str:
+        """Return the recommendation and, one line each, the figures and preference behind it."""
+        label = f"{self.asset_model} ({self.asset_id})" if self.asset_model else self.asset_id
+        head = f"{self.action.name} {label} of account {self.account_id}"
+        return "\n".join([head, *(f"- {reason}" for reason in self.reasons)])
 
-    def subscribe(
-        self, handler: Subscriber, event_type: type[DomainEvent] = DomainEvent
-    ) -> Callable[[], None]:
-        """Call ``handler`` with each stored event of ``event_type``; return an unsubscribe.
 
-        Handlers run after the change is stored, in subscription order. An exception from a
-        handler reaches the caller of the command, whose change is nevertheless stored.
-        """
-        entry = (event_type, handler)
-        self._subscribers.append(entry)
+@runtime_checkable
+class ServicePolicy(Protocol):
+    """Decides between repairing and replacing a customer's broken asset."""
 
-        def unsubscribe() -> None:
-            if entry in self._subscribers:
-                self._subscribers.remove(entry)
-
-        return unsubscribe
-
-    def _publish(self, events: Iterable[DomainEvent]) -> None:
-        for event in events:
-            for event_type, handler in list(self._subscribers):
-                if isinstance(event, event_type):
-                    handler(event)
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    def _moment(self, at: datetime | None) -> datetime:
-        return self.clock.now() if at is None else require_aware(at)
-
-    def _update(self, account_id: str, command: Callable[[Account], _Outcome]) -> Account:
-        """Run ``command`` on a fresh copy until it is stored or retries run out."""
-        for attempt in range(self.max_retries + 1):
-            current = self.repository.get(account_id)
-            changed, events = command(current)
-            if changed is current:
-                self._publish(events)
-                return current
-            try:
-                stored = self.repository.save(changed, expected_version=current.version)
-            except ConflictError as error:
-                if attempt < self.max_retries:
-                    continue
-                raise ConflictError(
-                    f"account {account_id}: gave up after {attempt + 1} attempts, each "
-                    f"overtaken by a concurrent write ({error})"
-                ) from error
-            self._publish(events)
-            return stored
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _fire(
+    def recommend(
         self,
         account: Account,
-        event: str,
-        at: datetime,
+        asset: Asset,
         *,
-        approved: bool = False,
-        actor: str | None = None,
-        reason: str | None = None,
-        extra: list[DomainEvent] | None = None,
-        **changes: object,
-    ) -> _Outcome:
-        changed, change = self.transitions.apply(
-            account, event, at=at, approved=approved, actor=actor, reason=reason, **changes
+        repair_cost: Money,
+        replacement_cost: Money,
+        on: date,
+    ) -> ServiceRecommendation:
+        """Return the offer to make for ``asset`` of ``account``, broken on ``on``."""
+        ...
+
+
+def _share(_instance: object, attribute: attrs.Attribute[Decimal], value: object) -> None:
+    # A Decimal, not a float: 0.8 is not exactly four fifths, and the limit is money.
+    if not isinstance(value, Decimal) or not value.is_finite() or not 0 <= value <= 1:
+        raise ValidationError(
+            f"{attribute.name} must be a Decimal from 0 to 1, got {value!r}",
+            field=attribute.name,
         )
-        events: list[DomainEvent] = [] if change is None else [stage_changed(account.id, change)]
-        return changed, events + (extra or [])
 
-    # -- queries ------------------------------------------------------------------------------
 
-    def get(self, account_id: str) -> Account:
-        """Return the account with ``account_id``; raise ``NotFound`` if there is none."""
-        return self.repository.get(account_id)
+_CENT: Final = Decimal("0.01")
+_TENTH: Final = Decimal("0.1")
+_DAYS_PER_YEAR: Final = Decimal("365.25")
 
-    def find(self, *, email: str | None = None, phone: str | None = None) -> Account | None:
-        """Return the account with this email or phone (normalised first), if any."""
-        if email is not None:
-            found = self.repository.find_by_email(normalise_email(email))
-            if found is not None:
-                return found
-        if phone is not None:
-            return self.repository.find_by_phone(normalise_phone(phone))
-        return None
 
-    # -- lead generation ----------------------------------------------------------------------
+def _percent(value: Decimal) -> str:
+    text = str((value * 100).quantize(_TENTH, ROUND_HALF_EVEN))
+    return f"{text.removesuffix('.0')}%"
 
-    def capture_lead(
+
+def _money(amount: Decimal, currency: str) -> Money:
+    return Money(amount.quantize(_CENT, ROUND_HALF_EVEN), currency)
+
+
+@attrs.frozen
+class RepairOrReplacePolicy:
+    """Repair while it costs no more than the asset's remaining life is worth, as preferred.
+
+    The baseline: an asset that has used ``a`` of its ``n`` expected years has ``(n - a) / n``
+    of a replacement's value left, and a repair costing more than that buys less than a new
+    one would. The customer's answer under ``preference_key`` then shifts the limit:
+
+    - a value in ``repair_minded`` (``"repair_over_upgrade"``, ``"keep_running"``): repair up to
+      ``repair_minded_share`` of a replacement (80%), however old the asset;
+    - a value in ``upgrade_minded`` (``"upgrade_over_repair"``, ``"latest_equipment"``):
+      repair only up to ``upgrade_minded_share`` (10%), and never beyond the baseline;
+    - anything else, or no answer: the baseline alone.
+    """
+
+    preference_key: str = "equipment_strategy"
+    repair_minded: frozenset[str] = attrs.field(
+        default=frozenset({"repair_over_upgrade", "keep_running"}), converter=frozenset
+    )
+    upgrade_minded: frozenset[str] = attrs.field(
+        default=frozenset({"upgrade_over_repair", "latest_equipment"}), converter=frozenset
+    )
+    repair_minded_share: Decimal = attrs.field(default=Decimal("0.8"), validator=_share)
+    upgrade_minded_share: Decimal = attrs.field(default=Decimal("0.1"), validator=_share)
+
+    def recommend(
         self,
-        name: str,
+        account: Account,
+        asset: Asset,
         *,
-        channel: Channel | str,
-        email: str | None = None,
-        phone: str | None = None,
-        campaign: str | None = None,
-        attributes: Mapping[str, object] | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Capture a lead as a prospect, or return the known account with its email or phone.
-
-        A lead needs an email or a phone: it is how sales reaches it and how a second capture
-        of the same person is recognised. A known lead is returned unchanged.
-        """
-        at = self._moment(at)
-        if email is None and phone is None:
+        repair_cost: Money,
+        replacement_cost: Money,
+        on: date,
+    ) -> ServiceRecommendation:
+        """Return REPAIR or REPLACE for ``asset``, with the figures and preference that decided."""
+        _check_costs(repair_cost, replacement_cost)
+        if type(on) is not date:
             raise ValidationError(
-                f"lead {name!r} has neither email nor phone: give at least one", field="email"
+                f"on must be a datetime.date, not {type(on).__name__}", field="on"
             )
-        # Build (and so validate) the account first: a duplicate capture with bad input is
-        # still bad input, even though the known account is what it returns.
-        initial = self.transitions.initial
-        account = Account(
-            id=self._new_id(),
-            name=name,
-            source=Source(channel, campaign),
-            created_at=at,
-            email=email,
-            phone=phone,
-            attributes=Attributes() if attributes is None else attributes,
-            stage=initial,
-            history=(StageChange(None, initial, "capture", at, actor),),
-        )
-        known = self.find(email=account.email, phone=account.phone)
-        if known is not None:
-            return known
-        try:
-            stored = self.repository.add(account)
-        except ConflictError:
-            # Another writer captured the same person between our look-up and our add.
-            known = self.find(email=account.email, phone=account.phone)
-            if known is None:
-                raise
-            return known
-        self._publish([LeadCaptured(stored.id, at, stored.source)])
-        return stored
-
-    def record_call(
-        self,
-        account_id: str,
-        outcome: CallOutcome,
-        *,
-        notes: str = "",
-        at: datetime | None = None,
-        callback_at: datetime | None = None,
-    ) -> Account:
-        """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
-        call = Call(outcome, self._moment(at), notes, callback_at)
-
-        def command(account: Account) -> _Outcome:
-            # Calls are kept in time order: "the latest call" must mean the latest made.
-            if account.calls:
-                previous, what = account.calls[-1].at, "its last call"
+        if on < asset.installed:
+            raise ValidationError(
+                f"asset {asset.id} was installed on {asset.installed.isoformat()}, after "
+                f"{on.isoformat()}",
+                field="on",
+            )
+        currency = replacement_cost.currency
+        life = Decimal(asset.expected_life_years)
+        age = Decimal((on - asset.installed).days) / _DAYS_PER_YEAR
+        left = max(Decimal(0), life - age) / life
+        baseline = replacement_cost.amount * left
+        ratio = repair_cost.amount / replacement_cost.amount
+        reasons = [
+            f"age: {age.quantize(_TENTH)} of {asset.expected_life_years} years, "
+            f"{_percent(left)} of its life left",
+            f"repair {repair_cost} is {_percent(ratio)} of a replacement at {replacement_cost}",
+            f"the life left is worth {_money(baseline, currency)}: repair up to that",
+        ]
+        limit = baseline
+        preference = account.preference(self.preference_key)
+        if preference is None:
+            reasons.append(f"no preference {self.preference_key} learned: the baseline decides")
+        else:
+            reasons.append(
+                f"preference {preference.key} = {preference.value}, "
+                f"learned {preference.at.date().isoformat()}"
+            )
+            if preference.value in self.repair_minded:
+                limit = max(baseline, replacement_cost.amount * self.repair_minded_share)
+                reasons.append(
+                    f"so repair up to {_percent(self.repair_minded_share)} of a replacement: "
+                    f"{_money(limit, currency)}"
+                )
+            elif preference.value in self.upgrade_minded:
+                limit = min(baseline, replacement_cost.amount * self.upgrade_minded_share)
+                reasons.append(
+                    f"so repair only up to {_percent(self.upgrade_minded_share)} of a "
+                    f"replacement and the baseline: {_money(limit, currency)}"
+                )
             else:
-                previous, what = account.created_at, "the lead was captured"
-            if call.at < previous:
-                raise ValidationError(
-                    f"account {account.id}: call at {call.at.isoformat()} is before {what} "
-                    f"({previous.isoformat()}); record calls in order",
-                    field="at",
-                )
-            blocked = account.do_not_contact or call.outcome is CallOutcome.DO_NOT_CALL
-            changed = evolve(account, calls=(*account.calls, call), do_not_contact=blocked)
-            return changed, [CallRecorded(account.id, call.at, call)]
-
-        return self._update(account_id, command)
-
-    def _criteria(self) -> Criteria:
-        if self.criteria is None:
-            raise SalesProcessError(
-                "no marketing criteria: create the process with SalesProcess(criteria=...)"
-            )
-        return self.criteria
-
-    def _report(self, account: Account, at: datetime) -> QualificationReport:
-        criteria = self._criteria()
-        # explain() judges the whole document and each clause in one pass, and reports a
-        # clause that cannot be evaluated on this account's data as failed with its error, so
-        # one odd record cannot stop a bulk screen.
-        explanation = criteria.explain(account)
-        return QualificationReport(
+                reasons.append("a value this policy does not weigh: the baseline decides")
+        repair = repair_cost.amount <= limit
+        reasons.append(
+            f"decided: repair {repair_cost} {'<=' if repair else '>'} limit "
+            f"{_money(limit, currency)}"
+        )
+        return ServiceRecommendation(
             account_id=account.id,
-            criteria=criteria.name,
-            version=criteria.version,
-            at=at,
-            passed=explanation.passed,
-            clauses=explanation.clauses,
+            asset_id=asset.id,
+            action=ServiceAction.REPAIR if repair else ServiceAction.REPLACE,
+            repair_cost=repair_cost,
+            replacement_cost=replacement_cost,
+            reasons=tuple(reasons),
+            asset_model=asset.model,
         )
 
-    def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
-        """Screen the account against the marketing criteria, record it, and return the report."""
-        report = self._screen(account_id, self._moment(at), only=None)
-        assert report is not None  # only a screen restricted to a stage can skip
-        return report
 
-    def screen_all(self, *, at: datetime | None = None) -> list[QualificationReport]:
-        """Screen every prospect, record each screening, and return the reports in bulk.
-
-        Refused as a whole, before anything is stored, when ``at`` is earlier than a prospect's
-        last screening. A prospect that moves on while the bulk runs is left out.
-        """
-        moment = self._moment(at)
-        prospect = self.transitions.initial
-        prospects = list(self.repository.with_stage(prospect))
-        late = [a.id for a in prospects if a.screenings and moment < a.screenings[-1].at]
-        if late:
-            raise ValidationError(
-                f"screen_all at {moment.isoformat()} is earlier than the last screening of "
-                f"{len(late)} prospects (first: account {late[0]}); screen in time order",
-                field="at",
-            )
-        reports = (self._screen(account.id, moment, only=prospect) for account in prospects)
-        return [report for report in reports if report is not None]
-
-    def _screen(
-        self, account_id: str, moment: datetime, *, only: Stage | None
-    ) -> QualificationReport | None:
-        reports: list[QualificationReport] = []
-
-        def command(account: Account) -> _Outcome:
-            if only is not None and account.stage is not only:
-                return account, []
-            if account.screenings and moment < account.screenings[-1].at:
-                raise ValidationError(
-                    f"account {account.id}: screen at {moment.isoformat()} is before its last "
-                    f"screen at {account.screenings[-1].at.isoformat()}; screen in time order",
-                    field="at",
-                )
-            report = self._report(account, moment)
-            reports.append(report)
-            screening = Screening(moment, report.criteria, report.version, report.passed)
-            changed = evolve(account, screenings=(*account.screenings, screening))
-            return changed, [LeadScreened(account.id, moment, screening)]
-
-        self._update(account_id, command)
-        return reports[-1] if reports else None
-
-    def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
-        """Return prospects that pass the criteria and may be called now, best first.
-
-        Excluded: do-not-contact accounts, accounts whose latest call was NOT_INTERESTED or
-        WRONG_CONTACT, call-backs not yet due, and leads already confirmed INTERESTED (their
-        next step is ``qualify``, not another call). Ranked by ``scoring``'s score (when
-        given), then oldest first.
-        """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValidationError(f"limit must be a positive int, got {limit!r}", field="limit")
-        moment = self._moment(at)
-        criteria = self._criteria()
-        ranked: list[tuple[float, datetime, str, Account]] = []
-        for account in self.repository.with_stage(self.transitions.initial):
-            if account.do_not_contact or not _may_call(account, moment):
-                continue
-            try:
-                if not criteria.evaluate(account).passed:
-                    continue
-            except CriteriaError:
-                continue  # data the criteria cannot judge is no reason to call
-            score = 0.0
-            # A rule that cannot judge this record ranks it last; it does not sink the list.
-            if self.scoring is not None:
-                with contextlib.suppress(CriteriaError):
-                    score = self.scoring.evaluate(account).score
-            ranked.append((-score, account.created_at, account.id, account))
-        ranked.sort(key=lambda entry: entry[:3])
-        return [entry[3] for entry in ranked[:limit]]
-
-    def qualify(
-        self,
-        account_id: str,
-        *,
-        override: str | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Qualify a prospect: the policy must approve, or ``override`` gives the reason.
-
-        Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
-        """
-        moment = self._moment(at)
-        if override is not None and (not isinstance(override, str) or not override.strip()):
-            raise ValidationError("override must be a non-empty reason", field="override")
-
-        def command(account: Account) -> _Outcome:
-            if override is None and "qualify" in self.transitions.allowed(account.stage):
-                missing = self.qualification_policy.missing(account, moment)
-                if missing:
-                    raise QualificationRefused(
-                        f"account {account.id} ({account.name}) cannot be qualified yet; "
-                        f"missing: {'; '.join(missing)}. A caller with the authority can "
-                        "pass override='reason'",
-                        account_id=account.id,
-                        stage=account.stage,
-                        missing=missing,
-                    )
-            reason = None if override is None else f"override: {override}"
-            return self._fire(account, "qualify", moment, approved=True, actor=actor, reason=reason)
-
-        return self._update(account_id, command)
-
-    def disqualify(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Disqualify a prospect or qualified lead, for ``reason``."""
-        return self._simple(account_id, "disqualify", reason, at, actor)
-
-    def recycle(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Send a disqualified account back to prospect, for ``reason``."""
-        return self._simple(account_id, "recycle", reason, at, actor)
-
-    def churn(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Mark a customer as lost, for ``reason``."""
-        return self._simple(account_id, "churn", reason, at, actor)
-
-    def fire(
-        self,
-        account_id: str,
-        event: str,
-        *,
-        reason: str | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Fire any event of the lifecycle: the way to drive events a subclass adds."""
-        moment = self._moment(at)
-        return self._update(
-            account_id,
-            lambda account: self._fire(account, event, moment, actor=actor, reason=reason),
+def _cost(value: object, field: str) -> Money:
+    if not isinstance(value, Money):
+        raise ValidationError(
+            f"{field} must be Money, not {type(value).__name__} {value!r}", field=field
         )
-
-    def _simple(
-        self, account_id: str, event: str, reason: str, at: datetime | None, actor: str | None
-    ) -> Account:
-        if not isinstance(reason, str) or not reason.strip():
-            raise ValidationError(f"{event} needs a non-empty reason", field="reason")
-        return self.fire(account_id, event, reason=reason, at=at, actor=actor)
-
-    # -- recurring revenue --------------------------------------------------------------------
-
-    def record_purchase(
-        self,
-        account_id: str,
-        amount: Money,
-        *,
-        at: datetime | None = None,
-        reference: str | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Record a purchase; the first makes a customer, one on a later day a repeat customer.
-
-        A zero amount is allowed; a negative one, or one before the account's last purchase,
-        is refused.
-        """
-        purchase = Purchase(amount, self._moment(at), reference)
-
-        def command(account: Account) -> _Outcome:
-            if account.purchases and purchase.at < account.purchases[-1].at:
-                raise ValidationError(
-                    f"account {account.id}: purchase at {purchase.at.isoformat()} is before its "
-                    f"last purchase at {account.purchases[-1].at.isoformat()}; record purchases "
-                    "in order",
-                    field="at",
-                )
-            return self._fire(
-                account,
-                "purchase",
-                purchase.at,
-                actor=actor,
-                extra=[PurchaseRecorded(account.id, purchase.at, purchase)],
-                purchases=(*account.purchases, purchase),
-            )
-
-        return self._update(account_id, command)
-
-    def stage_counts(self) -> Mapping[Stage, int]:
-        """Return how many accounts are at each stage of the lifecycle (zeros included)."""
-        counts = self.repository.count_by_stage()
-        return {stage: counts.get(stage, 0) for stage in self.transitions.stages}
+    if value.is_negative:
+        raise ValidationError(f"{field} cannot be negative: {value}", field=field)
+    return value
 
 
-def _may_call(account: Account, at: datetime) -> bool:
-    if not account.calls:
-        return True
-    latest = account.calls[-1]
-    if latest.outcome in _DO_NOT_REDIAL:
-        return False
-    if latest.outcome is CallOutcome.CALL_BACK:
-        return latest.callback_at is not None and latest.callback_at <= at
-    return latest.outcome is not CallOutcome.INTERESTED
+def _check_costs(repair_cost: object, replacement_cost: object) -> None:
+    repair = _cost(repair_cost, "repair_cost")
+    replacement = _cost(replacement_cost, "replacement_cost")
+    if repair.currency != replacement.currency:
+        raise CurrencyMismatch(
+            f"cannot weigh a repair in {repair.currency} against a replacement in "
+            f"{replacement.currency}",
+            field="repair_cost",
+        )
+    if replacement.amount == 0:
+        raise ValidationError(
+            "replacement_cost must be above zero: a free replacement needs no decision",
+            field="replacement_cost",
+        )

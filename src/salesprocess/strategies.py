@@ -2,7 +2,9 @@
 
 Every strategy returns a ``SearchStrategy`` of a valid value; ``accounts()`` builds accounts at
 any stage by replaying real commands through the lifecycle, so a generated account always has
-a history that explains its stage.
+a history that explains its stage. Some accounts also carry what customer service and referring
+add: preferences and assets at any stage; a referral code, referral requests and cards once the
+account has bought; referrals on a referrer.
 
 >>> from salesprocess import strategies
 >>> from hypothesis import given
@@ -17,7 +19,7 @@ Needs the ``testing`` extra: ``pip install 'salesprocess[testing]'``.
 from __future__ import annotations
 
 import string
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,13 +30,26 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         "salesprocess.strategies needs Hypothesis: pip install 'salesprocess[testing]'"
     ) from error
 
-from salesprocess.account import Account, Channel, Purchase, Source, StageChange
+from salesprocess.account import (
+    Account,
+    Asset,
+    Channel,
+    Preference,
+    Purchase,
+    Referral,
+    ReferralCards,
+    ReferralRequest,
+    Source,
+    StageChange,
+)
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import ISO_4217_CODES, Money
+from salesprocess.referrals import CODE_ALPHABET
 from salesprocess.stage import Stage
 
 __all__ = [
     "accounts",
+    "assets",
     "attributes",
     "aware_datetimes",
     "currencies",
@@ -42,6 +57,8 @@ __all__ = [
     "json_values",
     "money",
     "phones",
+    "preferences",
+    "referral_codes",
     "sources",
 ]
 
@@ -54,9 +71,10 @@ _SAFE_TEXT = st.text(
 def aware_datetimes(
     min_value: datetime = _EPOCH, max_value: datetime = datetime(2100, 1, 1, tzinfo=UTC)
 ) -> st.SearchStrategy[datetime]:
-    """Timezone-aware datetimes (UTC and fixed offsets) between the bounds."""
+    """Timezone-aware datetimes (UTC and fixed offsets) between the bounds (any offsets)."""
     naive = st.datetimes(
-        min_value=min_value.replace(tzinfo=None), max_value=max_value.replace(tzinfo=None)
+        min_value=min_value.astimezone(UTC).replace(tzinfo=None),
+        max_value=max_value.astimezone(UTC).replace(tzinfo=None),
     )
     return st.builds(
         lambda moment, offset: moment.replace(tzinfo=UTC).astimezone(offset),
@@ -118,6 +136,36 @@ def sources() -> st.SearchStrategy[Source]:
     )
 
 
+def referral_codes() -> st.SearchStrategy[str]:
+    """Referral codes in normalised form: 8 characters of ``CODE_ALPHABET``, as generated."""
+    return st.text(CODE_ALPHABET, min_size=8, max_size=8)
+
+
+def preferences(
+    min_value: datetime = _EPOCH, max_value: datetime = datetime(2100, 1, 1, tzinfo=UTC)
+) -> st.SearchStrategy[Preference]:
+    """Preferences learned between the bounds: a key, its answer and sometimes the evidence."""
+    return st.builds(
+        Preference,
+        st.sampled_from(["equipment_strategy", "contact_channel", "budget_cycle", "priority"]),
+        st.sampled_from(["repair_over_upgrade", "upgrade", "email", "phone", "q4", "uptime"]),
+        aware_datetimes(min_value, max_value),
+        st.none() | _SAFE_TEXT,
+    )
+
+
+def assets() -> st.SearchStrategy[Asset]:
+    """Equipment a customer runs: an id, a model, an install date and an expected life."""
+    return st.builds(
+        Asset,
+        st.uuids().map(lambda u: f"asset-{u.hex[:12]}"),
+        st.sampled_from(["Press 3000", "Conveyor C2", "Lathe L-40", "Chiller 9"]),
+        st.dates(min_value=date(1970, 1, 1), max_value=date(2100, 1, 1)),
+        st.integers(min_value=1, max_value=60),
+        st.none() | st.from_regex(r"SN-[0-9]{6}", fullmatch=True),
+    )
+
+
 def json_values(max_leaves: int = 10) -> st.SearchStrategy[object]:
     """JSON values as account attributes hold them: scalars, Decimals, lists and mappings."""
     scalars = st.one_of(
@@ -169,7 +217,12 @@ _PATHS: dict[Stage, tuple[str, ...]] = {
 
 @st.composite
 def accounts(draw: st.DrawFn, stage: Stage | None = None) -> Account:
-    """Accounts at ``stage`` (or any stage), with a history that replays to that stage."""
+    """Accounts at ``stage`` (or any stage), with a history that replays to that stage.
+
+    Sometimes they carry preferences and assets (any stage); an account that has bought
+    sometimes has a referral code, with cards carrying it, and referral requests; a referrer has
+    the referral that made it one (answering its latest request, with its code if it has one).
+    """
     target = draw(st.sampled_from(list(_PATHS))) if stage is None else stage
     if target not in _PATHS:
         raise ValueError(f"accounts() knows the built-in stages, not {target!r}")
@@ -187,6 +240,8 @@ def accounts(draw: st.DrawFn, stage: Stage | None = None) -> Account:
         attributes=draw(attributes()),
         history=(StageChange(None, Stage.PROSPECT, "capture", created),),
         do_not_contact=draw(st.booleans()),
+        preferences=tuple(draw(st.lists(preferences(min_value=created), max_size=2))),
+        assets=tuple(draw(st.lists(assets(), max_size=2, unique_by=lambda a: a.id))),
     )
     table = Transitions.of(Lifecycle)
     currency = draw(currencies())
@@ -197,7 +252,36 @@ def accounts(draw: st.DrawFn, stage: Stage | None = None) -> Account:
         if event == "purchase":
             purchase = Purchase(draw(money(currency=currency)), moment)
             changes["purchases"] = (*account.purchases, purchase)
+            if not account.purchases:
+                changes.update(draw(_referral_setup(moment)))
+        elif event == "refer":
+            code = account.referral_code
+            requests = account.referral_requests
+            referral = Referral(
+                draw(st.uuids()).hex,
+                moment,
+                requests[-1].id if requests else None,
+                code,
+                new=draw(st.booleans()),
+            )
+            changes["referrals"] = (*account.referrals, referral)
         account, _ = table.apply(
             account, event, at=moment, approved=True, reason="generated", **changes
         )
     return account
+
+
+def _referral_setup(at: datetime) -> st.SearchStrategy[dict[str, Any]]:
+    """Draw what asking a new customer for referrals adds at its first purchase ``at``, if any."""
+    code = st.none() | referral_codes()
+
+    def parts(chosen: str | None, asked: bool, cards: int) -> dict[str, Any]:
+        if chosen is None and not asked:
+            return {}
+        return {
+            "referral_code": chosen,
+            "referral_cards": (ReferralCards(chosen, cards, at),) if chosen is not None else (),
+            "referral_requests": (ReferralRequest("request-1", at),) if asked else (),
+        }
+
+    return st.builds(parts, code, st.booleans(), st.integers(min_value=1, max_value=500))

@@ -2,9 +2,9 @@
 
 Why ship tests: :class:`~salesprocess.storage.AccountRepository` is a protocol, so anyone can
 write an adapter (a document store, an ORM, a remote API). What makes an adapter correct is not
-its methods' names but their behaviour: versions, unique contact details, exact round-trips,
-ordering, all-or-nothing transactions. The same suite that proves the built-in adapters proves
-yours.
+its methods' names but their behaviour: versions, unique contact details and referral codes,
+exact round-trips, ordering, all-or-nothing transactions. The same suite that proves the built-in
+adapters proves yours.
 
 Two tools, both driven by one factory that returns a new, empty repository each time it is
 called:
@@ -44,7 +44,7 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -70,10 +70,15 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
 from salesprocess.account import (
     MAX_ATTRIBUTE_INT,
     Account,
+    Asset,
     Call,
     CallOutcome,
     Channel,
+    Preference,
     Purchase,
+    Referral,
+    ReferralCards,
+    ReferralRequest,
     Screening,
     Source,
     StageChange,
@@ -176,6 +181,7 @@ _ID_TEXT = st.one_of(
 # Few values, so that duplicates (and so uniqueness conflicts) come up often.
 _EMAILS = ("ann@acme.example", "bob@acme.example", "o'hara@bücher.example", "eve@x.example")
 _PHONES = ("+4930123456", "0301234567", "+15551234567", "0049301")
+_CODES = ("K7M4PQ2X", "ABCD", "REF2026", "Z" * 32)
 _STAGES = (*(Stage(name) for name in ("prospect", "qualified", "customer")), Stage("nurture"))
 _KEYS = st.one_of(
     st.text(max_size=8), st.sampled_from(["$decimal", "$", "$$", "$$decimal", "$x", "industry"])
@@ -235,6 +241,66 @@ def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.none() | strategy
 
 
+def _referral_codes() -> st.SearchStrategy[str]:
+    # Codes as people type them (any case, dashes and spaces): the account keeps them normalised.
+    typed = st.text(string.ascii_letters + string.digits, min_size=4, max_size=32)
+    return st.one_of(st.sampled_from((*_CODES, "k7m4-pq2x", " ab cd ")), typed)
+
+
+def _referral_parts() -> dict[str, st.SearchStrategy[Any]]:
+    """Strategies for the referral, preference and asset fields of an account, by field name."""
+    return {
+        "referral_code": _optional(_referral_codes()),
+        "referral_requests": st.lists(
+            st.builds(
+                ReferralRequest, _NAME_TEXT, _moments(), st.integers(min_value=1, max_value=1000)
+            ),
+            max_size=2,
+        ).map(tuple),
+        "referrals": st.lists(
+            st.builds(
+                Referral,
+                _ID_TEXT,
+                _moments(),
+                _optional(_NAME_TEXT),
+                _optional(_referral_codes()),
+                st.booleans(),
+            ),
+            max_size=2,
+        ).map(tuple),
+        "referral_cards": st.lists(
+            st.builds(
+                ReferralCards,
+                _referral_codes(),
+                st.integers(min_value=1, max_value=100_000),
+                _moments(),
+            ),
+            max_size=1,
+        ).map(tuple),
+        "preferences": st.lists(
+            st.builds(
+                Preference,
+                st.one_of(_NAME_TEXT, st.sampled_from(["equipment_strategy", "$decimal"])),
+                st.one_of(_NAME_TEXT, st.sampled_from(HOSTILE_TEXT)),
+                _moments(),
+                _optional(_NAME_TEXT),
+            ),
+            max_size=2,
+        ).map(tuple),
+        "assets": st.lists(
+            st.builds(
+                Asset,
+                _NAME_TEXT,
+                _NAME_TEXT,
+                st.dates(),
+                st.integers(min_value=1, max_value=200),
+                _optional(_NAME_TEXT),
+            ),
+            max_size=2,
+        ).map(tuple),
+    }
+
+
 @st.composite
 def _calls(draw: st.DrawFn) -> Call:
     outcome = draw(st.sampled_from(list(CallOutcome)))
@@ -247,8 +313,9 @@ def _accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Accou
 
     Unlike :func:`salesprocess.strategies.accounts`, which replays real commands, this draws
     every part independently to stress storage: hostile text, every JSON type in attributes
-    (``$`` keys, huge integers, ``Decimal``), ``zoneinfo`` datetimes, custom stages, calls and
-    screenings.
+    (``$`` keys, huge integers, ``Decimal``), ``zoneinfo`` datetimes, custom stages, calls,
+    screenings, referral codes, referral requests, referrals and cards, preferences, and assets
+    with install dates from year 1 to 9999.
     """
     stages = st.sampled_from(_STAGES)
     changes = st.builds(
@@ -288,6 +355,7 @@ def _accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Accou
         calls=st.lists(_calls(), max_size=1).map(tuple),
         screenings=st.lists(screenings, max_size=1).map(tuple),
         do_not_contact=st.booleans(),
+        **_referral_parts(),
     )
 
 
@@ -323,10 +391,11 @@ def _machine_accounts() -> st.SearchStrategy[Account]:
     """Draw new accounts for the state machine: cheap to draw, rich in collisions.
 
     Exactness of every kind of value is the round-trip test's job; the machine needs many
-    commands per second and accounts that share ids, emails, phones and creation instants.
+    commands per second and accounts that share ids, emails, phones, referral codes (from a
+    pool of four) and creation instants.
     """
     return st.builds(
-        lambda account_id, email, phone, stage, created_at, attributes: Account(
+        lambda account_id, email, phone, code, stage, created_at, attributes: Account(
             account_id,
             f"Account {account_id}",
             Source(Channel.COLD_OUTREACH),
@@ -336,10 +405,12 @@ def _machine_accounts() -> st.SearchStrategy[Account]:
             stage=stage,
             attributes=attributes,
             history=(StageChange(None, stage, "capture", created_at),),
+            referral_code=code,
         ),
         st.sampled_from(_MACHINE_IDS),
         _optional(st.sampled_from(_EMAILS)),
         _optional(st.sampled_from(_PHONES)),
+        _optional(st.sampled_from(_CODES)),
         st.sampled_from(_STAGES),
         st.sampled_from(_MACHINE_MOMENTS),
         st.sampled_from(_MACHINE_ATTRIBUTES),
@@ -431,6 +502,21 @@ def _full_account() -> Account:
         ),
         screenings=(Screening(_T0, "icp", "v3", passed=True),),
         do_not_contact=True,
+        referral_code="k7m4-pq2x",
+        referral_requests=(ReferralRequest("req-1", _T0 + timedelta(days=5), wanted=3),),
+        referrals=(
+            Referral("acc-referred", _T0 + timedelta(days=6), "req-1", "K7M4PQ2X"),
+            Referral("acc-known", _T0 + timedelta(days=7), new=False),
+        ),
+        referral_cards=(ReferralCards("K7M4PQ2X", 250, _T0 + timedelta(days=5)),),
+        preferences=(
+            Preference("equipment_strategy", "upgrade", _T0, "asked for the new line"),
+            Preference("equipment_strategy", "repair_over_upgrade", _T0 + timedelta(days=9)),
+        ),
+        assets=(
+            Asset("asset-1", "Press 3000", date(2015, 5, 1), 20, "SN-0001"),
+            Asset("asset-2", "Conveyor", date(2024, 2, 29), 1),
+        ),
     )
 
 
@@ -514,6 +600,49 @@ class RepositoryContract:
         repository = self.repository()
         stored = repository.add(_full_account())
         assert_same_account(stored, repository.get("acc-full"))
+
+    def test_referrals_preferences_and_assets_round_trip(self) -> None:
+        """Referral requests, referrals, cards, preferences and dated assets come back exactly."""
+        berlin = _zone("Europe/Berlin")
+        at = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=berlin)
+        account = _account(
+            referral_code="ab-cd-12",
+            referral_requests=(
+                ReferralRequest("req-1", at, wanted=1),
+                ReferralRequest(HOSTILE_TEXT[1], _T0, wanted=1000),
+            ),
+            referrals=(
+                Referral("acc-2", at, "req-1", "K7M4PQ2X", new=True),
+                Referral(HOSTILE_TEXT[6], _T0, new=False),
+            ),
+            referral_cards=(
+                ReferralCards("ABCD12", 1, at),
+                ReferralCards("Z" * 32, 100_000, _T0),
+            ),
+            preferences=(
+                Preference("equipment_strategy", "repair_over_upgrade", at, HOSTILE_TEXT[3]),
+                Preference("$decimal", HOSTILE_TEXT[5], _T0),
+            ),
+            assets=(
+                Asset("asset-1", "Press 3000", date(1, 1, 1), 200, HOSTILE_TEXT[7]),
+                Asset("asset-2", "Conveyor", date(2024, 2, 29), 1),
+                Asset("asset-3", HOSTILE_TEXT[0], date(9999, 12, 31), 20),
+            ),
+        )
+        repository = self.repository()
+        stored = repository.add(account)
+        assert stored.referral_code == "ABCD12"
+        assert_same_account(attrs.evolve(account, version=1), stored)
+        assert_same_account(stored, repository.get(stored.id))
+        more = attrs.evolve(
+            stored,
+            assets=(*stored.assets, Asset("asset-4", "Lathe", date(2026, 1, 5), 15)),
+            preferences=stored.preferences[:1],
+            referrals=(),
+        )
+        saved = repository.save(more, expected_version=1)
+        assert_same_account(saved, repository.get(stored.id))
+        assert type(repository.get(stored.id).assets[3].installed) is date
 
     def test_attributes_of_every_json_type_round_trip(self) -> None:
         """Attributes keep every JSON type, nesting, Decimals and keys that look like tags."""
@@ -751,6 +880,141 @@ class RepositoryContract:
         repository.add(_account("b", email="ann@acme.example", phone="+4930123456"))
         assert _present(repository.find_by_phone("+4930123456")).id == "b"
 
+    # -- referral codes ---------------------------------------------------------------------
+
+    def test_referral_code_round_trips_and_is_found(self) -> None:
+        """A referral code comes back, and find_by_referral_code finds its owner, else None."""
+        repository = self.repository()
+        stored = repository.add(_account("a", referral_code="k7m4-pq2x"))
+        repository.add(_account("b"))  # no code: nothing to find for it
+        assert stored.referral_code == "K7M4PQ2X"
+        assert_same_account(stored, repository.get("a"))
+        assert_same_account(stored, _present(repository.find_by_referral_code("K7M4PQ2X")))
+        assert repository.find_by_referral_code("ZZZZ9999") is None
+        assert repository.find_by_referral_code("' OR '1'='1") is None
+        assert repository.find_by_referral_code("") is None
+
+    def test_add_refuses_another_accounts_referral_code(self) -> None:
+        """add() or add_many() of a stored (or twice-batched) code raises ConflictError."""
+        repository = self.repository()
+        repository.add(_account("a", referral_code="K7M4PQ2X"))
+        with _raises(ConflictError):
+            repository.add(_account("b", referral_code="K7M4PQ2X"))
+        with _raises(ConflictError):
+            repository.add_many([_account("c"), _account("d", referral_code="K7M4PQ2X")])
+        with _raises(ConflictError):
+            repository.add_many(
+                [_account("c", referral_code="ABCD"), _account("d", referral_code="abcd")]
+            )
+        assert [a.id for a in repository.page()] == ["a"]
+        assert repository.find_by_referral_code("ABCD") is None
+        assert repository.find_id(referral_code="K7M4PQ2X") == "a"
+
+    def test_save_refuses_another_accounts_referral_code(self) -> None:
+        """save() taking another account's referral code raises ConflictError, writes nothing."""
+        repository = self.repository()
+        repository.add(_account("a", referral_code="K7M4PQ2X"))
+        b = repository.add(_account("b", referral_code="ABCD"))
+        with _raises(ConflictError):
+            repository.save(
+                attrs.evolve(b, name="Taken", referral_code="K7M4PQ2X"), expected_version=1
+            )
+        assert_same_account(b, repository.get("b"))
+        assert _present(repository.find_by_referral_code("K7M4PQ2X")).id == "a"
+        assert _present(repository.find_by_referral_code("ABCD")).id == "b"
+        assert repository.save(attrs.evolve(b, name="Kept"), expected_version=1).version == 2
+
+    def test_save_may_keep_its_own_referral_code(self) -> None:
+        """An account saved with its own referral code does not conflict with itself."""
+        repository = self.repository()
+        stored = repository.add(_account(referral_code="K7M4PQ2X", email="ann@acme.example"))
+        saved = repository.save(attrs.evolve(stored, name="Renamed"), expected_version=1)
+        assert saved.referral_code == "K7M4PQ2X"
+        assert_same_account(saved, _present(repository.find_by_referral_code("K7M4PQ2X")))
+
+    def test_changed_referral_code_frees_the_old_one(self) -> None:
+        """After an account changes its referral code, the old one is free and not found."""
+        repository = self.repository()
+        stored = repository.add(_account("a", referral_code="K7M4PQ2X"))
+        repository.save(attrs.evolve(stored, referral_code="NEWCODE1"), expected_version=1)
+        assert repository.find_by_referral_code("K7M4PQ2X") is None
+        assert repository.find_id(referral_code="NEWCODE1") == "a"
+        repository.add(_account("b", referral_code="K7M4PQ2X"))
+        assert repository.find_id(referral_code="K7M4PQ2X") == "b"
+
+    def test_a_rolled_back_referral_code_is_not_found(self) -> None:
+        """A referral code written in an atomic block that raises is neither found nor taken."""
+        repository = self.repository()
+        stored = repository.add(_account("a", referral_code="K7M4PQ2X"))
+        with _raises(_Rollback), repository.atomic():
+            repository.add(_account("b", referral_code="ABCD"))
+            repository.save(attrs.evolve(stored, referral_code=None), expected_version=1)
+            assert repository.find_id(referral_code="K7M4PQ2X") is None
+            raise _Rollback
+        assert repository.find_by_referral_code("ABCD") is None
+        assert repository.find_id(referral_code="ABCD") is None
+        assert_same_account(stored, _present(repository.find_by_referral_code("K7M4PQ2X")))
+        with _raises(ConflictError):
+            repository.add(_account("c", referral_code="K7M4PQ2X"))
+
+    # -- find_id: the duplicate check -------------------------------------------------------
+
+    def test_find_id_for_email_phone_and_referral_code(self) -> None:
+        """find_id() returns the id holding an email, phone or referral code, else None."""
+        repository = self.repository()
+        nul = HOSTILE_TEXT[6]  # an id with a NUL inside comes back whole
+        repository.add(
+            _account("a", email="ann@acme.example", phone="+4930123456", referral_code="K7M4PQ2X")
+        )
+        repository.add(_account("b", email="bob@acme.example"))
+        repository.add(_account(nul, phone="0301234567", referral_code="ABCD"))
+        hits = {
+            "a": [
+                repository.find_id(email="ann@acme.example"),
+                repository.find_id(phone="+4930123456"),
+                repository.find_id(referral_code="K7M4PQ2X"),
+            ],
+            "b": [repository.find_id(email="bob@acme.example")],
+            nul: [
+                repository.find_id(phone="0301234567"),
+                repository.find_id(referral_code="ABCD"),
+            ],
+        }
+        for account_id, found in hits.items():
+            assert found == [account_id] * len(found), f"{account_id!r}: found {found!r}"
+            assert all(type(found_id) is str for found_id in found)
+        misses = (
+            repository.find_id(email="eve@x.example"),
+            repository.find_id(phone="+15551234567"),
+            repository.find_id(referral_code="ZZZZ9999"),
+            repository.find_id(email="' OR '1'='1"),
+            repository.find_id(phone="ann@acme.example"),  # a key of another kind
+            repository.find_id(referral_code="a"),  # an id is not a key
+        )
+        assert misses == (None,) * len(misses)
+
+    def test_find_id_refuses_zero_or_two_keys(self) -> None:
+        """find_id() with no key, two or three keys, or a key not a str raises ValidationError."""
+        repository = self.repository()
+        repository.add(
+            _account("a", email="ann@acme.example", phone="+4930123456", referral_code="ABCD")
+        )
+        malformed: tuple[dict[str, Any], ...] = (
+            {},
+            {"email": None, "phone": None, "referral_code": None},
+            {"email": "ann@acme.example", "phone": "+4930123456"},
+            {"email": "ann@acme.example", "referral_code": "ABCD"},
+            {"phone": "+4930123456", "referral_code": "ABCD"},
+            {"email": "ann@acme.example", "phone": "+4930123456", "referral_code": "ABCD"},
+            {"email": 5},
+            {"phone": b"+4930123456"},
+            {"referral_code": ["ABCD"]},
+        )
+        for keys in malformed:
+            with _raises(ValidationError):
+                repository.find_id(**keys)
+        assert repository.find_id(email="ann@acme.example") == "a"
+
     # -- look-ups ---------------------------------------------------------------------------
 
     def test_find_by_email_and_phone(self) -> None:
@@ -984,6 +1248,8 @@ def _contact_error(model: Mapping[str, Account], account: Account) -> str | None
             return "email"
         if account.phone is not None and other.phone == account.phone:
             return "phone"
+        if account.referral_code is not None and other.referral_code == account.referral_code:
+            return "referral code"
     return None
 
 
@@ -1060,6 +1326,7 @@ def repository_state_machine(
             name=st.sampled_from(["Renamed", "Zoë 🍣", "O'Brien"]),
             email=_optional(st.sampled_from(_EMAILS)),
             phone=_optional(st.sampled_from(_PHONES)),
+            referral_code=_optional(st.sampled_from(_CODES)),
             stage=st.sampled_from(_STAGES),
             attributes=st.sampled_from(_MACHINE_ATTRIBUTES),
             moment=st.sampled_from(_MACHINE_MOMENTS),
@@ -1071,6 +1338,7 @@ def repository_state_machine(
             name: str,
             email: str | None,
             phone: str | None,
+            referral_code: str | None,
             stage: Stage,
             attributes: dict[str, object],
             moment: datetime,
@@ -1081,6 +1349,7 @@ def repository_state_machine(
                 name=name,
                 email=email,
                 phone=phone,
+                referral_code=referral_code,
                 stage=stage,
                 attributes=attributes,
                 history=(*current.history, StageChange(current.stage, stage, "move", moment)),
@@ -1122,7 +1391,13 @@ def repository_state_machine(
                 if account_id is not None:
                     current = self.model[account_id]
                     self.repository.save(
-                        attrs.evolve(current, name="rolled back", email=None, phone=None),
+                        attrs.evolve(
+                            current,
+                            name="rolled back",
+                            email=None,
+                            phone=None,
+                            referral_code=None,
+                        ),
                         expected_version=current.version,
                     )
                 if nested:
@@ -1158,18 +1433,41 @@ def repository_state_machine(
             with _raises(NotFound):
                 self.repository.get(account_id)
 
-        @rule(email=st.sampled_from(_EMAILS), phone=st.sampled_from(_PHONES))
-        def find(self, email: str, phone: str) -> None:
-            for found, kind, value in (
-                (self.repository.find_by_email(email), "email", email),
-                (self.repository.find_by_phone(phone), "phone", phone),
+        @rule(
+            email=st.sampled_from(_EMAILS),
+            phone=st.sampled_from(_PHONES),
+            code=st.sampled_from(_CODES),
+        )
+        def find(self, email: str, phone: str, code: str) -> None:
+            for found, found_id, kind, value in (
+                (
+                    self.repository.find_by_email(email),
+                    self.repository.find_id(email=email),
+                    "email",
+                    email,
+                ),
+                (
+                    self.repository.find_by_phone(phone),
+                    self.repository.find_id(phone=phone),
+                    "phone",
+                    phone,
+                ),
+                (
+                    self.repository.find_by_referral_code(code),
+                    self.repository.find_id(referral_code=code),
+                    "referral_code",
+                    code,
+                ),
             ):
                 owners = [a for a in self.model.values() if getattr(a, kind) == value]
+                assert len(owners) <= 1, f"the model has {kind} {value} twice"
                 if owners:
                     assert found is not None, f"{kind} {value} not found"
                     assert_same_account(owners[0], found)
+                    assert found_id == owners[0].id, f"find_id({kind}={value!r}) is {found_id!r}"
                 else:
                     assert found is None, f"{kind} {value} found on {found!r}"
+                    assert found_id is None, f"find_id({kind}={value!r}) is {found_id!r}"
 
         @rule(stage=st.sampled_from(_STAGES))
         def with_stage(self, stage: Stage) -> None:

@@ -21,6 +21,7 @@ from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
     require_account,
     require_new,
+    require_one_key,
     require_page,
     require_version,
     stale_write,
@@ -30,13 +31,20 @@ __all__ = ["InMemoryRepository"]
 
 
 class InMemoryRepository:
-    """Accounts in a dict, with email and phone indexes, behind one re-entrant lock."""
+    """Accounts in a dict, with email, phone and referral code indexes, behind one lock."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._accounts: dict[str, Account] = {}
         self._by_email: dict[str, str] = {}
         self._by_phone: dict[str, str] = {}
+        self._by_referral_code: dict[str, str] = {}
+        # find_id's indexes by the name of its argument.
+        self._indexes = {
+            "email": self._by_email,
+            "phone": self._by_phone,
+            "referral_code": self._by_referral_code,
+        }
         # Undo entries of the open atomic() blocks: (id, account before or None if added).
         self._undo: list[tuple[str, Account | None]] | None = None
 
@@ -92,6 +100,7 @@ class InMemoryRepository:
         for kind, index, value in (
             ("email", self._by_email, account.email),
             ("phone", self._by_phone, account.phone),
+            ("referral code", self._by_referral_code, account.referral_code),
         ):
             owner = index.get(value) if value is not None else None
             if owner is not None and owner != account.id:
@@ -109,6 +118,8 @@ class InMemoryRepository:
             self._by_email[account.email] = account.id
         if account.phone is not None:
             self._by_phone[account.phone] = account.id
+        if account.referral_code is not None:
+            self._by_referral_code[account.referral_code] = account.id
 
     def _unindex(self, account: Account | None) -> None:
         if account is None:
@@ -117,6 +128,8 @@ class InMemoryRepository:
             self._by_email.pop(account.email, None)
         if account.phone is not None:
             self._by_phone.pop(account.phone, None)
+        if account.referral_code is not None:
+            self._by_referral_code.pop(account.referral_code, None)
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
@@ -129,6 +142,24 @@ class InMemoryRepository:
         with self._lock:
             account_id = self._by_phone.get(phone)
             return None if account_id is None else self._accounts.get(account_id)
+
+    def find_by_referral_code(self, code: str) -> Account | None:
+        """Return the account whose referral code is ``code`` (normalised), if any."""
+        with self._lock:
+            account_id = self._by_referral_code.get(code)
+            return None if account_id is None else self._accounts.get(account_id)
+
+    def find_id(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> str | None:
+        """Return the id of the account holding this email, phone or referral code, if any."""
+        kind, value = require_one_key(email, phone, referral_code)
+        with self._lock:
+            return self._indexes[kind].get(value)
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first."""

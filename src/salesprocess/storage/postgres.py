@@ -5,7 +5,7 @@ in PostgreSQL and wants accounts in the same transactions as its own tables. Ins
 ``pip install 'salesprocess[postgres]'``.
 
 The layout mirrors :mod:`salesprocess.storage.sqlite`: table ``salesprocess_accounts`` with
-``id`` (primary key), ``email`` and ``phone`` (``UNIQUE``), ``stage`` (indexed with
+``id`` (primary key), ``email``, ``phone`` and ``referral_code`` (unique), ``stage`` (indexed with
 ``created_at`` and ``id``), ``created_at`` (bigint microseconds since 1970-01-01 UTC),
 ``version``, and ``data``: the whole account as ``json`` (the type that keeps the text exactly
 as written, unlike ``jsonb``), read back through :mod:`salesprocess.storage.serialise`. Key
@@ -60,11 +60,12 @@ from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pag
 from salesprocess.storage.protocol import (
     require_account,
     require_new,
+    require_one_key,
     require_page,
     require_version,
     stale_write,
 )
-from salesprocess.storage.serialise import cached_loads, created_key, dumps
+from salesprocess.storage.serialise import cached_loads, created_key, dumps, remember
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresRepository"]
 
@@ -92,23 +93,41 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX salesprocess_accounts_stage_created "
         "ON salesprocess_accounts (stage, created_at, id)",
     ),
+    # 2 -> 3: referral codes, unique like email and phone. Rows written before keep NULL, which
+    # is right: their JSON has no referral code either.
+    (
+        'ALTER TABLE salesprocess_accounts ADD COLUMN referral_code text COLLATE "C"',
+        "CREATE UNIQUE INDEX salesprocess_accounts_referral_code_key "
+        "ON salesprocess_accounts (referral_code)",
+    ),
 )
 
 #: The schema version this module writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _LOCK_KEY: Final = 0x53414C45  # pg_advisory_xact_lock key for migrations: "SALE"
-_COLUMNS: Final = "id, name, email, phone, stage, created_at, version, data"
+_COLUMNS: Final = "id, name, email, phone, stage, created_at, version, data, referral_code"
 _INSERT: Final = (
     "INSERT INTO salesprocess_accounts (id, name, email, phone, stage, created_at, version, "
-    "data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    "data, referral_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _UPDATE: Final = (
     "UPDATE salesprocess_accounts SET name = %s, email = %s, phone = %s, stage = %s, "
-    "created_at = %s, version = %s, data = %s WHERE id = %s AND version = %s"
+    "created_at = %s, version = %s, data = %s, referral_code = %s WHERE id = %s AND version = %s"
 )
+#: The unique keys besides the id, as columns and as error messages name them.
+_UNIQUE: Final = (("email", "email"), ("phone", "phone"), ("referral_code", "referral code"))
+# find_id: the id alone, through the unique index (no JSON fetched, nothing decoded).
+_ID_BY: Final = {
+    kind: (
+        f"SELECT id FROM salesprocess_accounts WHERE {kind} = %s",  # noqa: S608 - kind is ours
+        f"finding the id by {shown}",
+    )
+    for kind, shown in _UNIQUE
+}
 
-_Row = tuple[str, str, str | None, str | None, str, int, int, str]
+#: One row: id, name, email, phone, stage, created_at, version, data, referral_code.
+_Row = tuple[str, str, str | None, str | None, str, int, int, str, str | None]
 
 
 def _key(text: str) -> str:
@@ -122,6 +141,13 @@ def _optional_key(text: str | None) -> str | None:
     return None if text is None else _key(text)
 
 
+def _unkey(stored: str) -> str:
+    """Return the text a key column's ``stored`` value stands for (undo :func:`_key`)."""
+    if "\x01" in stored:
+        return stored.replace("\x01\x01", "\x00").replace("\x01\x02", "\x01")
+    return stored
+
+
 def _row(account: Account, version: int) -> _Row:
     return (
         _key(account.id),
@@ -132,6 +158,7 @@ def _row(account: Account, version: int) -> _Row:
         created_key(account.created_at),
         version,
         dumps(account, version=version),
+        _optional_key(account.referral_code),
     )
 
 
@@ -290,7 +317,7 @@ class PostgresRepository:
             ).fetchall()
             stored_ids = {row[0] for row in rows}
         owners: dict[str, dict[str, str]] = {}
-        for kind in ("email", "phone"):
+        for kind, _shown in _UNIQUE:
             values = [_key(v) for a in accounts if (v := getattr(a, kind)) is not None]
             rows = connection.execute(
                 f"SELECT {kind}, id FROM salesprocess_accounts "  # noqa: S608 - kind is ours
@@ -304,18 +331,29 @@ class PostgresRepository:
             if new and (key in stored_ids or key in seen_ids):
                 return ConflictError(f"an account with id {account.id} is already stored")
             seen_ids.add(key)
-            for kind in ("email", "phone"):
+            for kind, shown in _UNIQUE:
                 value = getattr(account, kind)
                 if value is None:
                     continue
                 owner = owners[kind].get(_key(value))
                 if owner is not None and owner != key:
-                    shown = owner.replace("\x01\x01", "\x00").replace("\x01\x02", "\x01")
-                    return ConflictError(f"{kind} {value} already belongs to account {shown}")
+                    return ConflictError(
+                        f"{shown} {value} already belongs to account {_unkey(owner)}"
+                    )
                 owners[kind][_key(value)] = key
-        return ConflictError("a concurrent write took an id, email or phone of these accounts")
+        return ConflictError(
+            "a concurrent write took an id, email, phone or referral code of these accounts"
+        )
 
     # --- writes -----------------------------------------------------------------------------
+    #
+    # add and save prime the decode cache with what they wrote (serialise.remember): ``data``
+    # is ``json``, which keeps the text exactly, so the next get in this process finds the
+    # account without decoding. They do it once the statement has succeeded; the transaction
+    # around it (atomic(), or the app's) may still roll back, and that is harmless: the cache
+    # maps the text to the (equal) account that text decodes to, so the pair is only ever used
+    # when some row holds that very text again, and is right then too. add_many does not
+    # prime: a bulk load would flush the whole cache with accounts rarely read right away.
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
@@ -327,7 +365,9 @@ class PostgresRepository:
                     connection.execute(_INSERT, row)
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, [account], new=True) from None
-        return evolve(account, version=1)
+        stored = evolve(account, version=1)
+        remember(row[7], stored)
+        return stored
 
     def add_many(self, accounts: Iterable[Account]) -> int:
         """Store many new accounts with one ``COPY``, all or nothing; return how many."""
@@ -367,7 +407,9 @@ class PostgresRepository:
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, [account], new=False) from None
         if changed == 1:
-            return evolve(account, version=expected_version + 1)
+            stored = evolve(account, version=expected_version + 1)
+            remember(row[7], stored)
+            return stored
         if current is None:
             raise NotFound(f"no account with id {account.id!r}")
         raise stale_write(account.id, current[0], expected_version)
@@ -405,6 +447,32 @@ class PostgresRepository:
             "SELECT data::text FROM salesprocess_accounts WHERE phone = %s",
             phone,
         )
+
+    def find_by_referral_code(self, code: str) -> Account | None:
+        """Return the account whose referral code is ``code`` (normalised), if any."""
+        return self._one(
+            "finding by referral code",
+            "SELECT data::text FROM salesprocess_accounts WHERE referral_code = %s",
+            code,
+        )
+
+    def find_id(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> str | None:
+        """Return the id of the account holding this email, phone or referral code, if any.
+
+        One ``SELECT id`` through the unique index: the account's JSON is neither fetched nor
+        decoded.
+        """
+        kind, value = require_one_key(email, phone, referral_code)
+        query, what = _ID_BY[kind]
+        with self._using(what) as connection, self._scope(connection):
+            row = connection.execute(query, (_key(value),)).fetchone()
+        return None if row is None else _unkey(row[0])
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.

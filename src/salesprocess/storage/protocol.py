@@ -32,6 +32,7 @@ __all__ = [
     "AccountRepository",
     "require_account",
     "require_new",
+    "require_one_key",
     "require_page",
     "require_version",
     "stale_write",
@@ -48,15 +49,16 @@ MAX_PAGE: Final = 2**31 - 1
 class AccountRepository(Protocol):
     """Where accounts live.
 
-    Contact details are unique: no two stored accounts share a normalised email or phone, so
-    two processes capturing the same lead at once cannot both succeed.
+    Contact details and referral codes are unique: no two stored accounts share a normalised
+    email, phone or referral code, so two processes capturing the same lead at once cannot both
+    succeed, and a code on a card names one account only.
     """
 
     def add(self, account: Account) -> Account:
         """Store a new account (``version`` 0) and return it as stored, at version 1.
 
-        Raises ``ConflictError`` if its id, email or phone is already stored, and
-        ``ValidationError`` if it is not an ``Account`` or its version is not 0.
+        Raises ``ConflictError`` if its id, email, phone or referral code is already stored,
+        and ``ValidationError`` if it is not an ``Account`` or its version is not 0.
         """
         ...
 
@@ -75,8 +77,8 @@ class AccountRepository(Protocol):
         """Replace the stored account if it is still at ``expected_version``.
 
         Returns the account as stored, at ``expected_version + 1``. Raises ``ConflictError``
-        (writing nothing) if the stored version differs or the new contact details belong to
-        another account, and ``NotFound`` if the account was never added. Raises
+        (writing nothing) if the stored version differs or the new contact details or referral
+        code belong to another account, and ``NotFound`` if the account was never added. Raises
         ``ValidationError`` (writing nothing) if ``account`` is not an ``Account`` or
         ``expected_version`` is not an int from 0 to ``MAX_VERSION - 1``.
         """
@@ -88,6 +90,26 @@ class AccountRepository(Protocol):
 
     def find_by_phone(self, phone: str) -> Account | None:
         """Return the account with this normalised phone number, if any."""
+        ...
+
+    def find_by_referral_code(self, code: str) -> Account | None:
+        """Return the account whose referral code is ``code`` (normalised), if any."""
+        ...
+
+    def find_id(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> str | None:
+        """Return the id of the account holding this normalised email, phone or referral code.
+
+        Exactly one of them must be given (``require_one_key`` checks it): none, two, or one
+        that is not a ``str`` raises ``ValidationError``. It is the duplicate check: answered
+        from the unique index without fetching or decoding the account's data, so it costs
+        what the raw indexed query costs.
+        """
         ...
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
@@ -171,6 +193,46 @@ def require_page(after: object, limit: object) -> None:
         raise ValidationError(
             f"limit must be at least 1 and at most {MAX_PAGE}, got {limit}", field="limit"
         )
+
+
+#: The keys an account is unique by besides its id, as ``find_id`` names them.
+_KEYS: Final = ("email", "phone", "referral_code")
+
+
+def require_one_key(
+    email: object = None, phone: object = None, referral_code: object = None
+) -> tuple[str, str]:
+    """Check ``find_id()`` arguments; return the one key given, as ``(kind, value)``.
+
+    ``kind`` is ``"email"``, ``"phone"`` or ``"referral_code"``. Exactly one argument must be
+    a ``str``; the others ``None``. Anything else raises ``ValidationError``.
+    """
+    # The duplicate check is a hot path: the usual call (one str) costs two comparisons.
+    if phone is None and referral_code is None and type(email) is str:
+        return "email", email
+    if email is None and referral_code is None and type(phone) is str:
+        return "phone", phone
+    if email is None and phone is None and type(referral_code) is str:
+        return "referral_code", referral_code
+    values = (email, phone, referral_code)
+    given = [kind for kind, value in zip(_KEYS, values, strict=True) if value is not None]
+    if not given:
+        raise ValidationError(
+            "find_id() needs one key: email, phone or referral_code; none was given",
+            field=", ".join(_KEYS),
+        )
+    if len(given) > 1:
+        raise ValidationError(
+            f"find_id() takes exactly one key, got {len(given)}: {', '.join(given)}",
+            field=", ".join(given),
+        )
+    kind = given[0]
+    value = values[_KEYS.index(kind)]
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{kind} must be a str, not {type(value).__name__} {value!r}", field=kind
+        )
+    return kind, value  # a str subclass: accepted like a str
 
 
 def stale_write(account_id: str, stored_version: int, expected_version: int) -> ConflictError:

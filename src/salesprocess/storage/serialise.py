@@ -15,6 +15,7 @@ here. Only the leaf types that JSON cannot hold natively get a hook:
   the instant wins: the value comes back at the stored offset (converted to the zone when it
   exists). Any other ``tzinfo`` (a fixed ``timezone``, pytz, dateutil) is kept as its offset.
   A naive datetime is refused.
+- A ``date`` (an asset's install date) is written as ``"2015-05-01"``.
 - ``Stage`` is written as its name; ``Channel`` and ``CallOutcome`` as their values.
 - :class:`~salesprocess.account.Attributes` hold any JSON value. Mappings stay mappings and
   tuples become arrays. A ``Decimal`` value is written as the tagged object
@@ -47,15 +48,17 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import threading
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cattrs
@@ -70,12 +73,15 @@ from salesprocess.stage import Stage
 __all__ = [
     "DECIMAL_TAG",
     "ENCODER",
+    "CacheInfo",
+    "DecodeCache",
     "cached_loads",
     "converter",
     "created_key",
     "dumps",
     "from_json_value",
     "loads",
+    "remember",
     "to_json_value",
 ]
 
@@ -138,6 +144,15 @@ def _datetime_from_text(value: object, _type: object = None) -> datetime:
     if local.utcoffset() == offset:
         return local
     return moment.astimezone(zone)  # the zone's rules changed: the instant wins
+
+
+def _date_from_text(value: object, _type: object = None) -> date:
+    if type(value) is not str:
+        raise _Refused(f"expected an ISO 8601 date string, got {_describe(value)}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _Refused(f"{value!r} is not an ISO 8601 date") from None
 
 
 def _decimal_from_text(value: object, _type: object = None) -> Decimal:
@@ -368,6 +383,8 @@ def _make_converter() -> cattrs.Converter:
     )
     made.register_unstructure_hook(datetime, _datetime_to_text)
     made.register_structure_hook(datetime, _datetime_from_text)
+    made.register_unstructure_hook(date, date.isoformat)
+    made.register_structure_hook(date, _date_from_text)
     made.register_unstructure_hook(Decimal, str)
     made.register_structure_hook(Decimal, _decimal_from_text)
     made.register_unstructure_hook(Stage, identity)  # a str: JSON writes its name
@@ -570,16 +587,97 @@ def loads(text: str | bytes) -> Account:
     return from_json_value(value)
 
 
-@lru_cache(maxsize=2048)
-def cached_loads(text: str) -> Account:
-    """Return :func:`loads` of ``text``, reusing the account decoded from the same text lately.
+class CacheInfo(NamedTuple):
+    """How the decode cache has fared: the fields of ``functools.lru_cache``'s ``cache_info()``."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+class DecodeCache:
+    """Accounts decoded lately, by the JSON text they were decoded from (least recently used go).
 
     Decoding is most of the cost of reading an account, and an app reads the same unchanged
     accounts again and again. The same text always decodes to an equal account, accounts are
     immutable, and a stored account's text changes whenever it does (its version is in it), so
-    the adapters share decoded accounts through this cache (the last 2048 texts).
+    the adapters share decoded accounts through one cache, :data:`cached_loads`.
+
+    Unlike ``functools.lru_cache`` it can be told a pair it did not decode itself
+    (:meth:`remember`): an adapter that has just written an account has both its text and the
+    account at hand, so the next read of it in this process costs no decoding at all. Safe to
+    share between threads: one lock guards the entries (decoding runs outside it).
     """
-    return loads(text)
+
+    __slots__ = ("_entries", "_hits", "_lock", "_misses", "maxsize")
+
+    def __init__(self, maxsize: int = 2048) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValidationError(
+                f"maxsize must be a positive int, not {maxsize!r}", field="maxsize"
+            )
+        self.maxsize: Final = maxsize
+        self._entries: OrderedDict[str, Account] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def __call__(self, text: str) -> Account:
+        """Return :func:`loads` of ``text``, reusing the account decoded from it lately."""
+        entries = self._entries
+        with self._lock:
+            account = entries.get(text)
+            if account is not None:
+                entries.move_to_end(text)
+                self._hits += 1
+                return account
+            self._misses += 1
+        account = loads(text)  # outside the lock: two threads may decode alike, both correctly
+        self.remember(text, account)
+        return account
+
+    def remember(self, text: str, account: Account) -> None:
+        """Keep ``account`` as what ``text`` decodes to, the most recently used entry.
+
+        ``text`` must be what :func:`dumps` wrote for ``account`` (so that it decodes to an
+        equal account): that is the one thing the cache relies on.
+        """
+        entries = self._entries
+        with self._lock:
+            entries[text] = account
+            entries.move_to_end(text)
+            if len(entries) > self.maxsize:
+                entries.popitem(last=False)
+
+    def cache_clear(self) -> None:
+        """Forget every entry and reset the counts."""
+        with self._lock:
+            self._entries.clear()
+            self._hits = self._misses = 0
+
+    def cache_info(self) -> CacheInfo:
+        """Return the hits and misses since the last clear, the size limit and the size."""
+        with self._lock:
+            return CacheInfo(self._hits, self._misses, self.maxsize, len(self._entries))
+
+    def __repr__(self) -> str:
+        return f"<DecodeCache: {self.cache_info()}>"
+
+
+#: Decode stored text into an account, sharing the accounts decoded (or written, see
+#: :func:`remember`) lately: the last 2048 texts. Called like :func:`loads` with a ``str``;
+#: ``cached_loads.cache_clear()`` empties it (benchmarks do, to time decoding).
+cached_loads: Final = DecodeCache(maxsize=2048)
+
+
+def remember(text: str, account: Account) -> None:
+    """Prime :data:`cached_loads`: ``text`` (what :func:`dumps` wrote) holds ``account``.
+
+    The adapters call it after writing an account, so that the next read of it in this process
+    returns the account written instead of decoding the text again.
+    """
+    cached_loads.remember(text, account)
 
 
 def _refusal(value: dict[str, Any], exc: BaseException) -> StorageError:

@@ -6,11 +6,13 @@ WAL mode gives both: readers never block, one writer at a time, and a crash (eve
 leaves every transaction wholly there or wholly absent.
 
 How it is laid out. Each account is one row of ``accounts``: the columns the queries need (``id``
-primary key; ``email`` and ``phone`` ``UNIQUE``, which is what makes a duplicate lead impossible
-across processes; ``stage`` indexed with ``created_at`` and ``id`` for funnel counts and
-oldest-first listing; ``created_at`` as integer microseconds since 1970-01-01 UTC, so it sorts
-by instant whatever the offset; ``version``) plus ``data``, the whole account as JSON text
-(:mod:`salesprocess.storage.serialise`), the one source of truth when reading.
+primary key; ``email``, ``phone`` and ``referral_code`` unique, which is what makes a duplicate
+lead, or two accounts behind one code, impossible across processes; ``stage`` indexed with
+``created_at`` and ``id`` for funnel counts and oldest-first listing; ``created_at`` as integer
+microseconds since 1970-01-01 UTC, so it sorts by instant whatever the offset; ``version``) plus
+``data``, the whole account as JSON text (:mod:`salesprocess.storage.serialise`), the one source
+of truth when reading. ``find_id``, the duplicate check, goes through a unique index and
+never fetches the JSON.
 
 Writes are optimistic: ``save`` is ``UPDATE ... WHERE id = ? AND version = ?``; no row changed
 means someone else wrote first (``ConflictError``) or the account does not exist
@@ -57,11 +59,12 @@ from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pag
 from salesprocess.storage.protocol import (
     require_account,
     require_new,
+    require_one_key,
     require_page,
     require_version,
     stale_write,
 )
-from salesprocess.storage.serialise import cached_loads, created_key, dumps
+from salesprocess.storage.serialise import cached_loads, created_key, dumps, remember
 
 __all__ = [
     "APPLICATION_ID",
@@ -99,6 +102,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "DROP INDEX accounts_stage",
         "CREATE INDEX accounts_stage_created ON accounts (stage, created_at, id)",
     ),
+    # 2 -> 3: referral codes, unique like email and phone. Rows written before keep NULL, which
+    # is right: their JSON has no referral code either.
+    (
+        "ALTER TABLE accounts ADD COLUMN referral_code TEXT",
+        "CREATE UNIQUE INDEX accounts_referral_code ON accounts (referral_code)",
+    ),
 )
 
 #: The schema version this module writes and reads.
@@ -111,20 +120,31 @@ MAX_TIMEOUT: Final = (2**31 - 1) // 1000
 _SYNCHRONOUS: Final = ("FULL", "NORMAL", "OFF")
 
 _INSERT: Final = (
-    "INSERT INTO accounts (id, name, email, phone, stage, created_at, version, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO accounts (id, name, email, phone, stage, created_at, version, data, "
+    "referral_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPDATE: Final = (
     "UPDATE accounts SET name = ?, email = ?, phone = ?, stage = ?, created_at = ?, "
-    "version = ?, data = ? WHERE id = ? AND version = ?"
+    "version = ?, data = ?, referral_code = ? WHERE id = ? AND version = ?"
 )
 
 _BY_ID: Final = "SELECT data FROM accounts WHERE id = ?"
 _BY_EMAIL: Final = "SELECT data FROM accounts WHERE email = ?"
 _BY_PHONE: Final = "SELECT data FROM accounts WHERE phone = ?"
+_BY_REFERRAL_CODE: Final = "SELECT data FROM accounts WHERE referral_code = ?"
+# find_id: the id alone, through the unique index (no JSON fetched, nothing decoded).
+_ID_BY: Final = {
+    "email": ("SELECT id FROM accounts WHERE email = ?", "finding the id by email"),
+    "phone": ("SELECT id FROM accounts WHERE phone = ?", "finding the id by phone"),
+    "referral_code": (
+        "SELECT id FROM accounts WHERE referral_code = ?",
+        "finding the id by referral code",
+    ),
+}
 
-#: One ``accounts`` row: id, name, email, phone, stage, created_at, version, data.
-Row = tuple[str, str, str | None, str | None, str, int, int, str]
+#: One ``accounts`` row: id, name, email, phone, stage, created_at, version, data,
+#: referral_code (last, where ``ALTER TABLE`` put it when schema 3 added it).
+Row = tuple[str, str, str | None, str | None, str, int, int, str, str | None]
 
 
 def account_row(account: Account, version: int | None = None) -> Row:
@@ -140,6 +160,7 @@ def account_row(account: Account, version: int | None = None) -> Row:
         created_key(account.created_at),
         version,
         dumps(account, version=version),
+        account.referral_code,
     )
 
 
@@ -332,7 +353,11 @@ class SQLiteRepository:
             and connection.execute("SELECT 1 FROM accounts WHERE id = ?", (account.id,)).fetchone()
         ):
             return ConflictError(f"an account with id {account.id} is already stored")
-        for kind, value in (("email", account.email), ("phone", account.phone)):
+        for kind, value in (
+            ("email", account.email),
+            ("phone", account.phone),
+            ("referral_code", account.referral_code),
+        ):
             if value is None:
                 continue
             owner = connection.execute(
@@ -340,10 +365,19 @@ class SQLiteRepository:
                 (value,),
             ).fetchone()
             if owner is not None and owner[0] != account.id:
-                return ConflictError(f"{kind} {value} already belongs to account {owner[0]}")
+                what = kind.replace("_", " ")
+                return ConflictError(f"{what} {value} already belongs to account {owner[0]}")
         return StorageError(f"SQLite {self._path}: storing account {account.id} failed: {exc}")
 
     # --- writes -----------------------------------------------------------------------------
+    #
+    # add and save prime the decode cache with what they wrote (serialise.remember), so that
+    # the next get of the account in this process decodes nothing. They do it once the
+    # statement has succeeded; inside atomic() the write may still be rolled back, and that is
+    # harmless: the cache maps the text to the (equal) account that text decodes to, so the
+    # pair is only ever used when some row holds that very text again, and is right then too.
+    # add_many does not prime: a bulk load would flush the whole cache with accounts that are
+    # rarely read right away, and cost the bulk add time.
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
@@ -355,6 +389,7 @@ class SQLiteRepository:
                 connection.execute(_INSERT, row)
             except sqlite3.IntegrityError as exc:
                 raise self._conflict(connection, stored, exc, new=True) from None
+        remember(row[7], stored)
         return stored
 
     def add_many(self, accounts: Iterable[Account]) -> int:
@@ -394,6 +429,7 @@ class SQLiteRepository:
             except sqlite3.IntegrityError as exc:
                 raise self._conflict(connection, stored, exc, new=False) from None
             if changed == 1:
+                remember(row[7], stored)
                 return stored
             current = connection.execute(
                 "SELECT version FROM accounts WHERE id = ?", (account.id,)
@@ -404,8 +440,8 @@ class SQLiteRepository:
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _data(self, query: str, key: str, what: str) -> str | None:
-        """Return the ``data`` of the one row ``query`` finds for ``key`` (the hot read path).
+    def _value(self, query: str, key: str, what: str) -> str | None:
+        """Return the one column of the one row ``query`` finds for ``key`` (the hot read path).
 
         The same as ``with self._using(what)``, spelled out: a generator-based context manager
         costs a tenth of a look-up.
@@ -426,20 +462,41 @@ class SQLiteRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        data = self._data(_BY_ID, account_id, f"reading account {account_id}")
+        data = self._value(_BY_ID, account_id, f"reading account {account_id}")
         if data is None:
             raise NotFound(f"no account with id {account_id!r}")
         return cached_loads(data)
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
-        data = self._data(_BY_EMAIL, email, "finding by email")
+        data = self._value(_BY_EMAIL, email, "finding by email")
         return None if data is None else cached_loads(data)
 
     def find_by_phone(self, phone: str) -> Account | None:
         """Return the account with this normalised phone number, if any."""
-        data = self._data(_BY_PHONE, phone, "finding by phone")
+        data = self._value(_BY_PHONE, phone, "finding by phone")
         return None if data is None else cached_loads(data)
+
+    def find_by_referral_code(self, code: str) -> Account | None:
+        """Return the account whose referral code is ``code`` (normalised), if any."""
+        data = self._value(_BY_REFERRAL_CODE, code, "finding by referral code")
+        return None if data is None else cached_loads(data)
+
+    def find_id(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> str | None:
+        """Return the id of the account holding this email, phone or referral code, if any.
+
+        One ``SELECT id`` through the unique index: the account's JSON is neither fetched nor
+        decoded.
+        """
+        kind, value = require_one_key(email, phone, referral_code)
+        query, what = _ID_BY[kind]
+        return self._value(query, value, what)
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.

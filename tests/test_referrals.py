@@ -1,0 +1,337 @@
+"""Referrals (USAGE section 3): asks, names given, cards with codes, and what they brought."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import salesprocess as sp
+from salesprocess.referrals import (
+    CODE_ALPHABET,
+    new_referral_code,
+    normalise_referral_code,
+    referral_stats,
+)
+from salesprocess.storage import InMemoryRepository, SQLiteRepository
+from salesprocess.storage.protocol import AccountRepository
+
+
+def at(y: int, m: int, d: int) -> datetime:
+    return datetime(y, m, d, tzinfo=UTC)
+
+
+def counting(prefix: str) -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):03d}"
+
+
+@pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory", "postgres"])
+def repository(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[AccountRepository]:
+    """Every adapter we ship: the referral commands must work the same on each."""
+    if request.param == "memory":
+        yield InMemoryRepository()
+        return
+    if request.param == "postgres":
+        from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
+
+        made = request.getfixturevalue("postgres_schema")
+        with PostgresRepository(made()) as postgres:
+            yield postgres
+        return
+    path = tmp_path / "sales.db" if request.param == "sqlite-file" else ":memory:"
+    with SQLiteRepository(path) as sqlite:
+        yield sqlite
+
+
+@pytest.fixture
+def sales(repository: AccountRepository) -> sp.SalesProcess:
+    return sp.SalesProcess(
+        repository,
+        clock=sp.FixedClock(at(2026, 6, 10)),
+        id_factory=counting("id-"),
+        code_factory=counting("CODE"),
+    )
+
+
+@pytest.fixture
+def events(sales: sp.SalesProcess) -> list[sp.DomainEvent]:
+    seen: list[sp.DomainEvent] = []
+    sales.subscribe(seen.append)
+    return seen
+
+
+def customer(sales: sp.SalesProcess, name: str = "Acme Tools GmbH", **kwargs: Any) -> sp.Account:
+    email = kwargs.pop("email", "buyer@acme.example")
+    account = sales.capture_lead(
+        name, email=email, channel=sp.Channel.MARKETING_LIST, at=at(2026, 1, 5), **kwargs
+    )
+    sales.qualify(account.id, override="walk-in purchase", at=at(2026, 1, 7))
+    return sales.record_purchase(account.id, sp.Money("12000.00", "EUR"), at=at(2026, 3, 1))
+
+
+def test_usage_section_3_as_written(sales):
+    """The promised referral flow: ask, a name, cards with a code, a lead by code, stats."""
+    acct = customer(sales)
+    acct = sales.record_purchase(acct.id, sp.Money("800.00", "EUR"), at=at(2026, 6, 1))
+    ask = sales.ask_for_referrals(acct.id, wanted=5, at=at(2026, 6, 2))
+    friend = sales.record_referral(
+        acct.id, name="Beta Logistics", email="ops@beta.example", request=ask.id, at=at(2026, 6, 3)
+    )
+    assert friend.stage is sp.Stage.PROSPECT
+    assert friend.source.channel is sp.Channel.REFERRAL
+    assert friend.source.referred_by == acct.id
+    assert sales.get(acct.id).stage is sp.Stage.REFERRER
+
+    cards = sales.issue_referral_cards(acct.id, count=10)
+    lead = sales.capture_lead(name="Gamma AG", email="info@gamma.example", referral_code=cards.code)
+    assert lead.source.referred_by == acct.id
+    assert lead.source.channel is sp.Channel.REFERRAL
+
+    stats = sales.referral_stats()
+    assert stats.overall.referrals == 2
+    assert stats.overall.converted == 0
+    assert stats.by_referrer[acct.id].referrals == 2
+    referrer = sales.get(acct.id)
+    assert [r.account_id for r in referrer.referrals] == [friend.id, lead.id]
+    assert referrer.referrals[0].request == ask.id
+    assert referrer.referrals[1].code == cards.code
+    assert referrer.referral_requests == (ask,)
+    assert referrer.referral_cards == (cards,)
+
+
+def test_a_referral_is_one_unit_of_work_with_its_events(sales, events):
+    """The lead, the referral on the referrer and its new stage land together, then events."""
+    acct = customer(sales)
+    events.clear()
+    friend = sales.record_referral(acct.id, "Beta", phone="+49 40 555 0101", at=at(2026, 6, 3))
+    kinds = [type(event) for event in events]
+    assert kinds == [sp.LeadCaptured, sp.AccountBecameReferrer, sp.ReferralRecorded]
+    referrer = sales.get(acct.id)
+    assert referrer.version == acct.version + 1
+    assert referrer.history[-1].event == "refer"
+    assert referrer.referrals == (sp.Referral(friend.id, at(2026, 6, 3)),)
+
+
+def test_a_failing_referral_stores_neither_account(repository):
+    """If storing the referrer fails, the new lead is not stored either: all or nothing."""
+
+    class FailingSave:
+        """The adapter, except that saving the referrer breaks (a lost connection, say)."""
+
+        def __init__(self, inner: AccountRepository) -> None:
+            self.inner = inner
+            self.broken = False
+
+        def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
+            if self.broken:
+                raise sp.StorageError("the database went away")
+            return self.inner.save(account, expected_version=expected_version)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    wrapped = FailingSave(repository)
+    sales = sp.SalesProcess(wrapped, clock=sp.FixedClock(at(2026, 6, 1)))  # type: ignore[arg-type]
+    acct = customer(sales)
+    wrapped.broken = True
+    with pytest.raises(sp.StorageError, match="went away"):
+        sales.record_referral(acct.id, "Beta", email="ops@beta.example", at=at(2026, 6, 3))
+    assert sales.find(email="ops@beta.example") is None
+    assert repository.count_by_stage().get(sp.Stage.PROSPECT, 0) == 0
+    assert sales.get(acct.id) == acct
+
+
+def test_referring_a_known_account_links_it(sales):
+    """A name already known is linked to the referrer, not captured twice."""
+    acct = customer(sales)
+    known = sales.capture_lead(
+        "Beta", email="ops@beta.example", channel="inbound_inquiry", at=at(2026, 2, 1)
+    )
+    linked = sales.record_referral(acct.id, "Beta Logistics", email="OPS@beta.example")
+    assert linked == known
+    assert linked.source.channel is sp.Channel.INBOUND_INQUIRY  # where it really came from
+    referrer = sales.get(acct.id)
+    assert referrer.referrals[-1] == sp.Referral(known.id, at(2026, 6, 10), new=False)
+    assert referrer.stage is sp.Stage.REFERRER
+    assert sales.referral_stats().overall.referrals == 0  # brought nobody new
+    again = sales.record_referral(acct.id, "Beta", email="ops@beta.example")
+    assert again == known
+    assert sales.get(acct.id) == referrer  # the same link twice records nothing
+
+
+def test_self_referral_is_refused_and_stores_nothing(sales):
+    """A customer naming itself (by email, or through its own card) is refused."""
+    acct = customer(sales)
+    cards = sales.issue_referral_cards(acct.id, count=5)
+    before = sales.get(acct.id)
+    with pytest.raises(sp.ValidationError, match="cannot refer itself") as caught:
+        sales.record_referral(acct.id, "Acme again", email="buyer@acme.example")
+    assert caught.value.field == "email"
+    with pytest.raises(sp.ValidationError, match="cannot refer itself"):
+        sales.capture_lead("Acme", email="Buyer@Acme.example", referral_code=cards.code)
+    assert sales.get(acct.id) == before
+
+
+def test_unknown_and_malformed_codes_are_refused(sales):
+    """A code nobody holds, or one that cannot be a code, is a clear error; nothing stored."""
+    customer(sales)
+    with pytest.raises(sp.ValidationError, match="no account holds referral code ZZZZ9999") as e:
+        sales.capture_lead("Gamma", email="info@gamma.example", referral_code="zzzz-9999")
+    assert e.value.field == "referral_code"
+    with pytest.raises(sp.ValidationError, match="4 to 32 letters and digits"):
+        sales.capture_lead("Gamma", email="info@gamma.example", referral_code="no!")
+    assert sales.find(email="info@gamma.example") is None
+
+
+def test_a_code_with_another_channel_is_contradictory(sales):
+    """A lead with a referral code came through the referral channel, not another one."""
+    acct = customer(sales)
+    cards = sales.issue_referral_cards(acct.id)
+    with pytest.raises(sp.ValidationError, match="referral channel") as caught:
+        sales.capture_lead(
+            "Gamma", email="info@gamma.example", channel="cold_outreach", referral_code=cards.code
+        )
+    assert caught.value.field == "channel"
+
+
+def test_capture_without_channel_or_code_is_refused(sales):
+    """Without a referral code, where the lead came from must be said."""
+    with pytest.raises(sp.ValidationError, match="needs a channel") as caught:
+        sales.capture_lead("Gamma", email="info@gamma.example")
+    assert caught.value.field == "channel"
+
+
+def test_only_customers_refer(sales):
+    """A prospect cannot be asked, give names or get cards: the lifecycle says who refers."""
+    lead = sales.capture_lead("Beta", email="ops@beta.example", channel="cold_outreach")
+    for command in (
+        lambda: sales.ask_for_referrals(lead.id),
+        lambda: sales.record_referral(lead.id, "Gamma", email="info@gamma.example"),
+        lambda: sales.issue_referral_cards(lead.id),
+    ):
+        with pytest.raises(sp.InvalidTransition, match="only an account that can refer"):
+            command()
+    assert sales.get(lead.id) == lead
+    assert sales.find(email="info@gamma.example") is None
+
+
+def test_a_request_id_must_be_the_referrers(sales):
+    """Answering an ask that was never made is refused."""
+    acct = customer(sales)
+    with pytest.raises(sp.ValidationError, match="never asked") as caught:
+        sales.record_referral(acct.id, "Beta", email="ops@beta.example", request="nope")
+    assert caught.value.field == "request"
+
+
+def test_cards_keep_one_code_per_account(sales, events):
+    """Every batch of cards carries the account's one code; a second customer gets another."""
+    acct = customer(sales)
+    first = sales.issue_referral_cards(acct.id, count=10, at=at(2026, 6, 2))
+    second = sales.issue_referral_cards(acct.id, count=25, at=at(2026, 6, 9))
+    assert first.code == second.code == sales.get(acct.id).referral_code
+    assert isinstance(events[-1], sp.ReferralCardsIssued)
+    other = customer(sales, "Delta", email="buy@delta.example")
+    assert sales.issue_referral_cards(other.id).code != first.code
+    assert sales.repository.find_by_referral_code(first.code).id == acct.id
+
+
+@pytest.mark.parametrize("count", [0, -1, True, 1.5, "10"])
+def test_card_count_must_be_a_positive_int(sales, count):
+    """Zero, negative, boolean or non-integer card counts are refused."""
+    acct = customer(sales)
+    with pytest.raises(sp.ValidationError) as caught:
+        sales.issue_referral_cards(acct.id, count=count)
+    assert caught.value.field == "count"
+    assert sales.get(acct.id).referral_code is None
+
+
+def test_a_clashing_generated_code_is_retried_with_a_fresh_one(repository):
+    """Two customers drawing the same random code: the second draws again."""
+    codes = iter(["SAME1234", "SAME1234", "OTHER567"])
+    sales = sp.SalesProcess(repository, code_factory=lambda: next(codes))
+    a = customer(sales)
+    b = customer(sales, "Delta", email="buy@delta.example")
+    assert sales.issue_referral_cards(a.id).code == "SAME1234"
+    assert sales.issue_referral_cards(b.id).code == "OTHER567"
+
+
+def test_referral_stats_count_conversions_and_k_factor(sales):
+    """Conversion is a purchase by the referred lead; K is new customers per customer."""
+    a = customer(sales)
+    b = customer(sales, "Delta", email="buy@delta.example")
+    friends = [
+        sales.record_referral(a.id, f"Friend {n}", email=f"f{n}@friends.example") for n in range(3)
+    ]
+    sales.record_referral(b.id, "Pal", email="pal@friends.example")
+    sales.qualify(friends[0].id, override="referred by a happy customer")
+    sales.record_purchase(friends[0].id, sp.Money("50.00", "EUR"))
+    report = sales.referral_stats()
+    assert report.by_referrer[a.id] == sp.ReferralStats(3, 1, Decimal("0.3333"), Decimal(1))
+    assert report.by_referrer[b.id] == sp.ReferralStats(1, 0, Decimal(0), Decimal(0))
+    # 3 customers (a, b and the converted friend) brought 1 new customer between them
+    assert report.overall == sp.ReferralStats(4, 1, Decimal("0.25"), Decimal("0.3333"))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.booleans(), st.booleans()),
+        max_size=30,
+    )
+)
+def test_stats_add_up_over_referrers(plan):
+    """Overall referrals and conversions are the sums over referrers, and rates stay in 0..1."""
+    sales = sp.SalesProcess(clock=sp.FixedClock(at(2026, 6, 1)))
+    referrers = [customer(sales, f"R{n}", email=f"r{n}@refer.example") for n in range(5)]
+    for n, (who, new, buys) in enumerate(plan):
+        email = f"lead{n}@leads.example"
+        if not new:
+            sales.capture_lead(f"Known {n}", email=email, channel="cold_outreach")
+        lead = sales.record_referral(referrers[who].id, f"Lead {n}", email=email)
+        if buys and lead.stage is sp.Stage.PROSPECT:
+            sales.qualify(lead.id, override="test")
+            sales.record_purchase(lead.id, sp.Money("1", "EUR"))
+    report = sales.referral_stats()
+    assert report.overall.referrals == sum(s.referrals for s in report.by_referrer.values())
+    assert report.overall.converted == sum(s.converted for s in report.by_referrer.values())
+    assert report.overall.referrals == sum(1 for _, new, _ in plan if new)
+    for stats in (report.overall, *report.by_referrer.values()):
+        assert 0 <= stats.converted <= stats.referrals
+        if stats.conversion_rate is not None:
+            assert 0 <= stats.conversion_rate <= 1
+
+
+@given(st.text(alphabet="abcdefghjkmnpqrstuvwxyz23456789- !é", max_size=40))
+def test_codes_ignore_case_spaces_and_dashes_and_refuse_the_rest(text):
+    """Case, spaces and dashes do not matter; what is left must be 4 to 32 letters and digits."""
+    kept = text.replace(" ", "").replace("-", "").upper()
+    if kept.isascii() and kept.isalnum() and 4 <= len(kept) <= 32:
+        assert normalise_referral_code(text) == kept
+        assert normalise_referral_code(kept) == kept
+    else:
+        with pytest.raises(sp.ValidationError) as caught:
+            normalise_referral_code(text)
+        assert caught.value.field == "referral_code"
+
+
+def test_generated_codes_use_the_unambiguous_alphabet():
+    """Generated codes avoid 0/O and 1/I/L, and are valid codes."""
+    for _ in range(200):
+        code = new_referral_code()
+        assert set(code) <= set(CODE_ALPHABET)
+        assert normalise_referral_code(code) == code
+    assert not set("01OIL") & set(CODE_ALPHABET)
+
+
+def test_stats_of_no_accounts():
+    """No accounts: no referrals, no rate, a K-factor of zero."""
+    report = referral_stats([])
+    assert report.overall.conversion_rate is None
+    assert report.overall.k_factor == 0
+    assert report.by_referrer == {}
