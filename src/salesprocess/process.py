@@ -258,26 +258,16 @@ class SalesProcess:
         ``ValidationError``. Without a code, ``channel`` is required.
         """
         at = self._moment(at)
-        if referral_code is not None:
-            code = normalise_referral_code(referral_code)
+        code = None if referral_code is None else normalise_referral_code(referral_code)
+        if code is not None:
             if channel is not None and Channel.parse(channel) is not Channel.REFERRAL:
                 raise ValidationError(
                     f"lead {name!r} brings referral code {code}, so it comes through the "
                     f"referral channel, not {Channel.parse(channel).value}",
                     field="channel",
                 )
-            lead = self._new_lead(
-                name,
-                Channel.REFERRAL,
-                email=email,
-                phone=phone,
-                campaign=campaign,
-                attributes=attributes,
-                at=at,
-                actor=actor,
-            )
-            return self._admit_referral(lead, code=code, actor=actor)
-        if channel is None:
+            channel = Channel.REFERRAL
+        elif channel is None:
             raise ValidationError(
                 f"lead {name!r} needs a channel (or a referral code)", field="channel"
             )
@@ -291,6 +281,8 @@ class SalesProcess:
             at=at,
             actor=actor,
         )
+        if code is not None:
+            return self._admit_referral(account, code=code, actor=actor)
         known = self._known(account)
         if known is not None:
             return known
