@@ -278,3 +278,59 @@ def test_a_policy_of_your_own_decides(acct):
     assert rec.explain() == (
         f"REPLACE {asset.id} of account {account.id}\n- we always replace (asked on 2026-11-02)"
     )
+
+
+def test_the_decision_compares_with_the_limit_it_prints():
+    """The limit is rounded to the costs' unit once; the decision and the text use that value."""
+    asset = Asset("p-1", "Press", installed=date(2020, 1, 1), expected_life_years=1)
+    account = Account("a-1", "Acme", Source("referral"), at(2020, 1, 1), assets=(asset,))
+    on = date(2020, 1, 4)  # 3 days of 365.25 used: the life left is worth 991.786... of 1000
+    policy = sp.RepairOrReplacePolicy()
+    at_limit = policy.recommend(
+        account, asset, repair_cost=eur("991.79"), replacement_cost=eur("1000.00"), on=on
+    )
+    assert at_limit.action is sp.ServiceAction.REPAIR
+    assert at_limit.reasons[-1] == "decided: repair 991.79 EUR <= limit 991.79 EUR"
+    above = policy.recommend(
+        account, asset, repair_cost=eur("991.80"), replacement_cost=eur("1000.00"), on=on
+    )
+    assert above.reasons[-1] == "decided: repair 991.80 EUR > limit 991.79 EUR"
+
+
+def test_figures_keep_the_unit_the_costs_are_written_in():
+    """Yen written without decimals stay without; very large amounts do not overflow."""
+    yen = sp.RepairOrReplacePolicy().recommend(
+        shop(),
+        LATHE,
+        repair_cost=sp.Money("90000", "JPY"),
+        replacement_cost=sp.Money("1400000", "JPY"),
+        on=ON,
+    )
+    assert "the life left is worth 594497 JPY" in yen.explain()
+    huge = sp.RepairOrReplacePolicy().recommend(
+        shop(), LATHE, repair_cost=eur("1e29"), replacement_cost=eur("1e30"), on=ON
+    )
+    assert huge.action is sp.ServiceAction.REPAIR
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"repair_minded": "keep_running"}, "repair_minded"),
+        ({"upgrade_minded": ["latest", 5]}, "upgrade_minded"),
+        ({"preference_key": 5}, "preference_key"),
+        ({"preference_key": " "}, "preference_key"),
+    ],
+)
+def test_policy_settings_are_checked(kwargs, field):
+    """A lone string is not a set of values; keys and values are text."""
+    with pytest.raises(sp.ValidationError) as caught:
+        sp.RepairOrReplacePolicy(**kwargs)
+    assert caught.value.field == field
+
+
+def test_policy_settings_take_any_collection_of_values():
+    """Lists and sets of values are kept as frozensets."""
+    policy = sp.RepairOrReplacePolicy(repair_minded=["frugal"], upgrade_minded={"shiny"})
+    assert policy.repair_minded == frozenset({"frugal"})
+    assert decide(shop("frugal"), "11200", policy) is sp.ServiceAction.REPAIR

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -208,75 +207,106 @@ def test_capture_without_channel_or_code_is_refused(sales):
     assert caught.value.field == "channel"
 
 
-def test_only_customers_refer(sales):
-    """A prospect cannot be asked, give names or get cards: the lifecycle says who refers."""
+def test_only_customers_are_asked_and_get_cards(sales):
+    """A prospect cannot be asked for names or handed cards: the lifecycle says who refers."""
     lead = sales.capture_lead("Beta", email="ops@beta.example", channel="cold_outreach")
     for command in (
         lambda: sales.ask_for_referrals(lead.id),
-        lambda: sales.record_referral(lead.id, "Gamma", email="info@gamma.example"),
         lambda: sales.issue_referral_cards(lead.id),
     ):
         with pytest.raises(sp.InvalidTransition, match="only an account that can refer"):
             command()
     assert sales.get(lead.id) == lead
+
+
+def test_a_name_from_a_prospect_is_credited_but_moves_no_stage(sales):
+    """Whoever names a lead is credited with it; only a customer becomes a referrer."""
+    lead = sales.capture_lead("Beta", email="ops@beta.example", channel="cold_outreach")
+    friend = sales.record_referral(lead.id, "Gamma", email="info@gamma.example")
+    assert friend.source.referred_by == lead.id
+    after = sales.get(lead.id)
+    assert after.stage is sp.Stage.PROSPECT
+    assert after.history == lead.history
+    assert [r.account_id for r in after.referrals] == [friend.id]
+
+
+def test_a_churned_customers_card_still_brings_the_lead(sales):
+    """A card outlives its holder's custom: the lead is captured and credited all the same."""
+    acct = customer(sales)
+    cards = sales.issue_referral_cards(acct.id, at=at(2026, 4, 1))
+    sales.churn(acct.id, "moved to a competitor", at=at(2026, 5, 1))
+    lead = sales.capture_lead("Gamma", email="info@gamma.example", referral_code=cards.code)
+    assert lead.source.referred_by == acct.id
+    churned = sales.get(acct.id)
+    assert churned.stage is sp.Stage.CHURNED
+    assert churned.referrals[-1].account_id == lead.id
+
+
+def test_a_lifecycle_without_refer_says_so(repository):
+    """A process whose lifecycle has no refer event explains why nobody can be asked."""
+    from statemachine import State, StateMachine  # noqa: PLC0415
+
+    class Plain(StateMachine):
+        prospect = State("Prospect", initial=True)
+        customer = State("Customer")
+        purchase = prospect.to(customer) | customer.to(customer)
+
+    sales = sp.SalesProcess(repository, lifecycle=Plain)
+    lead = sales.capture_lead("Beta", email="ops@beta.example", channel="cold_outreach")
+    with pytest.raises(sp.InvalidTransition, match="lifecycle has no 'refer' event"):
+        sales.ask_for_referrals(lead.id)
+
+
+@pytest.mark.parametrize("referrer", [None, "", 5])
+def test_a_referrer_must_be_an_account_id(sales, referrer):
+    """A missing or non-text referrer id is a ValidationError naming the field."""
+    with pytest.raises(sp.ValidationError) as caught:
+        sales.record_referral(referrer, "Gamma", email="info@gamma.example")
+    assert caught.value.field == "referrer_id"
     assert sales.find(email="info@gamma.example") is None
 
 
-def test_a_request_id_must_be_the_referrers(sales):
-    """Answering an ask that was never made is refused."""
+def test_a_phone_only_self_referral_names_the_phone(sales):
+    """The self-referral error names the contact detail that matched."""
+    acct = sales.capture_lead("Solo", phone="+49 40 555 0100", channel="cold_outreach")
+    sales.qualify(acct.id, override="walk-in")
+    sales.record_purchase(acct.id, sp.Money("1", "EUR"))
+    with pytest.raises(sp.ValidationError, match="phone is its own") as caught:
+        sales.record_referral(acct.id, "Solo again", phone="+494055501 00")
+    assert caught.value.field == "phone"
+
+
+def test_a_referral_is_stamped_inside_its_unit_of_work(repository):
+    """With no ``at``, the clock is read once the unit of work has begun, so a referral that
+    another desk stored in the meantime (a minute later) does not make this one "late"."""
+    clock = sp.FixedClock(at(2026, 6, 10))
+    sales = sp.SalesProcess(repository, clock=clock)
     acct = customer(sales)
-    with pytest.raises(sp.ValidationError, match="never asked") as caught:
-        sales.record_referral(acct.id, "Beta", email="ops@beta.example", request="nope")
-    assert caught.value.field == "request"
 
+    class OtherDeskFirst:
+        """Another desk stores a referral just before this one's unit of work begins."""
 
-def test_cards_keep_one_code_per_account(sales, events):
-    """Every batch of cards carries the account's one code; a second customer gets another."""
-    acct = customer(sales)
-    first = sales.issue_referral_cards(acct.id, count=10, at=at(2026, 6, 2))
-    second = sales.issue_referral_cards(acct.id, count=25, at=at(2026, 6, 9))
-    assert first.code == second.code == sales.get(acct.id).referral_code
-    assert isinstance(events[-1], sp.ReferralCardsIssued)
-    other = customer(sales, "Delta", email="buy@delta.example")
-    assert sales.issue_referral_cards(other.id).code != first.code
-    assert sales.repository.find_by_referral_code(first.code).id == acct.id
+        def __init__(self, inner: AccountRepository) -> None:
+            self.inner = inner
+            self.pending = True
 
+        def atomic(self) -> Any:
+            if self.pending:
+                self.pending = False
+                clock.advance(minutes=1)
+                sales.record_referral(acct.id, "Other", email="other@desk.example")
+            return self.inner.atomic()
 
-@pytest.mark.parametrize("count", [0, -1, True, 1.5, "10"])
-def test_card_count_must_be_a_positive_int(sales, count):
-    """Zero, negative, boolean or non-integer card counts are refused."""
-    acct = customer(sales)
-    with pytest.raises(sp.ValidationError) as caught:
-        sales.issue_referral_cards(acct.id, count=count)
-    assert caught.value.field == "count"
-    assert sales.get(acct.id).referral_code is None
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
 
-
-def test_a_clashing_generated_code_is_retried_with_a_fresh_one(repository):
-    """Two customers drawing the same random code: the second draws again."""
-    codes = iter(["SAME1234", "SAME1234", "OTHER567"])
-    sales = sp.SalesProcess(repository, code_factory=lambda: next(codes))
-    a = customer(sales)
-    b = customer(sales, "Delta", email="buy@delta.example")
-    assert sales.issue_referral_cards(a.id).code == "SAME1234"
-    assert sales.issue_referral_cards(b.id).code == "OTHER567"
-
-
-def test_referral_stats_count_conversions_and_k_factor(sales):
-    """Conversion is a purchase by the referred lead; K is new customers per customer."""
-    a = customer(sales)
-    b = customer(sales, "Delta", email="buy@delta.example")
-    friends = [
-        sales.record_referral(a.id, f"Friend {n}", email=f"f{n}@friends.example") for n in range(3)
-    ]
-    sales.record_referral(b.id, "Pal", email="pal@friends.example")
-    sales.qualify(friends[0].id, override="referred by a happy customer")
-    sales.record_purchase(friends[0].id, sp.Money("50.00", "EUR"))
-    report = sales.referral_stats()
-    assert report.by_referrer[a.id] == sp.ReferralStats(3, 1, Decimal("0.3333"), Decimal(1))
-    assert report.by_referrer[b.id] == sp.ReferralStats(1, 0, Decimal(0), Decimal(0))
-    # 3 customers (a, b and the converted friend) brought 1 new customer between them
-    assert report.overall == sp.ReferralStats(4, 1, Decimal("0.25"), Decimal("0.3333"))
+    racing = sp.SalesProcess(OtherDeskFirst(repository), clock=clock)  # type: ignore[arg-type]
+    lead = racing.record_referral(acct.id, "Mine", email="mine@desk.example")
+    assert lead.created_at == at(2026, 6, 10) + timedelta(minutes=1)
+    referrer = sales.get(acct.id)
+    other = sales.find(email="other@desk.example")
+    assert other is not None
+    assert [r.account_id for r in referrer.referrals] == [other.id, lead.id]
 
 
 @given(

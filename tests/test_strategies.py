@@ -176,3 +176,10 @@ def test_every_public_strategy_is_typed_and_returns_a_strategy(name):
         hints = typing.get_type_hints(function)
         assert "return" in hints
         assert typing.get_origin(hints["return"]) is SearchStrategy
+
+
+@given(strategies.accounts())
+def test_preferences_come_in_the_order_they_were_learned(account):
+    """Generated preferences are in time order, as learn_preference keeps them."""
+    moments = [preference.at for preference in account.preferences]
+    assert moments == sorted(moments)

@@ -31,6 +31,7 @@ from salesprocess.account import (
     Source,
     StageChange,
     evolve,
+    stage_change,
 )
 from salesprocess.clock import Clock, SystemClock, require_aware, utc_day
 from salesprocess.contact import normalise_email, normalise_phone
@@ -88,6 +89,9 @@ if TYPE_CHECKING:
 __all__ = ["SalesProcess"]
 
 _Outcome = tuple[Account, list[DomainEvent]]
+
+#: How many referral codes to draw before giving up on finding a free one.
+_CODE_DRAWS = 8
 
 # Outcomes after which the account is not called again unprompted.
 _DO_NOT_REDIAL = frozenset(
@@ -155,6 +159,11 @@ class SalesProcess:
 
         Handlers run after the change is stored, in subscription order. An exception from a
         handler reaches the caller of the command, whose change is nevertheless stored.
+
+        A command run inside your own ``repository.atomic()`` block publishes when the command
+        is done, before your block commits: if your block then fails and rolls back, the events
+        describe changes that were undone. Subscribe outside such blocks, or collect the events
+        and act on them once your block has committed.
         """
         entry = (event_type, handler)
         self._subscribers.append(entry)
@@ -176,11 +185,21 @@ class SalesProcess:
     def _moment(self, at: datetime | None) -> datetime:
         return self.clock.now() if at is None else require_aware(at)
 
-    def _update(self, account_id: str, command: Callable[[Account], _Outcome]) -> Account:
-        """Run ``command`` on a fresh copy until it is stored or retries run out."""
+    def _update(
+        self,
+        account_id: str,
+        at: datetime | None,
+        command: Callable[[Account, datetime], _Outcome],
+    ) -> Account:
+        """Run ``command`` on a fresh copy at ``at`` until it is stored or retries run out.
+
+        ``at`` ``None`` means now: the clock is read for each attempt, after the fresh copy is
+        loaded, so that a command retried after a concurrent write is stamped after that write
+        (and not refused for being earlier than it).
+        """
         for attempt in range(self.max_retries + 1):
             current = self.repository.get(account_id)
-            changed, events = command(current)
+            changed, events = command(current, self._moment(at))
             if changed is current:
                 self._publish(events)
                 return current
@@ -257,7 +276,7 @@ class SalesProcess:
         of duplicated. An unknown code, or the referrer's own contact details, raise
         ``ValidationError``. Without a code, ``channel`` is required.
         """
-        at = self._moment(at)
+        at_given, at = at, self._moment(at)
         code = None if referral_code is None else normalise_referral_code(referral_code)
         if code is not None:
             if channel is not None and Channel.parse(channel) is not Channel.REFERRAL:
@@ -282,7 +301,7 @@ class SalesProcess:
             actor=actor,
         )
         if code is not None:
-            return self._admit_referral(account, code=code, actor=actor)
+            return self._admit_referral(account, at_given, code=code, actor=actor)
         known = self._known(account)
         if known is not None:
             return known
@@ -352,9 +371,9 @@ class SalesProcess:
         callback_at: datetime | None = None,
     ) -> Account:
         """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
-        call = Call(outcome, self._moment(at), notes, callback_at)
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
+            call = Call(outcome, moment, notes, callback_at)
             # Calls are kept in time order: "the latest call" must mean the latest made.
             if account.calls:
                 previous, what = account.calls[-1].at, "its last call"
@@ -370,7 +389,7 @@ class SalesProcess:
             changed = evolve(account, calls=(*account.calls, call), do_not_contact=blocked)
             return changed, [CallRecorded(account.id, call.at, call)]
 
-        return self._update(account_id, command)
+        return self._update(account_id, at, command)
 
     def _criteria(self) -> Criteria:
         if self.criteria is None:
@@ -396,7 +415,7 @@ class SalesProcess:
 
     def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
         """Screen the account against the marketing criteria, record it, and return the report."""
-        report = self._screen(account_id, self._moment(at), only=None)
+        report = self._screen(account_id, at, only=None)
         assert report is not None  # only a screen restricted to a stage can skip
         return report
 
@@ -420,11 +439,11 @@ class SalesProcess:
         return [report for report in reports if report is not None]
 
     def _screen(
-        self, account_id: str, moment: datetime, *, only: Stage | None
+        self, account_id: str, at: datetime | None, *, only: Stage | None
     ) -> QualificationReport | None:
         reports: list[QualificationReport] = []
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
             if only is not None and account.stage is not only:
                 return account, []
             if account.screenings and moment < account.screenings[-1].at:
@@ -439,7 +458,7 @@ class SalesProcess:
             changed = evolve(account, screenings=(*account.screenings, screening))
             return changed, [LeadScreened(account.id, moment, screening)]
 
-        self._update(account_id, command)
+        self._update(account_id, at, command)
         return reports[-1] if reports else None
 
     def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
@@ -484,11 +503,10 @@ class SalesProcess:
 
         Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
         """
-        moment = self._moment(at)
         if override is not None and (not isinstance(override, str) or not override.strip()):
             raise ValidationError("override must be a non-empty reason", field="override")
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
             if override is None and "qualify" in self.transitions.allowed(account.stage):
                 missing = self.qualification_policy.missing(account, moment)
                 if missing:
@@ -503,7 +521,7 @@ class SalesProcess:
             reason = None if override is None else f"override: {override}"
             return self._fire(account, "qualify", moment, approved=True, actor=actor, reason=reason)
 
-        return self._update(account_id, command)
+        return self._update(account_id, at, command)
 
     def disqualify(
         self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
@@ -533,10 +551,10 @@ class SalesProcess:
         actor: str | None = None,
     ) -> Account:
         """Fire any event of the lifecycle: the way to drive events a subclass adds."""
-        moment = self._moment(at)
         return self._update(
             account_id,
-            lambda account: self._fire(account, event, moment, actor=actor, reason=reason),
+            at,
+            lambda account, moment: self._fire(account, event, moment, actor=actor, reason=reason),
         )
 
     def _simple(
@@ -562,9 +580,9 @@ class SalesProcess:
         A zero amount is allowed; a negative one, or one before the account's last purchase,
         is refused.
         """
-        purchase = Purchase(amount, self._moment(at), reference)
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
+            purchase = Purchase(amount, moment, reference)
             if account.purchases and purchase.at < account.purchases[-1].at:
                 raise ValidationError(
                     f"account {account.id}: purchase at {purchase.at.isoformat()} is before its "
@@ -581,11 +599,19 @@ class SalesProcess:
                 purchases=(*account.purchases, purchase),
             )
 
-        return self._update(account_id, command)
+        return self._update(account_id, at, command)
 
     # -- referrals ----------------------------------------------------------------------------
 
     def _may_refer(self, account: Account, what: str) -> None:
+        if "refer" not in self.transitions.events:
+            raise InvalidTransition(
+                f"account {account.id} ({account.name}): this process's lifecycle has no "
+                f"'refer' event, so no account can {what}",
+                account_id=account.id,
+                stage=account.stage,
+                event="refer",
+            )
         if "refer" not in self.transitions.allowed(account.stage):
             raise InvalidTransition(
                 f"account {account.id} ({account.name}) is {account.stage}: only an account "
@@ -607,16 +633,19 @@ class SalesProcess:
         Pass the request's id to :meth:`record_referral` for each name it brings, so that the
         answers are counted against the ask.
         """
-        request = ReferralRequest(self._new_id(), self._moment(at), wanted)
+        request_id = self._new_id()
+        made: list[ReferralRequest] = []
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
+            request = ReferralRequest(request_id, moment, wanted)
             self._may_refer(account, "be asked for referrals")
-            _in_order(account, request.at, [r.at for r in account.referral_requests], "asks")
+            _in_order(account, moment, [r.at for r in account.referral_requests], "asks")
+            made.append(request)
             changed = evolve(account, referral_requests=(*account.referral_requests, request))
-            return changed, [ReferralRequested(account.id, request.at, request)]
+            return changed, [ReferralRequested(account.id, moment, request)]
 
-        self._update(account_id, command)
-        return request
+        self._update(account_id, at, command)
+        return made[-1]
 
     def record_referral(
         self,
@@ -634,11 +663,19 @@ class SalesProcess:
         """Record a name the referrer gave: a new prospect, referred by ``referrer_id``.
 
         One unit of work, stored all or nothing: the lead is added (or, when its email or phone
-        is known, the known account is linked instead of duplicated), the referral is kept on
-        the referrer, and a customer's first referral makes it a referrer. ``request`` is the
-        id of the :meth:`ask_for_referrals` request it answers. Returns the referred account.
+        is known, the known account is linked instead of duplicated) and the referral is kept
+        on the referrer; a customer's first referral makes it a referrer. ``request`` is the id
+        of the :meth:`ask_for_referrals` request it answers. Returns the referred account.
+
+        Whoever gives the name is credited with it; only a referrer's stage depends on the
+        lifecycle (a prospect or a churned customer who names someone stays where it is).
         """
-        moment = self._moment(at)
+        if not isinstance(referrer_id, str) or not referrer_id.strip():
+            raise ValidationError(
+                f"referrer_id must be an account id, got {referrer_id!r}", field="referrer_id"
+            )
+        if request is not None and (not isinstance(request, str) or not request.strip()):
+            raise ValidationError(f"request must be a request id, got {request!r}", field="request")
         lead = self._new_lead(
             name,
             Channel.REFERRAL,
@@ -646,28 +683,33 @@ class SalesProcess:
             phone=phone,
             campaign=campaign,
             attributes=attributes,
-            at=moment,
+            at=self._moment(at),
             actor=actor,
         )
-        if request is not None and (not isinstance(request, str) or not request.strip()):
-            raise ValidationError(f"request must be a request id, got {request!r}", field="request")
-        return self._admit_referral(lead, referrer_id=referrer_id, request=request, actor=actor)
+        return self._admit_referral(lead, at, referrer_id=referrer_id, request=request, actor=actor)
 
     def _admit_referral(
         self,
         lead: Account,
+        at: datetime | None,
         *,
         referrer_id: str | None = None,
         code: str | None = None,
         request: str | None = None,
         actor: str | None = None,
     ) -> Account:
-        """Store ``lead`` as referred (or link the known account it is), all or nothing."""
+        """Store ``lead`` as referred (or link the known account it is), all or nothing.
+
+        With ``at`` ``None`` the lead is stamped anew for each attempt, inside the unit of work
+        (as :meth:`_update` does), so a retry after a concurrent referral comes after it.
+        """
         for attempt in range(self.max_retries + 1):
             events: list[DomainEvent] = []
             try:
                 with self.repository.atomic():
                     referrer = self._referrer(referrer_id, code)
+                    if at is None:
+                        lead = _restamped(lead, self.clock.now())
                     referred = self._refer(
                         referrer, lead, request=request, code=code, actor=actor, events=events
                     )
@@ -685,8 +727,7 @@ class SalesProcess:
     def _referrer(self, referrer_id: str | None, code: str | None) -> Account:
         if referrer_id is not None:
             return self.repository.get(referrer_id)
-        assert code is not None
-        referrer = self.repository.find_by_referral_code(code)
+        referrer = None if code is None else self.repository.find_by_referral_code(code)
         if referrer is None:
             raise ValidationError(
                 f"no account holds referral code {code}: check the card", field="referral_code"
@@ -704,7 +745,6 @@ class SalesProcess:
         events: list[DomainEvent],
     ) -> Account:
         at = lead.created_at
-        self._may_refer(referrer, "refer")
         if request is not None and all(r.id != request for r in referrer.referral_requests):
             raise ValidationError(
                 f"account {referrer.id} was never asked for referrals with request {request!r}",
@@ -713,10 +753,11 @@ class SalesProcess:
         _in_order(referrer, at, [r.at for r in referrer.referrals], "referrals")
         known = self._known(lead)
         if known is not None and known.id == referrer.id:
+            same_email = lead.email is not None and lead.email == referrer.email
             raise ValidationError(
                 f"account {referrer.id} ({referrer.name}) cannot refer itself: the lead's "
-                "contact details are its own",
-                field="email" if lead.email == referrer.email else "phone",
+                f"{'email' if same_email else 'phone'} is its own",
+                field="email" if same_email else "phone",
             )
         if known is not None and any(r.account_id == known.id for r in referrer.referrals):
             return known  # referred before by the same referrer: nothing new to record
@@ -727,14 +768,14 @@ class SalesProcess:
         else:
             referred = known
         referral = Referral(referred.id, at, request, code, new=known is None)
-        changed, fired = self._fire(
-            referrer,
-            "refer",
-            at,
-            actor=actor,
-            extra=[ReferralRecorded(referrer.id, at, referral)],
-            referrals=(*referrer.referrals, referral),
-        )
+        recorded = ReferralRecorded(referrer.id, at, referral)
+        referrals = (*referrer.referrals, referral)
+        if "refer" in self.transitions.allowed(referrer.stage):
+            changed, fired = self._fire(
+                referrer, "refer", at, actor=actor, extra=[recorded], referrals=referrals
+            )
+        else:
+            changed, fired = evolve(referrer, referrals=referrals), [recorded]
         self.repository.save(changed, expected_version=referrer.version)
         events.extend(fired)
         return referred
@@ -748,13 +789,12 @@ class SalesProcess:
         same one. A lead captured with ``capture_lead(..., referral_code=cards.code)`` is then
         attributed to this account.
         """
-        moment = self._moment(at)
         issued: list[ReferralCards] = []
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
             self._may_refer(account, "hand out referral cards")
             _in_order(account, moment, [c.at for c in account.referral_cards], "card batches")
-            code = account.referral_code or self._new_code()
+            code = account.referral_code or self._unused_code()
             cards = ReferralCards(code, count, moment)
             issued.append(cards)
             changed = evolve(
@@ -764,8 +804,19 @@ class SalesProcess:
             )
             return changed, [ReferralCardsIssued(account.id, moment, cards)]
 
-        self._update(account_id, command)
+        self._update(account_id, at, command)
         return issued[-1]
+
+    def _unused_code(self) -> str:
+        """Draw codes until one is free (a clash is rare: 32**8 codes), a few times at most."""
+        for _ in range(_CODE_DRAWS):
+            code = normalise_referral_code(self._new_code())
+            if self.repository.find_id(referral_code=code) is None:
+                return code
+        raise ConflictError(
+            f"{_CODE_DRAWS} referral codes drawn in a row were all taken: does the "
+            "code_factory return new codes?"
+        )
 
     def referral_stats(self) -> ReferralReport:
         """Return referrals, conversions and K-factor, overall and per referrer.
@@ -799,14 +850,14 @@ class SalesProcess:
         ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
         (``"repair_over_upgrade"``), ``evidence`` what showed it.
         """
-        preference = Preference(key, value, self._moment(at), evidence)
 
-        def command(account: Account) -> _Outcome:
-            _in_order(account, preference.at, [p.at for p in account.preferences], "preferences")
+        def command(account: Account, moment: datetime) -> _Outcome:
+            preference = Preference(key, value, moment, evidence)
+            _in_order(account, moment, [p.at for p in account.preferences], "preferences")
             changed = evolve(account, preferences=(*account.preferences, preference))
-            return changed, [PreferenceLearned(account.id, preference.at, preference)]
+            return changed, [PreferenceLearned(account.id, moment, preference)]
 
-        return self._update(account_id, command)
+        return self._update(account_id, at, command)
 
     def register_asset(
         self,
@@ -820,13 +871,12 @@ class SalesProcess:
     ) -> Asset:
         """Register a piece of the customer's equipment for service; return it (with its id)."""
         asset = Asset(self._new_id(), model, installed, expected_life_years, serial)
-        moment = self._moment(at)
 
-        def command(account: Account) -> _Outcome:
+        def command(account: Account, moment: datetime) -> _Outcome:
             changed = evolve(account, assets=(*account.assets, asset))
             return changed, [AssetRegistered(account.id, moment, asset)]
 
-        self._update(account_id, command)
+        self._update(account_id, at, command)
         return asset
 
     def recommend_service(
@@ -877,3 +927,10 @@ def _in_order(account: Account, at: datetime, earlier: list[datetime], what: str
             f"({earlier[-1].isoformat()}); record {what} in order",
             field="at",
         )
+
+
+def _restamped(lead: Account, moment: datetime) -> Account:
+    """Return ``lead`` (a new account, not yet stored) as captured at ``moment`` instead."""
+    first = lead.history[0]
+    entry = stage_change(None, first.to_stage, first.event, moment, first.actor, first.reason)
+    return evolve(lead, created_at=moment, history=(entry,))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -85,8 +85,9 @@ class ReferralStats:
     ``referrals`` counts new leads brought (a referral of an account already known links it
     and is not counted); ``converted`` those that have made a purchase. ``conversion_rate`` is
     ``converted / referrals`` (``None`` with no referral). ``k_factor`` is the viral coefficient:
-    new customers won through referrals per customer who could refer (for one referrer, that is
-    its ``converted``). Rates are exact ``Decimal`` fractions, rounded to 4 places.
+    customers won through referrals per customer who was not (for one referrer, that is its
+    ``converted``; overall, the converted referrals over the customers won otherwise). Rates
+    are ``Decimal`` fractions rounded to 4 places.
     """
 
     referrals: int
@@ -107,7 +108,9 @@ _PLACES: Final = Decimal("0.0001")
 
 
 def _ratio(part: int, whole: int) -> Decimal:
-    return (Decimal(part) / Decimal(whole)).quantize(_PLACES)
+    with localcontext() as context:  # whatever precision the caller's context has
+        context.prec = 28
+        return (Decimal(part) / Decimal(whole)).quantize(_PLACES)
 
 
 def _stats(referrals: int, converted: int, customers: int) -> ReferralStats:
@@ -115,7 +118,7 @@ def _stats(referrals: int, converted: int, customers: int) -> ReferralStats:
         referrals=referrals,
         converted=converted,
         conversion_rate=_ratio(converted, referrals) if referrals else None,
-        k_factor=_ratio(converted, customers) if customers else Decimal(0).quantize(_PLACES),
+        k_factor=_ratio(converted, customers) if customers else _ratio(0, 1),
     )
 
 
@@ -123,7 +126,9 @@ def referral_stats(accounts: Iterable[Account]) -> ReferralReport:
     """Return the referral figures of ``accounts`` (every account of the process, once).
 
     A referred lead counts as converted once it has a purchase. The overall K-factor divides
-    the converted referrals by the accounts that have bought (the customers who could refer).
+    the converted referrals by the customers that no referral brought (the seed that the
+    referrals grew from), so one referrer who won one customer has a K-factor of 1 both on its
+    own and overall.
 
     >>> referral_stats([]).overall
     ReferralStats(referrals=0, converted=0, conversion_rate=None, k_factor=Decimal('0.0000'))
@@ -142,4 +147,6 @@ def referral_stats(accounts: Iterable[Account]) -> ReferralReport:
     }
     total = sum(stats.referrals for stats in by_referrer.values())
     converted = sum(stats.converted for stats in by_referrer.values())
-    return ReferralReport(_stats(total, converted, len(bought)), by_referrer)
+    won_by_referral = {i for ids in referred_by.values() for i in ids} & bought
+    seed = len(bought - won_by_referral)
+    return ReferralReport(_stats(total, converted, seed), by_referrer)

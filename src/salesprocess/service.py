@@ -28,15 +28,16 @@ REPAIR Lathe L-200 (lathe-1) of account a-1
 - repair 9000.00 EUR is 64.3% of a replacement at 14000.00 EUR
 - the life left is worth 5944.97 EUR: repair up to that
 - preference equipment_strategy = repair_over_upgrade, learned 2026-01-07
-- so repair up to 80% of a replacement: 11200.00 EUR
+- so repair up to the larger of that and 80% of a replacement: 11200.00 EUR
 - decided: repair 9000.00 EUR <= limit 11200.00 EUR
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
@@ -108,7 +109,6 @@ def _share(_instance: object, attribute: attrs.Attribute[Decimal], value: object
         )
 
 
-_CENT: Final = Decimal("0.01")
 _TENTH: Final = Decimal("0.1")
 _DAYS_PER_YEAR: Final = Decimal("365.25")
 
@@ -118,8 +118,33 @@ def _percent(value: Decimal) -> str:
     return f"{text.removesuffix('.0')}%"
 
 
-def _money(amount: Decimal, currency: str) -> Money:
-    return Money(amount.quantize(_CENT, ROUND_HALF_EVEN), currency)
+def _texts(value: object, field: str) -> frozenset[str]:
+    # A lone string would become a set of its letters: refuse it, as any non-text member.
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationError(
+            f"{field} must be a set of preference values (text), got {value!r}", field=field
+        )
+    values = frozenset(value)
+    if not all(isinstance(item, str) and item.strip() for item in values):
+        raise ValidationError(
+            f"{field} must hold non-empty text, got {sorted(map(repr, values))}", field=field
+        )
+    return values
+
+
+def _repair_minded(value: object) -> frozenset[str]:
+    return _texts(value, "repair_minded")
+
+
+def _upgrade_minded(value: object) -> frozenset[str]:
+    return _texts(value, "upgrade_minded")
+
+
+def _key(_instance: object, _attribute: object, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            f"preference_key must be non-empty text, got {value!r}", field="preference_key"
+        )
 
 
 @attrs.frozen
@@ -128,21 +153,26 @@ class RepairOrReplacePolicy:
 
     The baseline: an asset that has used ``a`` of its ``n`` expected years has ``(n - a) / n``
     of a replacement's value left, and a repair costing more than that buys less than a new
-    one would. The customer's answer under ``preference_key`` then shifts the limit:
+    one would. The customer's answer under ``preference_key`` then moves the limit:
 
     - a value in ``repair_minded`` (``"repair_over_upgrade"``, ``"keep_running"``): repair up to
-      ``repair_minded_share`` of a replacement (80%), however old the asset;
+      the larger of the baseline and ``repair_minded_share`` of a replacement (80%), so even
+      an old asset is repaired while that is the cheaper offer by enough;
     - a value in ``upgrade_minded`` (``"upgrade_over_repair"``, ``"latest_equipment"``):
-      repair only up to ``upgrade_minded_share`` (10%), and never beyond the baseline;
+      repair only up to the smaller of the baseline and ``upgrade_minded_share`` (10%);
     - anything else, or no answer: the baseline alone.
+
+    Every figure is rounded to the smallest unit the two costs are written in (cents for
+    ``"900.00"``), and the decision compares the repair with the limit as printed.
     """
 
-    preference_key: str = "equipment_strategy"
+    preference_key: str = attrs.field(default="equipment_strategy", validator=_key)
     repair_minded: frozenset[str] = attrs.field(
-        default=frozenset({"repair_over_upgrade", "keep_running"}), converter=frozenset
+        default=frozenset({"repair_over_upgrade", "keep_running"}), converter=_repair_minded
     )
     upgrade_minded: frozenset[str] = attrs.field(
-        default=frozenset({"upgrade_over_repair", "latest_equipment"}), converter=frozenset
+        default=frozenset({"upgrade_over_repair", "latest_equipment"}),
+        converter=_upgrade_minded,
     )
     repair_minded_share: Decimal = attrs.field(default=Decimal("0.8"), validator=_share)
     upgrade_minded_share: Decimal = attrs.field(default=Decimal("0.1"), validator=_share)
@@ -168,17 +198,48 @@ class RepairOrReplacePolicy:
                 f"{on.isoformat()}",
                 field="on",
             )
+        repair, replacement = repair_cost.amount, replacement_cost.amount
+        exponent = min(0, _exponent(repair), _exponent(replacement))
+        unit = Decimal(1).scaleb(exponent)
+        # Enough digits for the costs at that unit, whatever the ambient decimal context says.
+        digits = max(repair.adjusted(), replacement.adjusted(), 0) - exponent + 12
+        with localcontext() as context:
+            context.prec = max(28, digits)
+            return self._decide(
+                account,
+                asset,
+                repair_cost=repair_cost,
+                replacement_cost=replacement_cost,
+                on=on,
+                unit=unit,
+            )
+
+    def _decide(
+        self,
+        account: Account,
+        asset: Asset,
+        *,
+        repair_cost: Money,
+        replacement_cost: Money,
+        on: date,
+        unit: Decimal,
+    ) -> ServiceRecommendation:
         currency = replacement_cost.currency
+        replacement = replacement_cost.amount
+
+        def money(amount: Decimal) -> Money:
+            return Money(amount.quantize(unit, ROUND_HALF_EVEN), currency)
+
         life = Decimal(asset.expected_life_years)
         age = Decimal((on - asset.installed).days) / _DAYS_PER_YEAR
         left = max(Decimal(0), life - age) / life
-        baseline = replacement_cost.amount * left
-        ratio = repair_cost.amount / replacement_cost.amount
+        baseline = money(replacement * left)
         reasons = [
             f"age: {age.quantize(_TENTH)} of {asset.expected_life_years} years, "
             f"{_percent(left)} of its life left",
-            f"repair {repair_cost} is {_percent(ratio)} of a replacement at {replacement_cost}",
-            f"the life left is worth {_money(baseline, currency)}: repair up to that",
+            f"repair {repair_cost} is {_percent(repair_cost.amount / replacement)} of a "
+            f"replacement at {replacement_cost}",
+            f"the life left is worth {baseline}: repair up to that",
         ]
         limit = baseline
         preference = account.preference(self.preference_key)
@@ -190,24 +251,21 @@ class RepairOrReplacePolicy:
                 f"learned {preference.at.date().isoformat()}"
             )
             if preference.value in self.repair_minded:
-                limit = max(baseline, replacement_cost.amount * self.repair_minded_share)
+                limit = max(baseline, money(replacement * self.repair_minded_share))
                 reasons.append(
-                    f"so repair up to {_percent(self.repair_minded_share)} of a replacement: "
-                    f"{_money(limit, currency)}"
+                    f"so repair up to the larger of that and "
+                    f"{_percent(self.repair_minded_share)} of a replacement: {limit}"
                 )
             elif preference.value in self.upgrade_minded:
-                limit = min(baseline, replacement_cost.amount * self.upgrade_minded_share)
+                limit = min(baseline, money(replacement * self.upgrade_minded_share))
                 reasons.append(
-                    f"so repair only up to {_percent(self.upgrade_minded_share)} of a "
-                    f"replacement and the baseline: {_money(limit, currency)}"
+                    f"so repair only up to the smaller of that and "
+                    f"{_percent(self.upgrade_minded_share)} of a replacement: {limit}"
                 )
             else:
                 reasons.append("a value this policy does not weigh: the baseline decides")
-        repair = repair_cost.amount <= limit
-        reasons.append(
-            f"decided: repair {repair_cost} {'<=' if repair else '>'} limit "
-            f"{_money(limit, currency)}"
-        )
+        repair = repair_cost <= limit
+        reasons.append(f"decided: repair {repair_cost} {'<=' if repair else '>'} limit {limit}")
         return ServiceRecommendation(
             account_id=account.id,
             asset_id=asset.id,
@@ -217,6 +275,12 @@ class RepairOrReplacePolicy:
             reasons=tuple(reasons),
             asset_model=asset.model,
         )
+
+
+def _exponent(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # Money holds finite amounts only
+    return exponent
 
 
 def _cost(value: object, field: str) -> Money:

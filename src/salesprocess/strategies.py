@@ -240,7 +240,10 @@ def accounts(draw: st.DrawFn, stage: Stage | None = None) -> Account:
         attributes=draw(attributes()),
         history=(StageChange(None, Stage.PROSPECT, "capture", created),),
         do_not_contact=draw(st.booleans()),
-        preferences=tuple(draw(st.lists(preferences(min_value=created), max_size=2))),
+        # learned in time order, as learn_preference keeps them ("the latest" is the last)
+        preferences=tuple(
+            sorted(draw(st.lists(preferences(min_value=created), max_size=2)), key=lambda p: p.at)
+        ),
         assets=tuple(draw(st.lists(assets(), max_size=2, unique_by=lambda a: a.id))),
     )
     table = Transitions.of(Lifecycle)

@@ -794,6 +794,19 @@ class RepositoryContract:
         with _raises(NotFound):
             self.repository().get("no-such-account")
 
+    def test_keys_that_are_not_text_find_nothing(self) -> None:
+        """get() and the find_by_* look-ups of a non-text key find nothing, like unknown text."""
+        repository = self.repository()
+        repository.add(
+            _account("a", email="a@x.example", phone="+4930111", referral_code="ABCD1234")
+        )
+        for key in (5, None, b"a"):
+            with _raises(NotFound):
+                repository.get(key)  # type: ignore[arg-type]
+            assert repository.find_by_email(key) is None  # type: ignore[arg-type]
+            assert repository.find_by_phone(key) is None  # type: ignore[arg-type]
+            assert repository.find_by_referral_code(key) is None  # type: ignore[arg-type]
+
     # -- save -------------------------------------------------------------------------------
 
     def test_save_stores_the_next_version(self) -> None:

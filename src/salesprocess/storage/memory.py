@@ -144,7 +144,7 @@ class InMemoryRepository:
             return None if account_id is None else self._accounts.get(account_id)
 
     def find_by_referral_code(self, code: str) -> Account | None:
-        """Return the account whose referral code is ``code`` (normalised), if any."""
+        """Return the account whose (already normalised) referral code is ``code``, if any."""
         with self._lock:
             account_id = self._by_referral_code.get(code)
             return None if account_id is None else self._accounts.get(account_id)

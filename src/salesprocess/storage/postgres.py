@@ -417,6 +417,8 @@ class PostgresRepository:
     # --- reads ------------------------------------------------------------------------------
 
     def _one(self, what: str, query: str, value: str) -> Account | None:
+        if not isinstance(value, str):
+            return None  # no account has a key that is not text (as in the other adapters)
         with self._using(what) as connection, self._scope(connection):
             row = connection.execute(query, (_key(value),)).fetchone()
         return None if row is None else cached_loads(row[0])
@@ -449,7 +451,7 @@ class PostgresRepository:
         )
 
     def find_by_referral_code(self, code: str) -> Account | None:
-        """Return the account whose referral code is ``code`` (normalised), if any."""
+        """Return the account whose (already normalised) referral code is ``code``, if any."""
         return self._one(
             "finding by referral code",
             "SELECT data::text FROM salesprocess_accounts WHERE referral_code = %s",

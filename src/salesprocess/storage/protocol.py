@@ -93,7 +93,12 @@ class AccountRepository(Protocol):
         ...
 
     def find_by_referral_code(self, code: str) -> Account | None:
-        """Return the account whose referral code is ``code`` (normalised), if any."""
+        """Return the account whose referral code is ``code``, if any.
+
+        Like the email and phone look-ups it takes the key as stored: a code already
+        normalised by :func:`~salesprocess.referrals.normalise_referral_code` (``"K7M4PQ2X"``,
+        not ``"k7m4-pq2x"``).
+        """
         ...
 
     def find_id(

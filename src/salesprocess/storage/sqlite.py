@@ -478,7 +478,7 @@ class SQLiteRepository:
         return None if data is None else cached_loads(data)
 
     def find_by_referral_code(self, code: str) -> Account | None:
-        """Return the account whose referral code is ``code`` (normalised), if any."""
+        """Return the account whose (already normalised) referral code is ``code``, if any."""
         data = self._value(_BY_REFERRAL_CODE, code, "finding by referral code")
         return None if data is None else cached_loads(data)
 
