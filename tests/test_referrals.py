@@ -147,6 +147,42 @@ def test_a_failing_referral_stores_neither_account(repository):
     assert sales.get(acct.id) == acct
 
 
+def test_a_referral_overtaken_by_a_concurrent_write_is_retried_whole(repository):
+    """A conflict on the referrer undoes the lead too; the retry stores both, events once."""
+
+    class OvertakenOnce:
+        """The referrer's first save meets a concurrent write (a stale version)."""
+
+        def __init__(self, inner: AccountRepository) -> None:
+            self.inner = inner
+            self.conflicts = 1
+
+        def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
+            if account.referrals and self.conflicts:
+                self.conflicts -= 1
+                raise sp.ConflictError("overtaken by a concurrent write")
+            return self.inner.save(account, expected_version=expected_version)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    wrapped = OvertakenOnce(repository)
+    sales = sp.SalesProcess(wrapped, clock=sp.FixedClock(at(2026, 6, 10)))  # type: ignore[arg-type]
+    acct = customer(sales)
+    seen: list[sp.DomainEvent] = []
+    sales.subscribe(seen.append)
+    friend = sales.record_referral(acct.id, "Beta", email="ops@beta.example")
+    assert wrapped.conflicts == 0
+    assert [type(e) for e in seen] == [
+        sp.LeadCaptured,
+        sp.AccountBecameReferrer,
+        sp.ReferralRecorded,
+    ]
+    assert repository.count_by_stage()[sp.Stage.PROSPECT] == 1
+    assert [r.account_id for r in sales.get(acct.id).referrals] == [friend.id]
+    assert sales.get(friend.id).version == 1
+
+
 def test_referring_a_known_account_links_it(sales):
     """A name already known is linked to the referrer, not captured twice."""
     acct = customer(sales)
