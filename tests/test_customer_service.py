@@ -127,7 +127,7 @@ def test_recommending_for_an_unknown_asset_is_not_found(sales, acct):
 
 
 LATHE = Asset("lathe-1", "Lathe L-200", installed=date(2015, 5, 1), expected_life_years=20)
-ON = date(2026, 11, 2)  # 11.5 years used: 42.5% of its life left, worth 5944.97 of 14000
+ON = date(2026, 11, 2)  # 11.5 years used: 42.5% of its life left, worth 5944.97... of 14000
 
 
 def shop(value: str | None = None) -> Account:
@@ -152,14 +152,14 @@ def decide(
 @pytest.mark.parametrize(
     ("preference", "repair", "action"),
     [
-        (None, "5944", "repair"),  # within what the life left is worth
-        (None, "5946", "replace"),
+        (None, "5944", "repair"),  # within what the life left is worth (5944.97, down to 5944)
+        (None, "5945", "replace"),
         ("repair_over_upgrade", "11200", "repair"),  # 80% of a replacement
         ("repair_over_upgrade", "11201", "replace"),
         ("upgrade_over_repair", "1400", "repair"),  # 10% of a replacement
         ("upgrade_over_repair", "1401", "replace"),
         ("something else", "5944", "repair"),  # not weighed: the baseline
-        ("something else", "5946", "replace"),
+        ("something else", "5945", "replace"),
     ],
 )
 def test_policy_limits(preference, repair, action):
@@ -281,24 +281,47 @@ def test_a_policy_of_your_own_decides(acct):
 
 
 def test_the_decision_compares_with_the_limit_it_prints():
-    """The limit is rounded to the costs' unit once; the decision and the text use that value."""
+    """The limit is rounded down to the costs' unit once; decision and text use that value."""
     asset = Asset("p-1", "Press", installed=date(2020, 1, 1), expected_life_years=1)
     account = Account("a-1", "Acme", Source("referral"), at(2020, 1, 1), assets=(asset,))
     on = date(2020, 1, 4)  # 3 days of 365.25 used: the life left is worth 991.786... of 1000
     policy = sp.RepairOrReplacePolicy()
     at_limit = policy.recommend(
-        account, asset, repair_cost=eur("991.79"), replacement_cost=eur("1000.00"), on=on
+        account, asset, repair_cost=eur("991.78"), replacement_cost=eur("1000.00"), on=on
     )
     assert at_limit.action is sp.ServiceAction.REPAIR
-    assert at_limit.reasons[-1] == "decided: repair 991.79 EUR <= limit 991.79 EUR"
+    assert at_limit.reasons[-1] == "decided: repair 991.78 EUR <= limit 991.78 EUR"
     above = policy.recommend(
-        account, asset, repair_cost=eur("991.80"), replacement_cost=eur("1000.00"), on=on
+        account, asset, repair_cost=eur("991.79"), replacement_cost=eur("1000.00"), on=on
     )
-    assert above.reasons[-1] == "decided: repair 991.80 EUR > limit 991.79 EUR"
+    assert above.reasons[-1] == "decided: repair 991.79 EUR > limit 991.78 EUR"
+
+
+@given(
+    repair=st.integers(0, 20_000),
+    replacement=st.integers(1, 20_000),
+    days=st.integers(0, 30 * 366),
+    value=st.sampled_from([None, "repair_over_upgrade", "upgrade_over_repair"]),
+)
+def test_how_an_amount_is_written_does_not_change_the_decision(repair, replacement, days, value):
+    """5945 and 5945.00 are the same money, so they get the same answer."""
+    on = date.fromordinal(LATHE.installed.toordinal() + days)
+    policy = sp.RepairOrReplacePolicy()
+
+    def action(written: str) -> sp.ServiceAction:
+        return policy.recommend(
+            shop(value),
+            LATHE,
+            repair_cost=sp.Money(f"{repair}{written}", "EUR"),
+            replacement_cost=sp.Money(f"{replacement}{written}", "EUR"),
+            on=on,
+        ).action
+
+    assert action("") is action(".00") is action(".000")
 
 
 def test_figures_keep_the_unit_the_costs_are_written_in():
-    """Yen written without decimals stay without; very large amounts do not overflow."""
+    """Yen written without decimals stay without; very large or small amounts work."""
     yen = sp.RepairOrReplacePolicy().recommend(
         shop(),
         LATHE,
@@ -306,11 +329,30 @@ def test_figures_keep_the_unit_the_costs_are_written_in():
         replacement_cost=sp.Money("1400000", "JPY"),
         on=ON,
     )
-    assert "the life left is worth 594497 JPY" in yen.explain()
+    assert "the life left is worth 594496 JPY" in yen.explain()
     huge = sp.RepairOrReplacePolicy().recommend(
         shop(), LATHE, repair_cost=eur("1e29"), replacement_cost=eur("1e30"), on=ON
     )
     assert huge.action is sp.ServiceAction.REPAIR
+    tiny = sp.RepairOrReplacePolicy().recommend(
+        shop(), LATHE, repair_cost=eur("1E-100000"), replacement_cost=eur("14000.00"), on=ON
+    )
+    assert tiny.action is sp.ServiceAction.REPAIR
+
+
+def test_the_callers_decimal_context_does_not_matter():
+    """A caller's low precision or trapped rounding changes neither answer nor figures."""
+    import decimal  # noqa: PLC0415
+
+    plain = sp.RepairOrReplacePolicy().recommend(
+        shop(), LATHE, repair_cost=eur("900.00"), replacement_cost=eur("14000.00"), on=ON
+    )
+    strict = decimal.Context(prec=3, traps=[decimal.Inexact, decimal.Rounded])
+    with decimal.localcontext(strict):
+        odd = sp.RepairOrReplacePolicy().recommend(
+            shop(), LATHE, repair_cost=eur("900.00"), replacement_cost=eur("14000.00"), on=ON
+        )
+    assert odd == plain
 
 
 @pytest.mark.parametrize(
@@ -320,6 +362,8 @@ def test_figures_keep_the_unit_the_costs_are_written_in():
         ({"upgrade_minded": ["latest", 5]}, "upgrade_minded"),
         ({"preference_key": 5}, "preference_key"),
         ({"preference_key": " "}, "preference_key"),
+        ({"repair_minded": [["nested"]]}, "repair_minded"),
+        ({"repair_minded": ["same"], "upgrade_minded": ["same"]}, "upgrade_minded"),
     ],
 )
 def test_policy_settings_are_checked(kwargs, field):

@@ -266,6 +266,28 @@ def test_a_name_from_a_prospect_is_credited_but_moves_no_stage(sales):
     assert [r.account_id for r in after.referrals] == [friend.id]
 
 
+def test_a_prospects_referral_cannot_predate_its_history(sales):
+    """A referral that moves no stage still may not be earlier than the referrer's history."""
+    lead = sales.capture_lead(
+        "Beta", email="ops@beta.example", channel="cold_outreach", at=at(2026, 5, 1)
+    )
+    with pytest.raises(sp.ValidationError, match="history never runs backwards") as caught:
+        sales.record_referral(lead.id, "Gamma", email="info@gamma.example", at=at(2026, 4, 1))
+    assert caught.value.field == "at"
+    assert sales.find(email="info@gamma.example") is None
+
+
+def test_a_prospect_who_wins_a_customer_has_k_factor_one_overall(sales):
+    """The seed of the overall K-factor counts referrers that never bought themselves."""
+    lead = sales.capture_lead("Beta", email="ops@beta.example", channel="cold_outreach")
+    friend = sales.record_referral(lead.id, "Gamma", email="info@gamma.example")
+    sales.qualify(friend.id, override="referred")
+    sales.record_purchase(friend.id, sp.Money("10", "EUR"))
+    report = sales.referral_stats()
+    assert report.by_referrer[lead.id].k_factor == 1
+    assert report.overall.k_factor == 1
+
+
 def test_a_churned_customers_card_still_brings_the_lead(sales):
     """A card outlives its holder's custom: the lead is captured and credited all the same."""
     acct = customer(sales)

@@ -1045,3 +1045,46 @@ def test_call_list_survives_a_scoring_rule_that_cannot_judge_a_record(clock):
         attributes={"industry": "logistics", "size": 2},
     )
     assert [a.id for a in sales.call_list(at=at(2026, 1, 6))] == [fine.id, odd.id]
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (lambda s: s.record_call("nope", "bogus"), "outcome"),
+        (lambda s: s.record_call("nope", "interested", at=datetime(2026, 1, 5)), "at"),
+        (lambda s: s.record_purchase("nope", sp.Money("-1", "EUR")), "amount"),
+        (lambda s: s.qualify("nope", at=datetime(2026, 1, 5)), "at"),
+        (lambda s: s.fire("nope", "churn", at=datetime(2026, 1, 5)), "at"),
+        (lambda s: s.screen("nope", at=datetime(2026, 1, 5)), "at"),
+        (lambda s: s.learn_preference("nope", "", "x"), "key"),
+        (lambda s: s.ask_for_referrals("nope", wanted=-1), "wanted"),
+        (lambda s: s.issue_referral_cards("nope", count=0), "count"),
+    ],
+)
+def test_bad_input_is_reported_before_the_account_is_looked_up(sales, command, field):
+    """Malformed input is a ValidationError naming the field, even for an unknown account."""
+    with pytest.raises(sp.ValidationError) as caught:
+        command(sales)
+    assert caught.value.field == field
+
+
+def test_screen_all_leaves_out_a_prospect_that_moved_on_meanwhile(clock):
+    """A screening overtaken by a concurrent qualify is neither stored nor reported."""
+
+    class Racing(InMemoryRepository):
+        armed: str | None = None
+
+        def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
+            if self.armed == account.id:
+                self.armed = None
+                other.qualify(account.id, override="concurrent")  # another desk, first
+            return super().save(account, expected_version=expected_version)
+
+    repository = Racing()
+    sales = sp.SalesProcess(repository, criteria=CRITERIA, clock=clock)
+    other = sp.SalesProcess(repository, criteria=CRITERIA, clock=clock)
+    account = capture(sales)
+    repository.armed = account.id
+    assert sales.screen_all() == []
+    assert sales.get(account.id).screenings == ()
+    assert sales.get(account.id).stage is sp.Stage.QUALIFIED

@@ -13,7 +13,9 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
 
 from salesprocess.account import (
     Account,
@@ -195,8 +197,12 @@ class SalesProcess:
 
         ``at`` ``None`` means now: the clock is read for each attempt, after the fresh copy is
         loaded, so that a command retried after a concurrent write is stamped after that write
-        (and not refused for being earlier than it).
+        (and not refused for being earlier than it). A given ``at`` is checked before anything
+        is read, as commands check the rest of their input: bad input is reported as such, even
+        for an unknown account.
         """
+        if at is not None:
+            require_aware(at)
         for attempt in range(self.max_retries + 1):
             current = self.repository.get(account_id)
             changed, events = command(current, self._moment(at))
@@ -371,9 +377,10 @@ class SalesProcess:
         callback_at: datetime | None = None,
     ) -> Account:
         """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
+        checked = Call(outcome, self._moment(at), notes, callback_at)
 
         def command(account: Account, moment: datetime) -> _Outcome:
-            call = Call(outcome, moment, notes, callback_at)
+            call = _at(checked, moment)
             # Calls are kept in time order: "the latest call" must mean the latest made.
             if account.calls:
                 previous, what = account.calls[-1].at, "its last call"
@@ -444,6 +451,7 @@ class SalesProcess:
         reports: list[QualificationReport] = []
 
         def command(account: Account, moment: datetime) -> _Outcome:
+            reports.clear()  # a report of an attempt that was overtaken was never stored
             if only is not None and account.stage is not only:
                 return account, []
             if account.screenings and moment < account.screenings[-1].at:
@@ -580,9 +588,10 @@ class SalesProcess:
         A zero amount is allowed; a negative one, or one before the account's last purchase,
         is refused.
         """
+        checked = Purchase(amount, self._moment(at), reference)
 
         def command(account: Account, moment: datetime) -> _Outcome:
-            purchase = Purchase(amount, moment, reference)
+            purchase = _at(checked, moment)
             if account.purchases and purchase.at < account.purchases[-1].at:
                 raise ValidationError(
                     f"account {account.id}: purchase at {purchase.at.isoformat()} is before its "
@@ -633,11 +642,11 @@ class SalesProcess:
         Pass the request's id to :meth:`record_referral` for each name it brings, so that the
         answers are counted against the ask.
         """
-        request_id = self._new_id()
+        checked = ReferralRequest(self._new_id(), self._moment(at), wanted)
         made: list[ReferralRequest] = []
 
         def command(account: Account, moment: datetime) -> _Outcome:
-            request = ReferralRequest(request_id, moment, wanted)
+            request = _at(checked, moment)
             self._may_refer(account, "be asked for referrals")
             _in_order(account, moment, [r.at for r in account.referral_requests], "asks")
             made.append(request)
@@ -774,7 +783,14 @@ class SalesProcess:
             changed, fired = self._fire(
                 referrer, "refer", at, actor=actor, extra=[recorded], referrals=referrals
             )
-        else:
+        else:  # no stage change, but history still never runs backwards
+            if at < referrer.last_change_at:
+                raise ValidationError(
+                    f"account {referrer.id}: referral at {at.isoformat()} is earlier than its "
+                    f"last change at {referrer.last_change_at.isoformat()}; history never runs "
+                    "backwards",
+                    field="at",
+                )
             changed, fired = evolve(referrer, referrals=referrals), [recorded]
         self.repository.save(changed, expected_version=referrer.version)
         events.extend(fired)
@@ -789,13 +805,15 @@ class SalesProcess:
         same one. A lead captured with ``capture_lead(..., referral_code=cards.code)`` is then
         attributed to this account.
         """
+        # Checked before anything is read; the code is the account's, known only once it is.
+        checked = ReferralCards("CARD", count, self._moment(at))
         issued: list[ReferralCards] = []
 
         def command(account: Account, moment: datetime) -> _Outcome:
             self._may_refer(account, "hand out referral cards")
             _in_order(account, moment, [c.at for c in account.referral_cards], "card batches")
             code = account.referral_code or self._unused_code()
-            cards = ReferralCards(code, count, moment)
+            cards = attrs.evolve(checked, code=code, at=moment)
             issued.append(cards)
             changed = evolve(
                 account,
@@ -808,7 +826,7 @@ class SalesProcess:
         return issued[-1]
 
     def _unused_code(self) -> str:
-        """Draw codes until one is free (a clash is rare: 32**8 codes), a few times at most."""
+        """Draw codes until one is free (a clash is rare: 31**8 codes), a few times at most."""
         for _ in range(_CODE_DRAWS):
             code = normalise_referral_code(self._new_code())
             if self.repository.find_id(referral_code=code) is None:
@@ -850,9 +868,10 @@ class SalesProcess:
         ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
         (``"repair_over_upgrade"``), ``evidence`` what showed it.
         """
+        checked = Preference(key, value, self._moment(at), evidence)
 
         def command(account: Account, moment: datetime) -> _Outcome:
-            preference = Preference(key, value, moment, evidence)
+            preference = _at(checked, moment)
             _in_order(account, moment, [p.at for p in account.preferences], "preferences")
             changed = evolve(account, preferences=(*account.preferences, preference))
             return changed, [PreferenceLearned(account.id, moment, preference)]
@@ -927,6 +946,14 @@ def _in_order(account: Account, at: datetime, earlier: list[datetime], what: str
             f"({earlier[-1].isoformat()}); record {what} in order",
             field="at",
         )
+
+
+_Stamped = TypeVar("_Stamped", Call, Purchase, Preference, ReferralRequest)
+
+
+def _at(record: _Stamped, moment: datetime) -> _Stamped:
+    """Return ``record`` (checked when the command began) as made at ``moment``."""
+    return record if record.at is moment else attrs.evolve(record, at=moment)
 
 
 def _restamped(lead: Account, moment: datetime) -> Account:

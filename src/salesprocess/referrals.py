@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -85,9 +85,9 @@ class ReferralStats:
     ``referrals`` counts new leads brought (a referral of an account already known links it
     and is not counted); ``converted`` those that have made a purchase. ``conversion_rate`` is
     ``converted / referrals`` (``None`` with no referral). ``k_factor`` is the viral coefficient:
-    customers won through referrals per customer who was not (for one referrer, that is its
-    ``converted``; overall, the converted referrals over the customers won otherwise). Rates
-    are ``Decimal`` fractions rounded to 4 places.
+    customers won through referrals per account they grew from (for one referrer, that is its
+    ``converted``; overall, see :func:`referral_stats`). Rates are ``Decimal`` fractions rounded
+    to 4 places.
     """
 
     referrals: int
@@ -107,9 +107,12 @@ class ReferralReport:
 _PLACES: Final = Decimal("0.0001")
 
 
+#: Our own decimal context for the rates, whatever the caller's traps and precision.
+_CONTEXT: Final = Context(prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+
+
 def _ratio(part: int, whole: int) -> Decimal:
-    with localcontext() as context:  # whatever precision the caller's context has
-        context.prec = 28
+    with localcontext(_CONTEXT):
         return (Decimal(part) / Decimal(whole)).quantize(_PLACES)
 
 
@@ -126,9 +129,9 @@ def referral_stats(accounts: Iterable[Account]) -> ReferralReport:
     """Return the referral figures of ``accounts`` (every account of the process, once).
 
     A referred lead counts as converted once it has a purchase. The overall K-factor divides
-    the converted referrals by the customers that no referral brought (the seed that the
-    referrals grew from), so one referrer who won one customer has a K-factor of 1 both on its
-    own and overall.
+    the converted referrals by the seed they grew from: the accounts that bought or referred,
+    except those a referral brought. So one referrer who won one customer has a K-factor of 1
+    both on its own and overall, whether or not it has bought itself.
 
     >>> referral_stats([]).overall
     ReferralStats(referrals=0, converted=0, conversion_rate=None, k_factor=Decimal('0.0000'))
@@ -147,6 +150,6 @@ def referral_stats(accounts: Iterable[Account]) -> ReferralReport:
     }
     total = sum(stats.referrals for stats in by_referrer.values())
     converted = sum(stats.converted for stats in by_referrer.values())
-    won_by_referral = {i for ids in referred_by.values() for i in ids} & bought
-    seed = len(bought - won_by_referral)
+    won = {i for ids in referred_by.values() for i in ids}
+    seed = len((bought | referred_by.keys()) - won)
     return ReferralReport(_stats(total, converted, seed), by_referrer)

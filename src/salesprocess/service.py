@@ -26,7 +26,7 @@ The decision is pluggable: any object with :meth:`ServicePolicy.recommend` is a 
 REPAIR Lathe L-200 (lathe-1) of account a-1
 - age: 11.5 of 20 years, 42.5% of its life left
 - repair 9000.00 EUR is 64.3% of a replacement at 14000.00 EUR
-- the life left is worth 5944.97 EUR: repair up to that
+- the life left is worth 5944.96 EUR: repair up to that
 - preference equipment_strategy = repair_over_upgrade, learned 2026-01-07
 - so repair up to the larger of that and 80% of a replacement: 11200.00 EUR
 - decided: repair 9000.00 EUR <= limit 11200.00 EUR
@@ -37,7 +37,18 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import (
+    MAX_EMAX,
+    MIN_EMIN,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
@@ -124,12 +135,10 @@ def _texts(value: object, field: str) -> frozenset[str]:
         raise ValidationError(
             f"{field} must be a set of preference values (text), got {value!r}", field=field
         )
-    values = frozenset(value)
-    if not all(isinstance(item, str) and item.strip() for item in values):
-        raise ValidationError(
-            f"{field} must hold non-empty text, got {sorted(map(repr, values))}", field=field
-        )
-    return values
+    items = list(value)
+    if not all(isinstance(item, str) and item.strip() for item in items):
+        raise ValidationError(f"{field} must hold non-empty text, got {items!r}", field=field)
+    return frozenset(items)
 
 
 def _repair_minded(value: object) -> frozenset[str]:
@@ -177,6 +186,14 @@ class RepairOrReplacePolicy:
     repair_minded_share: Decimal = attrs.field(default=Decimal("0.8"), validator=_share)
     upgrade_minded_share: Decimal = attrs.field(default=Decimal("0.1"), validator=_share)
 
+    def __attrs_post_init__(self) -> None:
+        both = self.repair_minded & self.upgrade_minded
+        if both:
+            raise ValidationError(
+                f"{sorted(both)} cannot be both repair-minded and upgrade-minded",
+                field="upgrade_minded",
+            )
+
     def recommend(
         self,
         account: Account,
@@ -200,11 +217,18 @@ class RepairOrReplacePolicy:
             )
         repair, replacement = repair_cost.amount, replacement_cost.amount
         exponent = min(0, _exponent(repair), _exponent(replacement))
-        unit = Decimal(1).scaleb(exponent)
-        # Enough digits for the costs at that unit, whatever the ambient decimal context says.
+        unit = Decimal((0, (1,), exponent))
+        # Our own context, not the caller's: enough digits for the costs at that unit, the
+        # widest exponents, and no trap on the rounding that figures for people need.
         digits = max(repair.adjusted(), replacement.adjusted(), 0) - exponent + 12
-        with localcontext() as context:
-            context.prec = max(28, digits)
+        context = Context(
+            prec=max(28, digits),
+            rounding=ROUND_HALF_EVEN,
+            Emin=MIN_EMIN,
+            Emax=MAX_EMAX,
+            traps=[InvalidOperation, DivisionByZero, Overflow],
+        )
+        with localcontext(context):
             return self._decide(
                 account,
                 asset,
@@ -228,7 +252,9 @@ class RepairOrReplacePolicy:
         replacement = replacement_cost.amount
 
         def money(amount: Decimal) -> Money:
-            return Money(amount.quantize(unit, ROUND_HALF_EVEN), currency)
+            # Down to the unit: a repair (a whole number of units) is within the rounded limit
+            # exactly when it is within the exact one, so the printed limit decides.
+            return Money(amount.quantize(unit, ROUND_FLOOR), currency)
 
         life = Decimal(asset.expected_life_years)
         age = Decimal((on - asset.installed).days) / _DAYS_PER_YEAR

@@ -78,7 +78,7 @@ class InMemoryRepository:
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
         with self._lock:
-            account = self._accounts.get(account_id)
+            account = self._accounts.get(account_id) if isinstance(account_id, str) else None
         if account is None:
             raise NotFound(f"no account with id {account_id!r}")
         return account
@@ -133,20 +133,21 @@ class InMemoryRepository:
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
-        with self._lock:
-            account_id = self._by_email.get(email)
-            return None if account_id is None else self._accounts.get(account_id)
+        return self._found(self._by_email, email)
 
     def find_by_phone(self, phone: str) -> Account | None:
         """Return the account with this normalised phone number, if any."""
-        with self._lock:
-            account_id = self._by_phone.get(phone)
-            return None if account_id is None else self._accounts.get(account_id)
+        return self._found(self._by_phone, phone)
 
     def find_by_referral_code(self, code: str) -> Account | None:
         """Return the account whose (already normalised) referral code is ``code``, if any."""
+        return self._found(self._by_referral_code, code)
+
+    def _found(self, index: dict[str, str], key: object) -> Account | None:
+        if not isinstance(key, str):
+            return None  # no account has a key that is not text (nor could a dict hash a list)
         with self._lock:
-            account_id = self._by_referral_code.get(code)
+            account_id = index.get(key)
             return None if account_id is None else self._accounts.get(account_id)
 
     def find_id(
