@@ -31,6 +31,16 @@ def counting(prefix: str) -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):03d}"
 
 
+class Delegating:
+    """An adapter with the methods a test overrides; every other call goes to ``inner``."""
+
+    def __init__(self, inner: AccountRepository) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 @pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory", "postgres"])
 def repository(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[AccountRepository]:
     """Every adapter we ship: the referral commands must work the same on each."""
@@ -121,20 +131,15 @@ def test_a_referral_is_one_unit_of_work_with_its_events(sales, events):
 def test_a_failing_referral_stores_neither_account(repository):
     """If storing the referrer fails, the new lead is not stored either: all or nothing."""
 
-    class FailingSave:
+    class FailingSave(Delegating):
         """The adapter, except that saving the referrer breaks (a lost connection, say)."""
 
-        def __init__(self, inner: AccountRepository) -> None:
-            self.inner = inner
-            self.broken = False
+        broken = False
 
         def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
             if self.broken:
                 raise sp.StorageError("the database went away")
             return self.inner.save(account, expected_version=expected_version)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
 
     wrapped = FailingSave(repository)
     sales = sp.SalesProcess(wrapped, clock=sp.FixedClock(at(2026, 6, 1)))  # type: ignore[arg-type]
@@ -150,21 +155,16 @@ def test_a_failing_referral_stores_neither_account(repository):
 def test_a_referral_overtaken_by_a_concurrent_write_is_retried_whole(repository):
     """A conflict on the referrer undoes the lead too; the retry stores both, events once."""
 
-    class OvertakenOnce:
+    class OvertakenOnce(Delegating):
         """The referrer's first save meets a concurrent write (a stale version)."""
 
-        def __init__(self, inner: AccountRepository) -> None:
-            self.inner = inner
-            self.conflicts = 1
+        conflicts = 1
 
         def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
             if account.referrals and self.conflicts:
                 self.conflicts -= 1
                 raise sp.ConflictError("overtaken by a concurrent write")
             return self.inner.save(account, expected_version=expected_version)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
 
     wrapped = OvertakenOnce(repository)
     sales = sp.SalesProcess(wrapped, clock=sp.FixedClock(at(2026, 6, 10)))  # type: ignore[arg-type]
@@ -341,12 +341,10 @@ def test_a_referral_is_stamped_inside_its_unit_of_work(repository):
     sales = sp.SalesProcess(repository, clock=clock)
     acct = customer(sales)
 
-    class OtherDeskFirst:
+    class OtherDeskFirst(Delegating):
         """Another desk stores a referral just before this one's unit of work begins."""
 
-        def __init__(self, inner: AccountRepository) -> None:
-            self.inner = inner
-            self.pending = True
+        pending = True
 
         def atomic(self) -> Any:
             if self.pending:
@@ -354,9 +352,6 @@ def test_a_referral_is_stamped_inside_its_unit_of_work(repository):
                 clock.advance(minutes=1)
                 sales.record_referral(acct.id, "Other", email="other@desk.example")
             return self.inner.atomic()
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
 
     racing = sp.SalesProcess(OtherDeskFirst(repository), clock=clock)  # type: ignore[arg-type]
     lead = racing.record_referral(acct.id, "Mine", email="mine@desk.example")
