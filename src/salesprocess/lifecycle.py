@@ -42,7 +42,7 @@ from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import InvalidTransition, ValidationError
 from salesprocess.stage import Stage
 
-__all__ = ["Guard", "Lifecycle", "TransitionContext", "Transitions"]
+__all__ = ["Guard", "Lifecycle", "TransitionContext", "Transitions", "history_runs_backwards"]
 
 
 @attrs.define(frozen=True, weakref_slot=False)
@@ -120,6 +120,19 @@ _HINTS: Final[Mapping[tuple[str, str], str]] = {
     ("disqualified", "purchase"): "recycle it to prospect and qualify it first",
     ("disqualified", "qualify"): "recycle it to prospect first",
 }
+
+
+def history_runs_backwards(account: Account, event: str, at: datetime) -> ValidationError:
+    """Return the error for ``event`` at ``at``, earlier than ``account``'s last stage change.
+
+    The lifecycle refuses such an event; a command that records something beside the history
+    (a referral that moves no stage, say) refuses it the same way.
+    """
+    return ValidationError(
+        f"account {account.id}: {event} at {at.isoformat()} is earlier than its last "
+        f"change at {account.last_change_at.isoformat()}; history never runs backwards",
+        field="at",
+    )
 
 
 @attrs.frozen
@@ -230,11 +243,7 @@ class Transitions:
             changes = checked_changes(account, changes)
         history = account.history
         if at < (history[-1].at if history else account.created_at):
-            raise ValidationError(
-                f"account {account.id}: {event} at {at.isoformat()} is earlier than its last "
-                f"change at {account.last_change_at.isoformat()}; history never runs backwards",
-                field="at",
-            )
+            raise history_runs_backwards(account, event, at)
         stage = account.stage
         target = self.target(event, TransitionContext(account, at, approved))
         if target is stage:

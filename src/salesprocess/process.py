@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 
@@ -60,7 +60,7 @@ from salesprocess.events import (
     Subscriber,
     stage_changed,
 )
-from salesprocess.lifecycle import Lifecycle, Transitions
+from salesprocess.lifecycle import Lifecycle, Transitions, history_runs_backwards
 from salesprocess.money import Money
 from salesprocess.qualification import (
     QualificationPolicy,
@@ -454,12 +454,7 @@ class SalesProcess:
             reports.clear()  # a report of an attempt that was overtaken was never stored
             if only is not None and account.stage is not only:
                 return account, []
-            if account.screenings and moment < account.screenings[-1].at:
-                raise ValidationError(
-                    f"account {account.id}: screen at {moment.isoformat()} is before its last "
-                    f"screen at {account.screenings[-1].at.isoformat()}; screen in time order",
-                    field="at",
-                )
+            _in_order(account, moment, account.screenings, "screenings")
             report = self._report(account, moment)
             reports.append(report)
             screening = Screening(moment, report.criteria, report.version, report.passed)
@@ -592,13 +587,7 @@ class SalesProcess:
 
         def command(account: Account, moment: datetime) -> _Outcome:
             purchase = _at(checked, moment)
-            if account.purchases and purchase.at < account.purchases[-1].at:
-                raise ValidationError(
-                    f"account {account.id}: purchase at {purchase.at.isoformat()} is before its "
-                    f"last purchase at {account.purchases[-1].at.isoformat()}; record purchases "
-                    "in order",
-                    field="at",
-                )
+            _in_order(account, moment, account.purchases, "purchases")
             return self._fire(
                 account,
                 "purchase",
@@ -613,22 +602,18 @@ class SalesProcess:
     # -- referrals ----------------------------------------------------------------------------
 
     def _may_refer(self, account: Account, what: str) -> None:
-        if "refer" not in self.transitions.events:
-            raise InvalidTransition(
-                f"account {account.id} ({account.name}): this process's lifecycle has no "
-                f"'refer' event, so no account can {what}",
-                account_id=account.id,
-                stage=account.stage,
-                event="refer",
-            )
-        if "refer" not in self.transitions.allowed(account.stage):
-            raise InvalidTransition(
-                f"account {account.id} ({account.name}) is {account.stage}: only an account "
-                f"that can refer (a customer) can {what}",
-                account_id=account.id,
-                stage=account.stage,
-                event="refer",
-            )
+        if "refer" in self.transitions.allowed(account.stage):
+            return
+        if "refer" in self.transitions.events:
+            why = f"is {account.stage}: only an account that can refer (a customer) can {what}"
+        else:
+            why = f"cannot {what}: this process's lifecycle has no 'refer' event"
+        raise InvalidTransition(
+            f"account {account.id} ({account.name}) {why}",
+            account_id=account.id,
+            stage=account.stage,
+            event="refer",
+        )
 
     def ask_for_referrals(
         self,
@@ -648,7 +633,7 @@ class SalesProcess:
         def command(account: Account, moment: datetime) -> _Outcome:
             request = _at(checked, moment)
             self._may_refer(account, "be asked for referrals")
-            _in_order(account, moment, [r.at for r in account.referral_requests], "asks")
+            _in_order(account, moment, account.referral_requests, "asks")
             made.append(request)
             changed = evolve(account, referral_requests=(*account.referral_requests, request))
             return changed, [ReferralRequested(account.id, moment, request)]
@@ -712,6 +697,9 @@ class SalesProcess:
         With ``at`` ``None`` the lead is stamped anew for each attempt, inside the unit of work
         (as :meth:`_update` does), so a retry after a concurrent referral comes after it.
         """
+        # Unlike _update, which retries only a stale save, any conflict inside the unit is
+        # retried: a concurrent capture of the same lead makes the add fail, and the retry
+        # then links the account that writer stored.
         for attempt in range(self.max_retries + 1):
             events: list[DomainEvent] = []
             try:
@@ -759,7 +747,7 @@ class SalesProcess:
                 f"account {referrer.id} was never asked for referrals with request {request!r}",
                 field="request",
             )
-        _in_order(referrer, at, [r.at for r in referrer.referrals], "referrals")
+        _in_order(referrer, at, referrer.referrals, "referrals")
         known = self._known(lead)
         if known is not None and known.id == referrer.id:
             same_email = lead.email is not None and lead.email == referrer.email
@@ -783,14 +771,9 @@ class SalesProcess:
             changed, fired = self._fire(
                 referrer, "refer", at, actor=actor, extra=[recorded], referrals=referrals
             )
-        else:  # no stage change, but history still never runs backwards
-            if at < referrer.last_change_at:
-                raise ValidationError(
-                    f"account {referrer.id}: referral at {at.isoformat()} is earlier than its "
-                    f"last change at {referrer.last_change_at.isoformat()}; history never runs "
-                    "backwards",
-                    field="at",
-                )
+        elif at < referrer.last_change_at:  # no stage change, but no going back either
+            raise history_runs_backwards(referrer, "referral", at)
+        else:
             changed, fired = evolve(referrer, referrals=referrals), [recorded]
         self.repository.save(changed, expected_version=referrer.version)
         events.extend(fired)
@@ -811,7 +794,7 @@ class SalesProcess:
 
         def command(account: Account, moment: datetime) -> _Outcome:
             self._may_refer(account, "hand out referral cards")
-            _in_order(account, moment, [c.at for c in account.referral_cards], "card batches")
+            _in_order(account, moment, account.referral_cards, "card batches")
             code = account.referral_code or self._unused_code()
             cards = attrs.evolve(checked, code=code, at=moment)
             issued.append(cards)
@@ -872,7 +855,7 @@ class SalesProcess:
 
         def command(account: Account, moment: datetime) -> _Outcome:
             preference = _at(checked, moment)
-            _in_order(account, moment, [p.at for p in account.preferences], "preferences")
+            _in_order(account, moment, account.preferences, "preferences")
             changed = evolve(account, preferences=(*account.preferences, preference))
             return changed, [PreferenceLearned(account.id, moment, preference)]
 
@@ -938,12 +921,17 @@ def _may_call(account: Account, at: datetime) -> bool:
     return latest.outcome is not CallOutcome.INTERESTED
 
 
-def _in_order(account: Account, at: datetime, earlier: list[datetime], what: str) -> None:
+class _Dated(Protocol):
+    @property
+    def at(self) -> datetime: ...
+
+
+def _in_order(account: Account, at: datetime, records: Sequence[_Dated], what: str) -> None:
     # Records are kept in time order, so that "the latest" always means the latest made.
-    if earlier and at < earlier[-1]:
+    if records and at < records[-1].at:
         raise ValidationError(
             f"account {account.id}: {at.isoformat()} is before the last of its {what} "
-            f"({earlier[-1].isoformat()}); record {what} in order",
+            f"({records[-1].at.isoformat()}); record {what} in order",
             field="at",
         )
 
