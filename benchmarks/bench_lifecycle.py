@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from transitions import Machine
 
 import salesprocess as sp
-from salesprocess.events import stage_changed
+from salesprocess.events import stage_event
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 
 CYCLE = ("qualify", "disqualify", "recycle")
@@ -51,7 +51,7 @@ def ours(ops: int) -> None:
         name="Acme",
         source=sp.Source(sp.Channel.MARKETING_LIST),
         created_at=START,
-        history=(sp.StageChange(None, sp.Stage.PROSPECT, "capture", START),),
+        history=(sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", START),),
     )
     at = START + timedelta(days=1)
     account = first
@@ -61,7 +61,7 @@ def ours(ops: int) -> None:
             account = first  # accounts keep short histories; restart the cycle
         account, change = table.apply(account, CYCLE[step], at=at, approved=True, reason="bench")
         assert change is not None
-        stage_changed(account.id, change)
+        stage_event(account.id, change)
 
 
 class LiveModel:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from salesprocess.account import Account, Source, StageChange
+from salesprocess.account import Account, HistoryEntry, Source
 from salesprocess.stage import Stage
 from salesprocess.storage import serialise
 from salesprocess.storage.serialise import created_key
@@ -58,7 +58,7 @@ def prospect(number: int) -> Account:
         email=f"buyer{number}@company{number % 997}.example",
         phone=f"+4930{number:08d}",
         attributes={"industry": "manufacturing", "employees": number % 5000, "region": "EU"},
-        history=(StageChange(None, Stage.PROSPECT, "capture", at),),
+        history=(HistoryEntry(None, Stage.PROSPECT, "capture", at),),
     )
 
 
@@ -156,7 +156,7 @@ def build_million(path: Path, count: int) -> list[str]:
             email="email-placeholder@company.example",
             attributes={"industry": "retail", "employees": 40},
             stage=stage,
-            history=(StageChange(None, stage, "capture", T0),),
+            history=(HistoryEntry(None, stage, "capture", T0),),
             version=1,
         )
         templates[stage] = serialise.dumps(template)
@@ -257,7 +257,7 @@ def bench_queries(directory: Path, count: int, runs: int) -> None:
 
     print("(4) load one account with 20 history entries by id")
     changes = tuple(
-        StageChange(
+        HistoryEntry(
             Stage.PROSPECT if n % 2 else Stage.QUALIFIED,
             Stage.QUALIFIED if n % 2 else Stage.PROSPECT,
             "qualify" if n % 2 else "recycle",
@@ -267,7 +267,7 @@ def bench_queries(directory: Path, count: int, runs: int) -> None:
         )
         for n in range(20)
     )
-    history = (StageChange(None, Stage.PROSPECT, "capture", T0), *changes[:19])
+    history = (HistoryEntry(None, Stage.PROSPECT, "capture", T0), *changes[:19])
     stored = repository.add(
         Account(
             "long-history",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import salesprocess as sp
 from salesprocess import strategies
-from salesprocess.account import advance, evolve, stage_change
+from salesprocess.account import unchecked_advance, unchecked_copy, unchecked_history_entry
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 BUILT_IN = (
@@ -202,7 +202,7 @@ def test_account_pickles():
     """An account survives a pickle round trip with interned stages."""
     account = make_account(
         stage="qualified",
-        history=(sp.StageChange(None, sp.Stage.PROSPECT, "capture", T0),),
+        history=(sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", T0),),
     )
     loaded = pickle.loads(pickle.dumps(account))
     assert loaded == account
@@ -230,7 +230,7 @@ def test_stage_is_converted_and_checked():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("history", [sp.StageChange(None, sp.Stage.PROSPECT, "capture", T0)]),
+        ("history", [sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", T0)]),
         ("history", ("not a change",)),
         ("purchases", (sp.Money("1", "EUR"),)),
         ("calls", ("no",)),
@@ -274,8 +274,8 @@ def test_last_change_at_follows_history():
     later = T0 + timedelta(days=3)
     account = make_account(
         history=(
-            sp.StageChange(None, sp.Stage.PROSPECT, "capture", T0),
-            sp.StageChange(sp.Stage.PROSPECT, sp.Stage.QUALIFIED, "qualify", later),
+            sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", T0),
+            sp.HistoryEntry(sp.Stage.PROSPECT, sp.Stage.QUALIFIED, "qualify", later),
         ),
         stage=sp.Stage.QUALIFIED,
     )
@@ -325,7 +325,7 @@ def test_facts_do_not_leak_into_the_account():
     assert account.facts()["industry"] == "manufacturing"
 
 
-# -- the fast evolve ---------------------------------------------------------------------------
+# -- the unchecked copies of the hot path --------------------------------------------------
 
 
 _CHANGES = st.fixed_dictionaries(
@@ -371,7 +371,7 @@ _CHANGES = st.fixed_dictionaries(
 def test_fast_evolve_equals_attrs_evolve(account, changes):
     """account.evolve gives the same account as attrs.evolve for any valid changes."""
     before = [getattr(account, field.name) for field in attrs.fields(sp.Account)]
-    fast = evolve(account, **changes)
+    fast = unchecked_copy(account, **changes)
     slow = attrs.evolve(account, **changes)
     assert type(fast) is sp.Account
     assert fast == slow
@@ -387,7 +387,9 @@ def test_fast_evolve_equals_attrs_evolve(account, changes):
 def test_fast_advance_equals_attrs_evolve(account, stage, keep):
     """account.advance sets exactly the stage and history."""
     history = account.history[:keep]
-    assert advance(account, stage, history) == attrs.evolve(account, stage=stage, history=history)
+    assert unchecked_advance(account, stage, history) == attrs.evolve(
+        account, stage=stage, history=history
+    )
 
 
 @given(
@@ -399,10 +401,10 @@ def test_fast_advance_equals_attrs_evolve(account, stage, keep):
     st.none() | st.text(min_size=1, max_size=5).filter(str.strip),
 )
 def test_fast_stage_change_equals_constructor(from_stage, to_stage, event, at, actor, reason):
-    """account.stage_change builds the same record as StageChange(...)."""
-    assert stage_change(from_stage, to_stage, event, at, actor, reason) == sp.StageChange(
+    """account.unchecked_history_entry builds the same record as HistoryEntry(...)."""
+    assert unchecked_history_entry(
         from_stage, to_stage, event, at, actor, reason
-    )
+    ) == sp.HistoryEntry(from_stage, to_stage, event, at, actor, reason)
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -478,7 +480,7 @@ def test_source_validates_channel_and_texts():
 def test_stage_change_needs_aware_time():
     """A history entry's time must be timezone-aware."""
     with pytest.raises(sp.ValidationError):
-        sp.StageChange(None, sp.Stage.PROSPECT, "capture", datetime(2026, 1, 5))
+        sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", datetime(2026, 1, 5))
 
 
 # -- Stage -------------------------------------------------------------------------------------
@@ -602,7 +604,7 @@ def test_stage_change_fields_are_validated(kwargs, field):
     fields = {"from_stage": None, "to_stage": "prospect", "event": "capture", "at": T0}
     fields.update(kwargs)
     with pytest.raises(sp.ValidationError) as info:
-        sp.StageChange(**fields)
+        sp.HistoryEntry(**fields)
     assert info.value.field == field
 
 

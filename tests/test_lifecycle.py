@@ -49,9 +49,9 @@ def make_account(
     created: datetime = CREATED,
 ) -> sp.Account:
     """An account at ``stage`` whose history ends there (captured at ``created``)."""
-    history = [sp.StageChange(None, sp.Stage.PROSPECT, "capture", created)]
+    history = [sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", created)]
     if stage is not sp.Stage.PROSPECT:
-        history.append(sp.StageChange(sp.Stage.PROSPECT, stage, "setup", created))
+        history.append(sp.HistoryEntry(sp.Stage.PROSPECT, stage, "setup", created))
     return sp.Account(
         id="acct-7",
         name="Acme Tools",
@@ -86,7 +86,7 @@ def test_qualify_when_approved():
         account, "qualify", at=AT, approved=True, actor="mia", reason="override: walk-in"
     )
     assert after.stage is sp.Stage.QUALIFIED
-    assert change == sp.StageChange(
+    assert change == sp.HistoryEntry(
         sp.Stage.PROSPECT, sp.Stage.QUALIFIED, "qualify", AT, "mia", "override: walk-in"
     )
     assert after.history == (*account.history, change)
@@ -500,7 +500,7 @@ def test_user_machine_through_the_service():
 
     poor = sales.fire(poor.id, "nurture_lead", reason="not ready", actor="mia")
     assert poor.stage is sp.Stage("nurture")
-    assert poor.history[-1] == sp.StageChange(
+    assert poor.history[-1] == sp.HistoryEntry(
         sp.Stage.PROSPECT, NURTURE, "nurture_lead", clock.now(), "mia", "not ready"
     )
     assert type(seen[-1]) is sp.StageChanged

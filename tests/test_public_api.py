@@ -28,9 +28,9 @@ DOMAIN_MODULES = (
     "money",
     "process",
     "qualification",
-    "referrals",
+    "referral_codes",
     "rules",
-    "service",
+    "customer_service",
     "stage",
 )
 FORBIDDEN_IN_DOMAIN = {

@@ -12,12 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import salesprocess as sp
-from salesprocess.referrals import (
-    CODE_ALPHABET,
-    new_referral_code,
-    normalise_referral_code,
-    referral_stats,
-)
+from salesprocess.referral_codes import CODE_ALPHABET, new_referral_code, normalise_referral_code
+from salesprocess.reports import referral_stats
 from salesprocess.storage import InMemoryRepository, SQLiteRepository
 from salesprocess.storage.protocol import AccountRepository
 

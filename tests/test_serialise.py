@@ -20,9 +20,9 @@ from salesprocess.account import (
     Attributes,
     Call,
     CallOutcome,
+    HistoryEntry,
     Purchase,
     Source,
-    StageChange,
 )
 from salesprocess.errors import StorageError, ValidationError
 from salesprocess.money import Money
@@ -93,8 +93,8 @@ def test_datetimes_keep_offset_and_zone() -> None:
     ambiguous = datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN)
     value = account(
         history=(
-            StageChange(None, Stage.PROSPECT, "capture", fixed),
-            StageChange(None, Stage.PROSPECT, "capture", ambiguous),
+            HistoryEntry(None, Stage.PROSPECT, "capture", fixed),
+            HistoryEntry(None, Stage.PROSPECT, "capture", ambiguous),
         )
     )
     data = document(value)

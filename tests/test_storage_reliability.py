@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import pytest
 
-from salesprocess.account import Account, Call, CallOutcome, Source, StageChange
+from salesprocess.account import Account, Call, CallOutcome, HistoryEntry, Source
 from salesprocess.errors import ConflictError, NotFound, StorageError
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
@@ -46,7 +46,7 @@ def prospect(account_id: str, **fields: Any) -> Account:
         f"Account {account_id}",
         Source("cold_outreach"),
         T0,
-        history=(StageChange(None, Stage.PROSPECT, "capture", T0),),
+        history=(HistoryEntry(None, Stage.PROSPECT, "capture", T0),),
         **fields,
     )
 

@@ -22,6 +22,7 @@ from salesprocess.account import (
     Call,
     CallOutcome,
     Channel,
+    HistoryEntry,
     Preference,
     Purchase,
     Referral,
@@ -29,10 +30,15 @@ from salesprocess.account import (
     ReferralRequest,
     Screening,
     Source,
-    StageChange,
 )
 from salesprocess.clock import Clock, FixedClock, SystemClock
 from salesprocess.criteria import ClauseResult, Criteria, Explanation
+from salesprocess.customer_service import (
+    RepairOrReplacePolicy,
+    ServiceAction,
+    ServicePolicy,
+    ServiceRecommendation,
+)
 from salesprocess.errors import (
     ConflictError,
     CriteriaError,
@@ -73,7 +79,7 @@ from salesprocess.qualification import (
     QualificationReport,
     ScreenAndCallPolicy,
 )
-from salesprocess.referrals import ReferralReport, ReferralStats
+from salesprocess.reports.referrals import ReferralReport, ReferralStats
 from salesprocess.rules import (
     QualificationRule,
     Rule,
@@ -85,12 +91,6 @@ from salesprocess.rules import (
     not_,
     rule,
     weighted,
-)
-from salesprocess.service import (
-    RepairOrReplacePolicy,
-    ServiceAction,
-    ServicePolicy,
-    ServiceRecommendation,
 )
 from salesprocess.stage import Stage
 
@@ -122,6 +122,7 @@ __all__ = [
     "DomainEvent",
     "Explanation",
     "FixedClock",
+    "HistoryEntry",
     "InvalidTransition",
     "LeadCaptured",
     "LeadScreened",
@@ -156,7 +157,6 @@ __all__ = [
     "ServiceRecommendation",
     "Source",
     "Stage",
-    "StageChange",
     "StageChanged",
     "StorageError",
     "SystemClock",

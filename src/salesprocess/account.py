@@ -5,7 +5,7 @@ returns a new account, and storage keeps it only if nobody else wrote in between
 Immutability is what lets a refused command leave the stored account exactly as it was.
 
 Everything an account carries is a small frozen record: where it came from (:class:`Source`),
-how its stage changed (:class:`StageChange`), what it bought (:class:`Purchase`), the calls made
+how its stage changed (:class:`HistoryEntry`), what it bought (:class:`Purchase`), the calls made
 (:class:`Call`) and the screenings against marketing criteria (:class:`Screening`); the
 referrals it asked for, gave and handed out cards for (:class:`ReferralRequest`,
 :class:`Referral`, :class:`ReferralCards`); and, for customer service, what the customer values
@@ -27,7 +27,7 @@ from salesprocess.clock import require_aware
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.errors import ValidationError
 from salesprocess.money import Money
-from salesprocess.referrals import normalise_referral_code
+from salesprocess.referral_codes import normalise_referral_code
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Call",
     "CallOutcome",
     "Channel",
+    "HistoryEntry",
     "Preference",
     "Purchase",
     "Referral",
@@ -44,7 +45,6 @@ __all__ = [
     "ReferralRequest",
     "Screening",
     "Source",
-    "StageChange",
 ]
 
 
@@ -162,7 +162,7 @@ def _optional_stage(value: object) -> Stage | None:
 
 
 @attrs.frozen(weakref_slot=False)
-class StageChange:
+class HistoryEntry:
     """One entry of an account's stage history.
 
     ``from_stage`` is ``None`` for the entry that created the account. ``reason`` carries an
@@ -459,7 +459,7 @@ class Account:
     phone: str | None = attrs.field(default=None, converter=_phone)
     attributes: Attributes = attrs.field(factory=Attributes, converter=_attributes)
     stage: Stage = attrs.field(default=Stage.PROSPECT, converter=_stage)
-    history: tuple[StageChange, ...] = attrs.field(default=(), validator=_tuple_of(StageChange))
+    history: tuple[HistoryEntry, ...] = attrs.field(default=(), validator=_tuple_of(HistoryEntry))
     purchases: tuple[Purchase, ...] = attrs.field(default=(), validator=_tuple_of(Purchase))
     calls: tuple[Call, ...] = attrs.field(default=(), validator=_tuple_of(Call))
     screenings: tuple[Screening, ...] = attrs.field(default=(), validator=_tuple_of(Screening))
@@ -475,6 +475,14 @@ class Account:
     preferences: tuple[Preference, ...] = attrs.field(default=(), validator=_tuple_of(Preference))
     assets: tuple[Asset, ...] = attrs.field(default=(), validator=_tuple_of(Asset))
     version: int = attrs.field(default=0, validator=_version)
+
+    def with_changes(self, **changes: Any) -> Account:
+        """Return a copy with ``changes``, each converted and validated as on construction.
+
+        Only the changed fields are checked (the rest were when this account was built), and
+        ``version`` is not a field to change: it belongs to storage.
+        """
+        return unchecked_copy(self, **checked_changes(self, changes))
 
     def preference(self, key: str) -> Preference | None:
         """Return the latest preference learned under ``key``, if any."""
@@ -552,19 +560,20 @@ def _compile(cls: type, name: str, params: str, body: list[str]) -> Any:
     return namespace[name]
 
 
-#: ``evolve(account, **changes)``: a copy of ``account`` with ``changes``, skipping validation.
-#: For the domain's own hot path only, where every value passed is already validated or built
-#: from validated parts; anything else should construct an ``Account`` or use ``attrs.evolve``.
-evolve: Callable[..., Account] = _compile(
+#: ``unchecked_copy(account, **changes)``: a copy of ``account`` with ``changes``, NOT validated.
+#: Internal to the hot paths (the lifecycle's transition, an adapter stamping the stored
+#: version), where every value is already validated; everything else uses
+#: :meth:`Account.with_changes`, which checks what it changes.
+unchecked_copy: Callable[..., Account] = _compile(
     Account,
-    "evolve",
+    "unchecked_copy",
     "account, *, " + ", ".join(f"{name}=_KEEP" for name in _FIELDS),
     [f"_set_{name}(new, account.{name} if {name} is _KEEP else {name})" for name in _FIELDS],
 )
 
-#: ``advance(account, stage, history)``: ``evolve`` for the commonest change, a new stage and
-#: history entry, without keyword parsing.
-advance: Callable[[Account, Stage, tuple[StageChange, ...]], Account] = _compile(
+#: ``unchecked_advance(account, stage, history)``: ``unchecked_copy`` for the commonest change,
+#: a new stage and history entry, without keyword parsing. Internal to the lifecycle.
+unchecked_advance: Callable[[Account, Stage, tuple[HistoryEntry, ...]], Account] = _compile(
     Account,
     "advance",
     "account, stage, history",
@@ -574,15 +583,16 @@ advance: Callable[[Account, Stage, tuple[StageChange, ...]], Account] = _compile
     ],
 )
 
-_CHANGE_FIELDS: Final = tuple(field.name for field in attrs.fields(StageChange))
+_CHANGE_FIELDS: Final = tuple(field.name for field in attrs.fields(HistoryEntry))
 
-#: ``stage_change(from_stage, to_stage, event, at, actor, reason)``: a ``StageChange`` built
-#: from values the lifecycle has already checked (``at`` is validated at the command boundary).
-stage_change: Callable[
-    [Stage | None, Stage, str, datetime, str | None, str | None], StageChange
+#: ``unchecked_history_entry(from_stage, to_stage, event, at, actor, reason)``: a
+#: ``HistoryEntry`` built from values the lifecycle has already checked, NOT validated again.
+#: Internal to the lifecycle.
+unchecked_history_entry: Callable[
+    [Stage | None, Stage, str, datetime, str | None, str | None], HistoryEntry
 ] = _compile(
-    StageChange,
-    "stage_change",
+    HistoryEntry,
+    "unchecked_history_entry",
     ", ".join(_CHANGE_FIELDS),
     [f"_set_{name}(new, {name})" for name in _CHANGE_FIELDS],
 )

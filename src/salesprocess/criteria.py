@@ -7,8 +7,9 @@ once (see :mod:`salesprocess.jsonlogic`); every mistake in it is a
 :class:`~salesprocess.errors.CriteriaError` at load time, naming where in the document it is.
 
 A :class:`Criteria` is a :class:`~salesprocess.rules.QualificationRule`: ``evaluate`` gives a
-:class:`~salesprocess.rules.RuleResult`, and ``explain`` tells a person, clause by clause, what
-was asked and what the account's values were.
+:class:`~salesprocess.rules.RuleResult`; ``judge`` gives an :class:`Explanation`, clause by
+clause, of what was asked and what the account's values were, and ``explain`` renders it as
+text for a person.
 
 >>> criteria = Criteria.from_json(
 ...     '{"and": [{"in": [{"var": "industry"}, ["manufacturing", "logistics"]]},'
@@ -389,7 +390,15 @@ class Criteria:
             passed=passed, reason=reason, score=1.0 if passed else 0.0, rule=self.name
         )
 
-    def explain(self, subject: object) -> Explanation:
+    def explain(self, subject: object) -> str:
+        """Return, for a person, the verdict and one line per clause with the values it read.
+
+        It is ``str(self.judge(subject))``: ``explain()`` returns text throughout the library
+        (as :meth:`QualificationReport.explain` and :meth:`ServiceRecommendation.explain` do).
+        """
+        return self.judge(subject).render()
+
+    def judge(self, subject: object) -> Explanation:
         """Judge each top-level clause on its own, with the values it read.
 
         The clauses are the operands of a top-level ``and`` / ``or``; any other document is

@@ -16,6 +16,7 @@ import attrs
 from salesprocess.account import (
     Asset,
     Call,
+    HistoryEntry,
     Preference,
     Purchase,
     Referral,
@@ -23,7 +24,6 @@ from salesprocess.account import (
     ReferralRequest,
     Screening,
     Source,
-    StageChange,
 )
 from salesprocess.stage import Stage
 
@@ -48,7 +48,7 @@ __all__ = [
     "ReferralRequested",
     "StageChanged",
     "Subscriber",
-    "stage_changed",
+    "stage_event",
 ]
 
 
@@ -71,7 +71,7 @@ class LeadCaptured(DomainEvent):
 class StageChanged(DomainEvent):
     """The account moved from one stage to another; ``change`` is its history entry."""
 
-    change: StageChange
+    change: HistoryEntry
 
 
 @attrs.frozen
@@ -182,7 +182,7 @@ _NAMED: dict[str, type[StageChanged]] = {
 }
 
 
-def stage_changed(account_id: str, change: StageChange) -> StageChanged:
+def stage_event(account_id: str, change: HistoryEntry) -> StageChanged:
     """Return the event that names ``change`` best (a plain ``StageChanged`` if none does)."""
     kind: type[StageChanged] = StageChanged
     if change.event == "purchase":

@@ -32,11 +32,11 @@ from statemachine.event import Event
 
 from salesprocess.account import (
     Account,
-    StageChange,
-    advance,
+    HistoryEntry,
     checked_changes,
-    evolve,
-    stage_change,
+    unchecked_advance,
+    unchecked_copy,
+    unchecked_history_entry,
 )
 from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import InvalidTransition, ValidationError
@@ -223,7 +223,7 @@ class Transitions:
         actor: str | None = None,
         reason: str | None = None,
         **changes: Any,
-    ) -> tuple[Account, StageChange | None]:
+    ) -> tuple[Account, HistoryEntry | None]:
         """Fire ``event`` on ``account``; return the new account and its history entry.
 
         ``changes`` are other fields of the new account (a purchase appended, say), written in
@@ -247,12 +247,12 @@ class Transitions:
         stage = account.stage
         target = self.target(event, TransitionContext(account, at, approved))
         if target is stage:
-            return (evolve(account, **changes) if changes else account), None
-        change = stage_change(stage, target, event, at, actor, reason)
+            return (unchecked_copy(account, **changes) if changes else account), None
+        change = unchecked_history_entry(stage, target, event, at, actor, reason)
         history = (*history, change)
         if changes:
-            return evolve(account, stage=target, history=history, **changes), change
-        return advance(account, target, history), change
+            return unchecked_copy(account, stage=target, history=history, **changes), change
+        return unchecked_advance(account, target, history), change
 
     def _refusal(self, account: Account, event: str) -> InvalidTransition:
         stage = account.stage

@@ -24,6 +24,7 @@ from salesprocess.account import (
     Call,
     CallOutcome,
     Channel,
+    HistoryEntry,
     Preference,
     Purchase,
     Referral,
@@ -31,12 +32,16 @@ from salesprocess.account import (
     ReferralRequest,
     Screening,
     Source,
-    StageChange,
-    evolve,
-    stage_change,
+    unchecked_copy,
+    unchecked_history_entry,
 )
 from salesprocess.clock import Clock, SystemClock, require_aware, utc_day
 from salesprocess.contact import normalise_email, normalise_phone
+from salesprocess.customer_service import (
+    RepairOrReplacePolicy,
+    ServicePolicy,
+    ServiceRecommendation,
+)
 from salesprocess.errors import (
     ConflictError,
     CriteriaError,
@@ -58,7 +63,7 @@ from salesprocess.events import (
     ReferralRecorded,
     ReferralRequested,
     Subscriber,
-    stage_changed,
+    stage_event,
 )
 from salesprocess.lifecycle import Lifecycle, Transitions, history_runs_backwards
 from salesprocess.money import Money
@@ -67,17 +72,8 @@ from salesprocess.qualification import (
     QualificationReport,
     ScreenAndCallPolicy,
 )
-from salesprocess.referrals import (
-    ReferralReport,
-    new_referral_code,
-    normalise_referral_code,
-    referral_stats,
-)
-from salesprocess.service import (
-    RepairOrReplacePolicy,
-    ServicePolicy,
-    ServiceRecommendation,
-)
+from salesprocess.referral_codes import new_referral_code, normalise_referral_code
+from salesprocess.reports.referrals import ReferralReport, referral_stats
 from salesprocess.stage import Stage
 from salesprocess.storage.memory import InMemoryRepository
 
@@ -110,10 +106,10 @@ class SalesProcess:
     ``qualification_policy`` decides :meth:`qualify` (default: :class:`ScreenAndCallPolicy`).
     ``lifecycle`` may be a subclass of :class:`~salesprocess.lifecycle.Lifecycle`.
     ``service_policy`` decides :meth:`recommend_service` (default:
-    :class:`~salesprocess.service.RepairOrReplacePolicy`). ``max_retries`` bounds the
+    :class:`~salesprocess.customer_service.RepairOrReplacePolicy`). ``max_retries`` bounds the
     reload-and-retry of a command that met a concurrent write. ``id_factory`` makes ids (of
     accounts, referral requests and assets; default: random UUIDs) and ``code_factory``
-    referral codes (default: :func:`~salesprocess.referrals.new_referral_code`).
+    referral codes (default: :func:`~salesprocess.referral_codes.new_referral_code`).
     """
 
     def __init__(
@@ -237,7 +233,7 @@ class SalesProcess:
         changed, change = self.transitions.apply(
             account, event, at=at, approved=approved, actor=actor, reason=reason, **changes
         )
-        events: list[DomainEvent] = [] if change is None else [stage_changed(account.id, change)]
+        events: list[DomainEvent] = [] if change is None else [stage_event(account.id, change)]
         return changed, events + (extra or [])
 
     # -- queries ------------------------------------------------------------------------------
@@ -350,7 +346,7 @@ class SalesProcess:
             phone=phone,
             attributes=Attributes() if attributes is None else attributes,
             stage=initial,
-            history=(StageChange(None, initial, "capture", at, actor),),
+            history=(HistoryEntry(None, initial, "capture", at, actor),),
         )
 
     def _known(self, lead: Account) -> Account | None:
@@ -393,7 +389,7 @@ class SalesProcess:
                     field="at",
                 )
             blocked = account.do_not_contact or call.outcome is CallOutcome.DO_NOT_CALL
-            changed = evolve(account, calls=(*account.calls, call), do_not_contact=blocked)
+            changed = unchecked_copy(account, calls=(*account.calls, call), do_not_contact=blocked)
             return changed, [CallRecorded(account.id, call.at, call)]
 
         return self._update(account_id, at, command)
@@ -407,10 +403,10 @@ class SalesProcess:
 
     def _report(self, account: Account, at: datetime) -> QualificationReport:
         criteria = self._criteria()
-        # explain() judges the whole document and each clause in one pass, and reports a
+        # judge() judges the whole document and each clause in one pass, and reports a
         # clause that cannot be evaluated on this account's data as failed with its error, so
         # one odd record cannot stop a bulk screen.
-        explanation = criteria.explain(account)
+        explanation = criteria.judge(account)
         return QualificationReport(
             account_id=account.id,
             criteria=criteria.name,
@@ -458,7 +454,7 @@ class SalesProcess:
             report = self._report(account, moment)
             reports.append(report)
             screening = Screening(moment, report.criteria, report.version, report.passed)
-            changed = evolve(account, screenings=(*account.screenings, screening))
+            changed = unchecked_copy(account, screenings=(*account.screenings, screening))
             return changed, [LeadScreened(account.id, moment, screening)]
 
         self._update(account_id, at, command)
@@ -635,7 +631,9 @@ class SalesProcess:
             self._may_refer(account, "be asked for referrals")
             _in_order(account, moment, account.referral_requests, "asks")
             made.append(request)
-            changed = evolve(account, referral_requests=(*account.referral_requests, request))
+            changed = unchecked_copy(
+                account, referral_requests=(*account.referral_requests, request)
+            )
             return changed, [ReferralRequested(account.id, moment, request)]
 
         self._update(account_id, at, command)
@@ -760,7 +758,7 @@ class SalesProcess:
             return known  # referred before by the same referrer: nothing new to record
         if known is None:
             source = Source(Channel.REFERRAL, lead.source.campaign, referrer.id)
-            referred = self.repository.add(evolve(lead, source=source))
+            referred = self.repository.add(unchecked_copy(lead, source=source))
             events.append(LeadCaptured(referred.id, at, referred.source))
         else:
             referred = known
@@ -774,7 +772,7 @@ class SalesProcess:
         elif at < referrer.last_change_at:  # no stage change, but no going back either
             raise history_runs_backwards(referrer, "referral", at)
         else:
-            changed, fired = evolve(referrer, referrals=referrals), [recorded]
+            changed, fired = unchecked_copy(referrer, referrals=referrals), [recorded]
         self.repository.save(changed, expected_version=referrer.version)
         events.extend(fired)
         return referred
@@ -798,7 +796,7 @@ class SalesProcess:
             code = account.referral_code or self._unused_code()
             cards = attrs.evolve(checked, code=code, at=moment)
             issued.append(cards)
-            changed = evolve(
+            changed = unchecked_copy(
                 account,
                 referral_code=cards.code,
                 referral_cards=(*account.referral_cards, cards),
@@ -822,7 +820,7 @@ class SalesProcess:
     def referral_stats(self) -> ReferralReport:
         """Return referrals, conversions and K-factor, overall and per referrer.
 
-        See :func:`~salesprocess.referrals.referral_stats` for the definitions.
+        See :func:`~salesprocess.reports.referrals.referral_stats` for the definitions.
         """
         return referral_stats(self._accounts())
 
@@ -856,7 +854,7 @@ class SalesProcess:
         def command(account: Account, moment: datetime) -> _Outcome:
             preference = _at(checked, moment)
             _in_order(account, moment, account.preferences, "preferences")
-            changed = evolve(account, preferences=(*account.preferences, preference))
+            changed = unchecked_copy(account, preferences=(*account.preferences, preference))
             return changed, [PreferenceLearned(account.id, moment, preference)]
 
         return self._update(account_id, at, command)
@@ -875,7 +873,7 @@ class SalesProcess:
         asset = Asset(self._new_id(), model, installed, expected_life_years, serial)
 
         def command(account: Account, moment: datetime) -> _Outcome:
-            changed = evolve(account, assets=(*account.assets, asset))
+            changed = unchecked_copy(account, assets=(*account.assets, asset))
             return changed, [AssetRegistered(account.id, moment, asset)]
 
         self._update(account_id, at, command)
@@ -947,5 +945,7 @@ def _at(record: _Stamped, moment: datetime) -> _Stamped:
 def _restamped(lead: Account, moment: datetime) -> Account:
     """Return ``lead`` (a new account, not yet stored) as captured at ``moment`` instead."""
     first = lead.history[0]
-    entry = stage_change(None, first.to_stage, first.event, moment, first.actor, first.reason)
-    return evolve(lead, created_at=moment, history=(entry,))
+    entry = unchecked_history_entry(
+        None, first.to_stage, first.event, moment, first.actor, first.reason
+    )
+    return unchecked_copy(lead, created_at=moment, history=(entry,))

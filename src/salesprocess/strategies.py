@@ -34,17 +34,17 @@ from salesprocess.account import (
     Account,
     Asset,
     Channel,
+    HistoryEntry,
     Preference,
     Purchase,
     Referral,
     ReferralCards,
     ReferralRequest,
     Source,
-    StageChange,
 )
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import ISO_4217_CODES, Money
-from salesprocess.referrals import CODE_ALPHABET
+from salesprocess.referral_codes import CODE_ALPHABET
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -238,7 +238,7 @@ def accounts(draw: st.DrawFn, stage: Stage | None = None) -> Account:
         email=contact[0],
         phone=contact[1],
         attributes=draw(attributes()),
-        history=(StageChange(None, Stage.PROSPECT, "capture", created),),
+        history=(HistoryEntry(None, Stage.PROSPECT, "capture", created),),
         do_not_contact=draw(st.booleans()),
         # learned in time order, as learn_preference keeps them ("the latest" is the last)
         preferences=tuple(

@@ -74,6 +74,7 @@ from salesprocess.account import (
     Call,
     CallOutcome,
     Channel,
+    HistoryEntry,
     Preference,
     Purchase,
     Referral,
@@ -81,7 +82,6 @@ from salesprocess.account import (
     ReferralRequest,
     Screening,
     Source,
-    StageChange,
 )
 from salesprocess.errors import ConflictError, NotFound, ValidationError
 from salesprocess.money import ISO_4217_CODES, Money
@@ -319,7 +319,7 @@ def _accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Accou
     """
     stages = st.sampled_from(_STAGES)
     changes = st.builds(
-        StageChange,
+        HistoryEntry,
         _optional(stages),
         stages,
         st.sampled_from(["capture", "qualify", "purchase", "nurture"]),
@@ -404,7 +404,7 @@ def _machine_accounts() -> st.SearchStrategy[Account]:
             phone=phone,
             stage=stage,
             attributes=attributes,
-            history=(StageChange(None, stage, "capture", created_at),),
+            history=(HistoryEntry(None, stage, "capture", created_at),),
             referral_code=code,
         ),
         st.sampled_from(_MACHINE_IDS),
@@ -454,7 +454,7 @@ def _account(
     created_at: datetime = _T0,
     **fields: Any,
 ) -> Account:
-    fields.setdefault("history", (StageChange(None, stage, "capture", created_at),))
+    fields.setdefault("history", (HistoryEntry(None, stage, "capture", created_at),))
     return Account(
         account_id,
         name,
@@ -488,9 +488,9 @@ def _full_account() -> Account:
         },
         stage=Stage.CUSTOMER,
         history=(
-            StageChange(None, Stage.PROSPECT, "capture", _T0, "web"),
-            StageChange(Stage.PROSPECT, Stage.QUALIFIED, "qualify", _T0, "ann", "override"),
-            StageChange(Stage.QUALIFIED, Stage.CUSTOMER, "purchase", _T0 + timedelta(days=3)),
+            HistoryEntry(None, Stage.PROSPECT, "capture", _T0, "web"),
+            HistoryEntry(Stage.PROSPECT, Stage.QUALIFIED, "qualify", _T0, "ann", "override"),
+            HistoryEntry(Stage.QUALIFIED, Stage.CUSTOMER, "purchase", _T0 + timedelta(days=3)),
         ),
         purchases=(
             Purchase(Money("1200.10", "EUR"), _T0 + timedelta(days=3), "INV-1"),
@@ -697,7 +697,7 @@ class RepositoryContract:
             datetime(1900, 1, 1, tzinfo=_zone("America/New_York")),
             datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=_zone("Asia/Kathmandu")),
         )
-        history = tuple(StageChange(None, Stage.PROSPECT, "capture", moment) for moment in moments)
+        history = tuple(HistoryEntry(None, Stage.PROSPECT, "capture", moment) for moment in moments)
         repository = self.repository()
         stored = repository.add(_account(history=history, created_at=moments[1]))
         assert_same_account(stored, repository.get(stored.id))
@@ -711,7 +711,7 @@ class RepositoryContract:
                 name=text,
                 calls=(Call(CallOutcome.INTERESTED, _T0, text),),
                 attributes={text: text},
-                history=(StageChange(None, Stage.PROSPECT, "capture", _T0, text, text),),
+                history=(HistoryEntry(None, Stage.PROSPECT, "capture", _T0, text, text),),
                 email=f"user{index}@hostile.example",
             )
             stored = repository.add(account)
@@ -1366,7 +1366,7 @@ def repository_state_machine(
                 referral_code=referral_code,
                 stage=stage,
                 attributes=attributes,
-                history=(*current.history, StageChange(current.stage, stage, "move", moment)),
+                history=(*current.history, HistoryEntry(current.stage, stage, "move", moment)),
             )
             if _contact_error(self.model, changed) is not None:
                 with _raises(ConflictError):

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from salesprocess.account import Account, evolve
+from salesprocess.account import Account, unchecked_copy
 from salesprocess.errors import ConflictError, NotFound
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
@@ -71,7 +71,7 @@ class InMemoryRepository:
         if account.id in self._accounts:
             raise ConflictError(f"an account with id {account.id} is already stored")
         self._check_contacts(account)
-        stored = evolve(account, version=1)
+        stored = unchecked_copy(account, version=1)
         self._put(account.id, stored, None)
         return stored
 
@@ -92,7 +92,7 @@ class InMemoryRepository:
             if current.version != expected_version:
                 raise stale_write(account.id, current.version, expected_version)
             self._check_contacts(account)
-            stored = evolve(account, version=expected_version + 1)
+            stored = unchecked_copy(account, version=expected_version + 1)
             self._put(account.id, stored, current)
             return stored
 

@@ -53,7 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
         "salesprocess.storage.postgres needs psycopg 3: pip install 'salesprocess[postgres]'"
     ) from error
 
-from salesprocess.account import Account, evolve
+from salesprocess.account import Account, unchecked_copy
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
@@ -365,7 +365,7 @@ class PostgresRepository:
                     connection.execute(_INSERT, row)
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, [account], new=True) from None
-        stored = evolve(account, version=1)
+        stored = unchecked_copy(account, version=1)
         remember(row[7], stored)
         return stored
 
@@ -407,7 +407,7 @@ class PostgresRepository:
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, [account], new=False) from None
         if changed == 1:
-            stored = evolve(account, version=expected_version + 1)
+            stored = unchecked_copy(account, version=expected_version + 1)
             remember(row[7], stored)
             return stored
         if current is None:

@@ -96,7 +96,7 @@ class AccountRepository(Protocol):
         """Return the account whose referral code is ``code``, if any.
 
         Like the email and phone look-ups it takes the key as stored: a code already
-        normalised by :func:`~salesprocess.referrals.normalise_referral_code` (``"K7M4PQ2X"``,
+        normalised by :func:`~salesprocess.referral_codes.normalise_referral_code` (``"K7M4PQ2X"``,
         not ``"k7m4-pq2x"``).
         """
         ...

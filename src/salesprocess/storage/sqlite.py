@@ -52,7 +52,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Final, Literal
 
-from salesprocess.account import Account, evolve
+from salesprocess.account import Account, unchecked_copy
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
@@ -382,7 +382,7 @@ class SQLiteRepository:
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
         account = require_new(account)
-        stored = evolve(account, version=1)
+        stored = unchecked_copy(account, version=1)
         row = account_row(stored)
         with self._using(f"adding account {account.id}") as connection:
             try:
@@ -419,7 +419,7 @@ class SQLiteRepository:
         """Replace the stored account if it is still at ``expected_version``."""
         account = require_account(account)
         expected_version = require_version(expected_version)
-        stored = evolve(account, version=expected_version + 1)
+        stored = unchecked_copy(account, version=expected_version + 1)
         row = account_row(stored)
         with self._using(f"saving account {account.id}") as connection:
             try:

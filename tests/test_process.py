@@ -125,7 +125,7 @@ def test_capture_lead_stores_a_normalised_prospect(sales, events):
     assert account.attributes["employees"] == 120
     assert account.version == 1
     assert account.created_at == at(2026, 1, 5)
-    assert account.history == (sp.StageChange(None, sp.Stage.PROSPECT, "capture", at(2026, 1, 5)),)
+    assert account.history == (sp.HistoryEntry(None, sp.Stage.PROSPECT, "capture", at(2026, 1, 5)),)
     assert sales.get(account.id) == account
     assert events == [sp.LeadCaptured(account.id, at(2026, 1, 5), account.source)]
 
