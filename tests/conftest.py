@@ -1,4 +1,5 @@
-"""Shared fixtures: storage (a throwaway PostgreSQL server, fresh schemas on it).
+"""Shared fixtures: storage (every adapter we ship; a throwaway PostgreSQL server and fresh
+schemas on it).
 
 PostgreSQL tests use ``SALESPROCESS_POSTGRES_DSN`` when it is set; otherwise a server is started
 for the session from the local PostgreSQL binaries (see ``tests/postgres_server.py``). When no
@@ -14,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +71,23 @@ def postgres_schema(postgres_dsn: str) -> Iterator[Callable[[], str]]:
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         for name in made:
             admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory", "postgres"])
+def any_repository(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Every adapter we ship, in turn: what the process promises must hold on each."""
+    from salesprocess.storage import InMemoryRepository, SQLiteRepository  # noqa: PLC0415
+
+    if request.param == "memory":
+        yield InMemoryRepository()
+        return
+    if request.param == "postgres":
+        from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
+
+        made = request.getfixturevalue("postgres_schema")
+        with PostgresRepository(made()) as postgres:
+            yield postgres
+        return
+    path = tmp_path / "sales.db" if request.param == "sqlite-file" else ":memory:"
+    with SQLiteRepository(path) as sqlite:
+        yield sqlite

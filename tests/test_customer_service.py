@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,6 +52,7 @@ def test_usage_section_4_as_written(sales, acct):
     assert rec.action is sp.ServiceAction.REPAIR
     text = rec.explain()
     assert "equipment_strategy = repair_over_upgrade" in text
+    assert 'learned 2026-01-07: "Keeps machines running 15+ years"' in text  # the evidence
     assert "900.00 EUR" in text
     assert "14000.00 EUR" in text
     stored = sales.get(acct.id)
@@ -95,6 +97,8 @@ def test_commands_publish_their_events(sales, acct):
         ({"installed": datetime(2015, 5, 1, tzinfo=UTC)}, "installed"),
         ({"installed": "2015-05-01"}, "installed"),
         ({"expected_life_years": 0}, "expected_life_years"),
+        ({"expected_life_years": -5}, "expected_life_years"),
+        ({"installed": date(2026, 11, 3)}, "installed"),  # the day after it is registered
         ({"expected_life_years": True}, "expected_life_years"),
         ({"expected_life_years": 20.0}, "expected_life_years"),
         ({"model": "  "}, "model"),
@@ -108,6 +112,21 @@ def test_bad_assets_are_refused(sales, acct, kwargs, field):
         sales.register_asset(acct.id, **fields)
     assert caught.value.field == field
     assert sales.get(acct.id) == acct
+
+
+def test_an_asset_installed_after_its_registration_is_refused(sales, acct):
+    """An installation date after the day of ``at`` is refused; that very day is fine."""
+    with pytest.raises(sp.ValidationError, match="installed on 2026-06-02, after the day"):
+        sales.register_asset(
+            acct.id, model="Press", installed=date(2026, 6, 2), expected_life_years=10,
+            at=at(2026, 6, 1),
+        )  # fmt: skip
+    assert sales.get(acct.id) == acct
+    made = sales.register_asset(
+        acct.id, model="Press", installed=date(2026, 6, 1), expected_life_years=10,
+        at=at(2026, 6, 1),
+    )  # fmt: skip
+    assert sales.get(acct.id).assets == (made,)
 
 
 @pytest.mark.parametrize(
@@ -137,6 +156,22 @@ def shop(value: str | None = None) -> Account:
     return Account(
         "a-1", "Acme", Source("referral"), at(2026, 1, 5), assets=(LATHE,), preferences=preferences
     )
+
+
+def test_evidence_is_quoted_short_and_on_one_line():
+    """A long or multi-line evidence is quoted on one line and cut, not pasted whole."""
+    long = "said so\n\n" + "x" * 500
+    preference = Preference("equipment_strategy", "keep_running", at(2026, 1, 7), long)
+    account = attrs.evolve(shop(), preferences=(preference,))
+    text = (
+        sp.RepairOrReplacePolicy()
+        .recommend(account, LATHE, repair_cost=eur("100"), replacement_cost=eur("14000"), on=ON)
+        .explain()
+    )
+    (line,) = [line for line in text.splitlines() if "learned" in line]
+    assert '"said so xxx' in line
+    assert line.endswith('…"')
+    assert len(line) < 220
 
 
 def decide(

@@ -508,7 +508,7 @@ def test_user_machine_through_the_service():
 
     with pytest.raises(sp.InvalidTransition, match="conditions for 'revive'"):
         sales.fire(poor.id, "revive")
-    assert sales.get(poor.id) is poor
+    assert sales.get(poor.id) == poor
     poor = sales.fire(poor.id, "drop")
     assert poor.stage is sp.Stage.DISQUALIFIED
 

@@ -62,7 +62,7 @@ class FlakyRepository:
         if self.failures > 0:
             self.failures -= 1
             if self.interleave is None:
-                raise sp.ConflictError("simulated concurrent write")
+                raise sp.StaleWrite("simulated concurrent write")
             self.interleave(self.inner, account)
         return self.inner.save(account, expected_version=expected_version)
 
@@ -151,12 +151,54 @@ def test_capturing_the_same_email_returns_the_known_account(sales, events):
 def test_capturing_the_same_phone_returns_the_known_account(sales):
     """A second capture with the same normalised phone (another spelling) is the same lead."""
     first = capture(sales)
-    again = sales.capture_lead(
-        name="Acme", phone="+49 (30) 123-4567", email="other@acme.example", channel="referral"
-    )
-    assert again.id == first.id
-    assert again.email == "buyer@acme.example"
+    again = sales.capture(name="Acme", phone="+49 (30) 123-4567", channel="referral")
+    assert again == sp.LeadCapture(first, new=False)
     assert len(sales.repository) == 1
+
+
+def test_capture_says_whether_the_lead_is_new(sales):
+    """capture() answers the account and whether it was new: 201 or 200 for an API."""
+    made = sales.capture("Zeta AG", email="z@zeta.example", channel="inbound_inquiry")
+    assert made.new
+    assert made.account == sales.get(made.account.id)
+    again = sales.capture("Zeta", email="Z@zeta.example", channel="referral")
+    assert again == sp.LeadCapture(made.account, new=False)
+
+
+def test_a_known_phone_with_a_new_email_keeps_the_email(sales, clock):
+    """A known lead's second capture adds the email it lacked, and says so in an event."""
+    events: list[sp.ContactDetailsAdded] = []
+    sales.subscribe(events.append, sp.ContactDetailsAdded)
+    first = sales.capture_lead("Acme", phone="+49 30 1234567", channel="cold_outreach")
+    again = sales.capture(
+        "Acme", phone="+49 (30) 123-4567", email="Buyer@Acme.example", channel="referral"
+    )
+    assert not again.new
+    assert again.account.email == "buyer@acme.example"
+    assert again.account.version == first.version + 1
+    assert sales.find(email="buyer@acme.example") == again.account
+    assert events == [sp.ContactDetailsAdded(first.id, clock.now(), "buyer@acme.example", None)]
+
+
+def test_a_known_phone_with_another_email_is_refused(sales):
+    """Details that contradict the known account are refused, not dropped; nothing changes."""
+    first = capture(sales)
+    with pytest.raises(sp.ConflictError, match=r"whose email is buyer@acme\.example") as info:
+        sales.capture_lead(
+            name="Acme", phone="+49 (30) 123-4567", email="other@acme.example", channel="referral"
+        )
+    assert not isinstance(info.value, sp.StaleWrite)
+    assert sales.get(first.id) == first
+    assert len(sales.repository) == 1
+
+
+def test_an_email_and_a_phone_of_two_accounts_are_refused(sales):
+    """A lead whose email is one account's and phone another's is refused, naming both."""
+    a = sales.capture_lead("A", email="a@x.example", channel="cold_outreach")
+    b = sales.capture_lead("B", phone="+4930555", channel="cold_outreach")
+    with pytest.raises(sp.ConflictError, match=f"{a.id}.*{b.id}"):
+        sales.capture_lead("AB", email="a@x.example", phone="+4930555", channel="referral")
+    assert (sales.get(a.id), sales.get(b.id)) == (a, b)
 
 
 def test_capture_without_email_or_phone_is_refused(sales):
@@ -201,7 +243,7 @@ def test_naive_datetime_is_refused(sales):
         sales.record_call(account.id, sp.CallOutcome.NO_ANSWER, at=datetime(2026, 1, 6))
     with pytest.raises(sp.ValidationError, match="naive"):
         sales.qualify(account.id, override="x", at=datetime(2026, 1, 6))
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 @pytest.mark.parametrize(
@@ -314,7 +356,7 @@ def test_screen_without_criteria_is_refused(clock):
         sales.screen(account.id)
     with pytest.raises(sp.SalesProcessError, match="criteria"):
         sales.call_list()
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_screen_all_screens_every_prospect(sales):
@@ -377,7 +419,7 @@ def test_qualify_refused_lists_what_is_missing_and_stores_nothing(sales, events,
     assert missing in error.missing[0]
     assert missing in str(error)
     assert "override=" in str(error)
-    assert sales.get(account.id) is before
+    assert sales.get(account.id) == before
     assert len(events) == published
 
 
@@ -404,7 +446,7 @@ def test_empty_override_is_refused(sales, override):
     with pytest.raises(sp.ValidationError) as info:
         sales.qualify(account.id, override=override)
     assert info.value.field == "override"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_qualify_from_another_stage_is_invalid(sales):
@@ -415,7 +457,7 @@ def test_qualify_from_another_stage_is_invalid(sales):
             sales.qualify(account.id, override=override, at=at(2026, 1, 7))
         assert not isinstance(info.value, sp.QualificationRefused)
         assert info.value.stage is sp.Stage.QUALIFIED
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_fire_cannot_bypass_the_qualification_policy(sales):
@@ -423,7 +465,7 @@ def test_fire_cannot_bypass_the_qualification_policy(sales):
     account = capture(sales)
     with pytest.raises(sp.InvalidTransition, match="conditions"):
         sales.fire(account.id, "qualify")
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_custom_qualification_policy_decides(clock):
@@ -477,7 +519,7 @@ def test_call_back_needs_a_time(sales):
     with pytest.raises(sp.ValidationError) as info:
         sales.record_call(account.id, sp.CallOutcome.CALL_BACK, at=at(2026, 1, 6))
     assert info.value.field == "callback_at"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_unknown_call_outcome_is_a_validation_error(sales):
@@ -486,7 +528,7 @@ def test_unknown_call_outcome_is_a_validation_error(sales):
     with pytest.raises(sp.ValidationError) as info:
         sales.record_call(account.id, "hung_up", at=at(2026, 1, 6))
     assert info.value.field == "outcome"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_call_before_capture_is_refused(sales):
@@ -495,7 +537,7 @@ def test_call_before_capture_is_refused(sales):
     with pytest.raises(sp.ValidationError, match="before the lead was captured") as info:
         sales.record_call(account.id, sp.CallOutcome.NO_ANSWER, at=at(2026, 1, 4))
     assert info.value.field == "at"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 # -- call list ---------------------------------------------------------------------------------
@@ -627,7 +669,7 @@ def test_reasons_are_required(sales, command, reason):
     with pytest.raises(sp.ValidationError) as info:
         getattr(sales, command)(account.id, reason)
     assert info.value.field == "reason"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_invalid_transition_through_the_service_stores_nothing(sales, events):
@@ -644,7 +686,7 @@ def test_invalid_transition_through_the_service_stores_nothing(sales, events):
             command()
         assert info.value.account_id == account.id
         assert info.value.stage is sp.Stage.PROSPECT
-        assert sales.get(account.id) is account
+        assert sales.get(account.id) == account
     assert len(events) == published
 
 
@@ -657,7 +699,7 @@ def test_fire_to_the_same_stage_stores_nothing(sales, events):
     assert isinstance(events[-1], sp.AccountBecameReferrer)
     published = len(events)
     again = sales.fire(account.id, "refer", at=at(2026, 1, 9))
-    assert again is account
+    assert again == account
     assert again.version == account.version
     assert len(events) == published
 
@@ -703,7 +745,7 @@ def test_negative_purchase_is_refused(sales):
     with pytest.raises(sp.ValidationError, match="negative") as info:
         sales.record_purchase(account.id, sp.Money("-1.00", "EUR"), at=at(2026, 3, 1))
     assert info.value.field == "amount"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 @pytest.mark.parametrize("amount", [12.5, 100, "100.00", None])
@@ -713,7 +755,7 @@ def test_float_or_bare_amount_is_refused(sales, amount):
     with pytest.raises(sp.ValidationError) as info:
         sales.record_purchase(account.id, amount, at=at(2026, 3, 1))
     assert info.value.field == "amount"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
     with pytest.raises(sp.ValidationError):
         sp.Money(12.5, "EUR")
 
@@ -725,7 +767,7 @@ def test_purchase_before_the_last_is_refused(sales):
     with pytest.raises(sp.ValidationError, match="in order") as info:
         sales.record_purchase(account.id, sp.Money("1", "EUR"), at=at(2026, 3, 1))
     assert info.value.field == "at"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_purchase_by_a_prospect_points_to_the_override(sales):
@@ -734,7 +776,7 @@ def test_purchase_by_a_prospect_points_to_the_override(sales):
     with pytest.raises(sp.InvalidTransition, match="override=") as info:
         sales.record_purchase(account.id, sp.Money("1", "EUR"), at=at(2026, 1, 6))
     assert info.value.event == "purchase"
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_purchases_in_two_currencies_are_kept_apart(sales):
@@ -893,7 +935,7 @@ def test_command_gives_up_after_max_retries_and_writes_nothing(clock):
     with pytest.raises(sp.ConflictError, match="gave up after 3 attempts"):
         sales.record_purchase(account.id, sp.Money("10", "EUR"), at=at(2026, 2, 1))
     assert repo.save_calls == 3
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
     assert seen == []
 
 
@@ -905,7 +947,7 @@ def test_no_retries_means_one_attempt(clock):
     repo.failures = 1
     with pytest.raises(sp.ConflictError):
         sales.record_call(account.id, sp.CallOutcome.NO_ANSWER)
-    assert sales.get(account.id) is account
+    assert sales.get(account.id) == account
 
 
 def test_retry_works_on_a_fresh_copy_after_a_concurrent_write(clock):

@@ -121,30 +121,57 @@ class SalesProcessMachine(RuleBasedStateMachine):
         assert utc_day(self.clock.now()) >= before
 
     def _capture(self, email_index: int | None, phone_index: int | None, fit: bool) -> str:
+        """Capture, and check it against the model: new, known (maybe with a detail added),
+        or refused for details that name two accounts or contradict the known one.
+        """
         email = None if email_index is None else EMAILS[email_index]
         phone = None if phone_index is None else PHONES[phone_index]
-        known = (email and self.by_email.get(email)) or (phone and self.by_phone.get(phone))
+        by_email = None if email is None else self.by_email.get(email)
+        by_phone = None if phone is None else self.by_phone.get(phone)
+        known = by_email or by_phone
         count = len(self.sales.repository)
-        account = self.sales.capture_lead(
-            name="Lead",
-            email=None if email is None else email.upper(),
-            phone=phone,
-            channel=sp.Channel.COLD_OUTREACH,
-            attributes={"fit": fit},
+        before = None if known is None else self.sales.get(known)
+        clash = by_email is not None and by_phone is not None and by_email != by_phone
+        contradicts = before is not None and (
+            (email is not None and before.email not in (None, email))
+            or (phone is not None and before.phone not in (None, phone))
         )
-        if known:
-            assert account.id == known
-            assert account.version == self.versions[known]
+        try:
+            done = self.sales.capture(
+                "Lead",
+                email=None if email is None else email.upper(),
+                phone=phone,
+                channel=sp.Channel.COLD_OUTREACH,
+                attributes={"fit": fit},
+            )
+        except sp.ConflictError:
+            assert clash or contradicts, "a capture the model accepts was refused"
             assert len(self.sales.repository) == count
+            assert before is not None
+            assert self.sales.get(before.id) == before
+            return before.id
+        assert not clash, "details of two accounts were accepted"
+        assert not contradicts, "details that contradict the known account were accepted"
+        account = done.account
+        assert done.new is (before is None)
+        if before is not None:
+            assert account.id == before.id
+            assert len(self.sales.repository) == count
+            adds = (email is not None and before.email is None) or (
+                phone is not None and before.phone is None
+            )
+            assert account.version == self.versions[before.id] + adds
+            self.versions[before.id] = account.version
         else:
             assert len(self.sales.repository) == count + 1
             assert account.version == 1
             assert account.stage is sp.Stage.PROSPECT
             self.versions[account.id] = 1
-            if email is not None:
-                self.by_email[email] = account.id
-            if phone is not None:
-                self.by_phone[phone] = account.id
+        if email is not None:
+            self.by_email[email] = account.id
+        if phone is not None:
+            self.by_phone[phone] = account.id
+        assert self.sales.get(account.id) == account
         return account.id
 
     @rule(

@@ -18,6 +18,8 @@ import salesprocess as sp
 SRC = Path(sp.__file__).parent
 DOMAIN_MODULES = (
     "account",
+    "checks",
+    "chronology",
     "clock",
     "contact",
     "errors",
@@ -26,7 +28,6 @@ DOMAIN_MODULES = (
     "jsonlogic",
     "lifecycle",
     "money",
-    "process",
     "qualification",
     "referral_codes",
     "rules",

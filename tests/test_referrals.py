@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 import salesprocess as sp
 from salesprocess.referral_codes import CODE_ALPHABET, new_referral_code, normalise_referral_code
 from salesprocess.reports import referral_stats
-from salesprocess.storage import InMemoryRepository, SQLiteRepository
 from salesprocess.storage.protocol import AccountRepository
 
 
@@ -37,28 +36,10 @@ class Delegating:
         return getattr(self.inner, name)
 
 
-@pytest.fixture(params=["memory", "sqlite-file", "sqlite-memory", "postgres"])
-def repository(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[AccountRepository]:
-    """Every adapter we ship: the referral commands must work the same on each."""
-    if request.param == "memory":
-        yield InMemoryRepository()
-        return
-    if request.param == "postgres":
-        from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
-
-        made = request.getfixturevalue("postgres_schema")
-        with PostgresRepository(made()) as postgres:
-            yield postgres
-        return
-    path = tmp_path / "sales.db" if request.param == "sqlite-file" else ":memory:"
-    with SQLiteRepository(path) as sqlite:
-        yield sqlite
-
-
 @pytest.fixture
-def sales(repository: AccountRepository) -> sp.SalesProcess:
+def sales(any_repository: AccountRepository) -> sp.SalesProcess:
     return sp.SalesProcess(
-        repository,
+        any_repository,
         clock=sp.FixedClock(at(2026, 6, 10)),
         id_factory=counting("id-"),
         code_factory=counting("CODE"),
@@ -124,8 +105,9 @@ def test_a_referral_is_one_unit_of_work_with_its_events(sales, events):
     assert referrer.referrals == (sp.Referral(friend.id, at(2026, 6, 3)),)
 
 
-def test_a_failing_referral_stores_neither_account(repository):
+def test_a_failing_referral_stores_neither_account(any_repository):
     """If storing the referrer fails, the new lead is not stored either: all or nothing."""
+    repository = any_repository
 
     class FailingSave(Delegating):
         """The adapter, except that saving the referrer breaks (a lost connection, say)."""
@@ -148,8 +130,9 @@ def test_a_failing_referral_stores_neither_account(repository):
     assert sales.get(acct.id) == acct
 
 
-def test_a_referral_overtaken_by_a_concurrent_write_is_retried_whole(repository):
+def test_a_referral_overtaken_by_a_concurrent_write_is_retried_whole(any_repository):
     """A conflict on the referrer undoes the lead too; the retry stores both, events once."""
+    repository = any_repository
 
     class OvertakenOnce(Delegating):
         """The referrer's first save meets a concurrent write (a stale version)."""
@@ -159,7 +142,7 @@ def test_a_referral_overtaken_by_a_concurrent_write_is_retried_whole(repository)
         def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
             if account.referrals and self.conflicts:
                 self.conflicts -= 1
-                raise sp.ConflictError("overtaken by a concurrent write")
+                raise sp.StaleWrite("overtaken by a concurrent write")
             return self.inner.save(account, expected_version=expected_version)
 
     wrapped = OvertakenOnce(repository)
@@ -296,8 +279,9 @@ def test_a_churned_customers_card_still_brings_the_lead(sales):
     assert churned.referrals[-1].account_id == lead.id
 
 
-def test_a_lifecycle_without_refer_says_so(repository):
+def test_a_lifecycle_without_refer_says_so(any_repository):
     """A process whose lifecycle has no refer event explains why nobody can be asked."""
+    repository = any_repository
     from statemachine import State, StateMachine  # noqa: PLC0415
 
     class Plain(StateMachine):
@@ -330,9 +314,10 @@ def test_a_phone_only_self_referral_names_the_phone(sales):
     assert caught.value.field == "phone"
 
 
-def test_a_referral_is_stamped_inside_its_unit_of_work(repository):
+def test_a_referral_is_stamped_inside_its_unit_of_work(any_repository):
     """With no ``at``, the clock is read once the unit of work has begun, so a referral that
     another desk stored in the meantime (a minute later) does not make this one "late"."""
+    repository = any_repository
     clock = sp.FixedClock(at(2026, 6, 10))
     sales = sp.SalesProcess(repository, clock=clock)
     acct = customer(sales)

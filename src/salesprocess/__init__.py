@@ -32,6 +32,8 @@ from salesprocess.account import (
     Source,
 )
 from salesprocess.clock import Clock, FixedClock, SystemClock
+from salesprocess.commands import Decision, LeadCapture
+from salesprocess.commands.leads import LeadDetails
 from salesprocess.criteria import ClauseResult, Criteria, Explanation
 from salesprocess.customer_service import (
     RepairOrReplacePolicy,
@@ -47,6 +49,7 @@ from salesprocess.errors import (
     NotFound,
     QualificationRefused,
     SalesProcessError,
+    StaleWrite,
     StorageError,
     ValidationError,
 )
@@ -61,7 +64,9 @@ from salesprocess.events import (
     AccountWonBack,
     AssetRegistered,
     CallRecorded,
+    ContactDetailsAdded,
     DomainEvent,
+    EventBus,
     LeadCaptured,
     LeadScreened,
     PreferenceLearned,
@@ -93,6 +98,7 @@ from salesprocess.rules import (
     weighted,
 )
 from salesprocess.stage import Stage
+from salesprocess.unit_of_work import UnitOfWork
 
 __version__ = "0.1.0"
 
@@ -116,15 +122,20 @@ __all__ = [
     "ClauseResult",
     "Clock",
     "ConflictError",
+    "ContactDetailsAdded",
     "Criteria",
     "CriteriaError",
     "CurrencyMismatch",
+    "Decision",
     "DomainEvent",
+    "EventBus",
     "Explanation",
     "FixedClock",
     "HistoryEntry",
     "InvalidTransition",
+    "LeadCapture",
     "LeadCaptured",
+    "LeadDetails",
     "LeadScreened",
     "Lifecycle",
     "Money",
@@ -158,10 +169,12 @@ __all__ = [
     "Source",
     "Stage",
     "StageChanged",
+    "StaleWrite",
     "StorageError",
     "SystemClock",
     "TransitionContext",
     "Transitions",
+    "UnitOfWork",
     "ValidationError",
     "__version__",
     "all_of",

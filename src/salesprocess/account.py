@@ -23,6 +23,13 @@ from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
 
+from salesprocess.checks import (
+    Validator,
+    instance_validator,
+    int_validator,
+    optional_text_validator,
+    text_validator,
+)
 from salesprocess.clock import require_aware
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.errors import ValidationError
@@ -112,28 +119,9 @@ def _optional_aware(_instance: object, attribute: attrs.Attribute[Any], value: o
         require_aware(value, attribute.name)
 
 
-def _text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            f"{attribute.name} must be non-empty text, got {value!r}", field=attribute.name
-        )
-
-
-def _instance_of(kind: type) -> Any:
-    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        # bool is an int subclass, but True is no count of anything
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ValidationError(
-                f"{attribute.name} must be {kind.__name__}, not {type(value).__name__} {value!r}",
-                field=attribute.name,
-            )
-
-    return check
-
-
-def _optional_text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _text(_instance, attribute, value)
+_text: Final = text_validator
+_optional_text: Final = optional_text_validator
+_instance_of: Final = instance_validator  # a bool passes only for bool: True is no count
 
 
 def _channel(value: object) -> Channel:
@@ -228,15 +216,8 @@ class Screening:
     passed: bool = attrs.field(validator=_instance_of(bool))
 
 
-def _positive(limit: int) -> Any:
-    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise ValidationError(
-                f"{attribute.name} must be an int from 1 to {limit}, got {value!r}",
-                field=attribute.name,
-            )
-
-    return check
+def _positive(limit: int) -> Validator:
+    return int_validator(1, limit)
 
 
 def _optional_code(value: object) -> str | None:
@@ -437,9 +418,7 @@ def _tuple_of(kind: type) -> Any:
     return check
 
 
-def _version(_instance: object, _attribute: object, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"version must be a non-negative int, got {value!r}", field="version")
+_version: Final = int_validator(low=0)
 
 
 @attrs.frozen(weakref_slot=False)

@@ -34,11 +34,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Final, overload
 
 import attrs
 
-from salesprocess.errors import CriteriaError, ValidationError
+from salesprocess.checks import text_validator
+from salesprocess.errors import CriteriaError
 from salesprocess.jsonlogic import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_NODES,
@@ -249,12 +250,7 @@ class _Clause:
     run: CompiledLogic
 
 
-def _check_label(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            f"criteria {attribute.name} must be a non-empty str, not {value!r}",
-            field=attribute.name,
-        )
+_check_label: Final = text_validator
 
 
 def _copy(node: object) -> object:

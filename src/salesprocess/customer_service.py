@@ -16,7 +16,8 @@ The decision is pluggable: any object with :meth:`ServicePolicy.recommend` is a 
 >>> shop = Account("a-1", "Acme", Source("referral"), datetime(2026, 1, 5, tzinfo=UTC),
 ...                assets=(lathe,),
 ...                preferences=(Preference("equipment_strategy", "repair_over_upgrade",
-...                                        datetime(2026, 1, 7, tzinfo=UTC)),))
+...                                        datetime(2026, 1, 7, tzinfo=UTC),
+...                                        evidence="Keeps machines running 15+ years"),))
 >>> rec = RepairOrReplacePolicy().recommend(
 ...     shop, lathe, repair_cost=Money("9000.00", "EUR"),
 ...     replacement_cost=Money("14000.00", "EUR"), on=date(2026, 11, 2))
@@ -27,10 +28,10 @@ REPAIR Lathe L-200 (lathe-1) of account a-1
 - age: 11.5 of 20 years, 42.5% of its life left
 - repair 9000.00 EUR is 64.3% of a replacement at 14000.00 EUR
 - the life left is worth 5944.96 EUR: repair up to that
-- preference equipment_strategy = repair_over_upgrade, learned 2026-01-07
+- preference equipment_strategy = repair_over_upgrade, learned 2026-01-07: "Keeps machines running 15+ years"
 - so repair up to the larger of that and 80% of a replacement: 11200.00 EUR
 - decided: repair 9000.00 EUR <= limit 11200.00 EUR
-"""
+"""  # noqa: E501 - a doctest's expected output is one line
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ from typing import Final, Protocol, runtime_checkable
 import attrs
 
 from salesprocess.account import Account, Asset
+from salesprocess.checks import require_text, shown
 from salesprocess.errors import CurrencyMismatch, ValidationError
 from salesprocess.money import Money
 
@@ -115,7 +117,7 @@ def _share(_instance: object, attribute: attrs.Attribute[Decimal], value: object
     # A Decimal, not a float: 0.8 is not exactly four fifths, and the limit is money.
     if not isinstance(value, Decimal) or not value.is_finite() or not 0 <= value <= 1:
         raise ValidationError(
-            f"{attribute.name} must be a Decimal from 0 to 1, got {value!r}",
+            f"{attribute.name} must be a Decimal from 0 to 1, got {shown(value)}",
             field=attribute.name,
         )
 
@@ -133,11 +135,11 @@ def _texts(value: object, field: str) -> frozenset[str]:
     # A lone string would become a set of its letters: refuse it, as any non-text member.
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ValidationError(
-            f"{field} must be a set of preference values (text), got {value!r}", field=field
+            f"{field} must be a set of preference values (text), got {shown(value)}", field=field
         )
     items = list(value)
     if not all(isinstance(item, str) and item.strip() for item in items):
-        raise ValidationError(f"{field} must hold non-empty text, got {items!r}", field=field)
+        raise ValidationError(f"{field} must hold non-empty text, got {shown(items)}", field=field)
     return frozenset(items)
 
 
@@ -150,10 +152,7 @@ def _upgrade_minded(value: object) -> frozenset[str]:
 
 
 def _key(_instance: object, _attribute: object, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            f"preference_key must be non-empty text, got {value!r}", field="preference_key"
-        )
+    require_text(value, "preference_key")
 
 
 @attrs.frozen
@@ -272,9 +271,11 @@ class RepairOrReplacePolicy:
         if preference is None:
             reasons.append(f"no preference {self.preference_key} learned: the baseline decides")
         else:
+            # Quote what showed the preference: the service profile is the customer's own words.
+            evidence = "" if preference.evidence is None else f': "{_quoted(preference.evidence)}"'
             reasons.append(
                 f"preference {preference.key} = {preference.value}, "
-                f"learned {preference.at.date().isoformat()}"
+                f"learned {preference.at.date().isoformat()}{evidence}"
             )
             if preference.value in self.repair_minded:
                 limit = max(baseline, money(replacement * self.repair_minded_share))
@@ -303,6 +304,15 @@ class RepairOrReplacePolicy:
         )
 
 
+#: How much of a preference's evidence an explanation quotes.
+_QUOTE: Final = 120
+
+
+def _quoted(evidence: str) -> str:
+    text = " ".join(evidence.split())
+    return text if len(text) <= _QUOTE else f"{text[: _QUOTE - 1]}…"
+
+
 def _exponent(amount: Decimal) -> int:
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)  # Money holds finite amounts only
@@ -312,7 +322,7 @@ def _exponent(amount: Decimal) -> int:
 def _cost(value: object, field: str) -> Money:
     if not isinstance(value, Money):
         raise ValidationError(
-            f"{field} must be Money, not {type(value).__name__} {value!r}", field=field
+            f"{field} must be Money, not {type(value).__name__} {shown(value)}", field=field
         )
     if value.is_negative:
         raise ValidationError(f"{field} cannot be negative: {value}", field=field)

@@ -18,6 +18,7 @@ __all__ = [
     "NotFound",
     "QualificationRefused",
     "SalesProcessError",
+    "StaleWrite",
     "StorageError",
     "ValidationError",
 ]
@@ -78,7 +79,23 @@ class QualificationRefused(InvalidTransition):
 
 
 class ConflictError(SalesProcessError):
-    """A write was based on a stale version of the account; nothing was written."""
+    """A write clashes with what is stored; nothing was written.
+
+    A plain ``ConflictError`` is a clash of data: an id, email, phone or referral code that
+    belongs to another account, or contact details that contradict a known account's. Retrying
+    the same write cannot help. :class:`StaleWrite`, its subclass, is the one kind a retry on
+    fresh data can cure.
+    """
+
+
+class StaleWrite(ConflictError):
+    """A write was based on a stale read: the account changed since it was loaded.
+
+    Storage raises it for a save whose ``expected_version`` is no longer the stored one; the
+    unit of work also raises it when a lead it found unknown was captured by another writer
+    before its own add. ``SalesProcess`` commands reload and retry a bounded number of times
+    before it reaches the caller.
+    """
 
 
 class StorageError(SalesProcessError):

@@ -1,4 +1,4 @@
-"""Domain events: what happened, published to subscribers after it is stored.
+"""Domain events: what happened, published to subscribers once it is committed.
 
 Every stage change yields a :class:`StageChanged`; the built-in lifecycle's changes yield the
 named subclass (:class:`AccountQualified`, ...), and a user's added events yield the plain
@@ -8,8 +8,9 @@ named subclass (:class:`AccountQualified`, ...), and a user's added events yield
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any, TypeVar, overload
 
 import attrs
 
@@ -25,6 +26,7 @@ from salesprocess.account import (
     Screening,
     Source,
 )
+from salesprocess.errors import ValidationError
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -38,7 +40,9 @@ __all__ = [
     "AccountWonBack",
     "AssetRegistered",
     "CallRecorded",
+    "ContactDetailsAdded",
     "DomainEvent",
+    "EventBus",
     "LeadCaptured",
     "LeadScreened",
     "PreferenceLearned",
@@ -48,6 +52,7 @@ __all__ = [
     "ReferralRequested",
     "StageChanged",
     "Subscriber",
+    "call_all",
     "stage_event",
 ]
 
@@ -65,6 +70,17 @@ class LeadCaptured(DomainEvent):
     """A new lead entered the process (duplicates of a known lead yield nothing)."""
 
     source: Source
+
+
+@attrs.frozen
+class ContactDetailsAdded(DomainEvent):
+    """A second capture of a known lead brought an email or phone the account lacked.
+
+    ``email`` and ``phone`` are what was added (``None``: that one was not).
+    """
+
+    email: str | None
+    phone: str | None
 
 
 @attrs.frozen
@@ -170,8 +186,71 @@ class AssetRegistered(DomainEvent):
     asset: Asset
 
 
-#: A subscriber receives each event after the change that caused it is stored.
+#: A subscriber receives each event after the change that caused it is committed.
 Subscriber = Callable[[DomainEvent], None]
+
+_Event = TypeVar("_Event", bound=DomainEvent)
+
+
+def _event_type(value: object) -> type[DomainEvent]:
+    if isinstance(value, type) and issubclass(value, DomainEvent):
+        return value
+    raise ValidationError(
+        f"event_type must be DomainEvent or a subclass of it, not {value!r}", field="event_type"
+    )
+
+
+class EventBus:
+    """Who hears which events: handlers by event type, called in subscription order."""
+
+    def __init__(self) -> None:
+        self._handlers: list[tuple[type[DomainEvent], Callable[[Any], None]]] = []
+
+    @overload
+    def subscribe(self, handler: Callable[[DomainEvent], None]) -> Callable[[], None]: ...
+    @overload
+    def subscribe(
+        self, handler: Callable[[_Event], None], event_type: type[_Event]
+    ) -> Callable[[], None]: ...
+    def subscribe(
+        self, handler: Callable[[Any], None], event_type: type[DomainEvent] = DomainEvent
+    ) -> Callable[[], None]:
+        """Call ``handler`` with each published event of ``event_type``; return an unsubscribe.
+
+        Both are checked here, so that a bad subscription fails now and not in a later
+        command, after its change was stored.
+        """
+        if not callable(handler):
+            raise ValidationError(
+                f"handler must be callable, not {type(handler).__name__}", field="handler"
+            )
+        entry = (_event_type(event_type), handler)
+        self._handlers.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._handlers:
+                self._handlers.remove(entry)
+
+        return unsubscribe
+
+    def publish(self, events: Iterable[DomainEvent]) -> None:
+        """Call every matching handler with each event in turn.
+
+        A handler that raises keeps no other from being called; the first exception is
+        re-raised once all have run.
+        """
+        handlers = list(self._handlers)
+        call_all(
+            _bind(handler, event)
+            for event in events
+            for event_type, handler in handlers
+            if isinstance(event, event_type)
+        )
+
+
+def _bind(handler: Callable[[Any], None], event: DomainEvent) -> Callable[[], None]:
+    return lambda: handler(event)
+
 
 _NAMED: dict[str, type[StageChanged]] = {
     "qualify": AccountQualified,
@@ -195,3 +274,19 @@ def stage_event(account_id: str, change: HistoryEntry) -> StageChanged:
     else:
         kind = _NAMED.get(change.event, StageChanged)
     return kind(account_id, change.at, change)
+
+
+def call_all(callbacks: Iterable[Callable[[], None]]) -> None:
+    """Call each callback in order; then re-raise the first exception any of them raised.
+
+    One failing subscriber must not keep the others from hearing of a change that is stored.
+    """
+    first: Exception | None = None
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception as error:
+            if first is None:
+                first = error
+    if first is not None:
+        raise first

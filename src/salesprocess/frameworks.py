@@ -54,7 +54,9 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from decimal import Decimal, InvalidOperation
 from numbers import Real
+from typing import cast
 
+from salesprocess.checks import require_number, shown
 from salesprocess.errors import ValidationError
 from salesprocess.rules import AtLeast, AttributeRule, at_least
 
@@ -133,7 +135,7 @@ def _check_minimum(minimum: object) -> Decimal:
     amount = amount_of(minimum) if not isinstance(minimum, str) else None
     if amount is None or amount < 0 or not amount.is_finite():
         raise ValidationError(
-            f"min_budget must be a number of at least 0, not {minimum!r}", field="min_budget"
+            f"min_budget must be a number of at least 0, not {shown(minimum)}", field="min_budget"
         )
     return amount
 
@@ -206,28 +208,17 @@ def timeline_rule(attribute: str = "timeline", *, max_months: float = 12) -> Att
     >>> [rule.evaluate({"timeline": v}).passed for v in ("Q3", 3, 9, "no")]
     [True, True, False, False]
     """
-    if isinstance(max_months, bool) or not isinstance(max_months, Real) or max_months < 0:
-        raise ValidationError(
-            f"max_timeline_months must be a number of at least 0, not {max_months!r}",
-            field="max_timeline_months",
-        )
+    require_number(max_months, "max_timeline_months", low=0)
 
     def test(value: object) -> bool:
         if isinstance(value, Decimal) and value.is_nan():
             return False
         if isinstance(value, (Real, Decimal)) and not isinstance(value, bool):
-            return 0 <= value <= max_months
+            # Real and Decimal compare with numbers, which the type stubs cannot say.
+            return 0 <= cast("float", value) <= max_months
         return is_established(value)
 
     return AttributeRule(attribute, test, attribute, f"{attribute} within {max_months} months")
-
-
-def _check_required(required: object, count: int) -> int:
-    if isinstance(required, bool) or not isinstance(required, int) or not 1 <= required <= count:
-        raise ValidationError(
-            f"required must be an int from 1 to {count}, not {required!r}", field="required"
-        )
-    return required
 
 
 def bant(
@@ -250,7 +241,7 @@ def bant(
         established("need"),
         timeline_rule("timeline", max_months=max_timeline_months),
     )
-    return at_least(_check_required(required, 4), *components, name=name)
+    return at_least(required, *components, name=name)
 
 
 def champ(
@@ -267,7 +258,7 @@ def champ(
         budget_rule("money", min_budget=min_budget, aliases=("budget",)),
         established("prioritization", aliases=("priority",)),
     )
-    return at_least(_check_required(required, 4), *components, name=name)
+    return at_least(required, *components, name=name)
 
 
 def anum(
@@ -284,7 +275,7 @@ def anum(
         established("urgency"),
         budget_rule("money", min_budget=min_budget, aliases=("budget",)),
     )
-    return at_least(_check_required(required, 4), *components, name=name)
+    return at_least(required, *components, name=name)
 
 
 def meddic(*, required: int = 6, name: str = "MEDDIC") -> AtLeast:
@@ -299,7 +290,7 @@ def meddic(*, required: int = 6, name: str = "MEDDIC") -> AtLeast:
         established("identify_pain", aliases=("pain",)),
         established("champion"),
     )
-    return at_least(_check_required(required, 6), *components, name=name)
+    return at_least(required, *components, name=name)
 
 
 BANT: AtLeast = bant()

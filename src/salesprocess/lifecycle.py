@@ -38,6 +38,7 @@ from salesprocess.account import (
     unchecked_copy,
     unchecked_history_entry,
 )
+from salesprocess.chronology import out_of_order
 from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import InvalidTransition, ValidationError
 from salesprocess.stage import Stage
@@ -128,11 +129,10 @@ def history_runs_backwards(account: Account, event: str, at: datetime) -> Valida
     The lifecycle refuses such an event; a command that records something beside the history
     (a referral that moves no stage, say) refuses it the same way.
     """
-    return ValidationError(
-        f"account {account.id}: {event} at {at.isoformat()} is earlier than its last "
-        f"change at {account.last_change_at.isoformat()}; history never runs backwards",
-        field="at",
-    )
+    return out_of_order(
+        account, event, at, since="its last change", earlier=account.last_change_at,
+        rule="history never runs backwards",
+    )  # fmt: skip
 
 
 @attrs.frozen

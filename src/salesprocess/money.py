@@ -18,6 +18,7 @@ from typing import Final
 
 import attrs
 
+from salesprocess.checks import shown
 from salesprocess.errors import CurrencyMismatch, ValidationError
 
 __all__ = ["ISO_4217_CODES", "Money"]
@@ -45,7 +46,7 @@ def _to_decimal(value: object) -> Decimal:
     if isinstance(value, bool | float):
         raise ValidationError(
             f"amount must be a Decimal, an int or a decimal string, not {type(value).__name__} "
-            f"{value!r}: floats cannot hold money exactly (write Money('{value}', ...))",
+            f"{shown(value)}: floats cannot hold money exactly (write Money('{value}', ...))",
             field="amount",
         )
     if isinstance(value, Decimal):
@@ -57,7 +58,7 @@ def _to_decimal(value: object) -> Decimal:
             amount = Decimal(value.strip())
         except InvalidOperation:
             raise ValidationError(
-                f"amount {value!r} is not a decimal number", field="amount"
+                f"amount {shown(value)} is not a decimal number", field="amount"
             ) from None
     else:
         raise ValidationError(
@@ -65,7 +66,7 @@ def _to_decimal(value: object) -> Decimal:
             field="amount",
         )
     if not amount.is_finite():
-        raise ValidationError(f"amount must be finite, not {value!r}", field="amount")
+        raise ValidationError(f"amount must be finite, not {shown(value)}", field="amount")
     return amount
 
 
@@ -74,7 +75,9 @@ def _check_currency(_instance: object, _attribute: object, code: str) -> None:
         hint = ""
         if isinstance(code, str) and code.strip().upper() in ISO_4217_CODES:
             hint = f" (did you mean {code.strip().upper()!r}?)"
-        raise ValidationError(f"currency {code!r} is not an ISO 4217 code{hint}", field="currency")
+        raise ValidationError(
+            f"currency {shown(code)} is not an ISO 4217 code{hint}", field="currency"
+        )
 
 
 @attrs.frozen(eq=False, repr=False)

@@ -21,13 +21,19 @@ take either such a Mapping or any object with a ``facts()`` method returning one
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Real
-from typing import Any, Protocol, overload, runtime_checkable
+from typing import Any, Final, Protocol, overload, runtime_checkable
 
 import attrs
 
+from salesprocess.checks import (
+    bool_validator,
+    instance_validator,
+    require_int,
+    require_number,
+    shown,
+    text_validator,
+)
 from salesprocess.errors import ValidationError
 
 __all__ = [
@@ -53,25 +59,9 @@ __all__ = [
 Facts = Mapping[str, object]
 
 
-def _check_bool(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValidationError(
-            f"{attribute.name} must be a bool, not {value!r}", field=attribute.name
-        )
-
-
-def _check_text(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str):
-        raise ValidationError(
-            f"{attribute.name} must be a str, not {value!r}", field=attribute.name
-        )
-
-
-def _check_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            f"{attribute.name} must be a non-empty str, not {value!r}", field=attribute.name
-        )
+_check_bool: Final = bool_validator
+_check_text: Final = instance_validator(str)
+_check_name: Final = text_validator
 
 
 def _to_results(value: Iterable[RuleResult]) -> tuple[RuleResult, ...]:
@@ -83,12 +73,7 @@ def _to_names(value: Iterable[str]) -> tuple[str, ...]:
 
 
 def _to_score(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValidationError(f"score must be a number from 0 to 1, not {value!r}", field="score")
-    score = float(value)
-    if not 0.0 <= score <= 1.0:  # also refuses NaN
-        raise ValidationError(f"score must be from 0 to 1, not {value!r}", field="score")
-    return score
+    return require_number(value, "score", low=0, high=1)
 
 
 @attrs.frozen
@@ -104,7 +89,7 @@ class RuleResult:
     >>> RuleResult(passed=True, reason="?", score=1.5, rule="budget")
     Traceback (most recent call last):
     ...
-    salesprocess.errors.ValidationError: score must be from 0 to 1, not 1.5
+    salesprocess.errors.ValidationError: score must be a number from 0 to 1, got 1.5
     """
 
     passed: bool = attrs.field(validator=_check_bool)
@@ -306,7 +291,7 @@ def _check_rules(rules: Iterable[object], *, fewest: int = 1) -> tuple[Qualifica
     for r in checked:
         if not isinstance(r, QualificationRule):
             raise ValidationError(
-                f"{r!r} is not a QualificationRule (it needs name and evaluate(account))",
+                f"{shown(r)} is not a QualificationRule (it needs name and evaluate(account))",
                 field="rules",
             )
     if len(checked) < fewest:
@@ -389,16 +374,7 @@ class AtLeast:
     )
 
     def __attrs_post_init__(self) -> None:
-        if (
-            isinstance(self.required, bool)
-            or not isinstance(self.required, int)
-            or not 1 <= self.required <= len(self.rules)
-        ):
-            raise ValidationError(
-                f"required must be an int from 1 to {len(self.rules)} (the number of rules), "
-                f"not {self.required!r}",
-                field="required",
-            )
+        require_int(self.required, "required", low=1, high=len(self.rules))
 
     def evaluate(self, account: Any) -> RuleResult:
         """Evaluate every rule, pass if enough pass."""
@@ -444,17 +420,15 @@ def _check_weights(
     rules = _check_rules(r for r, _ in pairs)
     checked = []
     for r, w in zip(rules, (w for _, w in pairs), strict=True):
-        if isinstance(w, bool) or not isinstance(w, Real) or not math.isfinite(w) or w <= 0:
-            raise ValidationError(
-                f"the weight of {r.name} must be a positive number, not {w!r}", field="weights"
-            )
-        checked.append((r, float(w)))
+        try:
+            checked.append((r, require_number(w, "weights", positive=True)))
+        except ValidationError as exc:
+            raise ValidationError(f"{exc} (the weight of {r.name})", field="weights") from None
     return tuple(checked)
 
 
 def _check_threshold(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
-        raise ValidationError(f"threshold must be from 0 to 1, not {value!r}", field="threshold")
+    require_number(value, "threshold", low=0, high=1)
 
 
 @attrs.frozen
@@ -516,8 +490,8 @@ def at_least(required: int, *rules: QualificationRule, name: str | None = None) 
     >>> at_least(3, yes, no)
     Traceback (most recent call last):
     ...
-    salesprocess.errors.ValidationError: required must be an int from 1 to 2 (the number of rules), not 3
-    """  # noqa: E501
+    salesprocess.errors.ValidationError: required must be an int from 1 to 2, got 3
+    """
     return AtLeast(required, rules) if name is None else AtLeast(required, rules, name)
 
 

@@ -83,7 +83,7 @@ from salesprocess.account import (
     Screening,
     Source,
 )
-from salesprocess.errors import ConflictError, NotFound, ValidationError
+from salesprocess.errors import ConflictError, NotFound, StaleWrite, ValidationError
 from salesprocess.money import ISO_4217_CODES, Money
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import MAX_PAGE, MAX_VERSION, AccountRepository
@@ -821,13 +821,13 @@ class RepositoryContract:
         assert_same_account(saved, repository.get("acc-1"))
         assert repository.save(saved, expected_version=2).version == 3
 
-    def test_stale_save_raises_conflict_and_writes_nothing(self) -> None:
-        """save() at an old (or future) version raises ConflictError and changes nothing."""
+    def test_stale_save_raises_stale_write_and_writes_nothing(self) -> None:
+        """save() at an old (or future) version raises StaleWrite and changes nothing."""
         repository = self.repository()
         stored = repository.add(_account())
         current = repository.save(attrs.evolve(stored, name="Second"), expected_version=1)
         for stale in (1, 0, 3, 99):
-            with _raises(ConflictError):
+            with _raises(StaleWrite):
                 repository.save(attrs.evolve(stored, name="Lost update"), expected_version=stale)
         assert_same_account(current, repository.get("acc-1"))
 
@@ -1190,6 +1190,102 @@ class RepositoryContract:
                 repository.add(_account("c", email="ann@acme.example"))
             repository.add(_account("d"))
         assert [a.id for a in repository.page()] == ["a", "b", "d"]
+
+    def test_a_clash_of_keys_is_a_conflict_not_a_stale_write(self) -> None:
+        """A taken id, email or phone raises a plain ConflictError: a retry cannot cure it."""
+        repository = self.repository()
+        stored = repository.add(_account("a", email="ann@acme.example", phone="+4930111"))
+        bob = repository.add(_account("b"))
+        attempts: tuple[Callable[[], object], ...] = (
+            lambda: repository.add(_account("a")),
+            lambda: repository.add(_account("c", email="ann@acme.example")),
+            lambda: repository.save(attrs.evolve(bob, phone="+4930111"), expected_version=1),
+        )
+        for attempt in attempts:
+            with _raises(ConflictError):
+                try:
+                    attempt()
+                except StaleWrite as error:
+                    raise AssertionError(f"a clash of keys raised StaleWrite: {error}") from None
+        assert_same_account(stored, repository.get("a"))
+
+    def test_after_commit_outside_a_block_runs_at_once(self) -> None:
+        """With no atomic() block open, after_commit calls the callback before it returns."""
+        repository = self.repository()
+        repository.add(_account("a"))
+        seen: list[str] = []
+        repository.after_commit(lambda: seen.append("now"))
+        assert seen == ["now"]
+
+    def test_after_commit_waits_for_the_outermost_block(self) -> None:
+        """Inside blocks, callbacks run in order once the outermost block has committed."""
+        repository = self.repository()
+        seen: list[str] = []
+        with repository.atomic():
+            repository.add(_account("a"))
+            repository.after_commit(lambda: seen.append("first"))
+            with repository.atomic():
+                repository.after_commit(lambda: seen.append("inner"))
+            assert seen == []  # an inner block's end is no commit
+            repository.after_commit(lambda: seen.append("last"))
+            assert seen == []
+        assert seen == ["first", "inner", "last"]
+
+    def test_after_commit_callbacks_of_a_rolled_back_block_never_run(self) -> None:
+        """A block that rolls back drops its callbacks; an inner one drops only its own."""
+        repository = self.repository()
+        seen: list[str] = []
+        with _raises(_Rollback), repository.atomic():
+            repository.add(_account("a"))
+            repository.after_commit(lambda: seen.append("undone"))
+            raise _Rollback
+        with repository.atomic():
+            repository.after_commit(lambda: seen.append("kept"))
+            with _raises(_Rollback), repository.atomic():
+                repository.add(_account("b"))
+                repository.after_commit(lambda: seen.append("inner undone"))
+                raise _Rollback
+        assert seen == ["kept"]
+        with _raises(_Rollback), repository.atomic():
+            with repository.atomic():
+                repository.after_commit(lambda: seen.append("inner, outer undone"))
+            raise _Rollback
+        assert seen == ["kept"]
+
+    def test_after_commit_callbacks_see_the_committed_writes(self) -> None:
+        """A callback may read the store, and finds what the committed block wrote."""
+        repository = self.repository()
+        found: list[int] = []
+        with repository.atomic():
+            repository.add(_account("a"))
+            repository.after_commit(lambda: found.append(repository.get("a").version))
+        assert found == [1]
+
+    def test_a_failing_callback_keeps_neither_the_others_nor_the_commit_back(self) -> None:
+        """Every callback runs; the first one's error then reaches the block; the writes stand."""
+        repository = self.repository()
+        seen: list[str] = []
+
+        def fail() -> None:
+            raise _Rollback
+
+        with _raises(_Rollback), repository.atomic():
+            repository.add(_account("a"))
+            repository.after_commit(fail)
+            repository.after_commit(lambda: seen.append("after the failure"))
+        assert seen == ["after the failure"]
+        assert repository.get("a").version == 1
+        seen.clear()
+        repository.after_commit(lambda: seen.append("next block"))
+        assert seen == ["next block"]  # nothing was left held
+
+    def test_after_commit_refuses_what_is_not_callable(self) -> None:
+        """after_commit(None) raises ValidationError and holds nothing."""
+        repository = self.repository()
+        with _raises(ValidationError):
+            repository.after_commit(None)  # type: ignore[arg-type]
+        with repository.atomic(), _raises(ValidationError):
+            repository.after_commit("publish")  # type: ignore[arg-type]
 
     def test_add_many_stores_all_and_counts(self) -> None:
         """add_many() stores every account at version 1 and returns how many."""

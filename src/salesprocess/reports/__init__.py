@@ -7,6 +7,15 @@ the storage protocol only.
 
 from __future__ import annotations
 
+from salesprocess.reports.call_list import call_list, may_call
 from salesprocess.reports.referrals import ReferralReport, ReferralStats, referral_stats
+from salesprocess.reports.stages import stage_counts
 
-__all__ = ["ReferralReport", "ReferralStats", "referral_stats"]
+__all__ = [
+    "ReferralReport",
+    "ReferralStats",
+    "call_list",
+    "may_call",
+    "referral_stats",
+    "stage_counts",
+]

@@ -12,14 +12,17 @@ block has ended: other threads wait for it, as with the SQL adapters.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from salesprocess.account import Account, unchecked_copy
 from salesprocess.errors import ConflictError, NotFound
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
+    AfterCommit,
+    call_all,
     require_account,
+    require_callback,
     require_new,
     require_one_key,
     require_page,
@@ -47,6 +50,7 @@ class InMemoryRepository:
         }
         # Undo entries of the open atomic() blocks: (id, account before or None if added).
         self._undo: list[tuple[str, Account | None]] | None = None
+        self._after_commit = AfterCommit()
 
     def __len__(self) -> int:
         with self._lock:
@@ -193,14 +197,27 @@ class InMemoryRepository:
             if outer:
                 self._undo = []
             mark = len(self._undo)  # type: ignore[arg-type]
+            held = self._after_commit.mark()
             try:
                 yield
             except BaseException:
                 self._rollback(mark)
+                self._after_commit.discard(held)
                 raise
             finally:
                 if outer:
                     self._undo = None
+            committed = self._after_commit.take() if outer else []
+        call_all(committed)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now, or when the outermost open ``atomic()`` block commits."""
+        require_callback(callback)
+        with self._lock:  # another thread's open block is not ours: wait for it to end
+            if self._undo is not None:
+                self._after_commit.hold(callback)
+                return
+        call_all([callback])
 
     def _rollback(self, mark: int) -> None:
         assert self._undo is not None

@@ -29,6 +29,10 @@ transaction or connection it did not begin.
 - ``atomic()`` is ``connection.transaction()``: a transaction of its own when none is open, a
   savepoint inside the app's otherwise; nested blocks are savepoints.
 - A connection whose transaction has already failed raises ``StorageError``: roll it back first.
+- ``after_commit`` callbacks (how ``SalesProcess`` publishes its events) wait for the outermost
+  ``atomic()`` block. The repository cannot see the commit of a transaction the app began
+  itself, so there they run when the outermost block ends (or at once, outside any block):
+  to publish only what is committed, let ``atomic()`` begin the transaction.
 
 Every psycopg error is translated: a unique violation becomes ``ConflictError``, anything else
 (connection lost, server shut down, permission denied) ``StorageError``.
@@ -40,7 +44,7 @@ whole of an ``atomic()`` block. Use one repository per thread, or per process, f
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final
 
@@ -58,7 +62,10 @@ from salesprocess.errors import ConflictError, NotFound, StorageError, Validatio
 from salesprocess.stage import Stage
 from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
 from salesprocess.storage.protocol import (
+    AfterCommit,
+    call_all,
     require_account,
+    require_callback,
     require_new,
     require_one_key,
     require_page,
@@ -170,6 +177,8 @@ class PostgresRepository:
 
     def __init__(self, dsn_or_connection: str | psycopg.Connection[Any]) -> None:
         self._lock = threading.RLock()
+        self._depth = 0  # atomic() blocks open
+        self._after_commit = AfterCommit()
         if isinstance(dsn_or_connection, psycopg.Connection):
             self._connection: psycopg.Connection[Any] | None = dsn_or_connection
             self._owned = False
@@ -548,12 +557,33 @@ class PostgresRepository:
                 transaction.__enter__()
             except psycopg.Error as exc:
                 raise StorageError(f"PostgreSQL: opening a transaction failed: {exc}") from exc
+            self._depth += 1
+            held = self._after_commit.mark()
             try:
-                yield
-            except BaseException as exc:
-                transaction.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            try:
-                transaction.__exit__(None, None, None)
-            except psycopg.Error as exc:
-                raise StorageError(f"PostgreSQL: committing failed: {exc}") from exc
+                try:
+                    yield
+                except BaseException as exc:
+                    self._after_commit.discard(held)
+                    transaction.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
+                try:
+                    transaction.__exit__(None, None, None)
+                except psycopg.Error as exc:
+                    self._after_commit.discard(held)
+                    raise StorageError(f"PostgreSQL: committing failed: {exc}") from exc
+            finally:
+                self._depth -= 1
+            committed = self._after_commit.take() if self._depth == 0 else []
+        call_all(committed)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now, or when the outermost open ``atomic()`` block ends committed.
+
+        See the module documentation for a transaction the app began itself.
+        """
+        require_callback(callback)
+        with self._lock:  # another thread's open block is not ours: wait for it to end
+            if self._depth:
+                self._after_commit.hold(callback)
+                return
+        call_all([callback])

@@ -6,7 +6,8 @@ proves an adapter keeps every promise made here.
 
 Versions make writes safe without locks held across a command: an account read at version
 ``v`` may be saved only while the stored version is still ``v``; the store then keeps it at
-``v + 1``. A stale save raises :class:`~salesprocess.errors.ConflictError` and writes nothing.
+``v + 1``. A stale save raises :class:`~salesprocess.errors.StaleWrite` (a
+:class:`~salesprocess.errors.ConflictError`) and writes nothing.
 Versions are ints from 1 to :data:`MAX_VERSION` (2**31 - 1, what PostgreSQL's ``integer`` column
 holds), so ``expected_version`` is an int from 0 to ``MAX_VERSION - 1``; anything else (a float,
 a ``bool``, a ``Decimal``, a negative or too large int) raises
@@ -18,19 +19,25 @@ refuses a bad argument with the same ``ValidationError``; an adapter of your own
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Final, Protocol, runtime_checkable
 
 from salesprocess.account import Account
-from salesprocess.errors import ConflictError, ValidationError
+from salesprocess.checks import require_instance, require_int
+from salesprocess.errors import StaleWrite, ValidationError
+from salesprocess.events import call_all
 from salesprocess.stage import Stage
 
 __all__ = [
     "MAX_PAGE",
     "MAX_VERSION",
     "AccountRepository",
+    "AfterCommit",
+    "call_all",
+    "every_account",
     "require_account",
+    "require_callback",
     "require_new",
     "require_one_key",
     "require_page",
@@ -76,9 +83,10 @@ class AccountRepository(Protocol):
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``.
 
-        Returns the account as stored, at ``expected_version + 1``. Raises ``ConflictError``
-        (writing nothing) if the stored version differs or the new contact details or referral
-        code belong to another account, and ``NotFound`` if the account was never added. Raises
+        Returns the account as stored, at ``expected_version + 1``. Raises ``StaleWrite``
+        (writing nothing) if the stored version differs, ``ConflictError`` if the new contact
+        details or referral code belong to another account, and ``NotFound`` if the account
+        was never added. Raises
         ``ValidationError`` (writing nothing) if ``account`` is not an ``Account`` or
         ``expected_version`` is not an int from 0 to ``MAX_VERSION - 1``.
         """
@@ -141,6 +149,17 @@ class AccountRepository(Protocol):
         """Return a context in which every write lands together or not at all (nestable)."""
         ...
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the writes made so far are committed, never if undone.
+
+        With no ``atomic()`` block open the writes are committed already: it is called at
+        once. Inside a block it waits for the outermost block to commit, and is dropped if
+        that block, or the nested block it was registered in, rolls back. Callbacks run in the
+        order registered; an exception from one reaches the code that ended the block (the
+        commit stands) after the others have run. :class:`AfterCommit` implements this.
+        """
+        ...
+
 
 def require_new(account: object) -> Account:
     """Refuse to ``add`` anything but a new account: an ``Account`` at version 0.
@@ -172,15 +191,7 @@ def require_version(value: object, field: str = "expected_version") -> int:
     ``bool`` is refused although it is an ``int``; so are floats (``1.0``) and ``Decimal``.
     The stored version, ``value + 1``, then fits every adapter's column.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(
-            f"{field} must be an int, not {type(value).__name__} {value!r}", field=field
-        )
-    if not 0 <= value < MAX_VERSION:
-        raise ValidationError(
-            f"{field} must be from 0 to {MAX_VERSION - 1}, got {value}", field=field
-        )
-    return value
+    return require_int(value, field, low=0, high=MAX_VERSION - 1)
 
 
 def require_page(after: object, limit: object) -> None:
@@ -190,14 +201,7 @@ def require_page(after: object, limit: object) -> None:
             f"after must be an account id (str) or None, not {type(after).__name__}",
             field="after",
         )
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ValidationError(
-            f"limit must be an int, not {type(limit).__name__} {limit!r}", field="limit"
-        )
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(
-            f"limit must be at least 1 and at most {MAX_PAGE}, got {limit}", field="limit"
-        )
+    require_int(limit, "limit", low=1, high=MAX_PAGE)
 
 
 #: The keys an account is unique by besides its id, as ``find_id`` names them.
@@ -232,17 +236,65 @@ def require_one_key(
             field=", ".join(given),
         )
     kind = given[0]
-    value = values[_KEYS.index(kind)]
-    if not isinstance(value, str):
-        raise ValidationError(
-            f"{kind} must be a str, not {type(value).__name__} {value!r}", field=kind
-        )
-    return kind, value  # a str subclass: accepted like a str
+    return kind, require_instance(values[_KEYS.index(kind)], kind, str)  # a str subclass too
 
 
-def stale_write(account_id: str, stored_version: int, expected_version: int) -> ConflictError:
+def stale_write(account_id: str, stored_version: int, expected_version: int) -> StaleWrite:
     """Return the error every adapter raises for a save based on a stale version."""
-    return ConflictError(
+    return StaleWrite(
         f"account {account_id} was changed by someone else: stored version "
         f"{stored_version}, this write expected {expected_version}"
     )
+
+
+class AfterCommit:
+    """The callbacks an adapter holds for :meth:`AccountRepository.after_commit`.
+
+    Under its own lock, an adapter calls :meth:`hold` from ``after_commit`` when an ``atomic()``
+    block is open (with none open it calls the callback at once, through :func:`call_all`),
+    :meth:`mark` when a block begins, :meth:`discard` with that mark when the block rolls back,
+    and :meth:`take` when the outermost block has committed; it calls what ``take`` returned
+    with :func:`call_all` once it has let go of its lock, so that a callback may use the store.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[], None]] = []
+
+    def hold(self, callback: Callable[[], None]) -> None:
+        """Keep ``callback`` until the outermost block commits (or drop it if it rolls back)."""
+        self._pending.append(callback)
+
+    def mark(self) -> int:
+        """Return the position to :meth:`discard` back to if the block that begins rolls back."""
+        return len(self._pending)
+
+    def discard(self, mark: int) -> None:
+        """Drop the callbacks held since ``mark``: their writes were undone."""
+        del self._pending[mark:]
+
+    def take(self) -> list[Callable[[], None]]:
+        """Return and forget every held callback: the outermost block has committed."""
+        pending, self._pending = self._pending, []
+        return pending
+
+
+def require_callback(callback: object) -> Callable[[], None]:
+    """Refuse an ``after_commit`` callback that is not callable, before anything is held."""
+    if not callable(callback):
+        raise ValidationError(
+            f"after_commit needs a callable, not {type(callback).__name__}", field="callback"
+        )
+    return callback
+
+
+def every_account(repository: AccountRepository, *, page_size: int = 1000) -> Iterator[Account]:
+    """Yield every stored account once, by id, a page of ``page_size`` at a time."""
+    after: str | None = None
+    while True:
+        page = repository.page(after=after, limit=page_size)
+        yield from page
+        if len(page) < page_size:
+            return
+        after = page[-1].id

@@ -67,6 +67,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from salesprocess.account import Account, Attributes
+from salesprocess.checks import require_int
 from salesprocess.errors import SalesProcessError, StorageError, ValidationError
 from salesprocess.stage import Stage
 
@@ -613,11 +614,7 @@ class DecodeCache:
     __slots__ = ("_entries", "_hits", "_lock", "_misses", "maxsize")
 
     def __init__(self, maxsize: int = 2048) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ValidationError(
-                f"maxsize must be a positive int, not {maxsize!r}", field="maxsize"
-            )
-        self.maxsize: Final = maxsize
+        self.maxsize: Final = require_int(maxsize, "maxsize", low=1)
         self._entries: OrderedDict[str, Account] = OrderedDict()
         self._lock = threading.Lock()
         self._hits = 0

@@ -48,16 +48,20 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Final, Literal
 
 from salesprocess.account import Account, unchecked_copy
+from salesprocess.checks import require_number
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
 from salesprocess.storage.protocol import (
+    AfterCommit,
+    call_all,
     require_account,
+    require_callback,
     require_new,
     require_one_key,
     require_page,
@@ -196,16 +200,8 @@ class SQLiteRepository:
         self._memory = self._path in (":memory:", "")
         self._lock = threading.RLock()
         self._depth = 0
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 <= timeout <= MAX_TIMEOUT  # NaN compares false
-        ):
-            raise ValidationError(
-                f"timeout must be a finite number of seconds from 0 to {MAX_TIMEOUT}, "
-                f"not {timeout!r}",
-                field="timeout",
-            )
+        self._after_commit = AfterCommit()
+        require_number(timeout, "timeout", low=0, high=MAX_TIMEOUT, kinds=(int, float))
         if not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS:
             raise ValidationError(
                 f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}",
@@ -565,11 +561,13 @@ class SQLiteRepository:
             with self._using("opening a transaction") as connection:
                 connection.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
             self._depth = depth + 1
+            held = self._after_commit.mark()
             try:
                 yield
             except BaseException as exc:
                 self._depth = depth
                 self._undo(depth, savepoint, exc)
+                self._after_commit.discard(held)
                 raise
             try:
                 with self._using("committing") as connection:
@@ -577,8 +575,20 @@ class SQLiteRepository:
             except BaseException as exc:
                 self._depth = depth
                 self._undo(depth, savepoint, exc)
+                self._after_commit.discard(held)
                 raise
             self._depth = depth
+            committed = self._after_commit.take() if depth == 0 else []
+        call_all(committed)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` now, or when the outermost open ``atomic()`` block commits."""
+        require_callback(callback)
+        with self._lock:  # another thread's open block is not ours: wait for it to end
+            if self._depth:
+                self._after_commit.hold(callback)
+                return
+        call_all([callback])
 
     def _undo(self, depth: int, savepoint: str, cause: BaseException) -> None:
         """Undo the block that ``cause`` ended; never raise, so that ``cause`` propagates.

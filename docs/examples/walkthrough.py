@@ -1,4 +1,4 @@
-"""``python -m salesprocess``: a walkthrough of the sales process, stored in SQLite.
+"""A walkthrough of the sales process, stored in SQLite: ``python docs/examples/walkthrough.py``.
 
 It captures four leads from four channels, screens them against marketing's criteria, calls
 them, qualifies those who confirm, records purchases into repeat business, asks the best
@@ -6,7 +6,7 @@ customer for referrals and hands it cards, weighs a repair against a replacement
 customer values, and prints what happened at each step, then the funnel. Run it twice on one
 file and the second run finds the leads already known and shows what is stored.
 
-This module is an adapter (a command line): the domain never imports it.
+It uses only the public API, as an app would; ``tests/test_walkthrough.py`` runs it.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _print_funnel(sales: sp.SalesProcess) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the walkthrough; return the exit status."""
     parser = argparse.ArgumentParser(
-        prog="salesprocess", description="Walk a few accounts through the sales process."
+        prog="walkthrough.py", description="Walk a few accounts through the sales process."
     )
     parser.add_argument("--db", default="sales.db", help="SQLite file to store accounts in")
     args = parser.parse_args(argv)

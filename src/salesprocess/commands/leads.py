@@ -1,0 +1,227 @@
+"""Lead generation: a lead captured (or recognised), and the calls made to it.
+
+A second capture of a known person returns the known account. What the second capture brings
+is not dropped silently: an email or phone the account lacks is added to it
+(:class:`~salesprocess.events.ContactDetailsAdded`), and details that contradict the account's
+(its email is ``a@x``, the capture says ``b@y`` for the same phone), or that name two different
+accounts, are refused with :class:`~salesprocess.errors.ConflictError`. The name, channel,
+campaign and attributes of a second capture are not applied: the first capture's source is
+what the lead is attributed to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TypedDict
+
+import attrs
+
+from salesprocess.account import (
+    Account,
+    Attributes,
+    Call,
+    CallOutcome,
+    Channel,
+    HistoryEntry,
+    Source,
+)
+from salesprocess.chronology import require_in_order
+from salesprocess.commands.decision import Decision, changed, stamped, stored
+from salesprocess.errors import ConflictError, ValidationError
+from salesprocess.events import CallRecorded, ContactDetailsAdded, DomainEvent, LeadCaptured
+from salesprocess.stage import Stage
+
+__all__ = [
+    "Known",
+    "LeadCapture",
+    "LeadDetails",
+    "capture",
+    "known_as",
+    "lead_channel",
+    "new_lead",
+    "recognise",
+    "record_call",
+    "restamped",
+]
+
+
+@attrs.frozen
+class LeadCapture:
+    """What a capture did: the ``account`` (as stored) and whether it is ``new``.
+
+    ``new`` is ``False`` when the lead was known by its email or phone; an API answers 201 or
+    200 by it.
+    """
+
+    account: Account
+    new: bool
+
+
+class LeadDetails(TypedDict, total=False):
+    """What a capture may say about a lead besides its name (every key optional).
+
+    ``channel`` (a :class:`~salesprocess.account.Channel` or its value), ``email``, ``phone``,
+    ``campaign``, ``attributes`` (JSON-typed facts), ``referral_code`` (from a card), ``at``
+    (an aware datetime; default now) and ``actor`` (who captured it).
+    """
+
+    channel: Channel | str | None
+    email: str | None
+    phone: str | None
+    campaign: str | None
+    attributes: Mapping[str, object] | None
+    referral_code: str | None
+    at: datetime | None
+    actor: str | None
+
+
+@attrs.frozen
+class Known:
+    """The stored accounts holding a lead's email and its phone, as the unit of work found them."""
+
+    by_email: Account | None = None
+    by_phone: Account | None = None
+
+
+def lead_channel(name: str, channel: Channel | str | None, code: str | None) -> Channel:
+    """Return the channel of a lead: ``REFERRAL`` when it brings a referral ``code``.
+
+    Without a code the channel is required; with one, any channel but ``REFERRAL`` is refused.
+    """
+    if code is None:
+        if channel is None:
+            raise ValidationError(
+                f"lead {name!r} needs a channel (or a referral code)", field="channel"
+            )
+        return Channel.parse(channel)
+    if channel is not None and Channel.parse(channel) is not Channel.REFERRAL:
+        raise ValidationError(
+            f"lead {name!r} brings referral code {code}, so it comes through the "
+            f"referral channel, not {Channel.parse(channel).value}",
+            field="channel",
+        )
+    return Channel.REFERRAL
+
+
+def new_lead(
+    account_id: str,
+    name: str,
+    channel: Channel | str,
+    *,
+    email: str | None,
+    phone: str | None,
+    campaign: str | None,
+    attributes: Mapping[str, object] | None,
+    stage: Stage,
+    at: datetime,
+    actor: str | None,
+    referred_by: str | None = None,
+) -> Account:
+    """Return a new lead at ``stage``, validated, not yet stored.
+
+    Built (and so checked) before any look-up: a duplicate capture with bad input is still bad
+    input, although the known account is what it returns.
+    """
+    if email is None and phone is None:
+        raise ValidationError(
+            f"lead {name!r} has neither email nor phone: give at least one", field="email"
+        )
+    return Account(
+        id=account_id,
+        name=name,
+        source=Source(channel, campaign, referred_by),
+        created_at=at,
+        email=email,
+        phone=phone,
+        attributes=Attributes() if attributes is None else attributes,
+        stage=stage,
+        history=(HistoryEntry(None, stage, "capture", at, actor),),
+    )
+
+
+def restamped(lead: Account, moment: datetime) -> Account:
+    """Return ``lead`` (new, not yet stored) as captured at ``moment``."""
+    if lead.created_at is moment:
+        return lead
+    first = lead.history[0]
+    return attrs.evolve(lead, created_at=moment, history=(stamped(first, moment),))
+
+
+def recognise(lead: Account, known: Known) -> Account | None:
+    """Return the known account ``lead`` is (``None``: a new lead).
+
+    Raises ``ConflictError`` when the lead's email and phone belong to two accounts, or when
+    one matches an account whose other detail contradicts the lead's.
+    """
+    by_email, by_phone = known.by_email, known.by_phone
+    if by_email is not None and by_phone is not None and by_email.id != by_phone.id:
+        raise ConflictError(
+            f"lead {lead.name!r}: its email {lead.email} belongs to account {by_email.id} and "
+            f"its phone {lead.phone} to account {by_phone.id}; capture it with one of them"
+        )
+    account = by_email or by_phone
+    if account is None:
+        return None
+    for kind, matched in (("email", "phone"), ("phone", "email")):
+        theirs, ours = getattr(account, kind), getattr(lead, kind)
+        if theirs is not None and ours is not None and theirs != ours:
+            raise ConflictError(
+                f"lead {lead.name!r}: its {matched} {getattr(lead, matched)} belongs to account "
+                f"{account.id} ({account.name}), whose {kind} is {theirs}, not {ours}; "
+                "nothing was captured"
+            )
+    return account
+
+
+def _added(account: Account, lead: Account, moment: datetime) -> Decision[Account] | None:
+    email = lead.email if account.email is None else None
+    phone = lead.phone if account.phone is None else None
+    if email is None and phone is None:
+        return None
+    return changed(
+        account.with_changes(email=email or account.email, phone=phone or account.phone),
+        ContactDetailsAdded(account.id, moment, email, phone),
+    )
+
+
+def known_as(lead: Account, known: Known, moment: datetime) -> Decision[Account] | None:
+    """Return the decision for a lead that is a known account: it, with what the lead adds.
+
+    ``None`` when the lead is new. Raises ``ConflictError`` as :func:`recognise` does.
+    """
+    account = recognise(lead, known)
+    if account is None:
+        return None
+    return _added(account, lead, moment) or Decision(account)
+
+
+def capture(known: Known, moment: datetime, *, lead: Account) -> Decision[LeadCapture]:
+    """Capture ``lead`` as new, or recognise the known account it is."""
+    lead = restamped(lead, moment)
+    decision = known_as(lead, known, moment)
+    if decision is not None:
+        return Decision(LeadCapture(decision.result, new=False), decision.writes, decision.events)
+    events: tuple[DomainEvent, ...] = (LeadCaptured(lead.id, moment, lead.source),)
+    return Decision(LeadCapture(stored(lead), new=True), (lead,), events)
+
+
+def record_call(account: Account, moment: datetime, *, call: Call) -> Decision[Account]:
+    """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact.
+
+    Calls are kept in time order: "the latest call" must mean the latest made.
+    """
+    call = stamped(call, moment)
+    if account.calls:
+        require_in_order(
+            account, "a call", moment, since="its last call", earlier=account.calls[-1].at
+        )
+    else:
+        require_in_order(
+            account, "a call", moment, since="the lead was captured", earlier=account.created_at
+        )
+    blocked = account.do_not_contact or call.outcome is CallOutcome.DO_NOT_CALL
+    return changed(
+        account.with_changes(calls=(*account.calls, call), do_not_contact=blocked),
+        CallRecorded(account.id, moment, call),
+    )

@@ -1,0 +1,113 @@
+"""The layers a reader sees in the tree, held by a test: what may import what.
+
+domain (values, lifecycle, criteria, policies) -> use cases (``commands``, ``unit_of_work``)
+-> read side (``reports``) -> adapters (``storage``) -> entry points (``process``, the package
+itself, and the kits for users' tests). Each layer imports only the layers before it; the use
+cases and the read side see storage only through its protocol.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import salesprocess as sp
+
+SRC = Path(sp.__file__).parent
+
+DOMAIN = {
+    "account",
+    "checks",
+    "chronology",
+    "clock",
+    "contact",
+    "criteria",
+    "customer_service",
+    "errors",
+    "events",
+    "frameworks",
+    "jsonlogic",
+    "lifecycle",
+    "money",
+    "qualification",
+    "referral_codes",
+    "rules",
+    "stage",
+}
+PROTOCOL = {"storage.protocol"}
+COMMANDS = {"commands"}
+#: Each layer: a predicate for its modules, and what (besides itself) they may import.
+ALLOWED: dict[str, set[str]] = {
+    "domain": DOMAIN,
+    "commands": DOMAIN | COMMANDS,
+    "unit_of_work": DOMAIN | COMMANDS | PROTOCOL,
+    "reports": DOMAIN | PROTOCOL | {"reports"},
+    "storage": DOMAIN | {"storage"},
+}
+
+
+def _layer(module: str) -> str:
+    top = module.split(".", maxsplit=1)[0]
+    if top in DOMAIN:
+        return "domain"
+    if top in ALLOWED:
+        return top
+    return "entry"
+
+
+def _modules() -> list[str]:
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            found.append(".".join(parts))
+    return found
+
+
+def _ours(module: str) -> set[str]:
+    """The salesprocess modules ``module`` imports (type-only imports count too)."""
+    path = SRC.joinpath(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        imported.update(
+            name.removeprefix("salesprocess.") for name in names if name.startswith("salesprocess.")
+        )
+    return imported
+
+
+def _permitted(target: str, allowed: set[str]) -> bool:
+    return any(target == a or target.startswith(f"{a}.") for a in allowed)
+
+
+@pytest.mark.parametrize("module", [m for m in _modules() if _layer(m) != "entry"])
+def test_each_layer_imports_only_the_layers_before_it(module):
+    """Domain, use cases, read side and adapters import only what their layer may."""
+    layer = _layer(module)
+    allowed = ALLOWED[layer] | {layer}
+    wrong = sorted(t for t in _ours(module) if not _permitted(t, allowed))
+    assert wrong == [], f"{module} ({layer}) imports {wrong}"
+
+
+def test_the_layers_cover_the_tree():
+    """Every module is placed: only the facade, the package and the test kits are entry points."""
+    entry = {m for m in _modules() if _layer(m) == "entry"}
+    assert entry == {"process", "strategies", "testing"}
+
+
+def test_the_rule_catches_a_use_case_importing_an_adapter():
+    """The check itself fails where it should (an adapter imported by a use case)."""
+    assert not _permitted("storage.memory", ALLOWED["unit_of_work"])
+    assert not _permitted("storage.sqlite", ALLOWED["reports"])
+    assert _permitted("storage.protocol", ALLOWED["reports"])
+    assert not _permitted("commands.leads", ALLOWED["domain"])
+    assert not _permitted("process", ALLOWED["storage"])
