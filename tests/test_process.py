@@ -1130,3 +1130,25 @@ def test_screen_all_leaves_out_a_prospect_that_moved_on_meanwhile(clock):
     assert sales.screen_all() == []
     assert sales.get(account.id).screenings == ()
     assert sales.get(account.id).stage is sp.Stage.QUALIFIED
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"repository": "sales.db"}, "repository"),
+        ({"criteria": {"==": [1, 1]}}, "criteria"),
+        ({"scoring": "best first"}, "scoring"),
+        ({"qualification_policy": object()}, "qualification_policy"),
+        ({"service_policy": 42}, "service_policy"),
+        ({"clock": "utc"}, "clock"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"id_factory": "uuid"}, "id_factory"),
+        ({"code_factory": 5}, "code_factory"),
+    ],
+)
+def test_a_miswired_process_is_refused_when_built(kwargs, field):
+    """Each constructor argument is checked at once, naming the field, not at first use."""
+    with pytest.raises(sp.ValidationError) as info:
+        sp.SalesProcess(**kwargs)
+    assert info.value.field == field

@@ -28,17 +28,19 @@ from salesprocess.account import (
     ReferralCards,
     ReferralRequest,
 )
+from salesprocess.checks import optional_text, require_instance, require_int, require_text
 from salesprocess.clock import Clock, SystemClock, utc_day
 from salesprocess.commands import care, leads, purchases, qualifying, referrals
 from salesprocess.commands.decision import Decision
 from salesprocess.commands.leads import LeadCapture, LeadDetails
 from salesprocess.contact import normalise_email, normalise_phone
+from salesprocess.criteria import Criteria
 from salesprocess.customer_service import (
     RepairOrReplacePolicy,
     ServicePolicy,
     ServiceRecommendation,
 )
-from salesprocess.errors import SalesProcessError, ValidationError
+from salesprocess.errors import SalesProcessError
 from salesprocess.events import DomainEvent, EventBus
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import Money
@@ -46,19 +48,24 @@ from salesprocess.qualification import QualificationPolicy, QualificationReport,
 from salesprocess.referral_codes import new_referral_code, normalise_referral_code
 from salesprocess.reports import call_list, referral_stats, stage_counts
 from salesprocess.reports.referrals import ReferralReport
+from salesprocess.rules import QualificationRule
 from salesprocess.stage import Stage
 from salesprocess.storage.memory import InMemoryRepository
-from salesprocess.storage.protocol import every_account
+from salesprocess.storage.protocol import AccountRepository, every_account
 from salesprocess.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from statemachine import StateMachine
 
-    from salesprocess.criteria import Criteria
-    from salesprocess.rules import QualificationRule
-    from salesprocess.storage.protocol import AccountRepository
 
 __all__ = ["SalesProcess"]
+
+_Wired = TypeVar("_Wired")
+
+
+def _optional(value: _Wired | None, field: str, kind: Any) -> _Wired | None:
+    return None if value is None else require_instance(value, field, kind)
+
 
 _Event = TypeVar("_Event", bound=DomainEvent)
 _Result = TypeVar("_Result")
@@ -91,26 +98,26 @@ class SalesProcess:
         id_factory: Callable[[], str] | None = None,
         code_factory: Callable[[], str] | None = None,
     ) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValidationError(
-                f"max_retries must be a non-negative int, got {max_retries!r}", field="max_retries"
-            )
+        # Checked here, so that a miswired process fails now and not in its first command.
         self.repository: AccountRepository = (
-            InMemoryRepository() if repository is None else repository
+            InMemoryRepository()
+            if repository is None
+            else require_instance(repository, "repository", AccountRepository)  # type: ignore[type-abstract]
         )
-        self.criteria = criteria
-        self.scoring = scoring
+        self.criteria = _optional(criteria, "criteria", Criteria)
+        self.scoring = _optional(scoring, "scoring", QualificationRule)
         self.qualification_policy: QualificationPolicy = (
-            ScreenAndCallPolicy() if qualification_policy is None else qualification_policy
+            _optional(qualification_policy, "qualification_policy", QualificationPolicy)
+            or ScreenAndCallPolicy()
         )
         self.service_policy: ServicePolicy = (
-            RepairOrReplacePolicy() if service_policy is None else service_policy
+            _optional(service_policy, "service_policy", ServicePolicy) or RepairOrReplacePolicy()
         )
         self.transitions = Transitions.of(lifecycle)
-        self.clock: Clock = SystemClock() if clock is None else clock
-        self.max_retries = max_retries
-        self._new_id = id_factory or (lambda: uuid.uuid4().hex)
-        self._new_code = code_factory or new_referral_code
+        self.clock: Clock = _optional(clock, "clock", Clock) or SystemClock()
+        self.max_retries = require_int(max_retries, "max_retries", low=0)
+        self._new_id = _optional(id_factory, "id_factory", Callable) or (lambda: uuid.uuid4().hex)
+        self._new_code = _optional(code_factory, "code_factory", Callable) or new_referral_code
         self._bus = EventBus()
         self._uow = UnitOfWork(
             self.repository, clock=self.clock, bus=self._bus, max_retries=max_retries
@@ -167,17 +174,11 @@ class SalesProcess:
         :meth:`record_referral` does. See :mod:`salesprocess.commands.leads` for what a second
         capture of a known lead does with the details it brings.
         """
-        at, actor = details.get("at"), details.get("actor")
-        code = details.get("referral_code")
+        at, code = details.get("at"), details.get("referral_code")
         code = None if code is None else normalise_referral_code(code)
-        lead = leads.new_lead(
-            self._new_id(), name, leads.lead_channel(name, details.get("channel"), code),
-            email=details.get("email"), phone=details.get("phone"),
-            campaign=details.get("campaign"), attributes=details.get("attributes"),
-            stage=self.transitions.initial, at=self._moment(at), actor=actor,
-        )  # fmt: skip
+        lead = self._lead(name, leads.lead_channel(name, details.get("channel"), code), details)
         if code is not None:
-            return self._refer(lead, at, referrer_id=None, code=code, request=None, actor=actor)
+            return self._refer(lead, at, referrer_id=None, code=code, request=None)
         return self._uow.run(
             partial(self._uow.known, lead), partial(leads.capture, lead=lead), at=at
         )
@@ -221,13 +222,7 @@ class SalesProcess:
         """
         moment, prospect = self._moment(at), self.transitions.initial
         prospects = list(self.repository.with_stage(prospect))
-        late = [a.id for a in prospects if a.screenings and moment < a.screenings[-1].at]
-        if late:
-            raise ValidationError(
-                f"screen_all at {moment.isoformat()} is earlier than the last screening of "
-                f"{len(late)} prospects (first: account {late[0]}); screen in time order",
-                field="at",
-            )
+        qualifying.require_screened_before(prospects, moment)
         decide = partial(qualifying.screen_at_stage, criteria=self._criteria(), stage=prospect)
         reports = (self._run(account.id, decide, moment) for account in prospects)
         return [report for report in reports if report is not None]
@@ -237,13 +232,12 @@ class SalesProcess:
 
         See :func:`salesprocess.reports.call_list` for who is left out and the ranking.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValidationError(f"limit must be a positive int, got {limit!r}", field="limit")
+        limit = require_int(limit, "limit", low=1)
         prospects = self.repository.with_stage(self.transitions.initial)
+        criteria, scoring = self._criteria(), self.scoring
         return call_list(
-            prospects, self._moment(at), criteria=self._criteria(), scoring=self.scoring,
-            limit=limit,
-        )  # fmt: skip
+            prospects, self._moment(at), criteria=criteria, scoring=scoring, limit=limit
+        )
 
     def qualify(
         self,
@@ -257,8 +251,7 @@ class SalesProcess:
 
         Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
         """
-        if override is not None and (not isinstance(override, str) or not override.strip()):
-            raise ValidationError("override must be a non-empty reason", field="override")
+        optional_text(override, "override")
         decide = partial(
             qualifying.qualify, transitions=self.transitions,
             policy=self.qualification_policy, override=override, actor=actor,
@@ -286,8 +279,7 @@ class SalesProcess:
     def _with_reason(
         self, account_id: str, event: str, reason: str, at: datetime | None, actor: str | None
     ) -> Account:
-        if not isinstance(reason, str) or not reason.strip():
-            raise ValidationError(f"{event} needs a non-empty reason", field="reason")
+        require_text(reason, "reason")
         return self.fire(account_id, event, reason=reason, at=at, actor=actor)
 
     def fire(
@@ -359,21 +351,22 @@ class SalesProcess:
         than duplicated) and the referral on the referrer, whose first referral makes it a
         referrer. ``request`` is the id of the :meth:`ask_for_referrals` request it answers.
         """
-        if not isinstance(referrer_id, str) or not referrer_id.strip():
-            raise ValidationError(
-                f"referrer_id must be an account id, got {referrer_id!r}", field="referrer_id"
-            )
-        if request is not None and (not isinstance(request, str) or not request.strip()):
-            raise ValidationError(f"request must be a request id, got {request!r}", field="request")
-        lead = leads.new_lead(
-            self._new_id(), name, Channel.REFERRAL, email=email, phone=phone,
-            campaign=campaign, attributes=attributes, stage=self.transitions.initial,
-            at=self._moment(at), actor=actor,
+        require_text(referrer_id, "referrer_id")
+        optional_text(request, "request")
+        details: LeadDetails = {
+            "email": email, "phone": phone, "campaign": campaign, "attributes": attributes,
+            "at": at, "actor": actor,
+        }  # fmt: skip
+        lead = self._lead(name, Channel.REFERRAL, details)
+        return self._refer(lead, at, referrer_id=referrer_id, code=None, request=request).account
+
+    def _lead(self, name: str, channel: Channel, details: LeadDetails) -> Account:
+        return leads.new_lead(
+            self._new_id(), name, channel, email=details.get("email"),
+            phone=details.get("phone"), campaign=details.get("campaign"),
+            attributes=details.get("attributes"), stage=self.transitions.initial,
+            at=self._moment(details.get("at")), actor=details.get("actor"),
         )  # fmt: skip
-        done = self._refer(
-            lead, at, referrer_id=referrer_id, code=None, request=request, actor=actor
-        )
-        return done.account
 
     def _refer(
         self,
@@ -383,13 +376,11 @@ class SalesProcess:
         referrer_id: str | None,
         code: str | None,
         request: str | None,
-        actor: str | None,
     ) -> LeadCapture:
         load = partial(self._uow.scene, lead, referrer_id=referrer_id, code=code)
         decide = partial(
-            referrals.refer, transitions=self.transitions, lead=lead, request=request,
-            code=code, actor=actor,
-        )  # fmt: skip
+            referrals.refer, transitions=self.transitions, lead=lead, request=request, code=code
+        )
         return self._uow.run(load, decide, at=at)
 
     def issue_referral_cards(
@@ -401,16 +392,8 @@ class SalesProcess:
         same one, which :meth:`capture` takes as ``referral_code``.
         """
         cards = ReferralCards("CARD", count, self._moment(at))  # checked before any read
-
-        def load() -> tuple[Account, str | None]:
-            account = self._uow.account(account_id)()
-            return account, None if account.referral_code else self._uow.free_code(self._new_code)
-
-        def decide(loaded: tuple[Account, str | None], moment: datetime) -> Decision[ReferralCards]:
-            return referrals.issue_referral_cards(
-                loaded[0], moment, transitions=self.transitions, cards=cards, free_code=loaded[1]
-            )
-
+        load = self._uow.account_with_code(account_id, self._new_code)
+        decide = partial(referrals.issue_referral_cards, transitions=self.transitions, cards=cards)
         return self._uow.run(load, decide, at=at)
 
     def referral_stats(self) -> ReferralReport:

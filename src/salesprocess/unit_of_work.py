@@ -148,6 +148,17 @@ class UnitOfWork:
             referrer = found
         return Scene(referrer, self.known(lead))
 
+    def account_with_code(
+        self, account_id: str, draw: Callable[[], str]
+    ) -> Callable[[], tuple[Account, str | None]]:
+        """Return the load of an account and, if it has no referral code, a free one."""
+
+        def load() -> tuple[Account, str | None]:
+            account = self.repository.get(account_id)
+            return account, None if account.referral_code else self.free_code(draw)
+
+        return load
+
     def free_code(self, draw: Callable[[], str]) -> str:
         """Draw codes with ``draw`` until one is free (a clash is rare: 31**8 codes)."""
         for _ in range(CODE_DRAWS):

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from salesprocess.account import Account, Asset, Preference
 from salesprocess.chronology import last_at, require_in_order
 from salesprocess.clock import utc_day
-from salesprocess.commands.decision import Decision, changed, stamped
+from salesprocess.commands.decision import Decision, changed, recorded, stamped
 from salesprocess.customer_service import ServicePolicy, ServiceRecommendation
 from salesprocess.errors import NotFound, ValidationError
 from salesprocess.events import AssetRegistered, PreferenceLearned
@@ -43,11 +43,11 @@ def register_asset(account: Account, moment: datetime, *, asset: Asset) -> Decis
             "it is installed",
             field="installed",
         )
-    saved = changed(
+    return recorded(
+        asset,
         account.with_changes(assets=(*account.assets, asset)),
         AssetRegistered(account.id, moment, asset),
     )
-    return Decision(asset, saved.writes, saved.events)
 
 
 def recommend_service(

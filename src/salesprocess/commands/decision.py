@@ -16,10 +16,11 @@ import attrs
 from salesprocess.account import Account, unchecked_copy
 from salesprocess.events import DomainEvent
 
-__all__ = ["Decision", "changed", "stamped", "stored", "unchanged"]
+__all__ = ["Decision", "changed", "recorded", "stamped", "stored", "unchanged"]
 
 _Result_co = TypeVar("_Result_co", covariant=True)
 _Record = TypeVar("_Record")
+_Answer = TypeVar("_Answer")
 
 
 @attrs.frozen
@@ -47,8 +48,16 @@ def stored(account: Account) -> Account:
 
 
 def changed(account: Account, *events: DomainEvent) -> Decision[Account]:
-    """Return the decision to save ``account`` (changed) and publish ``events``."""
+    """Return the decision to save ``account`` (changed), publish ``events``, answer it."""
     return Decision(stored(account), (account,), events)
+
+
+def recorded(answer: _Answer, account: Account, *events: DomainEvent) -> Decision[_Answer]:
+    """Return the decision to save ``account`` (changed), publish ``events``, answer ``answer``.
+
+    For a command whose caller wants the record it made (a request, an asset), not the account.
+    """
+    return Decision(answer, (account,), events)
 
 
 def unchanged(account: Account, *events: DomainEvent) -> Decision[Account]:

@@ -8,19 +8,27 @@ The first stage is the criteria (:func:`screen`), the second a confirming call; 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from salesprocess.account import Account, Screening
 from salesprocess.chronology import last_at, require_in_order
-from salesprocess.commands.decision import Decision, changed, unchanged
+from salesprocess.commands.decision import Decision, changed, recorded, unchanged
 from salesprocess.criteria import Criteria
-from salesprocess.errors import QualificationRefused
+from salesprocess.errors import QualificationRefused, ValidationError
 from salesprocess.events import DomainEvent, LeadScreened, stage_event
 from salesprocess.lifecycle import Transitions
 from salesprocess.qualification import QualificationPolicy, QualificationReport
 from salesprocess.stage import Stage
 
-__all__ = ["fire", "qualify", "screen", "screen_at_stage", "transition"]
+__all__ = [
+    "fire",
+    "qualify",
+    "require_screened_before",
+    "screen",
+    "screen_at_stage",
+    "transition",
+]
 
 
 def transition(
@@ -91,6 +99,20 @@ def qualify(
     )
 
 
+def require_screened_before(accounts: Iterable[Account], moment: datetime) -> None:
+    """Refuse a bulk screen at ``moment`` if any of ``accounts`` was screened after it.
+
+    Checked for the whole list before anything is stored, so a bulk screen is refused whole.
+    """
+    late = [a.id for a in accounts if a.screenings and moment < a.screenings[-1].at]
+    if late:
+        raise ValidationError(
+            f"screen_all at {moment.isoformat()} is earlier than the last screening of "
+            f"{len(late)} prospects (first: account {late[0]}); screen in time order",
+            field="at",
+        )
+
+
 def screen_at_stage(
     account: Account, moment: datetime, *, criteria: Criteria, stage: Stage
 ) -> Decision[QualificationReport | None]:
@@ -127,8 +149,8 @@ def screen(
         clauses=explanation.clauses,
     )
     screening = Screening(moment, report.criteria, report.version, report.passed)
-    saved = changed(
+    return recorded(
+        report,
         account.with_changes(screenings=(*account.screenings, screening)),
         LeadScreened(account.id, moment, screening),
     )
-    return Decision(report, saved.writes, saved.events)

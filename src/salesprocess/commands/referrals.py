@@ -22,7 +22,7 @@ from salesprocess.account import (
     Source,
 )
 from salesprocess.chronology import last_at, require_in_order
-from salesprocess.commands.decision import Decision, changed, stamped, stored
+from salesprocess.commands.decision import Decision, changed, recorded, stamped, stored
 from salesprocess.commands.leads import Known, LeadCapture, known_as, restamped
 from salesprocess.commands.qualifying import transition
 from salesprocess.errors import InvalidTransition, ValidationError
@@ -63,25 +63,26 @@ def ask_for_referrals(
     require_in_order(
         account, "an ask", moment, since="its last ask", earlier=last_at(account.referral_requests)
     )
-    saved = changed(
+    return recorded(
+        request,
         account.with_changes(referral_requests=(*account.referral_requests, request)),
         ReferralRequested(account.id, moment, request),
     )
-    return Decision(request, saved.writes, saved.events)
 
 
 def issue_referral_cards(
-    account: Account,
+    loaded: tuple[Account, str | None],
     moment: datetime,
     *,
     transitions: Transitions,
     cards: ReferralCards,
-    free_code: str | None,
 ) -> Decision[ReferralCards]:
-    """Hand out ``cards``, carrying the account's code (``free_code`` on its first batch).
+    """Hand out ``cards``, carrying the account's code (a free one on its first batch).
 
-    ``free_code`` is a code the unit of work found unused, for an account that has none yet.
+    ``loaded`` is the account and, for an account without a code yet, a code the unit of work
+    found unused.
     """
+    account, free_code = loaded
     may_refer(transitions, account, "hand out referral cards")
     require_in_order(
         account,
@@ -94,11 +95,11 @@ def issue_referral_cards(
     if code is None:  # pragma: no cover - the unit of work draws one for an account without
         raise ValidationError(f"account {account.id} has no referral code", field="code")
     cards = attrs.evolve(cards, code=code, at=moment)
-    saved = changed(
+    return recorded(
+        cards,
         account.with_changes(referral_code=code, referral_cards=(*account.referral_cards, cards)),
         ReferralCardsIssued(account.id, moment, cards),
     )
-    return Decision(cards, saved.writes, saved.events)
 
 
 @attrs.frozen
@@ -117,12 +118,13 @@ def refer(
     lead: Account,
     request: str | None,
     code: str | None,
-    actor: str | None,
 ) -> Decision[LeadCapture]:
     """Record ``lead`` as referred by the scene's referrer; the result is the referred account.
 
-    ``LeadCapture.new`` says whether the lead was new or a known account, linked.
+    ``LeadCapture.new`` says whether the lead was new or a known account, linked. Whoever
+    captured the lead (its first history entry's actor) is the actor of the referral too.
     """
+    actor = lead.history[0].actor
     referrer = scene.referrer
     lead = restamped(lead, moment)
     if request is not None and all(r.id != request for r in referrer.referral_requests):

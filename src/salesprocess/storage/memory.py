@@ -22,7 +22,6 @@ from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
     require_account,
-    require_callback,
     require_new,
     require_one_key,
     require_page,
@@ -212,12 +211,7 @@ class InMemoryRepository:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` now, or when the outermost open ``atomic()`` block commits."""
-        require_callback(callback)
-        with self._lock:  # another thread's open block is not ours: wait for it to end
-            if self._undo is not None:
-                self._after_commit.hold(callback)
-                return
-        call_all([callback])
+        self._after_commit.register(callback, self._lock, lambda: self._undo is not None)
 
     def _rollback(self, mark: int) -> None:
         assert self._undo is not None

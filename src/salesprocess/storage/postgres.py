@@ -65,7 +65,6 @@ from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
     require_account,
-    require_callback,
     require_new,
     require_one_key,
     require_page,
@@ -581,9 +580,4 @@ class PostgresRepository:
 
         See the module documentation for a transaction the app began itself.
         """
-        require_callback(callback)
-        with self._lock:  # another thread's open block is not ours: wait for it to end
-            if self._depth:
-                self._after_commit.hold(callback)
-                return
-        call_all([callback])
+        self._after_commit.register(callback, self._lock, lambda: self._depth > 0)

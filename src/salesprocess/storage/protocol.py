@@ -250,11 +250,10 @@ def stale_write(account_id: str, stored_version: int, expected_version: int) -> 
 class AfterCommit:
     """The callbacks an adapter holds for :meth:`AccountRepository.after_commit`.
 
-    Under its own lock, an adapter calls :meth:`hold` from ``after_commit`` when an ``atomic()``
-    block is open (with none open it calls the callback at once, through :func:`call_all`),
-    :meth:`mark` when a block begins, :meth:`discard` with that mark when the block rolls back,
-    and :meth:`take` when the outermost block has committed; it calls what ``take`` returned
-    with :func:`call_all` once it has let go of its lock, so that a callback may use the store.
+    An adapter calls :meth:`register` from ``after_commit``, :meth:`mark` when an ``atomic()``
+    block begins, :meth:`discard` with that mark when the block rolls back, and :meth:`take`
+    when its outermost block has committed; it calls what ``take`` returned with
+    :func:`call_all` once it has let go of its lock, so that a callback may use the store.
     """
 
     __slots__ = ("_pending",)
@@ -262,9 +261,21 @@ class AfterCommit:
     def __init__(self) -> None:
         self._pending: list[Callable[[], None]] = []
 
-    def hold(self, callback: Callable[[], None]) -> None:
-        """Keep ``callback`` until the outermost block commits (or drop it if it rolls back)."""
-        self._pending.append(callback)
+    def register(
+        self, callback: object, lock: AbstractContextManager[object], in_block: Callable[[], bool]
+    ) -> None:
+        """Do what ``after_commit(callback)`` promises, for an adapter whose blocks hold ``lock``.
+
+        ``in_block()`` says, under the lock, whether an ``atomic()`` block is open: a block of
+        another thread holds the lock, so the check waits for it to end and never takes its
+        block for ours.
+        """
+        checked = require_callback(callback)
+        with lock:
+            if in_block():
+                self._pending.append(checked)
+                return
+        call_all([checked])
 
     def mark(self) -> int:
         """Return the position to :meth:`discard` back to if the block that begins rolls back."""

@@ -61,7 +61,6 @@ from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
     require_account,
-    require_callback,
     require_new,
     require_one_key,
     require_page,
@@ -583,12 +582,7 @@ class SQLiteRepository:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` now, or when the outermost open ``atomic()`` block commits."""
-        require_callback(callback)
-        with self._lock:  # another thread's open block is not ours: wait for it to end
-            if self._depth:
-                self._after_commit.hold(callback)
-                return
-        call_all([callback])
+        self._after_commit.register(callback, self._lock, lambda: self._depth > 0)
 
     def _undo(self, depth: int, savepoint: str, cause: BaseException) -> None:
         """Undo the block that ``cause`` ended; never raise, so that ``cause`` propagates.
