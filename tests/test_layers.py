@@ -1,9 +1,10 @@
 """The layers a reader sees in the tree, held by a test: what may import what.
 
-domain (values, lifecycle, criteria, policies) -> use cases (``commands``, ``unit_of_work``)
--> read side (``reports``) -> adapters (``storage``) -> entry points (``process``, the package
-itself, and the kits for users' tests). Each layer imports only the layers before it; the use
-cases and the read side see storage only through its protocol.
+domain (values, lifecycle, criteria, policies) -> use cases (``commands``, ``unit_of_work``,
+and ``imports``, the bulk loads run through it) -> read side (``reports``) -> adapters
+(``storage``) -> entry points (``process``, the package itself, and the kits for users'
+tests). Each layer imports only the layers before it; the use cases and the read side see
+storage only through its protocol.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
     "domain": DOMAIN,
     "commands": DOMAIN | COMMANDS,
     "unit_of_work": DOMAIN | COMMANDS | PROTOCOL,
+    "imports": DOMAIN | COMMANDS | PROTOCOL | {"unit_of_work"},
     "reports": DOMAIN | PROTOCOL | {"reports"},
     "storage": DOMAIN | {"storage"},
 }

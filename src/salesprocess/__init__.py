@@ -14,7 +14,7 @@ lifecycle is one python-statemachine class; storage, rules and policies are plug
 
 from __future__ import annotations
 
-from salesprocess import frameworks
+from salesprocess import frameworks, reports
 from salesprocess.account import (
     Account,
     Asset,
@@ -34,6 +34,7 @@ from salesprocess.account import (
 from salesprocess.clock import Clock, FixedClock, SystemClock
 from salesprocess.commands import Decision, LeadCapture
 from salesprocess.commands.leads import LeadDetails
+from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.criteria import ClauseResult, Criteria, Explanation
 from salesprocess.customer_service import (
     RepairOrReplacePolicy,
@@ -42,12 +43,14 @@ from salesprocess.customer_service import (
     ServiceRecommendation,
 )
 from salesprocess.errors import (
+    BadRows,
     ConflictError,
     CriteriaError,
     CurrencyMismatch,
     InvalidTransition,
     NotFound,
     QualificationRefused,
+    RowError,
     SalesProcessError,
     StaleWrite,
     StorageError,
@@ -76,6 +79,7 @@ from salesprocess.events import (
     ReferralRequested,
     StageChanged,
 )
+from salesprocess.imports import PurchaseImport
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
@@ -84,7 +88,18 @@ from salesprocess.qualification import (
     QualificationReport,
     ScreenAndCallPolicy,
 )
-from salesprocess.reports.referrals import ReferralReport, ReferralStats
+from salesprocess.reports import (
+    FlowPeriod,
+    Funnel,
+    ReferralReport,
+    ReferralStats,
+    RepeatRow,
+    Revenue,
+    RevenueReport,
+    RfmRow,
+    Rung,
+    StageTime,
+)
 from salesprocess.rules import (
     QualificationRule,
     Rule,
@@ -115,6 +130,7 @@ __all__ = [
     "Asset",
     "AssetRegistered",
     "Attributes",
+    "BadRows",
     "Call",
     "CallOutcome",
     "CallRecorded",
@@ -131,6 +147,8 @@ __all__ = [
     "EventBus",
     "Explanation",
     "FixedClock",
+    "FlowPeriod",
+    "Funnel",
     "HistoryEntry",
     "InvalidTransition",
     "LeadCapture",
@@ -143,7 +161,9 @@ __all__ = [
     "Preference",
     "PreferenceLearned",
     "Purchase",
+    "PurchaseImport",
     "PurchaseRecorded",
+    "PurchaseRow",
     "QualificationPolicy",
     "QualificationRefused",
     "QualificationReport",
@@ -157,8 +177,14 @@ __all__ = [
     "ReferralRequested",
     "ReferralStats",
     "RepairOrReplacePolicy",
+    "RepeatRow",
+    "Revenue",
+    "RevenueReport",
+    "RfmRow",
+    "RowError",
     "Rule",
     "RuleResult",
+    "Rung",
     "SalesProcess",
     "SalesProcessError",
     "ScreenAndCallPolicy",
@@ -169,6 +195,7 @@ __all__ = [
     "Source",
     "Stage",
     "StageChanged",
+    "StageTime",
     "StaleWrite",
     "StorageError",
     "SystemClock",
@@ -183,6 +210,7 @@ __all__ = [
     "attribute_rule",
     "frameworks",
     "not_",
+    "reports",
     "rule",
     "weighted",
 ]

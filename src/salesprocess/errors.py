@@ -10,13 +10,17 @@ The same facts are kept as attributes for programs.
 
 from __future__ import annotations
 
+import attrs
+
 __all__ = [
+    "BadRows",
     "ConflictError",
     "CriteriaError",
     "CurrencyMismatch",
     "InvalidTransition",
     "NotFound",
     "QualificationRefused",
+    "RowError",
     "SalesProcessError",
     "StaleWrite",
     "StorageError",
@@ -100,3 +104,28 @@ class StaleWrite(ConflictError):
 
 class StorageError(SalesProcessError):
     """The storage backend failed or holds data it cannot read (corrupt or foreign file)."""
+
+
+@attrs.frozen
+class RowError:
+    """A refused row of a bulk load: ``position`` (1 for the first), why, and the field."""
+
+    position: int
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return f"row {self.position}: {self.message}"
+
+
+class BadRows(ValidationError):
+    """A bulk load was refused as a whole: ``rows`` lists every bad row; nothing was stored."""
+
+    #: How many rows the message lists before it says how many more there are.
+    SHOWN = 5
+
+    def __init__(self, what: str, rows: tuple[RowError, ...]) -> None:
+        listed = "; ".join(str(row) for row in rows[: self.SHOWN])
+        more = f"; and {len(rows) - self.SHOWN} more" if len(rows) > self.SHOWN else ""
+        super().__init__(f"{what}: {len(rows)} bad rows, nothing stored: {listed}{more}")
+        self.rows = rows

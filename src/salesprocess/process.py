@@ -12,11 +12,12 @@ the stored accounts stay exactly as they were, and publishes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
+from salesprocess import imports, reports
 from salesprocess.account import (
     Account,
     Asset,
@@ -33,6 +34,7 @@ from salesprocess.clock import Clock, SystemClock, utc_day
 from salesprocess.commands import care, leads, purchases, qualifying, referrals
 from salesprocess.commands.decision import Decision
 from salesprocess.commands.leads import LeadCapture, LeadDetails
+from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.criteria import Criteria
 from salesprocess.customer_service import (
@@ -42,12 +44,22 @@ from salesprocess.customer_service import (
 )
 from salesprocess.errors import SalesProcessError
 from salesprocess.events import DomainEvent, EventBus
+from salesprocess.imports import PurchaseImport
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import Money
 from salesprocess.qualification import QualificationPolicy, QualificationReport, ScreenAndCallPolicy
 from salesprocess.referral_codes import new_referral_code, normalise_referral_code
-from salesprocess.reports import call_list, referral_stats, stage_counts
-from salesprocess.reports.referrals import ReferralReport
+from salesprocess.reports import (
+    FlowPeriod,
+    FlowPeriodName,
+    Funnel,
+    Period,
+    ReferralReport,
+    RepeatRow,
+    RevenueReport,
+    RfmRow,
+    StageTime,
+)
 from salesprocess.rules import QualificationRule
 from salesprocess.stage import Stage
 from salesprocess.storage.memory import InMemoryRepository
@@ -235,7 +247,7 @@ class SalesProcess:
         limit = require_int(limit, "limit", low=1)
         prospects = self.repository.with_stage(self.transitions.initial)
         criteria, scoring = self._criteria(), self.scoring
-        return call_list(
+        return reports.call_list(
             prospects, self._moment(at), criteria=criteria, scoring=scoring, limit=limit
         )
 
@@ -397,11 +409,8 @@ class SalesProcess:
         return self._uow.run(load, decide, at=at)
 
     def referral_stats(self) -> ReferralReport:
-        """Return referrals, conversions and K-factor, overall and per referrer.
-
-        See :func:`~salesprocess.reports.referral_stats` for the definitions.
-        """
-        return referral_stats(every_account(self.repository))
+        """Return referral figures; see :func:`salesprocess.reports.referral_stats`."""
+        return self._report(reports.referral_stats)
 
     # -- customer service ---------------------------------------------------------------------
 
@@ -456,6 +465,69 @@ class SalesProcess:
             on=utc_day(self.clock.now()) if on is None else on,
         )  # fmt: skip
 
+    # -- recurring revenue and the read side ------------------------------------------------
+
+    def import_purchases(
+        self,
+        rows: Iterable[PurchaseRow | Mapping[str, object]],
+        *,
+        channel: Channel | str = Channel.INBOUND_INQUIRY,
+        all_or_nothing: bool = True,
+    ) -> PurchaseImport:
+        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`."""
+        return imports.import_purchases(
+            self._uow, rows, transitions=self.transitions, new_id=self._new_id,
+            channel=channel, all_or_nothing=all_or_nothing,
+        )  # fmt: skip
+
+    def _report(self, report: Callable[..., _Result], **options: Any) -> _Result:
+        # An adapter that answers a report itself (in SQL) has a method report_<name>; the pure
+        # function over every account is the oracle it must agree with.
+        answer = getattr(self.repository, f"report_{report.__name__}", None)
+        return answer(**options) if answer else report(every_account(self.repository), **options)
+
+    def revenue(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> RevenueReport:
+        """Return revenue per currency; see :func:`salesprocess.reports.revenue`."""
+        return self._report(reports.revenue, since=since, until=until)
+
+    def repeat_summary(
+        self, *, as_of: datetime | None = None, period: Period = "D"
+    ) -> list[RepeatRow]:
+        """Return repeat figures; see :func:`salesprocess.reports.repeat_summary`."""
+        return self._report(reports.repeat_summary, as_of=self._moment(as_of), period=period)
+
+    def rfm(self, *, as_of: datetime | None = None, currency: str | None = None) -> list[RfmRow]:
+        """Return RFM scores and segments; see :func:`salesprocess.reports.rfm`."""
+        return self._report(reports.rfm, as_of=self._moment(as_of), currency=currency)
+
+    def funnel(
+        self,
+        *,
+        as_of: datetime | None = None,
+        channel: Channel | str | None = None,
+        campaign: str | None = None,
+    ) -> Funnel:
+        """Return the funnel; see :func:`salesprocess.reports.funnel`."""
+        return self._report(
+            reports.funnel, as_of=self._moment(as_of), channel=channel, campaign=campaign
+        )
+
+    def lead_flow(
+        self,
+        *,
+        period: FlowPeriodName = "week",
+        target: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[FlowPeriod]:
+        """Return the flow of leads; see :func:`salesprocess.reports.lead_flow`."""
+        return self._report(reports.lead_flow, period=period, target=target, as_of=as_of)
+
+    def time_in_stage(self, *, as_of: datetime | None = None) -> Mapping[Stage, StageTime]:
+        """Return median and p90 time per stage; see :func:`salesprocess.reports.time_in_stage`."""
+        return self._report(reports.time_in_stage, as_of=self._moment(as_of))
+
     def stage_counts(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage of the lifecycle (zeros included)."""
-        return stage_counts(self.repository.count_by_stage(), self.transitions.stages)
+        return reports.stage_counts(self.repository.count_by_stage(), self.transitions.stages)

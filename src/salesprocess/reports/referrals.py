@@ -10,10 +10,12 @@ live on the referrer's account (:class:`~salesprocess.account.Referral`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
+from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 import attrs
+
+from salesprocess.reports.ratios import ratio
 
 if TYPE_CHECKING:
     from salesprocess.account import Account
@@ -47,24 +49,15 @@ class ReferralReport:
     by_referrer: Mapping[str, ReferralStats]
 
 
-_PLACES: Final = Decimal("0.0001")
-
-
-#: Our own decimal context for the rates, whatever the caller's traps and precision.
-_CONTEXT: Final = Context(prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
-
-
-def _ratio(part: int, whole: int) -> Decimal:
-    with localcontext(_CONTEXT):
-        return (Decimal(part) / Decimal(whole)).quantize(_PLACES)
+_NONE: Final = Decimal("0.0000")
 
 
 def _stats(referrals: int, converted: int, customers: int) -> ReferralStats:
     return ReferralStats(
         referrals=referrals,
         converted=converted,
-        conversion_rate=_ratio(converted, referrals) if referrals else None,
-        k_factor=_ratio(converted, customers) if customers else _ratio(0, 1),
+        conversion_rate=ratio(converted, referrals) if referrals else None,
+        k_factor=ratio(converted, customers) if customers else _NONE,
     )
 
 

@@ -1,0 +1,133 @@
+"""Bulk loads: a shop's or ERP's export of purchases, stored a batch at a time.
+
+Each batch is one unit of work (one transaction, every account of the batch loaded once and
+written once) deciding by the very rules of a single ``record_purchase``. By default a load is
+all or nothing: every bad row is reported with its position and reason
+(:class:`~salesprocess.errors.BadRows`) and nothing is stored; with ``all_or_nothing=False``
+the good rows are stored and the bad ones come back in the result.
+
+A row for an unknown customer creates it, as a shop's export holds walk-in buyers: the account
+is captured and qualified with the reason in its history
+(:data:`~salesprocess.commands.purchases.WALK_IN`), then its purchases make it a customer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
+from itertools import islice
+from typing import Final
+
+import attrs
+
+from salesprocess.account import Account, Channel
+from salesprocess.checks import require_bool, require_int
+from salesprocess.commands.purchases import Loaded, PurchaseRow, record_purchases
+from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError
+from salesprocess.lifecycle import Transitions
+from salesprocess.unit_of_work import UnitOfWork
+
+__all__ = ["BATCH", "PurchaseImport", "import_purchases"]
+
+#: Rows per batch (per transaction).
+BATCH: Final = 1000
+
+
+@attrs.frozen
+class PurchaseImport:
+    """What an import stored, and the rows it refused.
+
+    ``rows`` read, purchases ``recorded``, ``duplicates`` (a known reference, recorded once),
+    the ids of the customers ``created``, and the ``rejected`` rows.
+    """
+
+    rows: int
+    recorded: int
+    duplicates: int
+    created: tuple[str, ...]
+    rejected: tuple[RowError, ...]
+
+
+def _parsed(
+    rows: Iterable[PurchaseRow | Mapping[str, object]],
+) -> Iterator[tuple[int, PurchaseRow] | RowError]:
+    for position, row in enumerate(rows, start=1):
+        if isinstance(row, PurchaseRow):
+            yield position, row
+            continue
+        try:
+            if not isinstance(row, Mapping):
+                raise TypeError(f"a row is a PurchaseRow or a mapping, not {type(row).__name__}")
+            yield position, PurchaseRow(**{str(k): v for k, v in row.items()})  # type: ignore[arg-type]
+        except SalesProcessError as error:
+            yield RowError(position, str(error), getattr(error, "field", None))
+        except TypeError as error:  # an unknown or missing column
+            yield RowError(position, str(error))
+
+
+def _load(
+    uow: UnitOfWork, rows: list[tuple[int, PurchaseRow]], new_id: Callable[[], str]
+) -> Loaded:
+    repository = uow.repository
+    known: dict[tuple[str, str], Account] = {}
+    new_ids: dict[tuple[str, str], str] = {}
+    for _, row in rows:
+        key = row.key
+        if key in known or key in new_ids:
+            continue
+        kind, value = key
+        found: Account | None = None
+        with contextlib.suppress(NotFound):
+            account_id = value if kind == "id" else repository.find_id(**{kind: value})
+            found = None if account_id is None else repository.get(account_id)
+        if found is not None:
+            known[key] = found
+        else:
+            new_ids[key] = value if kind == "id" else new_id()
+    return Loaded(known, new_ids)
+
+
+def import_purchases(
+    uow: UnitOfWork,
+    rows: Iterable[PurchaseRow | Mapping[str, object]],
+    *,
+    transitions: Transitions,
+    new_id: Callable[[], str],
+    channel: Channel | str = Channel.INBOUND_INQUIRY,
+    all_or_nothing: bool = True,
+    batch_size: int = BATCH,
+) -> PurchaseImport:
+    """Store ``rows`` (purchase rows, or mappings of their fields) a batch at a time.
+
+    Raises :class:`~salesprocess.errors.BadRows` listing every bad row, storing nothing, unless
+    ``all_or_nothing`` is false. ``channel`` is where walk-in customers are said to come from.
+    """
+    channel = Channel.parse(channel)
+    require_bool(all_or_nothing, "all_or_nothing")
+    require_int(batch_size, "batch_size", low=1)
+    parsed = list(_parsed(rows))
+    bad = [row for row in parsed if isinstance(row, RowError)]
+    if bad and all_or_nothing:
+        raise BadRows("purchase import", tuple(bad))
+    good = [row for row in parsed if not isinstance(row, RowError)]
+    recorded = duplicates = 0
+    created: list[str] = []
+    rejected: list[RowError] = list(bad)
+    block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
+    with block:
+        batches = iter(good)
+        while batch := list(islice(batches, batch_size)):
+            outcome = uow.run(
+                partial(_load, uow, batch, new_id),
+                partial(record_purchases, transitions=transitions, rows=batch, channel=channel),
+                at=None,
+            )
+            recorded += outcome.recorded
+            duplicates += outcome.duplicates
+            created.extend(outcome.created)
+            rejected.extend(outcome.rejected)
+        if rejected and all_or_nothing:
+            raise BadRows("purchase import", tuple(sorted(rejected, key=lambda r: r.position)))
+    rejected.sort(key=lambda row: row.position)
+    return PurchaseImport(len(parsed), recorded, duplicates, tuple(created), tuple(rejected))
