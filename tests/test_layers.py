@@ -79,10 +79,16 @@ def _ours(module: str) -> set[str]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "salesprocess" and not node.level:
+            names = [f"salesprocess.{alias.name}" for alias in node.names]  # a module or a name
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
         imported.update(
-            name.removeprefix("salesprocess.") for name in names if name.startswith("salesprocess.")
+            "salesprocess (the package)"
+            if name == "salesprocess"
+            else name.removeprefix("salesprocess.")
+            for name in names
+            if name == "salesprocess" or name.startswith("salesprocess.")
         )
     return imported
 
@@ -113,3 +119,5 @@ def test_the_rule_catches_a_use_case_importing_an_adapter():
     assert _permitted("storage.protocol", ALLOWED["reports"])
     assert not _permitted("commands.leads", ALLOWED["domain"])
     assert not _permitted("process", ALLOWED["storage"])
+    assert not _permitted("SalesProcess", ALLOWED["domain"])  # from salesprocess import ...
+    assert not _permitted("salesprocess (the package)", ALLOWED["commands"])

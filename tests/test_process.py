@@ -1068,8 +1068,8 @@ def test_screen_all_leaves_out_a_prospect_that_moved_on(clock):
             sales.qualify(second.id, override="signed at the fair", at=at(2026, 1, 6))
             return iter(listed)
 
-    sales.repository = Racing()  # type: ignore[assignment]
-    reports = sales.screen_all(at=at(2026, 1, 7))
+    racing = sp.SalesProcess(Racing(), criteria=CRITERIA, clock=clock)  # type: ignore[arg-type]
+    reports = racing.screen_all(at=at(2026, 1, 7))
     assert [report.account_id for report in reports] == [first.id]
     assert sales.get(second.id).screenings == ()
 
@@ -1152,3 +1152,29 @@ def test_a_miswired_process_is_refused_when_built(kwargs, field):
     with pytest.raises(sp.ValidationError) as info:
         sp.SalesProcess(**kwargs)
     assert info.value.field == field
+
+
+def test_a_naive_or_odd_moment_is_a_validation_error_everywhere(sales):
+    """call_list and screen_all check ``at`` like every command (no TypeError escapes)."""
+    capture(sales)
+    for moment in (datetime(2026, 1, 9), "2026-01-09"):
+        for call in (sales.call_list, sales.screen_all):
+            with pytest.raises(sp.ValidationError) as info:
+                call(at=moment)  # type: ignore[arg-type]
+            assert info.value.field == "at"
+
+
+def test_capture_refuses_a_keyword_it_does_not_take(sales):
+    """A misspelt detail is refused, naming it, rather than dropped."""
+    with pytest.raises(sp.ValidationError, match="takes no campagin") as info:
+        sales.capture_lead("Acme", email="a@acme.example", channel="referral", campagin="expo")
+    assert info.value.field == "campagin"
+    assert len(sales.repository) == 0
+
+
+def test_the_store_and_clock_are_fixed_for_the_process(sales):
+    """repository, clock and max_retries cannot be swapped under a running process."""
+    with pytest.raises(AttributeError):
+        sales.clock = sp.FixedClock(at(2027, 1, 1))  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        sales.repository = InMemoryRepository()  # type: ignore[misc]

@@ -15,6 +15,7 @@ import salesprocess as sp
 from salesprocess.referral_codes import CODE_ALPHABET, new_referral_code, normalise_referral_code
 from salesprocess.reports import referral_stats
 from salesprocess.storage.protocol import AccountRepository
+from support import Delegating
 
 
 def at(y: int, m: int, d: int) -> datetime:
@@ -24,16 +25,6 @@ def at(y: int, m: int, d: int) -> datetime:
 def counting(prefix: str) -> Callable[[], str]:
     counter = itertools.count(1)
     return lambda: f"{prefix}{next(counter):03d}"
-
-
-class Delegating:
-    """An adapter with the methods a test overrides; every other call goes to ``inner``."""
-
-    def __init__(self, inner: AccountRepository) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @pytest.fixture

@@ -14,23 +14,13 @@ import pytest
 import salesprocess as sp
 from salesprocess.commands import leads, qualifying
 from salesprocess.commands.leads import Known
-from salesprocess.storage.protocol import AccountRepository
+from support import Delegating
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
 
 class _Undo(Exception):
     """Raised by a caller's own block to roll it back."""
-
-
-class Delegating:
-    """An adapter with the methods a test overrides; every other call goes to ``inner``."""
-
-    def __init__(self, inner: AccountRepository) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def process(repository: Any) -> tuple[sp.SalesProcess, list[sp.DomainEvent]]:
@@ -208,8 +198,8 @@ def test_a_command_decides_without_storage():
     assert again == sp.Decision(sp.LeadCapture(decision.result.account, new=False))
 
 
-def test_a_refused_decision_raises_and_writes_nothing():
-    """A decision that refuses raises: there is no write to undo."""
+def test_a_refused_decision_raises():
+    """A command refuses by raising: it returns no decision, so there is nothing to write."""
     transitions = sp.Transitions.of(sp.Lifecycle)
     lead = sp.Account("id-1", "Acme", sp.Source("referral"), T0, email="a@acme.example")
     with pytest.raises(sp.InvalidTransition):
@@ -293,3 +283,56 @@ def test_subscribe_is_typed_by_event_type(tmp_path):
     assert passed.returncode == 0, passed.stdout
     failed = subprocess.run([*mypy, str(bad)], capture_output=True, text=True, check=False)
     assert failed.stdout.count("error:") == 2, failed.stdout
+
+
+def test_a_referral_code_taken_meanwhile_is_drawn_again():
+    """Another writer takes the code we drew before our save: the retry draws a new one."""
+
+    class Raced(Delegating):
+        raced = False
+
+        def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
+            if account.referral_code and not self.raced:
+                self.raced = True
+                taker = sp.Account("taker", "T", sp.Source("referral"), T0,
+                                   referral_code=account.referral_code)  # fmt: skip
+                self.inner.add(taker)
+            return self.inner.save(account, expected_version=expected_version)
+
+    codes = iter(["AAAA1111", "BBBB2222"])
+    sales = sp.SalesProcess(
+        Raced(sp.storage.InMemoryRepository()),  # type: ignore[arg-type]
+        clock=sp.FixedClock(T0),
+        code_factory=lambda: next(codes),
+    )
+    acct = qualified(sales)
+    acct = sales.record_purchase(acct.id, sp.Money("1.00", "EUR"))
+    cards = sales.issue_referral_cards(acct.id, count=5)
+    assert cards.code == "BBBB2222"
+    assert sales.get(acct.id).referral_code == "BBBB2222"
+
+
+def test_no_code_is_drawn_for_an_account_that_cannot_refer():
+    """A prospect asking for cards is refused as such; no code is drawn for it."""
+    drawn: list[str] = []
+
+    def draw() -> str:
+        drawn.append("AAAA1111")
+        return "AAAA1111"
+
+    sales = sp.SalesProcess(code_factory=draw)
+    lead = sales.capture_lead("Acme", email="a@acme.example", channel="referral")
+    with pytest.raises(sp.InvalidTransition, match="hand out referral cards"):
+        sales.issue_referral_cards(lead.id)
+    assert drawn == []
+
+
+def test_a_referral_with_the_referrers_own_phone_is_a_self_referral():
+    """The referrer's phone with another email is still the referrer naming itself."""
+    sales = sp.SalesProcess(clock=sp.FixedClock(T0))
+    lead = sales.capture_lead("Acme", email="a@acme.example", phone="+4930111", channel="referral")
+    acct = sales.record_purchase(sales.qualify(lead.id, override="x").id, sp.Money("1", "EUR"))
+    with pytest.raises(sp.ValidationError, match="cannot refer itself") as info:
+        sales.record_referral(acct.id, "Me", email="other@acme.example", phone="+49 30 111")
+    assert info.value.field == "phone"
+    assert sales.get(acct.id) == acct

@@ -30,7 +30,7 @@ from salesprocess.account import (
     ReferralRequest,
 )
 from salesprocess.checks import optional_text, require_instance, require_int, require_text
-from salesprocess.clock import Clock, SystemClock, utc_day
+from salesprocess.clock import Clock, SystemClock, require_aware, utc_day
 from salesprocess.commands import care, leads, purchases, qualifying, referrals
 from salesprocess.commands.decision import Decision
 from salesprocess.commands.leads import LeadCapture, LeadDetails
@@ -42,7 +42,7 @@ from salesprocess.customer_service import (
     ServicePolicy,
     ServiceRecommendation,
 )
-from salesprocess.errors import SalesProcessError
+from salesprocess.errors import SalesProcessError, ValidationError
 from salesprocess.events import DomainEvent, EventBus
 from salesprocess.imports import PurchaseImport
 from salesprocess.lifecycle import Lifecycle, Transitions
@@ -111,7 +111,7 @@ class SalesProcess:
         code_factory: Callable[[], str] | None = None,
     ) -> None:
         # Checked here, so that a miswired process fails now and not in its first command.
-        self.repository: AccountRepository = (
+        store: AccountRepository = (
             InMemoryRepository()
             if repository is None
             else require_instance(repository, "repository", AccountRepository)  # type: ignore[type-abstract]
@@ -126,14 +126,30 @@ class SalesProcess:
             _optional(service_policy, "service_policy", ServicePolicy) or RepairOrReplacePolicy()
         )
         self.transitions = Transitions.of(lifecycle)
-        self.clock: Clock = _optional(clock, "clock", Clock) or SystemClock()
-        self.max_retries = require_int(max_retries, "max_retries", low=0)
         self._new_id = _optional(id_factory, "id_factory", Callable) or (lambda: uuid.uuid4().hex)
         self._new_code = _optional(code_factory, "code_factory", Callable) or new_referral_code
         self._bus = EventBus()
         self._uow = UnitOfWork(
-            self.repository, clock=self.clock, bus=self._bus, max_retries=max_retries
+            store,
+            clock=_optional(clock, "clock", Clock) or SystemClock(),
+            bus=self._bus,
+            max_retries=require_int(max_retries, "max_retries", low=0),
         )
+
+    @property
+    def repository(self) -> AccountRepository:
+        """The account store (fixed for the process's life, like ``clock`` and ``max_retries``)."""
+        return self._uow.repository
+
+    @property
+    def clock(self) -> Clock:
+        """Where "now" comes from."""
+        return self._uow.clock
+
+    @property
+    def max_retries(self) -> int:
+        """How often a command overtaken by a concurrent write is retried."""
+        return self._uow.max_retries
 
     @overload
     def subscribe(self, handler: Callable[[DomainEvent], None]) -> Callable[[], None]: ...
@@ -146,15 +162,16 @@ class SalesProcess:
 
         Events of a command are published once its writes are committed: at once, or, for a
         command run inside your own ``repository.atomic()`` block, when your outermost block
-        commits (never if it rolls back). Every handler runs; the first exception one raises
-        then reaches the caller, and the change stays stored.
+        commits (never if it rolls back; on PostgreSQL, let ``atomic()`` begin the transaction:
+        see :mod:`salesprocess.storage.postgres`). Every handler runs; the first exception one
+        raises then reaches the caller, and the change stays stored.
         """
         return self._bus.subscribe(handler, event_type)
 
-    def _moment(self, at: datetime | None) -> datetime:
+    def _moment(self, at: datetime | None, field: str = "at") -> datetime:
         # A provisional moment to check a command's records before anything is read; each
         # attempt is stamped anew (see UnitOfWork).
-        return self.clock.now() if at is None else at
+        return self.clock.now() if at is None else require_aware(at, field)
 
     def _run(
         self,
@@ -186,6 +203,13 @@ class SalesProcess:
         :meth:`record_referral` does. See :mod:`salesprocess.commands.leads` for what a second
         capture of a known lead does with the details it brings.
         """
+        unknown = details.keys() - LeadDetails.__annotations__.keys()
+        if unknown:
+            raise ValidationError(
+                f"capture() takes no {', '.join(sorted(unknown))}; it takes "
+                f"{', '.join(LeadDetails.__annotations__)}",
+                field=min(unknown),
+            )
         at, code = details.get("at"), details.get("referral_code")
         code = None if code is None else normalise_referral_code(code)
         lead = self._lead(name, leads.lead_channel(name, details.get("channel"), code), details)
@@ -404,7 +428,7 @@ class SalesProcess:
         same one, which :meth:`capture` takes as ``referral_code``.
         """
         cards = ReferralCards("CARD", count, self._moment(at))  # checked before any read
-        load = self._uow.account_with_code(account_id, self._new_code)
+        load = self._uow.account_with_code(account_id, self._new_code, self.transitions)
         decide = partial(referrals.issue_referral_cards, transitions=self.transitions, cards=cards)
         return self._uow.run(load, decide, at=at)
 
@@ -496,11 +520,13 @@ class SalesProcess:
         self, *, as_of: datetime | None = None, period: Period = "D"
     ) -> list[RepeatRow]:
         """Return repeat figures; see :func:`salesprocess.reports.repeat_summary`."""
-        return self._report(reports.repeat_summary, as_of=self._moment(as_of), period=period)
+        return self._report(
+            reports.repeat_summary, as_of=self._moment(as_of, "as_of"), period=period
+        )
 
     def rfm(self, *, as_of: datetime | None = None, currency: str | None = None) -> list[RfmRow]:
         """Return RFM scores and segments; see :func:`salesprocess.reports.rfm`."""
-        return self._report(reports.rfm, as_of=self._moment(as_of), currency=currency)
+        return self._report(reports.rfm, as_of=self._moment(as_of, "as_of"), currency=currency)
 
     def funnel(
         self,
@@ -511,7 +537,7 @@ class SalesProcess:
     ) -> Funnel:
         """Return the funnel; see :func:`salesprocess.reports.funnel`."""
         return self._report(
-            reports.funnel, as_of=self._moment(as_of), channel=channel, campaign=campaign
+            reports.funnel, as_of=self._moment(as_of, "as_of"), channel=channel, campaign=campaign
         )
 
     def lead_flow(
@@ -526,7 +552,7 @@ class SalesProcess:
 
     def time_in_stage(self, *, as_of: datetime | None = None) -> Mapping[Stage, StageTime]:
         """Return median and p90 time per stage; see :func:`salesprocess.reports.time_in_stage`."""
-        return self._report(reports.time_in_stage, as_of=self._moment(as_of))
+        return self._report(reports.time_in_stage, as_of=self._moment(as_of, "as_of"))
 
     def stage_counts(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage of the lifecycle (zeros included)."""

@@ -32,6 +32,7 @@ from salesprocess.commands.leads import Known
 from salesprocess.commands.referrals import Scene
 from salesprocess.errors import ConflictError, NotFound, StaleWrite, ValidationError
 from salesprocess.events import EventBus
+from salesprocess.lifecycle import Transitions
 from salesprocess.referral_codes import normalise_referral_code
 from salesprocess.storage.protocol import AccountRepository
 
@@ -91,7 +92,20 @@ class UnitOfWork:
 
     def _write_one(self, account: Account) -> None:
         if account.version:
-            self.repository.save(account, expected_version=account.version)
+            try:
+                self.repository.save(account, expected_version=account.version)
+            except StaleWrite:
+                raise
+            except ConflictError as error:
+                # The only code a command sets is one drawn free at the load: another writer
+                # has taken it since, and the retry draws another.
+                code = account.referral_code
+                holder = None if code is None else self.repository.find_id(referral_code=code)
+                if holder not in (None, account.id):
+                    raise StaleWrite(
+                        f"referral code {code} was taken meanwhile ({error})"
+                    ) from error
+                raise
             return
         try:
             self.repository.add(account)
@@ -149,13 +163,19 @@ class UnitOfWork:
         return Scene(referrer, self.known(lead))
 
     def account_with_code(
-        self, account_id: str, draw: Callable[[], str]
-    ) -> Callable[[], tuple[Account, str | None]]:
-        """Return the load of an account and, if it has no referral code, a free one."""
+        self, account_id: str, draw: Callable[[], str], transitions: Transitions
+    ) -> Callable[[], tuple[Account, str]]:
+        """Return the load of an account and its referral code: its own, or a free one drawn.
 
-        def load() -> tuple[Account, str | None]:
+        A code is drawn only for an account whose stage may refer: one that may not is refused
+        by the command, and the draws would be wasted.
+        """
+
+        def load() -> tuple[Account, str]:
             account = self.repository.get(account_id)
-            return account, None if account.referral_code else self.free_code(draw)
+            if account.referral_code or "refer" not in transitions.allowed(account.stage):
+                return account, account.referral_code or ""
+            return account, self.free_code(draw)
 
         return load
 

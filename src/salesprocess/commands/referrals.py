@@ -71,7 +71,7 @@ def ask_for_referrals(
 
 
 def issue_referral_cards(
-    loaded: tuple[Account, str | None],
+    loaded: tuple[Account, str],
     moment: datetime,
     *,
     transitions: Transitions,
@@ -79,10 +79,10 @@ def issue_referral_cards(
 ) -> Decision[ReferralCards]:
     """Hand out ``cards``, carrying the account's code (a free one on its first batch).
 
-    ``loaded`` is the account and, for an account without a code yet, a code the unit of work
-    found unused.
+    ``loaded`` is the account and its code: its own, or, for an account without one yet, a
+    code the unit of work found unused.
     """
-    account, free_code = loaded
+    account, code = loaded
     may_refer(transitions, account, "hand out referral cards")
     require_in_order(
         account,
@@ -91,9 +91,6 @@ def issue_referral_cards(
         since="its last card batch",
         earlier=last_at(account.referral_cards),
     )
-    code = account.referral_code or free_code
-    if code is None:  # pragma: no cover - the unit of work draws one for an account without
-        raise ValidationError(f"account {account.id} has no referral code", field="code")
     cards = attrs.evolve(cards, code=code, at=moment)
     return recorded(
         cards,
@@ -139,16 +136,16 @@ def refer(
         since="its last referral",
         earlier=last_at(referrer.referrals),
     )
+    for kind, holder in (("email", scene.known.by_email), ("phone", scene.known.by_phone)):
+        if holder is not None and holder.id == referrer.id:
+            raise ValidationError(
+                f"account {referrer.id} ({referrer.name}) cannot refer itself: the lead's "
+                f"{kind} is its own",
+                field=kind,
+            )
     linked = known_as(lead, scene.known, moment)
     if linked is not None:
         known = linked.result
-        if known.id == referrer.id:
-            same_email = lead.email is not None and lead.email == referrer.email
-            raise ValidationError(
-                f"account {referrer.id} ({referrer.name}) cannot refer itself: the lead's "
-                f"{'email' if same_email else 'phone'} is its own",
-                field="email" if same_email else "phone",
-            )
         if any(r.account_id == known.id for r in referrer.referrals):
             # Referred before by the same referrer: nothing new to record.
             return Decision(LeadCapture(known, new=False), linked.writes, linked.events)
