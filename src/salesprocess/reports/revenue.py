@@ -107,34 +107,25 @@ def revenue(
     >>> eur.average_order_value, eur.purchases_per_customer
     (Money('66.67', 'EUR'), Decimal('1.5000'))
     """
-    # currency -> account id -> (total, purchases, days, exponent)
-    tallies: dict[str, dict[str, tuple[Decimal, int, set[date], int]]] = {}
+    # currency -> account id -> (total, purchases, days)
+    tallies: dict[str, dict[str, tuple[Decimal, int, set[date]]]] = {}
     for account, purchase in purchases_between(accounts, since, until):
         amount = purchase.amount
         per_account = tallies.setdefault(amount.currency, {})
-        total, count, days, exponent = per_account.get(account.id, (Decimal(0), 0, set(), 0))
+        total, count, days = per_account.get(account.id, (Decimal(0), 0, set()))
         days.add(utc_day(purchase.at))
-        exponent = min(exponent, _exponent(amount.amount))
-        per_account[account.id] = (total + amount.amount, count + 1, days, exponent)
+        per_account[account.id] = (total + amount.amount, count + 1, days)
     return RevenueReport(
         {currency: _figures(currency, tallies[currency]) for currency in sorted(tallies)}
     )
 
 
-def _exponent(amount: Decimal) -> int:
-    exponent = amount.as_tuple().exponent
-    return exponent if isinstance(exponent, int) else 0
-
-
-def _figures(
-    currency: str, per_account: Mapping[str, tuple[Decimal, int, set[date], int]]
-) -> Revenue:
+def _figures(currency: str, per_account: Mapping[str, tuple[Decimal, int, set[date]]]) -> Revenue:
     total = sum((tally[0] for tally in per_account.values()), Decimal(0))
     repeat = sum((t[0] for t in per_account.values() if len(t[2]) > 1), Decimal(0))
     purchases = sum(tally[1] for tally in per_account.values())
     customers = len(per_account)
     repeat_customers = sum(1 for tally in per_account.values() if len(tally[2]) > 1)
-    exponent = min(tally[3] for tally in per_account.values())
     return Revenue(
         currency=currency,
         total=Money(total, currency),
@@ -144,6 +135,6 @@ def _figures(
         customers=customers,
         repeat_customers=repeat_customers,
         repeat_customer_rate=ratio(repeat_customers, customers),
-        average_order_value=Money(mean(total, purchases, exponent), currency),
+        average_order_value=Money(mean(total, purchases), currency),
         purchases_per_customer=ratio(purchases, customers),
     )
