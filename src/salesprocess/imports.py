@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
-from itertools import islice
 from typing import Final
 
 import attrs
@@ -64,6 +63,27 @@ def _parsed(
             yield RowError(position, str(error), getattr(error, "field", None))
         except TypeError as error:  # an unknown or missing column
             yield RowError(position, str(error))
+
+
+def _batches(
+    rows: list[tuple[int, PurchaseRow]], size: int
+) -> Iterator[list[tuple[int, PurchaseRow]]]:
+    """Cut ``rows`` into batches of about ``size`` rows, each customer's rows in one batch.
+
+    An export lists purchases by date; batching it as it comes would write a customer again in
+    every batch it appears in.
+    """
+    by_key: dict[tuple[str, str], list[tuple[int, PurchaseRow]]] = {}
+    for entry in rows:
+        by_key.setdefault(entry[1].key, []).append(entry)
+    batch: list[tuple[int, PurchaseRow]] = []
+    for entries in by_key.values():
+        batch.extend(entries)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _load(
@@ -116,8 +136,7 @@ def import_purchases(
     rejected: list[RowError] = list(bad)
     block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
     with block:
-        batches = iter(good)
-        while batch := list(islice(batches, batch_size)):
+        for batch in _batches(good, batch_size):
             outcome = uow.run(
                 partial(_load, uow, batch, new_id),
                 partial(record_purchases, transitions=transitions, rows=batch, channel=channel),

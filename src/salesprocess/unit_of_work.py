@@ -83,12 +83,34 @@ class UnitOfWork:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _write(self, writes: tuple[Account, ...]) -> None:
-        if len(writes) == 1:
-            self._write_one(writes[0])
-        elif writes:
-            with self.repository.atomic():
-                for account in writes:
-                    self._write_one(account)
+        if len(writes) <= 1:
+            for account in writes:
+                self._write_one(account)
+            return
+        new = [account for account in writes if not account.version]
+        with self.repository.atomic():
+            if len(new) > 1:  # a bulk load's new customers: one statement, not one each
+                self._add_many(new)
+                writes = tuple(account for account in writes if account.version)
+            for account in writes:
+                self._write_one(account)
+
+    def _add_many(self, accounts: list[Account]) -> None:
+        try:
+            self.repository.add_many(accounts)
+        except StaleWrite:
+            raise
+        except ConflictError as error:
+            if any(self._taken(account) for account in accounts):
+                raise StaleWrite(f"a lead was captured meanwhile ({error})") from error
+            raise
+
+    def _taken(self, account: Account) -> bool:
+        """Whether another account holds ``account``'s email or phone now."""
+        return any(
+            value is not None and self.repository.find_id(**{kind: value}) not in (None, account.id)
+            for kind, value in (("email", account.email), ("phone", account.phone))
+        )
 
     def _write_one(self, account: Account) -> None:
         if account.version:
@@ -115,10 +137,7 @@ class UnitOfWork:
             # The command saw the lead's email and phone free. If one is taken now, another
             # writer captured the same person since: what we loaded is stale, and the retry
             # finds (and links) the account that writer stored.
-            if any(
-                value is not None and self.repository.find_id(**{kind: value}) is not None
-                for kind, value in (("email", account.email), ("phone", account.phone))
-            ):
+            if self._taken(account):
                 raise StaleWrite(
                     f"lead {account.name!r} was captured meanwhile ({error})"
                 ) from error

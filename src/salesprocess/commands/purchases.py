@@ -18,11 +18,11 @@ from salesprocess.account import Account, Channel, HistoryEntry, Purchase, Sourc
 from salesprocess.checks import instance_validator, optional_text_validator
 from salesprocess.chronology import last_at, require_in_order
 from salesprocess.clock import require_aware
-from salesprocess.commands.decision import Decision, stamped, unchanged
+from salesprocess.commands.decision import Decision, changed, stamped, unchanged
 from salesprocess.commands.qualifying import transition
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.errors import ConflictError, RowError, SalesProcessError, ValidationError
-from salesprocess.events import DomainEvent, LeadCaptured, PurchaseRecorded
+from salesprocess.events import DomainEvent, LeadCaptured, PurchaseRecorded, stage_event
 from salesprocess.lifecycle import Transitions
 from salesprocess.money import Money
 
@@ -31,6 +31,7 @@ __all__ = [
     "BatchOutcome",
     "Loaded",
     "PurchaseRow",
+    "buy",
     "known_purchase",
     "record_purchase",
     "record_purchases",
@@ -60,6 +61,28 @@ def known_purchase(account: Account, purchase: Purchase) -> bool:
     return False
 
 
+def buy(
+    account: Account, purchase: Purchase, transitions: Transitions, actor: str | None
+) -> tuple[Account, tuple[DomainEvent, ...]] | None:
+    """Return ``account`` after ``purchase``, and the events; ``None`` for a known reference.
+
+    The rules of a purchase, written once for one and for a batch: a known reference is the
+    same purchase (or a ``ConflictError``), purchases come in time order, and the lifecycle's
+    ``purchase`` event moves the stage.
+    """
+    if known_purchase(account, purchase):
+        return None
+    require_in_order(
+        account, "a purchase", purchase.at, since="its last purchase",
+        earlier=last_at(account.purchases),
+    )  # fmt: skip
+    after, entry = transitions.apply(
+        account, "purchase", at=purchase.at, actor=actor, purchases=(*account.purchases, purchase)
+    )
+    recorded = PurchaseRecorded(account.id, purchase.at, purchase)
+    return after, (recorded,) if entry is None else (stage_event(account.id, entry), recorded)
+
+
 def record_purchase(
     account: Account,
     moment: datetime,
@@ -72,21 +95,8 @@ def record_purchase(
 
     Purchases are kept in time order, so that "the first purchase" is the first made.
     """
-    purchase = stamped(purchase, moment)
-    if known_purchase(account, purchase):
-        return unchanged(account)
-    require_in_order(
-        account, "a purchase", moment, since="its last purchase", earlier=last_at(account.purchases)
-    )
-    return transition(
-        transitions,
-        account,
-        "purchase",
-        moment,
-        PurchaseRecorded(account.id, moment, purchase),
-        actor=actor,
-        purchases=(*account.purchases, purchase),
-    )
+    bought = buy(account, stamped(purchase, moment), transitions, actor)
+    return unchanged(account) if bought is None else changed(bought[0], *bought[1])
 
 
 def walk_in(
@@ -244,17 +254,15 @@ def record_purchases(
         bought = 0
         for position, row in entries:
             try:
-                decision = record_purchase(
-                    account, row.at, transitions=transitions, purchase=row.purchase, actor=None
-                )
+                done = buy(account, row.purchase, transitions, None)
             except SalesProcessError as error:
                 rejected.append(RowError(position, str(error), getattr(error, "field", None)))
                 continue
-            if not decision.writes:
+            if done is None:
                 duplicates += 1
                 continue
-            account = decision.writes[0]
-            made.extend(decision.events)
+            account = done[0]
+            made.extend(done[1])
             bought += 1
         if bought:
             recorded += bought
