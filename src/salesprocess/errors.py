@@ -127,5 +127,6 @@ class BadRows(ValidationError):
     def __init__(self, what: str, rows: tuple[RowError, ...]) -> None:
         listed = "; ".join(str(row) for row in rows[: self.SHOWN])
         more = f"; and {len(rows) - self.SHOWN} more" if len(rows) > self.SHOWN else ""
-        super().__init__(f"{what}: {len(rows)} bad rows, nothing stored: {listed}{more}")
+        count = f"{len(rows)} bad row{'' if len(rows) == 1 else 's'}"
+        super().__init__(f"{what}: {count}, nothing stored: {listed}{more}")
         self.rows = rows

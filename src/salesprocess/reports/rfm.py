@@ -55,15 +55,17 @@ def segment(recency_score: int, frequency_score: int) -> str:
 
 
 def quintile(value: Decimal | int, ordered: Sequence[Decimal | int]) -> int:
-    """Return 1 to 5: ``1 + 5 * (how many of ``ordered`` are below ``value``) // len(ordered)``.
+    """Return 1 to 5: the fifth of ``ordered`` that ``value`` falls in, at or below it.
 
-    ``ordered`` is every value scored together, sorted. Equal values share a score, and the
-    best value always scores 5 when there are five or more distinct values.
+    ``ordered`` is every value scored together, sorted; the score is ``ceil(5 * k / n)`` where
+    ``k`` of the ``n`` values are at most ``value``. So ten distinct values score 1, 1, 2, 2,
+    ..., 5, 5; equal values share a score; and the best value always scores 5.
 
-    >>> quintile(10, [1, 2, 3, 4, 10]), quintile(1, [1, 2, 3, 4, 10])
-    (5, 1)
+    >>> quintile(10, [1, 2, 3, 4, 10]), quintile(1, [1, 2, 3, 4, 10]), quintile(1, [1, 2])
+    (5, 1, 3)
     """
-    return 1 + 5 * bisect.bisect_left(ordered, value) // len(ordered)
+    at_most = bisect.bisect_right(ordered, value)
+    return (5 * at_most + len(ordered) - 1) // len(ordered)
 
 
 @attrs.frozen
