@@ -79,7 +79,7 @@ from salesprocess.events import (
     ReferralRequested,
     StageChanged,
 )
-from salesprocess.imports import PurchaseImport
+from salesprocess.imports import LeadImport, PurchaseImport
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
@@ -154,6 +154,7 @@ __all__ = [
     "LeadCapture",
     "LeadCaptured",
     "LeadDetails",
+    "LeadImport",
     "LeadScreened",
     "Lifecycle",
     "Money",

@@ -1,4 +1,4 @@
-"""Bulk loads: a shop's or ERP's export of purchases, stored a batch at a time.
+"""Bulk loads: a list of leads, or a shop's or ERP's export of purchases, a batch at a time.
 
 Each batch is one unit of work (one transaction, every account of the batch loaded once and
 written once) deciding by the very rules of a single ``record_purchase``. By default a load is
@@ -6,7 +6,9 @@ all or nothing: every bad row is reported with its position and reason
 (:class:`~salesprocess.errors.BadRows`) and nothing is stored; with ``all_or_nothing=False``
 the good rows are stored and the bad ones come back in the result.
 
-A row for an unknown customer creates it, as a shop's export holds walk-in buyers: the account
+A lead whose email or phone is known is recognised as that account (and a detail it lacked is
+added), never doubled, so loading the same list twice changes nothing. A purchase row for an
+unknown customer creates it, as a shop's export holds walk-in buyers: the account
 is captured and qualified with the reason in its history
 (:data:`~salesprocess.commands.purchases.WALK_IN`), then its purchases make it a customer.
 """
@@ -22,12 +24,13 @@ import attrs
 
 from salesprocess.account import Account, Channel
 from salesprocess.checks import require_bool, require_int
+from salesprocess.commands.leads import capture_many
 from salesprocess.commands.purchases import Loaded, PurchaseRow, record_purchases
 from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError
 from salesprocess.lifecycle import Transitions
 from salesprocess.unit_of_work import UnitOfWork
 
-__all__ = ["BATCH", "PurchaseImport", "import_purchases"]
+__all__ = ["BATCH", "LeadImport", "PurchaseImport", "import_leads", "import_purchases"]
 
 #: Rows per batch (per transaction).
 BATCH: Final = 1000
@@ -150,3 +153,91 @@ def import_purchases(
             raise BadRows("purchase import", tuple(sorted(rejected, key=lambda r: r.position)))
     rejected.sort(key=lambda row: row.position)
     return PurchaseImport(len(parsed), recorded, duplicates, tuple(created), tuple(rejected))
+
+
+@attrs.frozen
+class LeadImport:
+    """What a lead import stored, and the rows it refused.
+
+    ``rows`` read, leads ``captured`` new, ``known`` ones recognised (never doubled), and the
+    ``rejected`` rows.
+    """
+
+    rows: int
+    captured: int
+    known: int
+    rejected: tuple[RowError, ...]
+
+
+#: The fields of a lead row; any other key is refused (a misspelt column must not vanish).
+LEAD_FIELDS: Final = ("name", "email", "phone", "campaign", "attributes", "at")
+
+
+def _lead(
+    position: int, row: Mapping[str, object], build: Callable[..., Account]
+) -> tuple[int, Account] | RowError:
+    try:
+        if not isinstance(row, Mapping):
+            raise TypeError(f"a row is a mapping, not {type(row).__name__}")
+        unknown = sorted(set(row) - set(LEAD_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown field {', '.join(map(str, unknown))}")
+        return position, build(**row)
+    except SalesProcessError as error:
+        return RowError(position, str(error), getattr(error, "field", None))
+    except TypeError as error:
+        return RowError(position, str(error))
+
+
+def _known_contacts(
+    uow: UnitOfWork, leads: list[tuple[int, Account]]
+) -> dict[tuple[str, str], Account]:
+    repository = uow.repository
+    found: dict[tuple[str, str], Account] = {}
+    for _, lead in leads:
+        for kind, value in (("email", lead.email), ("phone", lead.phone)):
+            if value is None or (kind, value) in found:
+                continue
+            account_id = repository.find_id(**{kind: value})
+            if account_id is not None:
+                with contextlib.suppress(NotFound):
+                    found[kind, value] = repository.get(account_id)
+    return found
+
+
+def import_leads(
+    uow: UnitOfWork,
+    rows: Iterable[Mapping[str, object]],
+    *,
+    build: Callable[..., Account],
+    all_or_nothing: bool = True,
+    batch_size: int = BATCH,
+) -> LeadImport:
+    """Capture the leads of ``rows`` (mappings of :data:`LEAD_FIELDS`) a batch at a time.
+
+    ``build(**row)`` makes the validated lead of a row (the facade's, with the channel and
+    campaign given). Raises :class:`~salesprocess.errors.BadRows` listing every bad row,
+    storing nothing, unless ``all_or_nothing`` is false.
+    """
+    require_bool(all_or_nothing, "all_or_nothing")
+    require_int(batch_size, "batch_size", low=1)
+    parsed = [_lead(position, row, build) for position, row in enumerate(rows, start=1)]
+    rejected = [row for row in parsed if isinstance(row, RowError)]
+    if rejected and all_or_nothing:
+        raise BadRows("lead import", tuple(rejected))
+    good = [row for row in parsed if not isinstance(row, RowError)]
+    captured = known = 0
+    block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
+    with block:
+        for start in range(0, len(good), batch_size):
+            batch = good[start : start + batch_size]
+            outcome = uow.run(
+                partial(_known_contacts, uow, batch), partial(capture_many, leads=batch), at=None
+            )
+            captured += outcome.captured
+            known += outcome.known
+            rejected.extend(outcome.rejected)
+        if rejected and all_or_nothing:
+            raise BadRows("lead import", tuple(sorted(rejected, key=lambda r: r.position)))
+    rejected.sort(key=lambda row: row.position)
+    return LeadImport(len(parsed), captured, known, tuple(rejected))

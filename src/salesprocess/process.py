@@ -44,7 +44,7 @@ from salesprocess.customer_service import (
 )
 from salesprocess.errors import SalesProcessError, ValidationError
 from salesprocess.events import DomainEvent, EventBus
-from salesprocess.imports import PurchaseImport
+from salesprocess.imports import LeadImport, PurchaseImport
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import Money
 from salesprocess.qualification import QualificationPolicy, QualificationReport, ScreenAndCallPolicy
@@ -488,6 +488,27 @@ class SalesProcess:
             repair_cost=repair_cost, replacement_cost=replacement_cost,
             on=utc_day(self.clock.now()) if on is None else on,
         )  # fmt: skip
+
+    def import_leads(
+        self,
+        rows: Iterable[Mapping[str, object]],
+        *,
+        channel: Channel | str,
+        campaign: str | None = None,
+        all_or_nothing: bool = True,
+    ) -> LeadImport:
+        """Capture many leads from ``channel`` a batch at a time; see :mod:`salesprocess.imports`.
+
+        Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
+        ``attributes`` and ``at``.
+        """
+        channel = Channel.parse(channel)
+
+        def build(name: str, **details: Any) -> Account:
+            details.setdefault("campaign", campaign)
+            return self._lead(name, channel, details)  # type: ignore[arg-type]
+
+        return imports.import_leads(self._uow, rows, build=build, all_or_nothing=all_or_nothing)
 
     # -- recurring revenue and the read side ------------------------------------------------
 

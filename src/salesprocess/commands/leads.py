@@ -11,7 +11,7 @@ what the lead is attributed to.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TypedDict
 
@@ -28,15 +28,17 @@ from salesprocess.account import (
 )
 from salesprocess.chronology import require_in_order
 from salesprocess.commands.decision import Decision, changed, stamped, stored
-from salesprocess.errors import ConflictError, ValidationError
+from salesprocess.errors import ConflictError, RowError, SalesProcessError, ValidationError
 from salesprocess.events import CallRecorded, ContactDetailsAdded, DomainEvent, LeadCaptured
 from salesprocess.stage import Stage
 
 __all__ = [
     "Known",
+    "LeadBatchOutcome",
     "LeadCapture",
     "LeadDetails",
     "capture",
+    "capture_many",
     "known_as",
     "lead_channel",
     "new_lead",
@@ -225,3 +227,56 @@ def record_call(account: Account, moment: datetime, *, call: Call) -> Decision[A
         account.with_changes(calls=(*account.calls, call), do_not_contact=blocked),
         CallRecorded(account.id, moment, call),
     )
+
+
+@attrs.frozen
+class LeadBatchOutcome:
+    """What a batch of leads did: ``captured`` new, ``known`` recognised, ``rejected`` rows."""
+
+    captured: int = 0
+    known: int = 0
+    rejected: tuple[RowError, ...] = ()
+
+
+def capture_many(
+    known: Mapping[tuple[str, str], Account],
+    moment: datetime,
+    *,
+    leads: Sequence[tuple[int, Account]],
+) -> Decision[LeadBatchOutcome]:
+    """Capture a batch of leads, each ``(position, lead)``, by the rules of :func:`capture`.
+
+    ``known`` maps ``("email" | "phone", value)`` to the stored account holding it. A lead that
+    repeats an earlier one of the batch is recognised as it, never doubled; a lead the rules
+    refuse is rejected with its position and reason, and the others stand. Each lead keeps its
+    own moment; ``moment`` is unused.
+    """
+    del moment
+    holders = dict(known)
+    latest: dict[str, Account] = {}  # account id -> its state to write, at its loaded version
+    events: list[DomainEvent] = []
+    rejected: list[RowError] = []
+    captured = recognised = 0
+    for position, lead in leads:
+        seen = Known(
+            None if lead.email is None else holders.get(("email", lead.email)),
+            None if lead.phone is None else holders.get(("phone", lead.phone)),
+        )
+        try:
+            decision = capture(seen, lead.created_at, lead=lead)
+        except SalesProcessError as error:
+            rejected.append(RowError(position, str(error), getattr(error, "field", None)))
+            continue
+        if decision.result.new:
+            captured += 1
+        else:
+            recognised += 1
+        for account in decision.writes:
+            latest[account.id] = account
+            for kind in ("email", "phone"):
+                value = getattr(account, kind)
+                if value is not None:
+                    holders[kind, value] = account
+        events.extend(decision.events)
+    outcome = LeadBatchOutcome(captured, recognised, tuple(rejected))
+    return Decision(outcome, tuple(latest.values()), tuple(events))

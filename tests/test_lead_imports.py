@@ -1,0 +1,74 @@
+"""Lead imports: a list of leads captured a batch at a time, never doubled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+import salesprocess as sp
+
+T0 = datetime(2026, 2, 1, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def sales(any_repository) -> sp.SalesProcess:
+    return sp.SalesProcess(any_repository, clock=sp.FixedClock(T0))
+
+
+def test_a_list_is_captured_once_whatever_its_repeats(sales):
+    """Rows repeating a lead (in the file or in the store) are recognised, never doubled."""
+    known = sales.capture_lead("Known", email="known@x.example", channel="cold_outreach")
+    done = sales.import_leads(
+        [
+            {"name": "Acme", "email": "Buyer@Acme.example"},
+            {"name": "Acme again", "email": "buyer@acme.example", "phone": "+49 30 111"},
+            {"name": "Known", "email": "KNOWN@x.example"},
+            {"name": "Beta", "phone": "+49 30 222", "attributes": {"employees": 120}},
+        ],
+        channel="marketing_list",
+        campaign="spring-expo",
+    )
+    assert (done.rows, done.captured, done.known, done.rejected) == (4, 2, 2, ())
+    acme = sales.find(email="buyer@acme.example")
+    assert acme is not None
+    assert (acme.phone, acme.source.campaign, acme.version) == ("+4930111", "spring-expo", 1)
+    assert sales.get(known.id) == known
+    beta = sales.find(phone="+4930222")
+    assert beta is not None
+    assert beta.attributes["employees"] == 120
+    again = sales.import_leads(
+        [{"name": "Acme", "email": "buyer@acme.example"}], channel="marketing_list"
+    )
+    assert (again.captured, again.known) == (0, 1)
+    assert sum(sales.stage_counts().values()) == 3
+
+
+def test_bad_rows_stop_the_whole_list_and_are_all_named(sales):
+    """All or nothing: every bad row by position, nothing stored, nothing published."""
+    seen: list[sp.DomainEvent] = []
+    sales.subscribe(seen.append)
+    rows = [
+        {"name": "Good", "email": "good@x.example"},
+        {"name": "", "email": "blank@x.example"},
+        {"name": "No contact"},
+        {"name": "Odd", "email": "not an email"},
+        {"name": "Typo", "emial": "t@x.example"},
+    ]
+    with pytest.raises(sp.BadRows) as info:
+        sales.import_leads(rows, channel="marketing_list")
+    assert [row.position for row in info.value.rows] == [2, 3, 4, 5]
+    assert "emial" in info.value.rows[3].message
+    assert sum(sales.stage_counts().values()) == 0
+    assert seen == []
+    kept = sales.import_leads(rows, channel="marketing_list", all_or_nothing=False)
+    assert (kept.captured, [row.position for row in kept.rejected]) == (1, [2, 3, 4, 5])
+
+
+def test_a_row_contradicting_a_known_lead_is_refused_not_merged(sales):
+    """A known phone with another email is the same refusal capture() gives."""
+    sales.capture_lead("A", email="a@x.example", phone="+4930111", channel="cold_outreach")
+    with pytest.raises(sp.BadRows, match=r"whose email is a@x\.example"):
+        sales.import_leads(
+            [{"name": "A", "email": "b@x.example", "phone": "+49 30 111"}], channel="referral"
+        )
