@@ -107,9 +107,29 @@ def test_each_layer_imports_only_the_layers_before_it(module):
 
 
 def test_the_layers_cover_the_tree():
-    """Every module is placed: only the facade, the package and the test kits are entry points."""
+    """Every module is placed: the facade, the command line and the test kits are the entries."""
     entry = {m for m in _modules() if _layer(m) == "entry"}
-    assert entry == {"process", "strategies", "testing"}
+    assert {m for m in entry if not m.startswith("cli.")} == {
+        "__main__", "cli", "process", "strategies", "testing",
+    }  # fmt: skip
+
+
+#: Libraries of an entry point's own: a command line's, a terminal's, a chart's.
+ENTRY_ONLY = {"click", "rich", "matplotlib", "typer"}
+
+
+@pytest.mark.parametrize("module", [m for m in _modules() if not m.startswith("cli")])
+def test_only_the_command_line_imports_cli_libraries(module):
+    """Click, rich and plotting stay in salesprocess.cli: the library itself needs none."""
+    path = SRC.joinpath(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    tops = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            tops.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            tops.add(node.module.split(".")[0])
+    assert tops & ENTRY_ONLY == set()
 
 
 def test_the_rule_catches_a_use_case_importing_an_adapter():

@@ -1,0 +1,370 @@
+"""The ``salesprocess`` commands (Click), each a thin layer over the public API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+import salesprocess as sp
+from salesprocess.cli import csvfiles, demo, render
+from salesprocess.storage import SQLiteRepository
+
+__all__ = ["cli", "main"]
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    _err.print(f"error: {message}", markup=False)
+    raise SystemExit(1)
+
+
+def _criteria(path: Path) -> sp.Criteria:
+    """Load a criteria file, named by its stem and versioned by its content's digest.
+
+    A screening records the criteria's name and version: the digest says exactly which
+    document judged, whatever the file was called later.
+    """
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise sp.ValidationError(
+            f"{path}: cannot read it: {error.strerror}", field="criteria"
+        ) from None
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    return sp.Criteria.from_json(path, name=path.stem, version=f"sha256:{digest}")
+
+
+@contextmanager
+def _process(db: str, dsn: str | None, criteria: Path | None = None) -> Iterator[sp.SalesProcess]:
+    """Open the store the options name, and report any library error as one line, exit 1."""
+    try:
+        rules = None if criteria is None else _criteria(criteria)
+        if dsn:
+            from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
+
+            repository: Any = PostgresRepository(dsn)
+        else:
+            repository = SQLiteRepository(db)
+        with repository:
+            yield sp.SalesProcess(repository, criteria=rules)
+    except sp.SalesProcessError as error:
+        _fail(str(error))
+
+
+def _store_options(command: _Command) -> _Command:
+    """Add ``--db`` and ``--dsn`` (or ``SALESPROCESS_DSN``) to a command."""
+    command = click.option(
+        "--dsn",
+        envvar="SALESPROCESS_DSN",
+        help="PostgreSQL connection string (or SALESPROCESS_DSN); overrides --db.",
+    )(command)
+    return click.option(
+        "--db",
+        default="sales.db",
+        show_default=True,
+        help="SQLite file to keep the accounts in.",
+    )(command)
+
+
+def _renames(mappings: Sequence[str]) -> dict[str, str]:
+    renames = {}
+    for mapping in mappings:
+        column, sep, field = mapping.partition("=")
+        if not sep or not column.strip() or not field.strip():
+            raise click.BadParameter(f"{mapping!r} is not COLUMN=FIELD", param_hint="--map")
+        renames[column.strip()] = field.strip()
+    return renames
+
+
+def _moment(text: str) -> datetime | str:
+    """Parse a CSV or option date: an ISO date (midnight UTC) or an ISO datetime with offset."""
+    try:
+        if len(text.strip()) == 10:
+            day = date.fromisoformat(text.strip())
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text  # the library refuses it, naming the field and the line
+
+
+def _option_moment(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    moment = _moment(text)
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
+        raise click.BadParameter(
+            f"{text!r} is no ISO date or datetime with offset", param_hint=name
+        )
+    return moment
+
+
+def _report_import(
+    done: Any, what: str, path: Path, lines: Sequence[int], *, rejects: Path | None, rows: Any
+) -> None:
+    console = _out()
+    for error in done.rejected:
+        _err.print(f"{path}:{lines[error.position - 1]}: {error.message}", markup=False)
+    if rejects is not None and done.rejected:
+        count = csvfiles.write_rejects(rejects, rows, lines, done.rejected)
+        _err.print(f"{count} rejected rows written to {rejects}", markup=False)
+    console.print(what, markup=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(sp.__version__, prog_name="salesprocess")
+def cli() -> None:
+    """Run the sales process on a SQLite file (or PostgreSQL): leads, purchases, reports."""
+
+
+@cli.command("demo")
+@_store_options
+@click.option("--seed", default=7, show_default=True, help="The same seed, the same quarter.")
+@click.option("--accounts", default=60, show_default=True, help="Leads to start the quarter with.")
+@click.option("--force", is_flag=True, help="Run even if the database already holds accounts.")
+def demo_command(*, db: str, dsn: str | None, seed: int, accounts: int, force: bool) -> None:
+    """Simulate a quarter of a small equipment supplier, then show the report."""
+    with _process(db, dsn, demo.criteria_file()) as sales:
+        held = sum(sales.stage_counts().values())
+        if held and not force:
+            _fail(
+                f"{dsn or db} already holds {held} accounts: the demo never mixes its data into "
+                "yours; give it another --db (or --force)"
+            )
+        story = demo.run_quarter(sales, seed=seed, leads=accounts)
+        console = _out()
+        console.print(story, markup=False)
+        end = demo.START + timedelta(days=98)
+        render.report(console, render.figures(sales, as_of=end, target=3))
+
+
+@cli.command("import-leads")
+@_store_options
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--channel",
+    required=True,
+    type=click.Choice([channel.value for channel in sp.Channel]),
+    help="Where the leads came from.",
+)
+@click.option("--campaign", help="The campaign they came with.")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD", help="Rename a column.")
+@click.option("--encoding", default="utf-8", show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Import the good rows; list the bad ones.")
+@click.option("--rejects", type=click.Path(path_type=Path), help="CSV file for the bad rows.")
+def import_leads(
+    *,
+    db: str,
+    dsn: str | None,
+    file: Path,
+    channel: str,
+    campaign: str | None,
+    mappings: tuple[str, ...],
+    encoding: str,
+    skip_bad: bool,
+    rejects: Path | None,
+) -> None:
+    """Capture the leads of a CSV file (name, email and/or phone; other columns: attributes).
+
+    Known contacts are recognised, never doubled: importing the same file twice changes
+    nothing. By default one bad row imports nothing (every bad row is listed, exit 1).
+    """
+    with _process(db, dsn) as sales:
+        rows, lines = csvfiles.read_rows(
+            file, encoding=encoding, required=[["name"], ["email", "phone"]],
+            renames=_renames(mappings),
+        )  # fmt: skip
+        leads = [render.lead_row(row) for row in rows]
+        done = _guard_rows(
+            file, lines, lambda: sales.import_leads(
+                leads, channel=channel, campaign=campaign, all_or_nothing=not skip_bad
+            ),
+        )  # fmt: skip
+        what = f"{done.captured} leads captured, {done.known} known, {len(done.rejected)} rejected"
+        _report_import(done, what, file, lines, rejects=rejects, rows=rows)
+        if done.rejected:
+            raise SystemExit(1)
+
+
+@cli.command("import-purchases")
+@_store_options
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD", help="Rename a column.")
+@click.option("--currency", help="The currency of an amount column without one.")
+@click.option("--encoding", default="utf-8", show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Import the good rows; list the bad ones.")
+@click.option("--rejects", type=click.Path(path_type=Path), help="CSV file for the bad rows.")
+def import_purchases(
+    *,
+    db: str,
+    dsn: str | None,
+    file: Path,
+    mappings: tuple[str, ...],
+    currency: str | None,
+    encoding: str,
+    skip_bad: bool,
+    rejects: Path | None,
+) -> None:
+    """Record the purchases of a CSV file (account_id, email or phone; amount; at; reference).
+
+    A reference column makes re-imports harmless: a known reference is recorded once. A row
+    for an unknown customer creates it (a walk-in buyer).
+    """
+    with _process(db, dsn) as sales:
+        required = [["amount"], ["at"], ["account_id", "email", "phone"]]
+        rows, lines = csvfiles.read_rows(
+            file, encoding=encoding, required=required, renames=_renames(mappings)
+        )
+        purchases = [_purchase_row(row, currency) for row in rows]
+        done = _guard_rows(
+            file, lines, lambda: sales.import_purchases(purchases, all_or_nothing=not skip_bad)
+        )
+        what = (
+            f"{done.recorded} purchases recorded, {done.duplicates} already known, "
+            f"{len(done.created)} new customers, {len(done.rejected)} rejected"
+        )
+        _report_import(done, what, file, lines, rejects=rejects, rows=rows)
+        if done.rejected:
+            raise SystemExit(1)
+
+
+def _guard_rows(path: Path, lines: Sequence[int], run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except sp.BadRows as error:
+        for row in error.rows:
+            _err.print(f"{path}:{lines[row.position - 1]}: {row.message}", markup=False)
+        count = f"{len(error.rows)} bad row{'' if len(error.rows) == 1 else 's'}"
+        _fail(f"{path}: {count}, nothing imported (--skip-bad keeps the rest)")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object]:
+    fields: dict[str, object] = {
+        key: value.strip() or None
+        for key, value in row.items()
+        if key in ("account_id", "email", "phone", "name", "reference")
+    }
+    text = row.get("amount", "").strip()
+    code = (row.get("currency") or currency or "").strip()
+    try:
+        fields["amount"] = sp.Money(Decimal(text), code)
+    except (InvalidOperation, sp.ValidationError):
+        fields["amount"] = f"{text} {code}".strip()  # refused by the import, with its line
+    fields["at"] = _moment(row.get("at", ""))
+    return fields
+
+
+@cli.command("screen")
+@_store_options
+@click.option("--criteria", type=click.Path(path_type=Path), required=True, help="JSON Logic file.")
+def screen(*, db: str, dsn: str | None, criteria: Path) -> None:
+    """Screen every prospect against marketing's criteria and record each screening."""
+    with _process(db, dsn, criteria) as sales:
+        reports = sales.screen_all()
+        passed = sum(1 for report in reports if report.passed)
+        _out().print(f"{len(reports)} prospects screened, {passed} passed", markup=False)
+
+
+@cli.command("call-list")
+@_store_options
+@click.option("--criteria", type=click.Path(path_type=Path), required=True, help="JSON Logic file.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write the list to this CSV file.")
+def call_list(*, db: str, dsn: str | None, criteria: Path, limit: int, out: Path | None) -> None:
+    """List the prospects to phone now, best first (never a do-not-contact account)."""
+    with _process(db, dsn, criteria) as sales:
+        accounts = sales.call_list(limit=limit)
+        if out is not None:
+            render.write_call_list(out, accounts)
+        render.call_list(_out(), accounts)
+
+
+@cli.command("record-call")
+@_store_options
+@click.argument("account_id")
+@click.argument("outcome", type=click.Choice([outcome.value for outcome in sp.CallOutcome]))
+@click.option("--notes", default="", help="What was said.")
+@click.option("--at", "at_text", help="When (ISO date or datetime with offset); default now.")
+@click.option("--callback-at", "callback_text", help="For call_back: when to call again.")
+def record_call(
+    *,
+    db: str,
+    dsn: str | None,
+    account_id: str,
+    outcome: str,
+    notes: str,
+    at_text: str | None,
+    callback_text: str | None,
+) -> None:
+    """Record how a phone call to ACCOUNT_ID ended."""
+    at = _option_moment(at_text, "--at")
+    callback = _option_moment(callback_text, "--callback-at")
+    with _process(db, dsn) as sales:
+        acct = sales.record_call(
+            account_id, sp.CallOutcome(outcome), notes=notes, at=at, callback_at=callback
+        )
+        _out().print(f"{acct.id} {acct.name}: {outcome} recorded", markup=False)
+
+
+@cli.command("qualify")
+@_store_options
+@click.argument("account_id")
+@click.option("--override", help="Qualify without a passing screen and call, for this reason.")
+def qualify(*, db: str, dsn: str | None, account_id: str, override: str | None) -> None:
+    """Qualify ACCOUNT_ID (a passing screen and a confirming call, or --override)."""
+    with _process(db, dsn) as sales:
+        acct = sales.qualify(account_id, override=override)
+        _out().print(f"{acct.id} {acct.name}: {acct.stage}", markup=False)
+
+
+@cli.command("report")
+@_store_options
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--since", "since_text", help="Revenue from this day (ISO).")
+@click.option("--until", "until_text", help="Revenue up to (not including) this day (ISO).")
+@click.option("--target", default=5, show_default=True, help="Qualified leads wanted a week.")
+def report(
+    *,
+    db: str,
+    dsn: str | None,
+    as_json: bool,
+    since_text: str | None,
+    until_text: str | None,
+    target: int,
+) -> None:
+    """Show the funnel, revenue, repeat rate, lead flow against a target, and referrals."""
+    since, until = _option_moment(since_text, "--since"), _option_moment(until_text, "--until")
+    with _process(db, dsn) as sales:
+        figures = render.figures(
+            sales, as_of=datetime.now(UTC), target=target, since=since, until=until
+        )
+        if as_json:
+            click.echo(json.dumps(figures, indent=2))
+        else:
+            render.report(_out(), figures)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit status (0 ok, 1 error, 2 usage)."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="salesprocess")
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0

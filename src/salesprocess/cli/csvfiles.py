@@ -1,0 +1,87 @@
+"""CSV files in and out: exports from spreadsheets and shops, read with line numbers.
+
+A file is read whole before anything is stored: an encoding fault, a missing header or an
+empty file is an error naming the file (and the line), never half an import.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from salesprocess.errors import RowError, ValidationError
+
+__all__ = ["read_rows", "write_rejects"]
+
+
+def read_rows(
+    path: Path, *, encoding: str, required: Sequence[Sequence[str]], renames: Mapping[str, str]
+) -> tuple[list[dict[str, str]], list[int]]:
+    """Return the rows of the CSV file at ``path``, and the line each row starts on.
+
+    Columns are renamed by ``renames``. ``required`` lists groups of fields of which the
+    header must hold at least one each (``[["name"], ["email", "phone"]]``). UTF-8 files may
+    start with a byte-order mark.
+    Raises ``ValidationError`` naming the file for what cannot be read.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ValidationError(f"{path}: cannot read it: {error.strerror}", field="file") from None
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        text = raw.decode(codec)
+    except LookupError:
+        raise ValidationError(f"unknown encoding {encoding!r}", field="encoding") from None
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValidationError(
+            f"{path}:{line}: not {encoding} (byte {raw[error.start]:#04x}); "
+            "give the file's encoding with --encoding",
+            field="file",
+        ) from None
+    if not text.strip():
+        raise ValidationError(f"{path}: the file is empty", field="file")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [renames.get(name.strip(), name.strip()) for name in next(reader)]
+    for group in required:
+        if not set(group) & set(header):
+            wanted = " or ".join(group)
+            raise ValidationError(
+                f"{path}:1: the header has no {wanted} column (it has {', '.join(header)}); "
+                "name one with --map COLUMN=FIELD",
+                field="header",
+            )
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
+    for values in reader:
+        if not any(value.strip() for value in values):
+            continue
+        if len(values) != len(header):
+            raise ValidationError(
+                f"{path}:{reader.line_num}: {len(values)} values for {len(header)} columns",
+                field="file",
+            )
+        rows.append(dict(zip(header, values, strict=True)))
+        lines.append(reader.line_num)
+    return rows, lines
+
+
+def write_rejects(
+    path: Path,
+    rows: Sequence[Mapping[str, str]],
+    lines: Sequence[int],
+    rejected: Iterable[RowError],
+) -> int:
+    """Write the rejected rows, with their line and reason, to the CSV file ``path``."""
+    rejected = list(rejected)
+    header = ["line", "reason", *(rows[0].keys() if rows else ())]
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        for error in rejected:
+            row = rows[error.position - 1]
+            writer.writerow([lines[error.position - 1], error.message, *row.values()])
+    return len(rejected)
