@@ -261,3 +261,22 @@ def test_a_hundred_thousand_leads_import(tmp_path):
     assert "100000 leads captured" in out
     with SQLiteRepository(db) as repository:
         assert repository.count_by_stage()[sp.Stage.PROSPECT] == 100_000
+
+
+def test_report_draws_its_charts(tmp_path):
+    """--plot writes the four PNG charts."""
+    db = tmp_path / "s.db"
+    run("demo", "--db", str(db))
+    charts = tmp_path / "charts"
+    code, _, err = run("report", "--db", str(db), "--plot", str(charts), "--as-of", "2026-04-12")
+    assert code == 0, err
+    names = sorted(path.name for path in charts.iterdir())
+    assert names == ["funnel.png", "lead_flow.png", "new_vs_repeat.png", "revenue.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in charts.iterdir())
+
+
+def test_a_bad_option_moment_is_a_usage_error(tmp_path):
+    """--as-of, --since and --at take an ISO date or a datetime with its offset."""
+    code, _, err = run("report", "--db", str(tmp_path / "s.db"), "--as-of", "2026-04-12T10:00")
+    assert code == 2
+    assert "--as-of" in err

@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 
 import salesprocess as sp
-from salesprocess.cli import csvfiles, demo, render
+from salesprocess.cli import csvfiles, demo, plots, render
 from salesprocess.storage import SQLiteRepository
 
 __all__ = ["cli", "main"]
@@ -339,6 +339,8 @@ def qualify(*, db: str, dsn: str | None, account_id: str, override: str | None) 
 @click.option("--since", "since_text", help="Revenue from this day (ISO).")
 @click.option("--until", "until_text", help="Revenue up to (not including) this day (ISO).")
 @click.option("--target", default=5, show_default=True, help="Qualified leads wanted a week.")
+@click.option("--plot", type=click.Path(path_type=Path), help="Draw PNG charts into this folder.")
+@click.option("--as-of", "as_of_text", help="The report's moment (ISO); default now.")
 def report(
     *,
     db: str,
@@ -347,17 +349,21 @@ def report(
     since_text: str | None,
     until_text: str | None,
     target: int,
+    plot: Path | None,
+    as_of_text: str | None,
 ) -> None:
     """Show the funnel, revenue, repeat rate, lead flow against a target, and referrals."""
     since, until = _option_moment(since_text, "--since"), _option_moment(until_text, "--until")
+    as_of = _option_moment(as_of_text, "--as-of") or datetime.now(UTC)
     with _process(db, dsn) as sales:
-        figures = render.figures(
-            sales, as_of=datetime.now(UTC), target=target, since=since, until=until
-        )
+        figures = render.figures(sales, as_of=as_of, target=target, since=since, until=until)
         if as_json:
             click.echo(json.dumps(figures, indent=2))
         else:
             render.report(_out(), figures)
+        if plot is not None:
+            for path in plots.draw(sales, plot, figures):
+                _err.print(f"drew {path}", markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
