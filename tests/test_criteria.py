@@ -410,6 +410,12 @@ def test_clause_results_are_immutable_values():
         ({"in": ["@acme", {"var": "email"}]}, "'@acme' in email"),
         ({"==": [{"var": "vip"}, True]}, "vip == true"),
         ({"-": [{"var": "a"}]}, "-a"),
+        ({"val": ["source", "channel"]}, "source.channel"),
+        ({"map": [{"val": "orders"}, {"val": [[2], "rate"]}]}, "map(orders, ^2.rate)"),
+        ({"exists": ["source", "channel"]}, "exists(source.channel)"),
+        ({"??": [{"var": "mobile"}, {"var": "phone"}, "none"]}, "mobile ?? phone ?? 'none'"),
+        ({"==": [{"var": "a"}, {"var": "b"}, 1]}, "a == b == 1"),
+        ({"in": [{"var": "x"}, {"preserve": {"a": [1]}}]}, "x in {'a': [1]}"),
     ],
 )
 def test_clause_texts(document, text):
@@ -426,3 +432,31 @@ def test_variables_lists_what_the_criteria_read(criteria):
         version="1",
     )
     assert inner.variables == ("tags", "email")
+    spec = Criteria.from_dict(
+        {
+            "and": [
+                {"val": ["source", "channel"]},
+                {"exists": "email"},
+                {"try": [{"var": "budget"}, {"var": "type"}]},
+                {"preserve": {"var": "not read"}},
+                {"val": "a.b"},  # one key with a dot: not shown as a dotted path
+            ]
+        },
+        name="t",
+        version="1",
+    )
+    assert spec.variables == ("source.channel", "email", "budget")
+
+
+def test_specification_errors_reach_evaluate_and_explain():
+    """An error of the specification raises from evaluate and is reported by explain."""
+    criteria = Criteria.from_dict(
+        {"and": [{">=": [{"var": "employees"}, 50]}, {"var": "ok"}]}, name="s", version="1"
+    )
+    with pytest.raises(CriteriaError) as caught:
+        criteria.evaluate({"employees": "n/a", "ok": True})
+    assert caught.value.error_type == "NaN"
+    explanation = criteria.judge({"employees": "n/a", "ok": True})
+    assert not explanation.passed
+    assert explanation[0].error is not None
+    assert "cannot compare 'n/a' with 50" in explanation[0].error

@@ -1,4 +1,11 @@
-"""JSON Logic conformance: every case of the json-logic/compat-tables compatibility suite."""
+"""JSON Logic conformance: every case of the json-logic/compat-tables suites (48 files).
+
+The suites are vendored under ``tests/data/jsonlogic/suites`` (see ``ATTRIBUTION.md``). A case
+is ``{"description", "rule", "data"?, "result"}`` or, for an error, ``{..., "error": {"type"}}``:
+the result must be equal (booleans told from numbers), and an error must be a ``CriteriaError``
+whose ``error_type`` is the specification's (``NaN``, ``Invalid Arguments``, a thrown value),
+raised when the criteria are loaded or when they are applied.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,69 @@ from pathlib import Path
 import pytest
 
 from salesprocess.criteria import Criteria
+from salesprocess.errors import CriteriaError
 
-SUITE = Path(__file__).parent / "data" / "jsonlogic" / "compatible.json"
-CASES = [case for case in json.loads(SUITE.read_text(encoding="utf-8")) if isinstance(case, dict)]
+SUITES = Path(__file__).parent / "data" / "jsonlogic" / "suites"
+FILES: list[str] = json.loads((SUITES / "index.json").read_text(encoding="utf-8"))
+CASES = [
+    (name, i, case)
+    for name in FILES
+    for i, case in enumerate(
+        c for c in json.loads((SUITES / name).read_text(encoding="utf-8")) if isinstance(c, dict)
+    )
+]
+
+# How many cases each file holds, as published with the suites (1,138 in all).
+EXPECTED_COUNTS = {
+    "compatible.json": 278,
+    "arithmetic/plus.json": 32,
+    "arithmetic/plus.extra.json": 3,
+    "arithmetic/multiply.json": 28,
+    "arithmetic/multiply.extra.json": 3,
+    "arithmetic/minus.json": 22,
+    "arithmetic/minus.extra.json": 3,
+    "arithmetic/divide.json": 31,
+    "arithmetic/divide.extra.json": 3,
+    "arithmetic/modulo.json": 31,
+    "arithmetic/modulo.extra.json": 2,
+    "comparison/greaterThan.json": 35,
+    "comparison/greaterThanEquals.json": 28,
+    "comparison/lessThan.json": 45,
+    "comparison/lessThanEquals.json": 20,
+    "comparison/softEquals.json": 35,
+    "comparison/softNotEquals.json": 34,
+    "comparison/strictEquals.json": 31,
+    "comparison/strictNotEquals.json": 30,
+    "control/and.json": 25,
+    "control/if.json": 44,
+    "control/or.json": 24,
+    "control/not.json": 23,
+    "control/doublebang.json": 23,
+    "string/in.json": 8,
+    "string/cat.json": 9,
+    "string/substr.json": 12,
+    "array/map.json": 14,
+    "array/filter.json": 12,
+    "array/reduce.json": 9,
+    "array/merge.json": 8,
+    "array/all.json": 12,
+    "array/some.json": 13,
+    "array/none.json": 13,
+    "truthiness.json": 13,
+    "additional.json": 4,
+    "coalesce.json": 15,
+    "chained.json": 7,
+    "iterators.extra.json": 34,
+    "exists.json": 8,
+    "scopes.json": 4,
+    "throw.json": 3,
+    "try.json": 18,
+    "try.extra.json": 1,
+    "val.json": 13,
+    "val.extra.json": 3,
+    "val-compat.json": 60,
+    "var.extra.json": 12,
+}
 
 
 def same(actual: object, expected: object) -> bool:
@@ -34,18 +101,29 @@ def same(actual: object, expected: object) -> bool:
     return type(actual) is type(expected) and actual == expected
 
 
-def test_the_suite_has_all_278_cases():
-    """The vendored suite is complete: 278 cases besides its comment strings."""
-    assert len(CASES) == 278
+def test_the_suites_are_complete():
+    """All 48 files are vendored, with 1,138 cases between them."""
+    counts = {name: sum(1 for n, _, _ in CASES if n == name) for name in FILES}
+    assert counts == EXPECTED_COUNTS
+    assert len(FILES) == 48
+    assert len(CASES) == 1_138
 
 
 @pytest.mark.parametrize(
-    "case", CASES, ids=[f"{i:03d} {case['description']}" for i, case in enumerate(CASES)]
+    "case", [c for _, _, c in CASES], ids=[f"{n}#{i} {c['description']}" for n, i, c in CASES]
 )
 def test_case(case):
-    """The compiled criteria give the suite's expected result for the rule and data."""
-    criteria = Criteria.from_dict(case["rule"], name="conformance", version="1")
-    assert same(criteria.apply(case.get("data")), case["result"])
+    """The compiled criteria give the suite's result, or raise its error type."""
+    if "error" in case:
+        with pytest.raises(CriteriaError) as caught:
+            Criteria.from_dict(case["rule"], name="conformance", version="1").apply(
+                case.get("data")
+            )
+        assert caught.value.error_type == case["error"]["type"]
+        assert caught.value.path.startswith("$")
+    else:
+        criteria = Criteria.from_dict(case["rule"], name="conformance", version="1")
+        assert same(criteria.apply(case.get("data")), case["result"])
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,7 @@ def test_unknown_operator_names_its_path():
         load({"and": [True, {"or": [False, {"between": [1, 2, 3]}]}]})
     assert caught.value.path == "$.and[1].or[1].between"
     assert "unknown operator 'between'" in str(caught.value)
+    assert caught.value.error_type == "Unknown Operator"
 
 
 def test_wrong_arity_names_its_path():
@@ -91,13 +92,14 @@ def test_wrong_arity_names_its_path():
         load(document)
     assert caught.value.path == "$.and[2]['>=']"
     assert "'>=' takes at least 2 operands, got 1" in str(caught.value)
+    assert caught.value.error_type == "Invalid Arguments"
 
 
 @pytest.mark.parametrize(
     ("document", "path"),
     [
         ({"!": [1, 2]}, "$['!']"),
-        ({"!=": [1, 2, 3]}, "$['!=']"),
+        ({"!=": [1]}, "$['!=']"),
         ({"in": ["a"]}, "$.in"),
         ({"var": ["a", 1, 2]}, "$.var"),
         ({"substr": ["abc"]}, "$.substr"),
@@ -109,13 +111,32 @@ def test_wrong_arity_names_its_path():
         ({"and": True}, "$.and"),
         ({"if": "apple"}, "$.if"),
         ({"map": [None, {"var": ""}]}, "$.map[0]"),
+        ({"map": [{"var": "xs"}, None]}, "$.map[1]"),
+        ({"filter": [{"var": "xs"}, None]}, "$.filter[1]"),
+        ({"all": [None, True]}, "$.all[0]"),
+        ({"some": ["abc", True]}, "$.some[0]"),
+        ({"<": 5}, "$['<']"),
+        ({"==": {"var": "pair"}}, "$['==']"),
+        ({"??": "a"}, "$['??']"),
+        ({"map": {"preserve": [[1], {"var": ""}]}}, "$.map"),
+        ({"throw": []}, "$.throw"),
     ],
 )
 def test_other_arity_and_argument_faults(document, path):
-    """Each operator's operand count and shape is checked at load time."""
+    """Each operator's operand count and shape is checked at load time: Invalid Arguments."""
     with pytest.raises(CriteriaError) as caught:
         load(document)
     assert caught.value.path == path
+    assert caught.value.error_type == "Invalid Arguments"
+    assert caught.value.error_value == {"type": "Invalid Arguments"}
+
+
+def test_invalid_arguments_are_refused_even_where_never_evaluated():
+    """A fault the document itself shows is refused at load time, in any branch (not lazily)."""
+    with pytest.raises(CriteriaError) as caught:
+        load({"if": [True, 1, {"%": [1]}]})
+    assert caught.value.path == "$.if[2]['%']"
+    assert caught.value.error_type == "Invalid Arguments"
 
 
 def test_division_with_no_operands_is_refused():
@@ -131,6 +152,23 @@ def test_object_with_two_keys_is_not_an_operation():
         load({"or": [{"var": "a", "==": [1, 1]}]})
     assert caught.value.path == "$.or[0]"
     assert "exactly one key" in str(caught.value)
+    assert caught.value.error_type is None
+
+
+def test_preserved_values_are_checked_like_any_other():
+    """preserve keeps any JSON as it is (several keys too), but refuses what is not JSON."""
+    assert load({"preserve": {"a": 1, "b": [{"var": "x"}]}}).apply({}) == {
+        "a": 1,
+        "b": [{"var": "x"}],
+    }
+    with pytest.raises(CriteriaError) as caught:
+        load({"preserve": {"a": [1, {"b": float("nan")}]}})
+    assert caught.value.path == "$.preserve.a[1].b"
+    with pytest.raises(CriteriaError, match="key must be a string") as caught:
+        load({"and": [{"preserve": {"a": {2: 3}}}]})
+    assert caught.value.path == "$.and[0].preserve.a"
+    with pytest.raises(CriteriaError, match="deeper than 64 levels"):
+        load({"preserve": nested(70, "x")})
 
 
 @pytest.mark.parametrize(
@@ -203,13 +241,48 @@ def test_criteria_error_is_a_value_error():
 
 
 @pytest.mark.parametrize("op", ["==", "===", "!=", "!=="])
-@pytest.mark.parametrize("count", [1, 3, 4])
-def test_equality_takes_exactly_two_operands(op, count):
-    """Equality with other than two operands is refused, naming the operation's path."""
+@pytest.mark.parametrize("count", [0, 1])
+def test_equality_takes_at_least_two_operands(op, count):
+    """Equality with fewer than two operands is refused, naming the operation's path."""
     with pytest.raises(CriteriaError) as caught:
         load({"and": [True, {op: [1] * count}]})
     assert caught.value.path == f"$.and[1]['{op}']"
-    assert f"'{op}' takes exactly 2 operands, got {count}" in str(caught.value)
+    assert f"'{op}' takes at least 2 operands, got {count}" in str(caught.value)
+    assert caught.value.error_type == "Invalid Arguments"
+
+
+@pytest.mark.parametrize(
+    ("document", "result"),
+    [
+        ({"==": [1, "1", True]}, True),
+        ({"==": [1, 1, 2]}, False),
+        ({"===": [2, 2, 2.0]}, True),
+        ({"!=": [1, 2, 1]}, True),  # pairwise: 1 != 2 and 2 != 1
+        ({"!=": [1, 2, 2]}, False),
+        ({"!==": [1, "1", 1]}, True),
+    ],
+)
+def test_equality_with_more_operands_chains_pairwise(document, result):
+    """The specification chains equality like the comparisons (earlier refused at load time)."""
+    assert load(document).apply(None) is result
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"==": [1, 2, {"throw": "not lazy"}]},
+        {"!=": [1, 1, {"throw": "not lazy"}]},
+        {"<": [2, 1, {"throw": "not lazy"}]},
+        {"and": [0, {"throw": "not lazy"}]},
+        {"or": [1, {"throw": "not lazy"}]},
+        {"??": [0, {"throw": "not lazy"}]},
+        {"if": [False, {"throw": "not lazy"}, 1]},
+        {"try": [1, {"throw": "not lazy"}]},
+    ],
+)
+def test_operands_that_are_not_needed_are_not_evaluated(document):
+    """Chains, and/or, ??, if and try stop evaluating as soon as the result is known."""
+    load(document).apply(None)
 
 
 def test_a_huge_integer_in_json_text_is_read_not_a_value_error():
@@ -309,11 +382,70 @@ def test_arithmetic_without_a_number_raises(document, data, words):
         load(document).apply(data)
 
 
-def test_comparisons_with_unusable_data_are_false_not_errors():
-    """Comparing with a value that is not a number is simply false, as in JavaScript."""
+def test_comparisons_with_data_that_is_no_number_raise_nan():
+    """Comparing a number with text that is no number, an array or an object is NaN.
+
+    This was false (as in json-logic-js) before the engine followed the specification.
+    """
     criteria = load({">=": [{"var": "employees"}, 50]})
-    for value in ("n/a", {"a": 1}, [1, 2], None, float("nan")):
+    for value in ("n/a", {"a": 1}, [1, 2]):
+        with pytest.raises(CriteriaError) as caught:
+            criteria.apply({"employees": value})
+        assert caught.value.error_type == "NaN"
+        assert caught.value.path == "$['>=']"
+    for value in (None, float("nan"), "7", False):
         assert criteria.apply({"employees": value}) is False
+    assert load({"<": [{"var": "x"}, "abc"]}).apply({}) is False  # null against text
+
+
+@pytest.mark.parametrize(
+    ("document", "data", "error_type", "path"),
+    [
+        ({"/": [{"var": "x"}, 0]}, {"x": 1}, "NaN", "$['/']"),
+        ({"+": [1, {"var": "x"}]}, {"x": "abc"}, "NaN", "$['+']"),
+        ({"==": [{"var": "x"}, 1]}, {"x": "abc"}, "NaN", "$['==']"),
+        ({"==": [{"var": "x"}, "EU"]}, {"x": 5}, "NaN", "$['==']"),
+        ({"==": [{"var": "x"}, []]}, {"x": []}, "NaN", "$['==']"),
+        ({"-": {"var": "xs"}}, {"xs": []}, "Invalid Arguments", "$['-']"),
+        ({"max": {"var": "xs"}}, {"xs": []}, "Invalid Arguments", "$.max"),
+        ({"all": [{"var": "xs"}, True]}, {}, "Invalid Arguments", "$.all[0]"),
+        ({"none": [{"var": "xs"}, True]}, {"xs": "abc"}, "Invalid Arguments", "$.none[0]"),
+        ({"throw": "Not an admin"}, None, "Not an admin", "$.throw"),
+        ({"throw": {"var": "e"}}, {"e": {"type": "Gone", "code": 410}}, "Gone", "$.throw"),
+        ({"throw": 404}, None, 404, "$.throw"),
+    ],
+)
+def test_evaluation_errors_carry_the_specification_error_type(document, data, error_type, path):
+    """Each error at evaluation is a CriteriaError with error_type and the operation's path."""
+    with pytest.raises(CriteriaError) as caught:
+        load(document).apply(data)
+    assert caught.value.error_type == error_type
+    assert caught.value.path == path
+    assert caught.value.error_value["type"] == error_type
+
+
+def test_a_thrown_object_is_the_error_value():
+    """A thrown object reaches error_value whole, and a try fallback reads it as its data."""
+    data = {"e": {"type": "Gone", "code": 410}}
+    with pytest.raises(CriteriaError) as caught:
+        load({"throw": {"var": "e"}}).apply(data)
+    assert caught.value.error_value == {"type": "Gone", "code": 410}
+    fallback = load({"try": [{"throw": {"var": "e"}}, {"cat": [{"var": "type"}, {"var": "code"}]}]})
+    assert fallback.apply(data) == "Gone410"
+
+
+def test_try_catches_specification_errors_only():
+    """try catches NaN, Invalid Arguments and thrown errors, never a failure of the data."""
+    assert load({"try": [{"/": [1, {"var": "x"}]}, {"val": "type"}]}).apply({"x": 0}) == "NaN"
+    assert load({"try": [{"some": [{"var": "x"}, 1]}, {"val": "type"}]}).apply({}) == (
+        "Invalid Arguments"
+    )
+    with pytest.raises(CriteriaError, match="database went away") as caught:
+        load({"try": [{"var": "x"}, 1]}).apply(BrokenMapping())
+    assert caught.value.error_type is None
+    with pytest.raises(CriteriaError) as caught:
+        load({"try": [{"throw": "first"}, {"throw": "second"}]}).apply(None)
+    assert caught.value.error_type == "second"
 
 
 HUGE_DATA = [10**5_000, -(10**5_000), Decimal("1e999999999"), Decimal("-1e-999999999")]

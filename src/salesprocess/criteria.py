@@ -134,7 +134,9 @@ class Explanation(Sequence[ClauseResult]):
 
 # -- describing a document in words ---------------------------------------------------------
 
-_INFIX = frozenset({"==", "===", "!=", "!==", "<", "<=", ">", ">=", "in", "+", "-", "*", "/", "%"})
+_INFIX = frozenset(
+    {"==", "===", "!=", "!==", "<", "<=", ">", ">=", "in", "+", "-", "*", "/", "%", "??"}
+)
 _WORDY = frozenset({"and", "or", "!", "if", "?:"})
 _SCOPED = frozenset({"map", "filter", "all", "none", "some", "reduce"})
 
@@ -160,6 +162,50 @@ def _operation(node: object) -> tuple[str, list[object]] | None:
     return None
 
 
+def _val_path(args: list[object]) -> tuple[int, str] | None:
+    """Return a ``val`` path as (scope level, dotted keys), or None if computed by logic."""
+    level = 0
+    if args and isinstance(args[0], list) and len(args[0]) == 1:
+        step = args[0][0]
+        if not isinstance(step, int) or isinstance(step, bool):
+            return None
+        level, args = abs(step), args[1:]
+    if not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in args):
+        return None
+    return level, ".".join(to_string(a) for a in args)
+
+
+def _val_name(args: list[object], scope: str) -> str | None:
+    found = _val_path(args)
+    if found is None:
+        return None
+    level, name = found
+    if level:
+        return f"^{level}.{name}" if name else f"^{level}"
+    if not name and args:  # the key "" itself, not the whole data
+        return None
+    return _var_name(name, scope)
+
+
+def _plain(value: object) -> str:
+    """Return a value kept as it is (under ``preserve``) in words."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_plain(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    return _literal(value)
+
+
+def _describe_value(op: str, node: object, args: list[object], scope: str) -> str:
+    """Return ``val``, ``exists`` or ``preserve`` in words."""
+    if op == "preserve":
+        return _plain(node[op])  # type: ignore[index]
+    name = _val_name(args, scope)
+    if op == "exists":
+        return f"exists({name if name is not None else '...'})"
+    return name if name is not None else f"val({', '.join(_describe(a, scope) for a in args)})"
+
+
 def _var_name(path: object, scope: str) -> str:
     name = "" if path is None else to_string(path)
     if scope == "item":
@@ -167,7 +213,7 @@ def _var_name(path: object, scope: str) -> str:
     return name or "data"
 
 
-def _describe(node: object, scope: str) -> str:  # noqa: PLR0911 - one shape per operator family
+def _describe(node: object, scope: str) -> str:  # noqa: PLR0911, PLR0912 - one shape per family
     """Return a JSON Logic node in words, e.g. ``employees >= 50``."""
     operation = _operation(node)
     if operation is None:
@@ -186,6 +232,8 @@ def _describe(node: object, scope: str) -> str:  # noqa: PLR0911 - one shape per
             return "data" if not args else f"var({_describe(args[0], scope)})"
         name = _var_name(args[0], scope)
         return name if len(args) < 2 else f"{name} (default {_describe(args[1], scope)})"
+    if op in ("val", "exists", "preserve"):
+        return _describe_value(op, node, args, scope)
     if op in ("and", "or"):
         return f" {op} ".join(part(a) for a in args) if args else "false"
     if op == "!":
@@ -224,8 +272,14 @@ def _variables(node: object, found: dict[str, None]) -> dict[str, None]:
         return found
     op, args = operation
     keys: list[object] = []
+    if op == "preserve":
+        return found
     if op == "var" and args:
         keys = [args[0]]
+    elif op in ("val", "exists"):
+        path = _val_path(args)
+        if path is not None and path[0] == 0 and all("." not in str(a) for a in args):
+            keys = [path[1]]
     elif op == "missing":
         keys = args[0] if len(args) == 1 and isinstance(args[0], list) else args
     elif op == "missing_some" and len(args) > 1 and isinstance(args[1], list):
@@ -235,8 +289,8 @@ def _variables(node: object, found: dict[str, None]) -> dict[str, None]:
         if name:
             found[name] = None
     for i, arg in enumerate(args):
-        if i != 1 or op not in _SCOPED:  # a scoped sub-logic reads each item, not the account
-            _variables(arg, found)
+        if (i != 1 or op not in _SCOPED) and (i == 0 or op != "try"):
+            _variables(arg, found)  # scoped logic reads each item, a try fallback the error
     return found
 
 

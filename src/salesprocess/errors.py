@@ -48,11 +48,29 @@ class CriteriaError(ValidationError):
     """A criteria document is malformed, or evaluating it hit an error the standard defines.
 
     ``path`` is the JSON path of the fault inside the document (for example ``$.and[2]['>=']``).
+
+    ``error_type`` is set for the errors the JSON Logic specification defines: ``"NaN"`` (no
+    number as the result of arithmetic or a comparison), ``"Invalid Arguments"`` (operands of
+    the wrong number or kind), ``"Unknown Operator"``, or the value a ``throw`` threw (the
+    ``"type"`` of a thrown object). ``error_value`` is then the error object a ``try``
+    fallback sees as its data (``{"type": "NaN"}``, or the thrown object). Both are ``None``
+    for other faults: malformed JSON, a limit, a failure of the data itself.
     """
 
-    def __init__(self, message: str, *, path: str = "$") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "$",
+        error_type: object = None,
+        error_value: object = None,
+    ) -> None:
         super().__init__(f"{message} (at {path})", field=path)
         self.path = path
+        self.error_type = error_type
+        if error_value is None and error_type is not None:
+            error_value = {"type": error_type}
+        self.error_value = error_value
 
 
 class NotFound(SalesProcessError, LookupError):

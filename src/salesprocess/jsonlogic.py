@@ -20,24 +20,34 @@ salesprocess.errors.CriteriaError: '>=' takes at least 2 operands, got 1 (at $.a
 >>> compile_logic({">=": [{"var": "budget"}, 10000.1]})({"budget": Decimal("10000.1")})
 True
 
-**Semantics.** Values behave as in JavaScript, like the reference implementation
-``json-logic-js``, and the whole JSON Logic compatibility suite (``json-logic/compat-tables``,
-``compatible.json``) passes:
+**Semantics.** The JSON Logic specification as the community compatibility suites
+(``json-logic/compat-tables``, all 48 files, 1,138 cases) define it; where they are silent,
+values behave as in JavaScript, like the classic ``json-logic-js``:
 
-* ``==`` / ``!=`` are JavaScript's loose equality (``1 == "1"``, ``null == 0`` is false),
-  ``===`` / ``!==`` strict equality; arrays and objects are equal only to themselves. All four
-  take exactly two operands (see below).
-* ``<``, ``<=``, ``>``, ``>=`` compare two strings as strings (by code point) and anything else as
-  numbers; a value that is not a number (``"n/a"``, an object) makes the comparison false, it
-  never raises. With three or more operands they chain: ``{"<": [0, x, 10]}`` is a "between".
+* Errors are values of the specification: ``NaN`` (arithmetic or a comparison without a number),
+  ``Invalid Arguments`` (operands of the wrong number or kind) and whatever ``throw`` throws.
+  Evaluation raises them as :class:`CriteriaError` with ``error_type`` set (``"NaN"``,
+  ``"Invalid Arguments"``, the thrown type); ``try`` catches them. What the document itself
+  shows to be invalid (``{"%": [1]}``, ``{"and": true}``) is refused at load time, with
+  ``error_type`` ``"Invalid Arguments"``, wherever it stands.
+* ``<``, ``<=``, ``>``, ``>=`` compare two strings as strings (by code point) and anything else
+  as numbers (``"5"`` is 5, ``true`` 1, ``null`` 0). A string that is not a number against a
+  number, or an array or object on either side, is ``NaN``; against ``null`` it is simply false.
+  With three or more operands they chain (``{"<": [0, x, 10]}`` is a "between") and stop at the
+  first false pair without evaluating the rest.
+* ``==`` / ``!=`` are loose equality: numbers, numeric strings and booleans meet as numbers
+  (``1 == "1"``, ``1 == true``), ``null`` equals ``null``, ``0`` and ``false``; a string that is
+  not a number against a number or boolean, or an array or object, is ``NaN``. ``===`` /
+  ``!==`` are strict (no coercion; arrays and objects are equal only to themselves). All four
+  chain pairwise, lazily, like the comparisons.
 * Truthiness: ``false``, ``null``, ``0``, ``NaN``, ``""`` and the empty array are falsy;
-  everything else (``"0"``, ``{}``) is truthy. ``and`` / ``or`` return the deciding operand.
+  everything else (``"0"``, ``{}``) is truthy. ``and`` / ``or`` return the deciding operand and
+  evaluate no further; ``{"and": []}`` and ``{"or": []}`` are ``false``. ``??`` returns the first
+  operand that is not ``null``.
 * Arithmetic (``+ - * / %``, ``max``, ``min``) coerces strings, booleans and ``null`` to numbers.
   Integers stay integers while exact (``{"/": [4, 2]}`` is ``2``); beyond 2**53 they become
-  floats, as JavaScript stores them. Where JavaScript would produce ``NaN`` (``"abc" + 1``, an
-  array or object as an operand) or divide by zero, evaluation raises :class:`CriteriaError`,
-  as the JSON Logic community suites specify, instead of letting ``NaN`` leak into results
-  (a float overflow still gives infinity, as in JavaScript).
+  floats, as JavaScript stores them. ``NaN`` (``"abc" + 1``, an array or object as an operand,
+  division or modulo by zero) raises (a float overflow still gives infinity, as in JavaScript).
 * ``decimal.Decimal`` values in the data are numbers, and exact: where a Decimal meets a float,
   in a comparison (``<`` ... ``>=``, ``==``, ``===``, ``!=``, ``!==``, ``in``), in arithmetic or
   in ``max`` / ``min``, the float stands for the decimal number it is written as (its shortest
@@ -47,20 +57,30 @@ True
 * Values that are not JSON types behave as their JSON primitive: other real numbers as numbers,
   ``date`` / ``datetime`` / ``time`` as their ISO 8601 text (so they compare with ISO date
   strings), ``Enum`` members as their value, sets as arrays, anything else as ``str(value)``.
-* ``var`` reads any :class:`~collections.abc.Mapping` (a fast path for ``dict``) and sequences by
-  index (``"items.0.qty"``); a key that is present with the value ``None`` gives ``None``, only an
-  absent one gives the default. Strings are not indexed.
-* An operand that is not an array is one operand (``{"!": {"var": "x"}}``), as in json-logic-js.
+* ``var`` reads a dotted path (``"items.0.qty"``) through any :class:`~collections.abc.Mapping`
+  (a fast path for ``dict``) and sequences by index; a key present with the value ``None``
+  gives ``None``, only an absent one gives the default. Strings are not indexed. ``val`` takes
+  the path as a list of keys, never split at dots (``{"val": ["a", "b.c"]}``); a first element
+  ``[n]`` climbs ``n`` scopes: inside ``map``, ``filter``, ``reduce``, ``all``, ``some`` and
+  ``none`` level 1 is the iteration (``{"index": i}``) and level 2 the data the iteration was
+  called on, and so on up; inside a ``try`` fallback the data is the error object and level 2
+  the data of the ``try``; levels beyond the top give the top. ``exists`` tells whether a
+  ``val`` path is present (even as ``null``).
+* ``map``, ``filter`` and ``reduce`` over ``null`` (or anything that is not an array) give
+  ``[]`` / the initial value; ``all``, ``some`` and ``none`` raise ``Invalid Arguments`` there.
+  ``all`` of an empty array is false.
+* An operand that is not an array is one operand (``{"!": {"var": "x"}}``, as in json-logic-js),
+  except that the arithmetic operators, ``max``, ``min``, ``cat``, ``merge``, ``missing``,
+  ``val`` and ``exists`` take their operand list from logic (``{"max": {"var": "prices"}}``
+  is the largest price). ``if``, ``?:``, ``??``, ``and``, ``or``, the comparisons and the
+  iterators need a literal array of operands. ``preserve`` returns its argument unevaluated.
 
-**Operators:** ``var``, ``missing``, ``missing_some``, ``if``, ``?:``, ``==``, ``===``,
-``!=``, ``!==``, ``!``, ``!!``, ``or``, ``and``, ``>``, ``>=``, ``<``, ``<=``, ``max``, ``min``,
-``+``, ``-``, ``*``, ``/``, ``%``, ``map``, ``filter``, ``reduce``, ``all``, ``none``, ``some``,
-``merge``, ``in``, ``cat``, ``substr``. Arities are checked at load time; where implementations
-disagree on extra operands (``{"/": [8, 2, 2]}``) the community standard is followed: the
-operation folds left. The equality operators (``==``, ``===``, ``!=``, ``!==``) are the exception:
-json-logic-js ignores a third operand while other implementations chain, so ``{"==": [1, 1, 2]}``
-would silently mean ``true`` or ``false`` depending on the engine; it is refused at load time.
-``{"and": []}`` and ``{"or": []}`` are ``false``.
+**Operators:** ``var``, ``val``, ``exists``, ``missing``, ``missing_some``, ``if``, ``?:``,
+``??``, ``==``, ``===``, ``!=``, ``!==``, ``!``, ``!!``, ``or``, ``and``, ``>``, ``>=``, ``<``,
+``<=``, ``max``, ``min``, ``+``, ``-``, ``*``, ``/``, ``%``, ``map``, ``filter``, ``reduce``,
+``all``, ``none``, ``some``, ``merge``, ``in``, ``cat``, ``substr``, ``throw``, ``try``,
+``preserve``. Arities are checked at load time; where implementations disagree on extra
+operands (``{"/": [8, 2, 2]}``) the community standard is followed: the operation folds left.
 
 **Limits:** a document may nest at most ``max_depth`` containers deep (default 64) and hold at most
 ``max_nodes`` values (default 10,000); both are checked before anything deeper is looked at, so a
@@ -71,7 +91,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -361,61 +381,92 @@ def _num_eq(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
-def _primitive(kind: int, v: Any) -> tuple[int, Any]:
-    if kind == _ARR:
-        return _STR, to_string(v)
-    if kind == _OBJ:
-        return _STR, "[object Object]"
-    return kind, v
+_NAN_TYPE: Final = "NaN"
+_INVALID: Final = "Invalid Arguments"
 
 
-def _rel(a: object, b: object) -> tuple[Any, Any] | None:
-    """Operands of JavaScript's relational comparison, or ``None`` when one is NaN."""
-    ka, x = _primitive(*_norm(a))
-    kb, y = _primitive(*_norm(b))
+def _nan_error(message: str, path: str) -> CriteriaError:
+    """Make the specification's ``NaN`` error: no number where one is needed."""
+    return CriteriaError(message, path=path, error_type=_NAN_TYPE)
+
+
+def _invalid(message: str, path: str) -> CriteriaError:
+    """Make the specification's ``Invalid Arguments`` error: operands of a wrong number or kind."""
+    return CriteriaError(message, path=path, error_type=_INVALID)
+
+
+def _as_number(kind: int, v: Any) -> Any:
+    """Return a scalar as a number for comparisons: strings parsed (NaN if not a number)."""
+    if kind == _STR:
+        return _parse_num(v)
+    if kind == _BOOL:
+        return 1 if v else 0
+    if kind == _NULL:
+        return 0
+    return v
+
+
+def _incomparable(a: object, b: object, path: str) -> CriteriaError:
+    return _nan_error(f"cannot compare {_show(a)} with {_show(b)}", path)
+
+
+def _rel(a: object, b: object, path: str) -> tuple[Any, Any] | None:
+    """Operands of a relational comparison, or ``None`` when the answer is simply false.
+
+    Two strings compare as strings; otherwise both are numbers. An array or object, or a string
+    that is not a number (unless the other side is ``null``), is the ``NaN`` error.
+    """
+    ka, x = _norm(a)
+    kb, y = _norm(b)
     if ka == _STR and kb == _STR:
         return x, y
+    if ka >= _ARR or kb >= _ARR:
+        raise _incomparable(a, b, path)
     if ka != _NUM:
-        x = _num(x)
+        x = _as_number(ka, x)
     if kb != _NUM:
-        y = _num(y)
+        y = _as_number(kb, y)
     if _is_nan(x) or _is_nan(y):
-        return None
+        if (ka == _STR and _is_nan(x)) or (kb == _STR and _is_nan(y)):
+            if _NULL in (ka, kb):
+                return None
+            raise _incomparable(a, b, path)
+        return None  # a NaN number in the data: false, as IEEE 754 says
     if (x.__class__ is float) is not (y.__class__ is float):
         return _mix(x, y)
     return x, y
 
 
-def _lt(a: Any, b: Any) -> bool:
+def _lt(a: Any, b: Any, path: str) -> bool:
     if type(a) in _NUMT and type(b) in _NUMT:
         return bool(a < b)
-    p = _rel(a, b)
+    p = _rel(a, b, path)
     return p is not None and bool(p[0] < p[1])
 
 
-def _le(a: Any, b: Any) -> bool:
+def _le(a: Any, b: Any, path: str) -> bool:
     if type(a) in _NUMT and type(b) in _NUMT:
         return bool(a <= b)
-    p = _rel(a, b)
+    p = _rel(a, b, path)
     return p is not None and bool(p[0] <= p[1])
 
 
-def _gt(a: Any, b: Any) -> bool:
+def _gt(a: Any, b: Any, path: str) -> bool:
     if type(a) in _NUMT and type(b) in _NUMT:
         return bool(a > b)
-    p = _rel(a, b)
+    p = _rel(a, b, path)
     return p is not None and bool(p[0] > p[1])
 
 
-def _ge(a: Any, b: Any) -> bool:
+def _ge(a: Any, b: Any, path: str) -> bool:
     if type(a) in _NUMT and type(b) in _NUMT:
         return bool(a >= b)
-    p = _rel(a, b)
+    p = _rel(a, b, path)
     return p is not None and bool(p[0] >= p[1])
 
 
 def _seq(a: object, b: object) -> bool:
-    """JavaScript's ``===``."""
+    """Strict equality (``===``): same JSON type and value; containers only to themselves."""
     ka, x = _norm(a)
     kb, y = _norm(b)
     if ka != kb:
@@ -427,31 +478,29 @@ def _seq(a: object, b: object) -> bool:
     return bool(x == y)
 
 
-def _leq(a: object, b: object) -> bool:  # noqa: PLR0911 - the steps of JavaScript's ==
-    """JavaScript's ``==`` (the Abstract Equality Comparison)."""
+def _leq(a: object, b: object, path: str) -> bool:
+    """Loose equality (``==``) as the specification has it.
+
+    Same types compare as they are; ``null`` equals ``null``, ``0`` and ``false`` (and no
+    string); numbers, strings and booleans otherwise meet as numbers. An array or object, or a
+    string that is not a number against a number or boolean, is the ``NaN`` error.
+    """
     ka, x = _norm(a)
     kb, y = _norm(b)
+    if ka >= _ARR or kb >= _ARR:
+        raise _nan_error(f"cannot test {_show(a)} and {_show(b)} for equality", path)
     if ka == kb:
-        if ka in (_ARR, _OBJ):
-            return a is b
-        if ka == _NUM:
-            return _num_eq(x, y)
-        return bool(x == y)
+        return _num_eq(x, y) if ka == _NUM else bool(x == y)
     if _NULL in (ka, kb):
-        return False
-    if ka == _BOOL:
-        return _leq(int(x), y)
-    if kb == _BOOL:
-        return _leq(x, int(y))
-    if ka == _NUM and kb == _STR:
-        return _num_eq(x, _parse_num(y))
-    if ka == _STR and kb == _NUM:
-        return _num_eq(_parse_num(x), y)
-    if ka in (_ARR, _OBJ) and kb in (_NUM, _STR):
-        return _leq(_primitive(ka, x)[1], y)
-    if kb in (_ARR, _OBJ) and ka in (_NUM, _STR):
-        return _leq(x, _primitive(kb, y)[1])
-    return False
+        kind, other = (kb, y) if ka == _NULL else (ka, x)
+        if kind == _NUM:
+            return _num_eq(other, 0)
+        return kind == _BOOL and not other
+    x = _as_number(ka, x)
+    y = _as_number(kb, y)
+    if (ka == _STR and _is_nan(x)) or (kb == _STR and _is_nan(y)):
+        raise _nan_error(f"cannot test {_show(a)} and {_show(b)} for equality", path)
+    return _num_eq(x, y)
 
 
 def _in_arr(needle: object, haystack: Iterable[object]) -> bool:
@@ -503,10 +552,10 @@ def _anum(value: object, path: str) -> Any:
     if kind == _NULL:
         return 0
     if kind in (_ARR, _OBJ):
-        raise CriteriaError(f"cannot do arithmetic on {_show(value)}", path=path)
+        raise _nan_error(f"cannot do arithmetic on {_show(value)}", path)
     x = _parse_num(v) if kind == _STR else v
     if _is_nan(x):
-        raise CriteriaError(f"{_show(value)} is not a number", path=path)
+        raise _nan_error(f"{_show(value)} is not a number", path)
     if x.__class__ is int and not -_SAFE <= x <= _SAFE:
         return _to_float(x)
     return x
@@ -517,12 +566,12 @@ def _step(r: Any, path: str) -> Any:
     if r.__class__ is int:
         return r if -_SAFE <= r <= _SAFE else _to_float(r)
     if _is_nan(r):
-        raise CriteriaError("the result is not a number", path=path)
+        raise _nan_error("the result is not a number", path)
     return r
 
 
 def _arith_failed(error: ArithmeticError, path: str) -> CriteriaError:
-    return CriteriaError(f"arithmetic failed: {type(error).__name__}", path=path)
+    return _nan_error(f"arithmetic failed: {type(error).__name__}", path)
 
 
 def _tonum(value: object, path: str) -> Any:
@@ -530,6 +579,8 @@ def _tonum(value: object, path: str) -> Any:
 
 
 def _plus(args: tuple[object, ...], path: str) -> Any:
+    if not args:
+        return 0
     try:
         r = _anum(args[0], path)
         for a in args[1:]:
@@ -541,6 +592,8 @@ def _plus(args: tuple[object, ...], path: str) -> Any:
 
 
 def _times(args: tuple[object, ...], path: str) -> Any:
+    if not args:
+        return 1
     try:
         r = _anum(args[0], path)
         for a in args[1:]:
@@ -559,6 +612,8 @@ def _neg(value: object, path: str) -> Any:
 
 
 def _minus(args: tuple[object, ...], path: str) -> Any:
+    if len(args) == 1:
+        return _neg(args[0], path)
     try:
         r = _anum(args[0], path)
         for a in args[1:]:
@@ -570,12 +625,14 @@ def _minus(args: tuple[object, ...], path: str) -> Any:
 
 
 def _div(args: tuple[object, ...], path: str) -> Any:
+    if len(args) == 1:
+        args = (1, args[0])
     try:
         r = _anum(args[0], path)
         for a in args[1:]:
             x, y = _mix(r, _anum(a, path))
             if y == 0:
-                raise CriteriaError("division by zero", path=path)
+                raise _nan_error("division by zero", path)
             if x.__class__ is int and y.__class__ is int:
                 q, rem = divmod(x, y)
                 r = q if rem == 0 else x / y
@@ -592,7 +649,7 @@ def _mod(args: tuple[object, ...], path: str) -> Any:
         for a in args[1:]:
             x, y = _mix(r, _anum(a, path))
             if y == 0:
-                raise CriteriaError("modulo by zero", path=path)
+                raise _nan_error("modulo by zero", path)
             if x.__class__ is int and y.__class__ is int:
                 m = abs(x) % abs(y)
                 r = -m if x < 0 else m  # JavaScript: the sign of the dividend
@@ -602,10 +659,25 @@ def _mod(args: tuple[object, ...], path: str) -> Any:
                 try:
                     r = math.fmod(x, y)
                 except ValueError:  # fmod(inf, y)
-                    raise CriteriaError("the result is not a number", path=path) from None
+                    raise _nan_error("the result is not a number", path) from None
         return r
     except ArithmeticError as e:
         raise _arith_failed(e, path) from e
+
+
+def _spread(value: object) -> tuple[object, ...]:
+    """Operands computed by logic: an array is the operand list, anything else one operand."""
+    kind, v = _norm(value)
+    return tuple(v) if kind == _ARR else (value,)
+
+
+def _at_least(args: tuple[object, ...], fewest: int, path: str) -> tuple[object, ...]:
+    """Check the number of operands computed by logic (``{"-": {"var": "list"}}``)."""
+    if len(args) < fewest:
+        raise _invalid(
+            f"takes at least {fewest} operand{'' if fewest == 1 else 's'}, got {len(args)}", path
+        )
+    return args
 
 
 def _operands(args: tuple[object, ...], path: str) -> list[Any]:
@@ -656,7 +728,7 @@ def _substr(source: object, start: object, length: object = _MISS) -> str:
     st = max(n + st, 0) if st < 0 else min(st, n)
     if length is _MISS:
         return s[st:]
-    if _lt(length, 0):
+    if _num(length) < 0:  # NaN is not
         rest = s[st:]
         keep = len(rest) + _to_int(length)
         return rest[: max(keep, 0)]
@@ -679,36 +751,108 @@ def _items(value: object) -> Iterable[object]:
     return v if kind == _ARR else ()
 
 
-def _map(fn: CompiledLogic, items: object) -> list[object]:
-    return [fn(x) for x in _items(items)]
+def _array(value: object, path: str) -> Iterable[object]:
+    """Return the array ``all`` / ``some`` / ``none`` go through, else Invalid Arguments."""
+    kind, v = _norm(value)
+    if kind != _ARR:
+        raise _invalid(f"needs an array to go through, not {_show(value)}", path)
+    return v  # type: ignore[no-any-return]
 
 
-def _filter(fn: CompiledLogic, items: object) -> list[object]:
-    return [x for x in _items(items) if _T(fn(x))]
+# An iteration whose logic climbs scopes (``{"val": [[1], "index"]}``) is called with a frame
+# for each item: ``({"index": i}, data the iteration was called on, that data's own frame)``.
+# ``scope`` is that ``(data, up)``, or None when the logic never climbs (the fast path).
+_Scope = tuple[object, object] | None
+_Logic = Callable[..., object]
 
 
-def _all(fn: CompiledLogic, items: object) -> bool:
+def _map(fn: _Logic, items: object, scope: _Scope = None) -> list[object]:
+    if scope is None:
+        return [fn(x) for x in _items(items)]
+    data, up = scope
+    return [fn(x, ({"index": i}, data, up)) for i, x in enumerate(_items(items))]
+
+
+def _filter(fn: _Logic, items: object, scope: _Scope = None) -> list[object]:
+    if scope is None:
+        return [x for x in _items(items) if _T(fn(x))]
+    data, up = scope
+    return [x for i, x in enumerate(_items(items)) if _T(fn(x, ({"index": i}, data, up)))]
+
+
+def _tests(fn: _Logic, items: Iterable[object], scope: _Scope) -> Iterator[bool]:
+    if scope is None:
+        return (_T(fn(x)) for x in items)
+    data, up = scope
+    return (_T(fn(x, ({"index": i}, data, up))) for i, x in enumerate(items))
+
+
+def _all(fn: _Logic, items: object, path: str, scope: _Scope = None) -> bool:
     seen = False
-    for x in _items(items):
-        if not _T(fn(x)):
+    for passed in _tests(fn, _array(items, path), scope):
+        if not passed:
             return False
         seen = True
     return seen  # JSON Logic: "all" of an empty array is false
 
 
-def _some(fn: CompiledLogic, items: object) -> bool:
-    return any(_T(fn(x)) for x in _items(items))
+def _some(fn: _Logic, items: object, path: str, scope: _Scope = None) -> bool:
+    return any(_tests(fn, _array(items, path), scope))
 
 
-def _none(fn: CompiledLogic, items: object) -> bool:
-    return not any(_T(fn(x)) for x in _items(items))
+def _none(fn: _Logic, items: object, path: str, scope: _Scope = None) -> bool:
+    return not any(_tests(fn, _array(items, path), scope))
 
 
-def _reduce(fn: CompiledLogic, items: object, initial: object) -> object:
+def _reduce(fn: _Logic, items: object, initial: object, scope: _Scope = None) -> object:
     acc = initial
-    for x in _items(items):
-        acc = fn({"current": x, "accumulator": acc})
+    if scope is None:
+        for x in _items(items):
+            acc = fn({"current": x, "accumulator": acc})
+        return acc
+    data, up = scope
+    for i, x in enumerate(_items(items)):
+        acc = fn({"current": x, "accumulator": acc}, ({"index": i}, data, up))
     return acc
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _throw(value: object, path: str) -> object:
+    """``throw``: a string is the error's type; an object is the error itself."""
+    kind, v = _norm(value)
+    if kind == _OBJ:
+        error_type = v.get("type", value)
+        error_value = value
+    else:
+        error_type = v if kind == _STR else value
+        error_value = {"type": error_type}
+    raise CriteriaError(
+        f"thrown: {_show(error_type)}", path=path, error_type=error_type, error_value=error_value
+    )
+
+
+def _try(arms: tuple[_Logic, ...], data: object, up: object) -> object:
+    """``try``: the first arm that raises no specification error gives the result.
+
+    Each later arm runs on the previous arm's error object (``{"type": "NaN"}``, a thrown
+    object) as its data, one scope below the ``try``'s own data. Errors that are no
+    specification error (a failure of the data itself) are never caught.
+    """
+    error: CriteriaError | None = None
+    for arm in arms:
+        try:
+            if error is None:
+                return arm(data, up)
+            return arm(error.error_value, (None, data, up))
+        except CriteriaError as e:
+            if e.error_value is None:
+                raise
+            error = e
+    if error is None:  # pragma: no cover - the compiler never makes a try without arms
+        return None
+    raise error
 
 
 # -- variables --------------------------------------------------------------------------------
@@ -776,6 +920,75 @@ def lookup(data: object, path: object, default: object = None) -> object:
 _var = lookup
 
 
+def _climb(data: object, up: Any, level: int) -> object:
+    """Return the data ``level`` scopes up.
+
+    Level 1 is the iteration (``null`` in a ``try`` fallback), 2 the data the iteration was
+    called on, 3 the iteration around that, and so on; levels beyond the top give the top.
+    """
+    while level > 0 and up is not None:
+        if level == 1:
+            return up[0]
+        data, up = up[1], up[2]
+        level -= 2
+    return data
+
+
+def _level(first: object) -> int | None:
+    """Return the scope level a ``val`` path starts with (``[[2], "x"]``), or None."""
+    kind, v = _norm(first)
+    if kind == _ARR and len(v) == 1:
+        return abs(_to_int(v[0]))
+    return None
+
+
+def _key(segment: object) -> str:
+    return segment if segment.__class__ is str else to_string(_thaw(segment))
+
+
+def _walk(value: object, segments: Iterable[object], missing: object) -> object:
+    """Follow ``val`` path segments (``null`` segments are skipped); ``missing`` if absent."""
+    for s in segments:
+        if s is None:
+            continue
+        if value is None:
+            return missing
+        value = _child(value, _key(s))
+        if value is _MISS:
+            return missing
+    return value
+
+
+def _path(data: object, up: object, path: object, missing: object) -> object:
+    if path is None:
+        return data
+    kind, v = _norm(path)
+    if kind != _ARR:
+        return _walk(data, (path,), missing)
+    segments = tuple(v)
+    if segments:
+        level = _level(segments[0])
+        if level is not None:
+            data = _climb(data, up, level)
+            segments = segments[1:]
+    return _walk(data, segments, missing)
+
+
+def _val(data: object, up: object, path: object) -> object:
+    """``val`` with a path computed at evaluation time."""
+    return _path(data, up, path, None)
+
+
+def _scoped(data: object, up: object, level: int, keys: tuple[str, ...]) -> object:
+    """``val`` with a constant scope level and keys (``{"val": [[1], "index"]}``)."""
+    return _walk(_climb(data, up, level), keys, None)
+
+
+def _exists(data: object, up: object, path: object) -> bool:
+    """``exists``: whether the ``val`` path is present in the data, even as ``null``."""
+    return _path(data, up, path, _MISS) is not _MISS
+
+
 def _no_get(key: str, default: object = None) -> object:
     return default
 
@@ -811,7 +1024,8 @@ def _missing_some(data: object, need: object, options: object) -> list[object]:
     kind, opts = _norm(options)
     keys = tuple(opts) if kind == _ARR else (options,)
     missing = _missing(data, (keys,))
-    if _ge(len(keys) - len(missing), need):
+    wanted = _num(need)
+    if not _is_nan(wanted) and len(keys) - len(missing) >= wanted:
         return []
     return missing
 
@@ -825,12 +1039,25 @@ class _EmptyObject:
 _EMPTY: Final = _EmptyObject()
 
 
+class _FrozenObject(tuple[tuple[str, object], ...]):
+    """The frozen form of an object under ``preserve``: its (key, frozen value) pairs."""
+
+    __slots__ = ()
+
+
+def _is_container(value: object) -> bool:
+    """Tell whether a frozen constant is an array or object (new each time it is thawed)."""
+    return value.__class__ is tuple or value.__class__ is _FrozenObject or value is _EMPTY
+
+
 def _thaw(value: object) -> object:
     """Return a fresh, mutable copy of a frozen constant (tuples become lists)."""
     if value.__class__ is tuple:
         return [_thaw(v) for v in value]
     if value is _EMPTY:
         return {}
+    if value.__class__ is _FrozenObject:
+        return {k: _thaw(v) for k, v in value}
     return value
 
 
@@ -889,6 +1116,13 @@ _RUNTIME: Final[dict[str, object]] = {
     "_reduce": _reduce,
     "_missing": _missing,
     "_missing_some": _missing_some,
+    "_spread": _spread,
+    "_at_least": _at_least,
+    "_val": _val,
+    "_scoped": _scoped,
+    "_exists": _exists,
+    "_throw": _throw,
+    "_try": _try,
     "_thaw": _thaw,
     "_wrap": _wrap,
 }
@@ -898,17 +1132,20 @@ _RUNTIME: Final[dict[str, object]] = {
 # --------------------------------------------------------------------------------------------
 
 _MANY: Final = 1 << 30
-# (fewest, most) operands; "and", "or", "if" and "?:" also need their operands as an array.
+# (fewest, most) operands.
 _ARITY: Final[dict[str, tuple[int, int]]] = {
     "var": (0, 2),
+    "val": (0, _MANY),
+    "exists": (0, _MANY),
     "missing": (0, _MANY),
     "missing_some": (2, 2),
     "if": (0, _MANY),
     "?:": (0, _MANY),
-    "==": (2, 2),
-    "===": (2, 2),
-    "!=": (2, 2),
-    "!==": (2, 2),
+    "??": (0, _MANY),
+    "==": (2, _MANY),
+    "===": (2, _MANY),
+    "!=": (2, _MANY),
+    "!==": (2, _MANY),
     "!": (0, 1),
     "!!": (0, 1),
     "or": (0, _MANY),
@@ -934,14 +1171,25 @@ _ARITY: Final[dict[str, tuple[int, int]]] = {
     "in": (2, 2),
     "cat": (0, _MANY),
     "substr": (2, 3),
+    "throw": (1, 1),
+    "try": (0, _MANY),
+    "preserve": (0, _MANY),  # its argument is a value, not operands (see _Compiler.literal)
 }
-_ARRAY_ONLY: Final = frozenset({"and", "or", "if", "?:"})
+# Operators whose operands must be written as an array: lazy ones, comparisons, iterators.
+_ARRAY_ONLY: Final = frozenset(
+    {"and", "or", "if", "?:", "??", "==", "===", "!=", "!==", "<", "<=", ">", ">="}
+    | {"map", "filter", "reduce", "all", "none", "some"}
+)
+# Operators that take their operand list from logic: {"max": {"var": "prices"}}.
+_CHAINED: Final = frozenset(
+    {"+", "-", "*", "/", "%", "max", "min", "cat", "merge", "missing", "val", "exists"}
+)
 
 OPERATORS: Final = frozenset(_ARITY)
 """The operator names :func:`compile_logic` accepts."""
 
 _SPLIT_DEPTH: Final = 8  # JSON levels per generated function before spilling into another
-_CHAIN: Final = 32  # and/or/if operands per generated function before spilling
+_CHAIN: Final = 32  # and/or/if/?? operands per generated function before spilling
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REL_OPS: Final = {"<": ("<", "_lt"), "<=": ("<=", "_le"), ">": (">", "_gt"), ">=": (">=", "_ge")}
 _ARITH: Final = {
@@ -953,8 +1201,10 @@ _ARITH: Final = {
     "max": "_max",
     "min": "_min",
 }
+_FEWEST_COMPUTED: Final = {"-": 1, "/": 1, "%": 2, "max": 1, "min": 1}
 _ITERATORS: Final = {"map": "_map", "filter": "_filter", "all": "_all", "some": "_some"}
-_ITERATORS_BOOL: Final = frozenset({"all", "some", "none"})
+_QUANTIFIERS: Final = frozenset({"all", "some", "none"})
+_UNKNOWN: Final = "Unknown Operator"
 
 
 def _key_path(parent: str, key: str) -> str:
@@ -962,6 +1212,11 @@ def _key_path(parent: str, key: str) -> str:
         return f"{parent}.{key}"
     escaped = key.replace("\\", "\\\\").replace("'", "\\'")
     return f"{parent}['{escaped}']"
+
+
+def _refuse(message: str, path: str) -> CriteriaError:
+    """Make a load-time refusal of operands the specification calls Invalid Arguments."""
+    return CriteriaError(message, path=path, error_type=_INVALID)
 
 
 class _NoConst:
@@ -980,15 +1235,20 @@ class _Code(NamedTuple):
 
 
 class _Unit:
-    """One generated function: ``def _f<n>(data): return <expression>``."""
+    """One generated function: ``def _f<n>(data[, up]): return <expression>``.
 
-    __slots__ = ("depth0", "name", "temps", "uses_get")
+    ``up`` is the scope above ``data`` (see ``_climb``); a unit takes it only when something in
+    it climbs scopes or calls a unit that does.
+    """
+
+    __slots__ = ("depth0", "name", "temps", "uses_get", "uses_up")
 
     def __init__(self, name: str, depth0: int) -> None:
         self.name = name
         self.depth0 = depth0
         self.temps = 0
         self.uses_get = False
+        self.uses_up = False
 
     def temp(self) -> str:
         self.temps += 1
@@ -997,6 +1257,11 @@ class _Unit:
 
 def _is_number_const(value: object) -> bool:
     return value.__class__ is int or value.__class__ is float
+
+
+def _is_logic(node: object) -> bool:
+    """Tell whether an operand written without an array is logic (an operation)."""
+    return isinstance(node, Mapping) and len(node) > 0
 
 
 class _Compiler:
@@ -1025,12 +1290,20 @@ class _Compiler:
     # -- units ---------------------------------------------------------------------------
 
     def unit(
-        self, build: Callable[[_Unit], _Code], depth: int, *, entry: bool = False
-    ) -> tuple[str, _Code]:
+        self,
+        build: Callable[[_Unit], _Code],
+        depth: int,
+        *,
+        entry: bool = False,
+        with_up: bool = False,
+    ) -> tuple[str, _Code, _Unit]:
+        """Generate one function; ``with_up`` gives it the ``up`` parameter even if unused."""
         u = _Unit(f"_f{self.n_units}", depth)
         self.n_units += 1
         code = build(u)
         body = []
+        if entry and u.uses_up:
+            body.append("up = None")
         if u.uses_get:  # ``g`` reads a key of the data; plain dicts take the fastest branch
             body += [
                 "if data.__class__ is dict:",
@@ -1041,8 +1314,9 @@ class _Compiler:
                 "    g = _getter(data)",
             ]
         body.append(f"return {code.src}")
+        params = "data, up" if with_up or (u.uses_up and not entry) else "data"
         if entry:
-            lines = [f"def {u.name}(data):", "    try:"]
+            lines = [f"def {u.name}({params}):", "    try:"]
             lines += [f"        {line}" for line in body]
             lines += [
                 "    except _CriteriaError:",
@@ -1051,12 +1325,16 @@ class _Compiler:
                 "        raise _wrap(e) from e",
             ]
         else:
-            lines = [f"def {u.name}(data):"] + [f"    {line}" for line in body]
+            lines = [f"def {u.name}({params}):"] + [f"    {line}" for line in body]
         self.units.append("\n".join(lines))
-        return u.name, code
+        return u.name, code, u
 
-    def call_unit(self, build: Callable[[_Unit], _Code], depth: int) -> _Code:
-        name, code = self.unit(build, depth)
+    def call_unit(self, build: Callable[[_Unit], _Code], depth: int, u: _Unit) -> _Code:
+        """Generate a function for part of ``u``'s expression, in the same scope, and call it."""
+        name, code, nu = self.unit(build, depth)
+        if nu.uses_up:
+            u.uses_up = True
+            return _Code(f"{name}(data, up)", code.is_bool)
         return _Code(f"{name}(data)", code.is_bool)
 
     # -- nodes ---------------------------------------------------------------------------
@@ -1070,8 +1348,8 @@ class _Compiler:
                 f"the document nests deeper than {self.max_depth} levels", path=path
             )
 
-    def expr(self, node: object, path: str, depth: int, u: _Unit) -> _Code:  # noqa: PLR0911
-        self.count(path, depth)
+    def scalar(self, node: object, path: str) -> _Code | None:
+        """Return the code of a JSON scalar, or None if ``node`` is a container."""
         c = node.__class__
         if node is None:
             return _Code("None", False, None)
@@ -1084,36 +1362,70 @@ class _Compiler:
             if not finite:
                 raise CriteriaError(f"{node!r} is not a JSON number", path=path)
             return _Code(self.const(node), False, node)
-        if isinstance(node, (list, tuple)):
-            return self.array(node, path, depth, u)
-        if isinstance(node, Mapping):
-            if len(node) == 0:
-                return _Code("{}", False, _EMPTY)
-            if len(node) > 1:
-                keys = ", ".join(_show(k) for k in list(node)[:4])
-                raise CriteriaError(
-                    f"an operation is an object with exactly one key; this one has "
-                    f"{len(node)} ({keys})",
-                    path=path,
-                )
-            if depth - u.depth0 >= _SPLIT_DEPTH:
-                return self.call_unit(lambda nu: self.operation(node, path, depth, nu), depth)
-            return self.operation(node, path, depth, u)
+        if isinstance(node, (list, tuple, Mapping)):
+            return None
         if isinstance(node, (str, int)) and not isinstance(node, bool):  # str/int subclasses
             plain = str.__str__(node) if isinstance(node, str) else int(node)
             return _Code(self.const(plain), False, plain)
         raise CriteriaError(f"{type(node).__name__} is not a JSON value", path=path)
 
+    def expr(self, node: object, path: str, depth: int, u: _Unit) -> _Code:
+        self.count(path, depth)
+        code = self.scalar(node, path)
+        if code is not None:
+            return code
+        if isinstance(node, (list, tuple)):
+            return self.array(node, path, depth, u)
+        assert isinstance(node, Mapping)
+        if len(node) == 0:
+            return _Code("{}", False, _EMPTY)
+        if len(node) > 1:
+            keys = ", ".join(_show(k) for k in list(node)[:4])
+            raise CriteriaError(
+                f"an operation is an object with exactly one key; this one has "
+                f"{len(node)} ({keys})",
+                path=path,
+            )
+        if depth - u.depth0 >= _SPLIT_DEPTH:
+            return self.call_unit(lambda nu: self.operation(node, path, depth, nu), depth, u)
+        return self.operation(node, path, depth, u)
+
     def array(self, node: Sequence[object], path: str, depth: int, u: _Unit) -> _Code:
         codes = [self.expr(e, f"{path}[{i}]", depth + 1, u) for i, e in enumerate(node)]
         if all(c.value is not _NOCONST for c in codes):
-            frozen = tuple(c.value for c in codes)
-            k = self.const(frozen)
-            nested = any(v.__class__ is tuple or v is _EMPTY for v in frozen)
-            return _Code(f"_thaw({k})" if nested else f"list({k})", False, frozen)
+            return self.frozen_code(tuple(c.value for c in codes))
         return _Code("[" + "".join(f"{c.src}, " for c in codes) + "]")
 
-    def operation(  # noqa: PLR0912 - validation, then one dispatch per operator family
+    def frozen_code(self, frozen: object) -> _Code:
+        """Return the code that gives a fresh copy of a frozen constant."""
+        if frozen.__class__ is tuple:
+            k = self.const(frozen)
+            nested = any(_is_container(v) for v in frozen)
+            return _Code(f"_thaw({k})" if nested else f"list({k})", False, frozen)
+        if frozen is _EMPTY:
+            return _Code("{}", False, frozen)
+        return _Code(f"_thaw({self.const(frozen)})", False, frozen)
+
+    def freeze(self, node: object, path: str, depth: int) -> object:
+        """Validate a value kept as it is (``preserve``) and return its frozen form."""
+        self.count(path, depth)
+        code = self.scalar(node, path)
+        if code is not None:
+            return code.value
+        if isinstance(node, (list, tuple)):
+            return tuple(self.freeze(e, f"{path}[{i}]", depth + 1) for i, e in enumerate(node))
+        assert isinstance(node, Mapping)
+        if len(node) == 0:
+            return _EMPTY
+        pairs = []
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise CriteriaError(f"an object key must be a string, not {_show(key)}", path=path)
+            plain = str.__str__(key)
+            pairs.append((plain, self.freeze(value, _key_path(path, plain), depth + 1)))
+        return _FrozenObject(pairs)
+
+    def operation(  # noqa: PLR0911, PLR0912 - validation, then one dispatch per operator family
         self, node: Mapping[object, object], path: str, depth: int, u: _Unit
     ) -> _Code:
         ((op, args),) = node.items()
@@ -1121,14 +1433,18 @@ class _Compiler:
             raise CriteriaError(f"an object key must be a string, not {_show(op)}", path=path)
         op_path = _key_path(path, op)
         if op not in _ARITY:
-            raise CriteriaError(f"unknown operator {op!r}", path=op_path)
+            raise CriteriaError(f"unknown operator {op!r}", path=op_path, error_type=_UNKNOWN)
+        if op == "preserve":
+            return self.frozen_code(self.freeze(args, op_path, depth + 1))
         if isinstance(args, (list, tuple)):
             self.count(op_path, depth + 1)
             nodes = list(args)
             paths = [f"{op_path}[{i}]" for i in range(len(nodes))]
             arg_depth = depth + 2
         elif op in _ARRAY_ONLY:
-            raise CriteriaError(f"{op!r} needs an array of operands", path=op_path)
+            raise _refuse(f"{op!r} needs an array of operands", op_path)
+        elif op in _CHAINED and _is_logic(args):
+            return self.computed(op, args, op_path, depth + 1, u)
         else:
             nodes, paths, arg_depth = [args], [op_path], depth + 1
         fewest, most = _ARITY[op]
@@ -1141,10 +1457,10 @@ class _Compiler:
                 expected, count = "at most", most
             else:
                 expected, count = f"{fewest} to", most
-            raise CriteriaError(
+            raise _refuse(
                 f"{op!r} takes {expected} {count} operand{'' if count == 1 else 's'}, "
                 f"got {len(nodes)}",
-                path=op_path,
+                op_path,
             )
         if op in ("and", "or"):
             if not nodes:
@@ -1152,21 +1468,56 @@ class _Compiler:
             return self.and_or(op == "and", nodes, paths, arg_depth, u)
         if op in ("if", "?:"):
             return self.if_chain(nodes, paths, arg_depth, u)
+        if op == "??":
+            return self.coalesce(nodes, paths, arg_depth, u)
+        if op == "try":
+            return self.attempt(nodes, paths, arg_depth, u)
         if op in _ITERATORS or op in ("none", "reduce"):
             return self.iterate(op, nodes, paths, depth=arg_depth, u=u)
         codes = [self.expr(n, p, arg_depth, u) for n, p in zip(nodes, paths, strict=True)]
         return self.simple(op, codes, op_path, u)
 
+    def computed(self, op: str, node: object, op_path: str, depth: int, u: _Unit) -> _Code:
+        """Generate an operator whose operand list is computed by logic."""
+        code = self.expr(node, op_path, depth, u)
+        if op == "val":
+            u.uses_up = True
+            return _Code(f"_val(data, up, {code.src})")
+        if op == "exists":
+            u.uses_up = True
+            return _Code(f"_exists(data, up, {code.src})", True)
+        spread = f"_spread({code.src})"
+        if op == "cat":
+            return _Code(f"_cat({spread})")
+        if op == "merge":
+            return _Code(f"_merge({spread})")
+        if op == "missing":
+            return _Code(f"_missing(data, {spread})")
+        path = self.const(op_path)
+        fewest = _FEWEST_COMPUTED.get(op, 0)
+        if fewest:
+            spread = f"_at_least({spread}, {self.const(fewest)}, {path})"
+        return _Code(f"{_ARITH[op]}({spread}, {path})")
+
     def simple(self, op: str, codes: list[_Code], op_path: str, u: _Unit) -> _Code:  # noqa: PLR0911, PLR0912
         srcs = "".join(f"{c.src}, " for c in codes)
         if op == "var":
             return self.var(codes, u)
+        if op == "val":
+            return self.val(codes, u)
+        if op == "exists":
+            return self.exists(codes, u)
         if op in _REL_OPS:
-            return self.chain(codes, u, lambda a, b: self.relation(op, a, b, u))
-        if op in ("==", "==="):
-            return _Code(self.equality(op == "===", codes[0], codes[1], u), True)
-        if op in ("!=", "!=="):
-            return _Code(f"(not {self.equality(op == '!==', codes[0], codes[1], u)})", True)
+            path = self.const(op_path)
+            return self.chain(codes, u, lambda a, b: self.relation(op, a, b, u, path))
+        if op in ("==", "===", "!=", "!=="):
+            path = self.const(op_path)
+            strict = op in ("===", "!==")
+            if op in ("==", "==="):
+                return self.chain(codes, u, lambda a, b: self.equality(strict, a, b, u, path))
+            return self.chain(
+                codes, u, lambda a, b: f"(not {self.equality(strict, a, b, u, path)})"
+            )
         if op in ("!", "!!"):
             if not codes:
                 return _Code("True" if op == "!" else "False", True)
@@ -1176,14 +1527,15 @@ class _Compiler:
         if op in _ARITH:
             path = self.const(op_path)
             if not codes:
-                return _Code("0" if op == "+" else "1")
+                empty = 0 if op == "+" else 1
+                return _Code(self.const(empty), False, empty)
             if len(codes) == 1 and op in ("+", "-", "/"):
                 one = codes[0].src
                 template = {"+": "_tonum({}, {})", "-": "_neg({}, {})", "/": "_div((1, {}), {})"}
                 return _Code(template[op].format(one, path))
             return _Code(f"{_ARITH[op]}(({srcs}), {path})")
         if op == "cat":
-            return _Code(f"_cat(({srcs}))" if codes else "''")
+            return _Code(f"_cat(({srcs}))") if codes else _Code(self.const(""), False, "")
         if op == "substr":
             return _Code(f"_substr({srcs})")
         if op == "merge":
@@ -1192,6 +1544,8 @@ class _Compiler:
             return _Code(f"_missing(data, ({srcs}))")
         if op == "missing_some":
             return _Code(f"_missing_some(data, {srcs})")
+        if op == "throw":
+            return _Code(f"_throw({codes[0].src}, {self.const(op_path)})")
         raise AssertionError(op)  # pragma: no cover - every operator is handled above
 
     # -- operators -------------------------------------------------------------------------
@@ -1203,7 +1557,7 @@ class _Compiler:
         default = codes[1].src if len(codes) > 1 else None
         if path is None or (path.__class__ is str and path == ""):
             return _Code("data")
-        if path is _NOCONST or path.__class__ is tuple or path is _EMPTY:
+        if path is _NOCONST or _is_container(path):
             return _Code(f"_var(data, {codes[0].src}, {default or 'None'})")
         parts = to_string(path).split(".")
         u.uses_get = True
@@ -1212,6 +1566,36 @@ class _Compiler:
             return _Code(f"g({first})" if default is None else f"g({first}, {default})")
         rest = self.const(tuple(parts[1:]))
         return _Code(f"_dig(g({first}, _MISS), {rest}, {default or 'None'})")
+
+    def val(self, codes: list[_Code], u: _Unit) -> _Code:
+        """Generate ``val``: keys never split at dots; ``[[n], ...]`` climbs ``n`` scopes."""
+        if any(c.value is _NOCONST for c in codes):
+            u.uses_up = True
+            return _Code("_val(data, up, [" + "".join(f"{c.src}, " for c in codes) + "])")
+        segments = [c.value for c in codes]
+        level = _level(_thaw(segments[0])) if segments else None
+        if level is not None:
+            segments = segments[1:]
+        keys = tuple(_key(s) for s in segments if s is not None)
+        if level is not None:
+            u.uses_up = True
+            return _Code(f"_scoped(data, up, {self.const(level)}, {self.const(keys)})")
+        if not keys:
+            return _Code("data")
+        u.uses_get = True
+        first = self.const(keys[0])
+        if len(keys) == 1:
+            return _Code(f"g({first})")
+        return _Code(f"_dig(g({first}, _MISS), {self.const(keys[1:])}, None)")
+
+    def exists(self, codes: list[_Code], u: _Unit) -> _Code:
+        srcs = "".join(f"{c.src}, " for c in codes)
+        first = codes[0].value if codes else None
+        climbs = first is _NOCONST or (first.__class__ is tuple and len(first) == 1)
+        if climbs or any(c.value is _NOCONST for c in codes):
+            u.uses_up = True
+            return _Code(f"_exists(data, up, ({srcs}))", True)
+        return _Code(f"_exists(data, None, ({srcs}))", True)
 
     def chain(self, codes: list[_Code], u: _Unit, pair: Callable[[_Code, _Code], str]) -> _Code:
         """Generate ``a op b op c``: inner operands are evaluated once, the chain stops early."""
@@ -1227,7 +1611,7 @@ class _Compiler:
                 prev = cur
         return _Code(tests[0] if len(tests) == 1 else "(" + " and ".join(tests) + ")", True)
 
-    def relation(self, op: str, a: _Code, b: _Code, u: _Unit) -> str:
+    def relation(self, op: str, a: _Code, b: _Code, u: _Unit, path: str) -> str:
         pyop, helper = _REL_OPS[op]
         if a.value is _NOCONST and b.value is not _NOCONST:
             guard = self.guard(b.value)
@@ -1235,7 +1619,7 @@ class _Compiler:
                 t = u.temp()
                 return (
                     f"({t} {pyop} {b.src} if ({t} := {a.src}).__class__ {guard} "
-                    f"else {helper}({t}, {b.src}))"
+                    f"else {helper}({t}, {b.src}, {path}))"
                 )
         if b.value is _NOCONST and a.value is not _NOCONST:
             guard = self.guard(a.value)
@@ -1243,26 +1627,29 @@ class _Compiler:
                 t = u.temp()
                 return (
                     f"({a.src} {pyop} {t} if ({t} := {b.src}).__class__ {guard} "
-                    f"else {helper}({a.src}, {t}))"
+                    f"else {helper}({a.src}, {t}, {path}))"
                 )
-        return f"{helper}({a.src}, {b.src})"
+        return f"{helper}({a.src}, {b.src}, {path})"
 
     @staticmethod
     def guard(value: object) -> str | None:
-        """Return the type test under which Python's operator gives JavaScript's answer."""
+        """Return the type test under which Python's operator gives the specification's answer."""
         if _is_number_const(value):
             return "in _NUMT"
         if value.__class__ is str:
             return "is str"
         return None
 
-    def equality(self, strict: bool, a: _Code, b: _Code, u: _Unit) -> str:
-        helper = "_seq" if strict else "_leq"
+    def equality(self, strict: bool, a: _Code, b: _Code, u: _Unit, path: str) -> str:
+        call = "_seq({}, {})" if strict else "_leq({}, {}, " + path + ")"
         if a.value is not _NOCONST and b.value is _NOCONST:
             a, b = b, a  # equality is symmetric and a constant has no effects
         if a.value is _NOCONST and b.value is not _NOCONST:
             if b.value is None:
-                return f"({a.src} is None)"
+                if strict:
+                    return f"({a.src} is None)"
+                t = u.temp()
+                return f"(({t} := {a.src}) is None or {call.format(t, 'None')})"
             if strict and b.value.__class__ is bool:
                 return f"({a.src} is {b.src})"
             guard = self.guard(b.value)
@@ -1270,9 +1657,9 @@ class _Compiler:
                 t = u.temp()
                 return (
                     f"({t} == {b.src} if ({t} := {a.src}).__class__ {guard} "
-                    f"else {helper}({t}, {b.src}))"
+                    f"else {call.format(t, b.src)})"
                 )
-        return f"{helper}({a.src}, {b.src})"
+        return call.format(a.src, b.src)
 
     def truth(self, code: _Code, *, negate: bool, u: _Unit) -> _Code:
         if code.is_bool:
@@ -1293,7 +1680,7 @@ class _Compiler:
         value = haystack.value
         if value.__class__ is tuple:
             # Arrays and objects inside a literal are new each time: nothing is === to them.
-            candidates = tuple(v for v in value if not (v.__class__ is tuple or v is _EMPTY))
+            candidates = tuple(v for v in value if not _is_container(v))
             k = self.const(candidates)
             if candidates and all(v.__class__ is str for v in candidates):
                 fast = self.const(frozenset(candidates))
@@ -1313,26 +1700,37 @@ class _Compiler:
         step = -(-size // _CHAIN)
         return [range(i, min(i + step, size)) for i in range(0, size, step)]
 
+    def operand_codes(
+        self,
+        nodes: list[object],
+        paths: list[str],
+        depth: int,
+        u: _Unit,
+        group: Callable[[list[object], list[str], _Unit], _Code],
+    ) -> list[_Code]:
+        """Return the codes of a lazy operator's operands; long lists spill into groups.
+
+        ``group`` generates one group (the same operator over some of the operands), so that
+        neither Python's parser nor the compiler's stack grows with the list.
+        """
+        if len(nodes) <= _CHAIN:
+            return [self.expr(n, p, depth, u) for n, p in zip(nodes, paths, strict=True)]
+        return [
+            self.call_unit(
+                lambda nu, g=g: group([nodes[i] for i in g], [paths[i] for i in g], nu),  # type: ignore[misc]
+                depth,
+                u,
+            )
+            for g in self.groups(len(nodes))
+        ]
+
     def and_or(
         self, is_and: bool, nodes: list[object], paths: list[str], depth: int, u: _Unit
     ) -> _Code:
-        """Generate ``and`` / ``or``: the deciding operand, as in JavaScript.
-
-        Long operand lists become a balanced tree of generated functions (``and`` is
-        associative), so neither Python's parser nor the compiler's stack grows with them.
-        """
-        if len(nodes) <= _CHAIN:
-            codes = [self.expr(n, p, depth, u) for n, p in zip(nodes, paths, strict=True)]
-        else:
-            codes = [
-                self.call_unit(
-                    lambda nu, g=g: self.and_or(  # type: ignore[misc]
-                        is_and, [nodes[i] for i in g], [paths[i] for i in g], depth, nu
-                    ),
-                    depth,
-                )
-                for g in self.groups(len(nodes))
-            ]
+        """Generate ``and`` / ``or``: the deciding operand, as in JavaScript."""
+        codes = self.operand_codes(
+            nodes, paths, depth, u, lambda n, p, nu: self.and_or(is_and, n, p, depth, nu)
+        )
         if all(c.is_bool for c in codes):
             joined = (" and " if is_and else " or ").join(c.src for c in codes)
             return _Code(f"({joined})", True)
@@ -1345,6 +1743,39 @@ class _Compiler:
                 test = "not _T" if is_and else "_T"
                 pieces.append(f"{t} if {test}({t} := {c.src}) else")
         return _Code("(" + " ".join(pieces) + " " + codes[-1].src + ")")
+
+    def coalesce(self, nodes: list[object], paths: list[str], depth: int, u: _Unit) -> _Code:
+        """Generate ``??``: the first operand that is not ``null`` (evaluating no further)."""
+        if not nodes:
+            return _Code("None", False, None)
+        codes = self.operand_codes(
+            nodes, paths, depth, u, lambda n, p, nu: self.coalesce(n, p, depth, nu)
+        )
+        pieces = []
+        for c in codes[:-1]:
+            t = u.temp()
+            pieces.append(f"{t} if ({t} := {c.src}) is not None else")
+        return _Code("(" + " ".join(pieces) + " " + codes[-1].src + ")")
+
+    def attempt(self, nodes: list[object], paths: list[str], depth: int, u: _Unit) -> _Code:
+        """Generate ``try``: each operand a function, the later ones run on the error."""
+        if not nodes:
+            return _Code("None", False, None)
+        if len(nodes) == 1:
+            return self.expr(nodes[0], paths[0], depth, u)
+        arms = []
+        climbs = False
+        for node, path in zip(nodes, paths, strict=True):
+            name, _, nu = self.unit(
+                lambda nu, node=node, path=path: self.expr(node, path, depth, nu),  # type: ignore[misc]
+                depth,
+                with_up=True,
+            )
+            arms.append(name)
+            climbs = climbs or nu.uses_up
+        if climbs:
+            u.uses_up = True
+        return _Code(f"_try(({', '.join(arms)},), data, {'up' if climbs else 'None'})")
 
     def if_chain(self, nodes: list[object], paths: list[str], depth: int, u: _Unit) -> _Code:
         """Generate ``if`` / ``?:``: condition, value, condition, value, ..., [else]."""
@@ -1388,6 +1819,7 @@ class _Compiler:
                         nodes, paths, group, -1, depth=depth, u=nu
                     ),
                     depth,
+                    u,
                 )
                 t = u.temp()
                 pieces.append(f"{t} if ({t} := {sub.src}) is not _MISS else")
@@ -1405,13 +1837,21 @@ class _Compiler:
     ) -> _Code:
         items = self.expr(nodes[0], paths[0], depth, u)
         if items.value is not _NOCONST and items.value.__class__ is not tuple:
-            raise CriteriaError(f"{op!r} needs an array to go through", path=paths[0])
-        fn, _ = self.unit(lambda nu: self.expr(nodes[1], paths[1], depth, nu), depth)
+            raise _refuse(f"{op!r} needs an array to go through", paths[0])
+        if op in ("map", "filter", "reduce") and nodes[1] is None:
+            raise _refuse(f"{op!r} needs logic to apply, not null", paths[1])
+        fn, _, nu = self.unit(lambda nu: self.expr(nodes[1], paths[1], depth, nu), depth)
+        scope = ""
+        if nu.uses_up:  # the logic climbs scopes: each item gets a frame
+            u.uses_up = True
+            scope = ", (data, up)"
         if op == "reduce":
             initial = self.expr(nodes[2], paths[2], depth, u).src if len(nodes) > 2 else "None"
-            return _Code(f"_reduce({fn}, {items.src}, {initial})")
-        helper = _ITERATORS.get(op, "_none")
-        return _Code(f"{helper}({fn}, {items.src})", op in _ITERATORS_BOOL)
+            return _Code(f"_reduce({fn}, {items.src}, {initial}{scope})")
+        if op in _QUANTIFIERS:
+            helper = _ITERATORS.get(op, "_none")
+            return _Code(f"{helper}({fn}, {items.src}, {self.const(paths[0])}{scope})", True)
+        return _Code(f"{_ITERATORS[op]}({fn}, {items.src}{scope})")
 
 
 def _generate(rule: object, max_depth: int, max_nodes: int) -> tuple[str, dict[str, object]]:
@@ -1435,13 +1875,16 @@ def compile_logic(
 
     ``rule`` is the parsed JSON (``dict``, ``list``, ``str``, numbers, ``bool``, ``None``).
     Everything that is wrong with it raises :class:`~salesprocess.errors.CriteriaError` here,
-    naming the JSON path of the fault: an unknown operator, a wrong number of operands, an
+    naming the JSON path of the fault: an unknown operator, a wrong number or kind of operands
+    (``error_type`` ``"Invalid Arguments"``, even in a branch that would never run), an
     object with several keys where an operation belongs, a value that is not JSON, nesting
     deeper than ``max_depth`` or more than ``max_nodes`` values.
 
     The returned function takes the data (any Mapping, a sequence, a scalar) and returns the
-    JSON Logic result. It raises only :class:`CriteriaError`: for arithmetic that has no number
-    as its result (``NaN``, division by zero) and for failures of the data itself.
+    JSON Logic result. It raises only :class:`CriteriaError`: for the errors of the
+    specification (``error_type`` ``"NaN"``, ``"Invalid Arguments"`` or a thrown type: a
+    division by zero, text that is no number compared with a number, a ``throw`` no ``try``
+    caught) and, with ``error_type`` None, for failures of the data itself.
 
     >>> between = compile_logic({"<=": [50, {"var": "employees"}, 5000]})
     >>> between({"employees": 120}), between({"employees": 9000}), between({})
