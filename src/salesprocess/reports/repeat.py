@@ -11,11 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
-import attrs
-
-from salesprocess.account import Account
+from salesprocess.account import Account, Purchase
 from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import ValidationError
 from salesprocess.reports.ratios import mean
@@ -54,9 +52,12 @@ def _period(value: object) -> Period:
     )
 
 
-@attrs.frozen
-class RepeatRow:
-    """One customer's repeat purchase figures in one currency; see :func:`repeat_summary`."""
+class RepeatRow(NamedTuple):
+    """One customer's repeat purchase figures in one currency; see :func:`repeat_summary`.
+
+    A named tuple, immutable like every report value, so that a list of rows loads straight
+    into a DataFrame (``pandas.DataFrame(rows)``) for a BG/NBD or Gamma-Gamma model.
+    """
 
     account_id: str
     currency: str
@@ -101,32 +102,23 @@ def repeat_summary(
     rows: list[RepeatRow] = []
     seen_any = False
     for account in accounts:
-        if not account.purchases:
+        purchases = account.purchases
+        if not purchases:
             continue
         seen_any = True
-        if len(account.purchases) == 1:  # half of most customer bases: no grouping needed
-            (only,) = account.purchases
-            at = only.at
-            index = (at if at.tzinfo is UTC else at.astimezone(UTC)).toordinal()
-            if weekly:
-                index = (index - _MONDAY_ORDINAL) // 7
-            if index <= end:
-                rows.append(RepeatRow(account.id, only.amount.currency, 0, 0, end - index, _ZERO))
+        row = _one_currency(account.id, purchases, end, weekly)
+        if row is not None:
+            if row is not _NOTHING:
+                rows.append(row)
             continue
-        # currency -> period -> amount bought in it. The hot loop of the report: a day is the
-        # datetime's own ordinal once in UTC, with no date object made.
+        # Several currencies: currency -> period -> amount bought in it.
         spent: dict[str, dict[int, Decimal]] = {}
-        for purchase in account.purchases:
-            at = purchase.at
-            index = (at if at.tzinfo is UTC else at.astimezone(UTC)).toordinal()
-            if weekly:
-                index = (index - _MONDAY_ORDINAL) // 7
+        for purchase in purchases:
+            index = _index(purchase.at, weekly)
             if index > end:
-                continue
+                break
             amount = purchase.amount
-            periods = spent.get(amount.currency)
-            if periods is None:
-                periods = spent[amount.currency] = {}
+            periods = spent.setdefault(amount.currency, {})
             periods[index] = periods[index] + amount.amount if index in periods else amount.amount
         for currency, periods in spent.items():
             rows.append(_row(account.id, currency, periods, end))
@@ -137,6 +129,48 @@ def repeat_summary(
         )
     rows.sort(key=attrgetter("account_id", "currency"))
     return rows
+
+
+def _index(at: datetime, weekly: bool) -> int:
+    # The report's hot path: a day is the datetime's own ordinal once in UTC, no date made.
+    day = (at if at.tzinfo is UTC else at.astimezone(UTC)).toordinal()
+    return (day - _MONDAY_ORDINAL) // 7 if weekly else day
+
+
+#: What _one_currency answers for an account with no purchase up to as_of.
+_NOTHING: Final = RepeatRow("", "", 0, 0, 0, Decimal(0))
+
+
+def _one_currency(
+    account_id: str, purchases: tuple[Purchase, ...], end: int, weekly: bool
+) -> RepeatRow | None:
+    """Return the row of an account that buys in one currency, in one pass; ``None`` if not.
+
+    Purchases are kept in time order, so periods only grow: the periods are counted as they
+    change, and everything after the first period is repeat business. No dict, no list.
+    """
+    currency = purchases[0].amount.currency
+    first = last = _index(purchases[0].at, weekly)
+    if first > end:
+        return _NOTHING
+    periods = 1
+    repeat = _ZERO
+    for purchase in purchases[1:]:
+        amount = purchase.amount
+        if amount.currency != currency:
+            return None
+        index = _index(purchase.at, weekly)
+        if index > end:
+            break
+        if index != last:
+            periods += 1
+            last = index
+        if index != first:
+            repeat += amount.amount
+    if periods == 1:
+        return RepeatRow(account_id, currency, 0, 0, end - first, _ZERO)
+    return RepeatRow(account_id, currency, periods - 1, last - first, end - first,
+                     mean(repeat, periods - 1))  # fmt: skip
 
 
 def _row(account_id: str, currency: str, periods: dict[int, Decimal], end: int) -> RepeatRow:
