@@ -45,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "commands": DOMAIN | COMMANDS,
     "unit_of_work": DOMAIN | COMMANDS | PROTOCOL,
     "imports": DOMAIN | COMMANDS | PROTOCOL | {"unit_of_work"},
+    "screening": DOMAIN | COMMANDS | PROTOCOL | {"unit_of_work"},
     "reports": DOMAIN | PROTOCOL | {"reports"},
     "storage": DOMAIN | {"storage"},
 }

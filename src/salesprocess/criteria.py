@@ -448,6 +448,18 @@ class Criteria:
         """
         return self.judge(subject).render()
 
+    def passes(self, subject: object) -> bool:
+        """Return whether ``subject`` meets the criteria; data they cannot judge does not.
+
+        The screening verdict alone, as :meth:`judge` gives it (an evaluation error counts as
+        not met), without the clause-by-clause account or :meth:`evaluate`'s reason: the cheap
+        check a bulk screen makes for every prospect.
+        """
+        try:
+            return truthy(self._run(_data_of(subject)))
+        except CriteriaError:
+            return False
+
     def judge(self, subject: object) -> Explanation:
         """Judge each top-level clause on its own, with the values it read.
 

@@ -17,7 +17,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
 
-from salesprocess import imports, reports
+from salesprocess import imports, reports, screening
 from salesprocess.account import (
     Account,
     Asset,
@@ -61,6 +61,7 @@ from salesprocess.reports import (
     StageTime,
 )
 from salesprocess.rules import QualificationRule
+from salesprocess.screening import Progress
 from salesprocess.stage import Stage
 from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository, every_account
@@ -250,18 +251,30 @@ class SalesProcess:
         decide = partial(qualifying.screen, criteria=self._criteria())
         return self._run(account_id, decide, at)
 
-    def screen_all(self, *, at: datetime | None = None) -> list[QualificationReport]:
-        """Screen every prospect, record each screening, and return the reports.
+    def screen_all(
+        self, *, at: datetime | None = None, progress: Progress | None = None
+    ) -> list[QualificationReport]:
+        """Screen every prospect a batch at a time; return the reports.
 
-        Refused as a whole, before anything is stored, when ``at`` is earlier than a
-        prospect's last screening. A prospect that moves on while the run goes is left out.
+        One read of each prospect, one transaction per batch; ``progress(done, total)`` after
+        each. Refused as a whole, before anything is stored, when ``at`` is earlier than a
+        prospect's last screening. A prospect that moves on meanwhile is left out.
         """
-        moment, prospect = self._moment(at), self.transitions.initial
+        prospect = self.transitions.initial
         prospects = list(self.repository.with_stage(prospect))
-        qualifying.require_screened_before(prospects, moment)
-        decide = partial(qualifying.screen_at_stage, criteria=self._criteria(), stage=prospect)
-        reports = (self._run(account.id, decide, moment) for account in prospects)
-        return [report for report in reports if report is not None]
+        return screening.screen_accounts(
+            self._uow, prospects, criteria=self._criteria(), stage=prospect,
+            moment=self._moment(at), progress=progress,
+        )  # fmt: skip
+
+    def screen_many(
+        self, account_ids: Iterable[str], *, at: datetime | None = None
+    ) -> list[QualificationReport]:
+        """Screen the accounts ``account_ids`` name as :meth:`screen_all` screens prospects."""
+        accounts = [self.repository.get(account_id) for account_id in account_ids]
+        return screening.screen_accounts(
+            self._uow, accounts, criteria=self._criteria(), stage=None, moment=self._moment(at)
+        )
 
     def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
         """Return prospects that pass the criteria and may be called now, best first.

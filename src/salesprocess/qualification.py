@@ -8,8 +8,9 @@ is the default; any object with ``missing(account, at)`` is a :class:`Qualificat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
 
 import attrs
 
@@ -17,7 +18,10 @@ from salesprocess.account import Account, CallOutcome
 from salesprocess.clock import require_aware
 from salesprocess.criteria import ClauseResult
 
-__all__ = ["QualificationPolicy", "QualificationReport", "ScreenAndCallPolicy"]
+if TYPE_CHECKING:
+    from salesprocess.criteria import Criteria
+
+__all__ = ["LazyClauses", "QualificationPolicy", "QualificationReport", "ScreenAndCallPolicy"]
 
 
 @runtime_checkable
@@ -56,16 +60,65 @@ class ScreenAndCallPolicy:
         return ()
 
 
+class LazyClauses(Sequence[ClauseResult]):
+    """The clause-by-clause account of a screening, judged the first time it is read.
+
+    A bulk screen records every prospect's verdict but a person reads few explanations, so the
+    explanation waits until it is asked for; it is then judged from what was screened (the
+    criteria and the account as they were) and kept. It equals the tuple of its clauses.
+    """
+
+    __slots__ = ("_clauses", "_criteria", "_subject")
+
+    def __init__(self, criteria: Criteria, subject: object) -> None:
+        self._criteria = criteria
+        self._subject = subject
+        self._clauses: tuple[ClauseResult, ...] | None = None
+
+    def _judged(self) -> tuple[ClauseResult, ...]:
+        if self._clauses is None:
+            self._clauses = self._criteria.judge(self._subject).clauses
+        return self._clauses
+
+    @overload
+    def __getitem__(self, index: int) -> ClauseResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[ClauseResult, ...]: ...
+    def __getitem__(self, index: int | slice) -> ClauseResult | tuple[ClauseResult, ...]:
+        return self._judged()[index]
+
+    def __len__(self) -> int:
+        return len(self._judged())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyClauses | tuple):
+            return self._judged() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._judged())
+
+    def __repr__(self) -> str:
+        return repr(self._judged())
+
+
+def _clauses(value: Sequence[ClauseResult]) -> Sequence[ClauseResult]:
+    return value if isinstance(value, LazyClauses) else tuple(value)
+
+
 @attrs.frozen
 class QualificationReport:
-    """The result of screening one account against the marketing criteria."""
+    """The result of screening one account against the marketing criteria.
+
+    ``clauses`` judges each clause; a bulk screen fills it lazily (:class:`LazyClauses`).
+    """
 
     account_id: str
     criteria: str
     version: str
     at: datetime = attrs.field(validator=lambda _i, _a, v: require_aware(v))
     passed: bool
-    clauses: tuple[ClauseResult, ...]
+    clauses: Sequence[ClauseResult] = attrs.field(converter=_clauses)
 
     def explain(self) -> str:
         """Render the report for a person: a headline, then one line per clause."""

@@ -8,7 +8,7 @@ The first stage is the criteria (:func:`screen`), the second a confirming call; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from salesprocess.account import Account, Screening
@@ -18,7 +18,7 @@ from salesprocess.criteria import Criteria
 from salesprocess.errors import QualificationRefused, ValidationError
 from salesprocess.events import DomainEvent, LeadScreened, stage_event
 from salesprocess.lifecycle import Transitions
-from salesprocess.qualification import QualificationPolicy, QualificationReport
+from salesprocess.qualification import LazyClauses, QualificationPolicy, QualificationReport
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "require_screened_before",
     "screen",
     "screen_at_stage",
+    "screen_batch",
     "transition",
 ]
 
@@ -154,3 +155,48 @@ def screen(
         account.with_changes(screenings=(*account.screenings, screening)),
         LeadScreened(account.id, moment, screening),
     )
+
+
+def screen_batch(
+    accounts: Sequence[Account],
+    moment: datetime,
+    *,
+    criteria: Criteria,
+    stage: Stage | None,
+) -> Decision[list[QualificationReport]]:
+    """Screen a batch of accounts at ``moment`` as :func:`screen` screens one, all at once.
+
+    An account no longer at ``stage`` (``None``: any stage) is left out. The verdict is the
+    cheap :meth:`~salesprocess.criteria.Criteria.passes`; each report's clauses are judged
+    only when read (:class:`~salesprocess.qualification.LazyClauses`). The records, events and
+    reports equal one-by-one screening's.
+    """
+    records = {
+        verdict: Screening(moment, criteria.name, criteria.version, verdict)
+        for verdict in (True, False)
+    }  # immutable, so every account of the batch shares the two
+    writes: list[Account] = []
+    events: list[DomainEvent] = []
+    reports: list[QualificationReport] = []
+    for account in accounts:
+        if stage is not None and account.stage is not stage:
+            continue
+        require_in_order(
+            account, "a screening", moment, since="its last screening",
+            earlier=last_at(account.screenings),
+        )  # fmt: skip
+        passed = criteria.passes(account)
+        screening = records[passed]
+        writes.append(account.with_changes(screenings=(*account.screenings, screening)))
+        events.append(LeadScreened(account.id, moment, screening))
+        reports.append(
+            QualificationReport(
+                account.id,
+                criteria.name,
+                criteria.version,
+                moment,
+                passed,
+                LazyClauses(criteria, account),
+            )
+        )
+    return Decision(reports, tuple(writes), tuple(events))
