@@ -8,19 +8,28 @@ its :class:`Clock`, which tests replace with a :class:`FixedClock`.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
+from salesprocess.checks import shown
 from salesprocess.errors import ValidationError
 
-__all__ = ["Clock", "FixedClock", "SystemClock", "require_aware", "utc_day"]
+__all__ = ["EARLIEST", "LATEST", "Clock", "FixedClock", "SystemClock", "require_aware", "utc_day"]
+
+
+#: The moments the library takes: a day inside both ends of ``datetime``'s calendar, in UTC,
+#: so that converting to UTC and a day's arithmetic are defined for every one it accepted.
+EARLIEST: Final = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
+LATEST: Final = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 
 
 def require_aware(value: object, field: str = "at") -> datetime:
     """Return ``value`` if it is a timezone-aware datetime; raise ``ValidationError`` if not.
 
-    The message names the field and shows how to build an aware datetime.
+    The message names the field and shows how to build an aware datetime. A moment within two
+    days of the calendar's ends (``datetime.max`` with an offset, say) is refused too: an
+    account stamped with it could never take another record.
 
     >>> require_aware(datetime(2026, 1, 5))
     Traceback (most recent call last):
@@ -31,10 +40,21 @@ def require_aware(value: object, field: str = "at") -> datetime:
         raise ValidationError(
             f"{field} must be a timezone-aware datetime, not {type(value).__name__}", field=field
         )
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        offset = None if value.tzinfo is None else value.utcoffset()
+        inside = offset is None or EARLIEST <= value <= LATEST
+    except Exception:  # noqa: BLE001 - a zone's own code failing is a bad value, named below
+        offset, inside = timedelta(0), False
+    if offset is None:
         raise ValidationError(
-            f"{field}={value!r} is naive: pass a timezone-aware datetime, "
+            f"{field}={shown(value)} is naive: pass a timezone-aware datetime, "
             "e.g. datetime(..., tzinfo=timezone.utc)",
+            field=field,
+        )
+    if not inside:
+        raise ValidationError(
+            f"{field}={shown(value)} is within two days of the calendar's ends (or its "
+            "time zone cannot say its offset): no sales record is dated there",
             field=field,
         )
     return value
