@@ -43,7 +43,7 @@ def require_aware(value: object, field: str = "at") -> datetime:
     try:
         offset = None if value.tzinfo is None else value.utcoffset()
         inside = offset is None or EARLIEST <= value <= LATEST
-    except Exception:  # noqa: BLE001 - a zone's own code failing is a bad value, named below
+    except Exception:  # a zone's own code failing makes a bad value, named below
         offset, inside = timedelta(0), False
     if offset is None:
         raise ValidationError(
