@@ -11,6 +11,8 @@ from decimal import Decimal
 import attrs
 import pytest
 
+import salesprocess as sp
+from salesprocess import criteria as criteria_module
 from salesprocess.criteria import ClauseResult, Criteria, Explanation
 from salesprocess.errors import CriteriaError, ValidationError
 from salesprocess.rules import QualificationRule, RuleResult, all_of, attribute_rule
@@ -460,3 +462,30 @@ def test_specification_errors_reach_evaluate_and_explain():
     assert not explanation.passed
     assert explanation[0].error is not None
     assert "cannot compare 'n/a' with 50" in explanation[0].error
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        (None, "not NoneType"),
+        (5, "not int"),
+        (b"\xff\xfe", "not UTF-8"),
+        ("\x00", "embedded null byte"),
+        ("\ud800", "cannot read criteria file"),
+        ("/dev/zero", "not a regular file"),
+        ("no such file.json", "No such file"),
+    ],
+)
+def test_from_json_refuses_what_is_neither_json_text_nor_a_readable_file(source, says):
+    """Wrong types, bad bytes, odd paths and devices: a CriteriaError, never a hang or crash."""
+    with pytest.raises(sp.CriteriaError, match=says):
+        sp.Criteria.from_json(source, name="n", version="1")
+
+
+def test_from_json_reads_bytes_and_refuses_oversized_files(tmp_path):
+    """UTF-8 bytes are JSON text; a file over MAX_FILE_BYTES is refused before it is read."""
+    assert sp.Criteria.from_json(b'{"==": [1, 1]}', name="n", version="1").apply({}) is True
+    big = tmp_path / "big.json"
+    big.write_bytes(b"[" + b"1," * (criteria_module.MAX_FILE_BYTES // 2) + b"1]")
+    with pytest.raises(sp.CriteriaError, match="more than"):
+        sp.Criteria.from_json(big, name="n", version="1")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -373,14 +374,15 @@ class Criteria:
 
     @classmethod
     def from_json(
-        cls, text_or_path: str | os.PathLike[str], *, name: str, version: str
+        cls, text_or_path: str | bytes | os.PathLike[str], *, name: str, version: str
     ) -> Criteria:
-        """Make criteria from JSON text, or from the JSON file at a path.
+        """Make criteria from JSON text (``str`` or UTF-8 ``bytes``), or from a JSON file.
 
         A ``str`` that starts with ``{`` or ``[`` (after white space), or that is valid JSON, is
-        JSON text; any other ``str`` and any path-like object name a file (read as UTF-8).
-        Malformed JSON raises :class:`~salesprocess.errors.CriteriaError` naming the line and
-        column, and the file when there is one; so does any other failure to read the text.
+        JSON text; any other ``str`` and any path-like object name a file (read as UTF-8),
+        which must be a regular file of at most :data:`MAX_FILE_BYTES`. Anything else, and any
+        failure to read, raises :class:`~salesprocess.errors.CriteriaError`; malformed JSON
+        names the line and column, and the file when there is one.
         A number is read as a float when a float holds it exactly as written (``0.1``), else as
         the exact ``Decimal`` (``12345678901234567.89``, ``1e400``, an integer with more digits
         than ``int`` reads from text); other integers are ints.
@@ -390,25 +392,25 @@ class Criteria:
         ...
         salesprocess.errors.CriteriaError: malformed JSON: Expecting value at line 1, column 15 (at $)
         """  # noqa: E501
+        if isinstance(text_or_path, bytes):
+            try:
+                text_or_path = text_or_path.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CriteriaError(f"criteria bytes are not UTF-8: {e.reason}", path="$") from e
+            return cls.from_dict(_parse(text_or_path, source=None), name=name, version=version)
         if isinstance(text_or_path, str):
             if not text_or_path.strip():
                 raise CriteriaError("the criteria text is empty", path="$")
             if _looks_like_json(text_or_path):
                 return cls.from_dict(_parse(text_or_path, source=None), name=name, version=version)
-        path = Path(text_or_path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            hint = (
-                " (text that is not JSON is taken as a file path)"
-                if isinstance(text_or_path, str)
-                else ""
-            )
+        elif not isinstance(text_or_path, os.PathLike):
             raise CriteriaError(
-                f"cannot read criteria file {str(path)!r}: {reason}{hint}", path="$"
-            ) from e
-        return cls.from_dict(_parse(text, source=str(path)), name=name, version=version)
+                "criteria come from JSON text (str or bytes) or a file path, not "
+                f"{type(text_or_path).__name__}",
+                path="$",
+            )
+        text = _read_file(text_or_path)
+        return cls.from_dict(_parse(text, source=str(text_or_path)), name=name, version=version)
 
     def apply(self, data: object) -> object:
         """Return the raw JSON Logic result of the document on ``data``.
@@ -622,6 +624,35 @@ def _loads(text: str) -> object:
         parse_constant=_reject_constant,
         object_pairs_hook=_no_duplicates,
     )
+
+
+#: The largest criteria file read: a document is marketing's rules, not data.
+MAX_FILE_BYTES: Final = 1 << 20
+
+
+def _read_file(where: str | os.PathLike[str]) -> str:
+    hint = " (text that is not JSON is taken as a file path)" if isinstance(where, str) else ""
+    try:
+        path = Path(where)
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise CriteriaError(f"criteria file {str(path)!r} is not a regular file{hint}")
+        if info.st_size > MAX_FILE_BYTES:
+            raise CriteriaError(
+                f"criteria file {str(path)!r} has {info.st_size} bytes, more than the "
+                f"{MAX_FILE_BYTES} a criteria document may have"
+            )
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise CriteriaError(f"criteria file {str(path)!r} grew past {MAX_FILE_BYTES} bytes")
+        return raw.decode("utf-8")
+    except CriteriaError:
+        raise
+    except (OSError, ValueError) as e:  # a missing file, a NUL or lone surrogate in the path
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        shown_path = repr(os.fspath(where))[:120]
+        raise CriteriaError(f"cannot read criteria file {shown_path}: {reason}{hint}") from e
 
 
 def _looks_like_json(text: str) -> bool:
