@@ -111,7 +111,7 @@ def test_the_layers_cover_the_tree():
     """Every module is placed: the facade, the command line and the test kits are the entries."""
     entry = {m for m in _modules() if _layer(m) == "entry"}
     assert {m for m in entry if not m.startswith("cli.")} == {
-        "__main__", "cli", "process", "strategies", "testing",
+        "__main__", "cli", "json_views", "process", "strategies", "testing",
     }  # fmt: skip
 
 

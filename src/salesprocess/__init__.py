@@ -80,6 +80,7 @@ from salesprocess.events import (
     StageChanged,
 )
 from salesprocess.imports import LeadImport, PurchaseImport
+from salesprocess.json_views import from_json, json_schema, to_json
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
@@ -210,8 +211,11 @@ __all__ = [
     "at_least",
     "attribute_rule",
     "frameworks",
+    "from_json",
+    "json_schema",
     "not_",
     "reports",
     "rule",
+    "to_json",
     "weighted",
 ]
