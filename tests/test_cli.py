@@ -118,7 +118,7 @@ def test_bad_rows_import_nothing_and_are_listed_by_line(tmp_path):
     rejects = tmp_path / "rejects.csv"
     code, out, _ = run("import-leads", str(csv), "--channel", "cold_outreach", "--db", str(db),
                        "--skip-bad", "--rejects", str(rejects))  # fmt: skip
-    assert code == 1
+    assert code == 0  # the good rows are stored; the bad ones listed and written out
     assert "1 leads captured" in out
     lines = rejects.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("line,reason,name,email")
@@ -177,11 +177,19 @@ def test_import_purchases_by_reference_and_map(tmp_path):
     (walk_in,) = stored(db)
     assert walk_in.stage is sp.Stage.REPEAT
     bad = write(
-        tmp_path / "bad.csv", "email,amount,currency,at\nw@in.example,12;50,EUR,2026-04-01\n"
+        tmp_path / "bad.csv",
+        "email,amount,currency,at,reference\nw@in.example,12;50,EUR,2026-04-01,POS-3\n",
     )
     code, _, err = run("import-purchases", str(bad), "--db", str(db))
     assert code == 1
     assert f"{bad}:2: " in err
+    unnamed = write(tmp_path / "unnamed.csv", "email,amount,at\nw@in.example,1.00,2026-04-01\n")
+    code, _, err = run("import-purchases", str(unnamed), "--currency", "EUR", "--db", str(db))
+    assert (code, "no reference column" in err) == (1, True)  # re-imports must be harmless
+    odd = write(tmp_path / "odd.csv", "email,amount,at,Reference\nw@in.example,1.00,2026-04-01,X\n")
+    code, _, err = run("import-purchases", str(odd), "--currency", "EUR", "--db", str(db))
+    assert (code, "unknown column Reference" in err) == (1, True)
+    assert len(stored(db)[0].purchases) == 2
 
 
 def test_screen_call_record_and_qualify(tmp_path):
@@ -280,3 +288,37 @@ def test_a_bad_option_moment_is_a_usage_error(tmp_path):
     code, _, err = run("report", "--db", str(tmp_path / "s.db"), "--as-of", "2026-04-12T10:00")
     assert code == 2
     assert "--as-of" in err
+
+
+def test_rejects_go_with_skip_bad_and_must_be_writable(tmp_path):
+    """--rejects alone is a usage error; an unwritable one is refused before anything is stored."""
+    db = tmp_path / "s.db"
+    csv = write(tmp_path / "leads.csv", "name,email\nGood,good@x.example\n,bad@x.example\n")
+    assert run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
+               "--rejects", str(tmp_path / "r.csv"))[0] == 2  # fmt: skip
+    code, _, err = run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
+                       "--skip-bad", "--rejects", str(tmp_path / "no" / "r.csv"))  # fmt: skip
+    assert code == 1
+    assert "cannot write the rejects file" in err
+    assert stored(db) == []
+
+
+def test_odd_csv_content_is_one_line_naming_the_line(tmp_path):
+    """A field past the csv module's limit, or a multi-line row, is reported by its line."""
+    db = tmp_path / "s.db"
+    huge = write(tmp_path / "huge.csv", "name,email\n" + "x" * 200_000 + ",a@x.example\n")
+    code, _, err = run("import-leads", str(huge), "--channel", "referral", "--db", str(db))
+    assert code == 1
+    assert f"{huge}:" in err
+    assert "Traceback" not in err
+    multi = write(tmp_path / "multi.csv", 'name,email\n"Two\nLines",bad\n')
+    code, _, err = run("import-leads", str(multi), "--channel", "referral", "--db", str(db))
+    assert code == 1
+    assert f"{multi}:2: " in err  # where the row starts
+
+
+def test_a_criteria_device_is_refused(tmp_path):
+    """screen --criteria /dev/zero: refused at once, never read."""
+    code, _, err = run("screen", "--criteria", "/dev/zero", "--db", str(tmp_path / "s.db"))
+    assert code == 1
+    assert "not a regular file" in err

@@ -404,3 +404,21 @@ def test_time_in_stage_counts_completed_stays(sales):
     prospect = stays[sp.Stage.PROSPECT]
     assert (prospect.stays, prospect.median_days, prospect.p90_days) == (5, 3.0, 10.0)
     assert sp.Stage.QUALIFIED not in stays  # still going: no length yet
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_a_customer_named_two_ways_is_one_customer_whatever_the_batches(sales, batch):
+    """Rows naming a customer by id and by email are decided together, in time order."""
+    acct = customer(sales)
+    rows = [
+        sp.PurchaseRow(eur("2.00"), at(2026, 3, 10), reference="B", account_id=acct.id),
+        sp.PurchaseRow(eur("1.00"), at(2026, 3, 5), reference="A", email="buyer@acme.example"),
+    ]
+    done = sales._uow  # the batch size is the library's own knob: call it through imports
+    from salesprocess import imports  # noqa: PLC0415
+
+    result = imports.import_purchases(
+        done, rows, transitions=sales.transitions, new_id=lambda: "unused", batch_size=batch
+    )
+    assert (result.recorded, result.rejected) == (2, ())
+    assert [p.reference for p in sales.get(acct.id).purchases] == ["A", "B"]

@@ -105,3 +105,14 @@ def test_a_bulk_screen_earlier_than_a_last_screening_stores_nothing():
     assert info.value.field == "at"
     assert list(sales.repository.page()) == before
     assert seen == []
+
+
+def test_screen_many_takes_each_id_once_and_refuses_a_bare_string():
+    """An id named twice is screened once; a str is no list of ids."""
+    sales, _ = process()
+    fill(sales, [{"industry": "logistics", "employees": 80}], qualified=set())
+    (lead,) = sales.repository.page()
+    (report,) = sales.screen_many([lead.id, lead.id], at=T0 + timedelta(days=1))
+    assert report.passed
+    with pytest.raises(sp.ValidationError):
+        sales.screen_many(lead.id)

@@ -69,18 +69,25 @@ def _parsed(
 
 
 def _batches(
-    rows: list[tuple[int, PurchaseRow]], size: int
+    uow: UnitOfWork, rows: list[tuple[int, PurchaseRow]], size: int
 ) -> Iterator[list[tuple[int, PurchaseRow]]]:
     """Cut ``rows`` into batches of about ``size`` rows, each customer's rows in one batch.
 
-    An export lists purchases by date; batching it as it comes would write a customer again in
-    every batch it appears in.
+    An export lists purchases by date: batched as it comes, a customer would be written again
+    in every batch it appears in. Rows are grouped by the account their key finds (a customer
+    named by id in one row and by email in another is one customer), so that each customer's
+    purchases are decided together, in time order.
     """
-    by_key: dict[tuple[str, str], list[tuple[int, PurchaseRow]]] = {}
+    by_customer: dict[object, list[tuple[int, PurchaseRow]]] = {}
+    found: dict[tuple[str, str], object] = {}
     for entry in rows:
-        by_key.setdefault(entry[1].key, []).append(entry)
+        key = entry[1].key
+        if key not in found:
+            account = _stored(uow, key)
+            found[key] = key if account is None else account.id
+        by_customer.setdefault(found[key], []).append(entry)
     batch: list[tuple[int, PurchaseRow]] = []
-    for entries in by_key.values():
+    for entries in by_customer.values():
         batch.extend(entries)
         if len(batch) >= size:
             yield batch
@@ -89,25 +96,29 @@ def _batches(
         yield batch
 
 
+def _stored(uow: UnitOfWork, key: tuple[str, str]) -> Account | None:
+    kind, value = key
+    repository = uow.repository
+    with contextlib.suppress(NotFound):
+        account_id = value if kind == "id" else repository.find_id(**{kind: value})
+        return None if account_id is None else repository.get(account_id)
+    return None
+
+
 def _load(
     uow: UnitOfWork, rows: list[tuple[int, PurchaseRow]], new_id: Callable[[], str]
 ) -> Loaded:
-    repository = uow.repository
     known: dict[tuple[str, str], Account] = {}
     new_ids: dict[tuple[str, str], str] = {}
     for _, row in rows:
         key = row.key
         if key in known or key in new_ids:
             continue
-        kind, value = key
-        found: Account | None = None
-        with contextlib.suppress(NotFound):
-            account_id = value if kind == "id" else repository.find_id(**{kind: value})
-            found = None if account_id is None else repository.get(account_id)
+        found = _stored(uow, key)
         if found is not None:
             known[key] = found
         else:
-            new_ids[key] = value if kind == "id" else new_id()
+            new_ids[key] = key[1] if key[0] == "id" else new_id()
     return Loaded(known, new_ids)
 
 
@@ -139,7 +150,7 @@ def import_purchases(
     rejected: list[RowError] = list(bad)
     block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
     with block:
-        for batch in _batches(good, batch_size):
+        for batch in _batches(uow, good, batch_size):
             outcome = uow.run(
                 partial(_load, uow, batch, new_id),
                 partial(record_purchases, transitions=transitions, rows=batch, channel=channel),

@@ -270,8 +270,13 @@ class SalesProcess:
     def screen_many(
         self, account_ids: Iterable[str], *, at: datetime | None = None
     ) -> list[QualificationReport]:
-        """Screen the accounts ``account_ids`` name as :meth:`screen_all` screens prospects."""
-        accounts = [self.repository.get(account_id) for account_id in account_ids]
+        """Screen the accounts ``account_ids`` name as :meth:`screen_all` screens prospects.
+
+        An id named twice is screened once.
+        """
+        if isinstance(account_ids, str):
+            raise ValidationError("account_ids is a list of ids, not one id", field="account_ids")
+        accounts = [self.repository.get(account_id) for account_id in dict.fromkeys(account_ids)]
         return screening.screen_accounts(
             self._uow, accounts, criteria=self._criteria(), stage=None, moment=self._moment(at)
         )

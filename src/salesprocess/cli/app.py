@@ -35,24 +35,26 @@ def _fail(message: str) -> None:
 
 
 def _criteria(path: Path) -> sp.Criteria:
-    """Load a criteria file, named by its stem and versioned by its content's digest.
+    """Load a criteria file, named by its stem and versioned by its document's digest.
 
-    A screening records the criteria's name and version: the digest says exactly which
-    document judged, whatever the file was called later.
+    A screening records the criteria's name and version: the digest (of the document as
+    :meth:`~salesprocess.Criteria.to_json` writes it) says exactly which rules judged, whatever
+    the file was called later. ``from_json`` reads the file, with its checks (a regular file,
+    at most 1 MiB).
     """
-    try:
-        content = path.read_bytes()
-    except OSError as error:
-        raise sp.ValidationError(
-            f"{path}: cannot read it: {error.strerror}", field="criteria"
-        ) from None
-    digest = hashlib.sha256(content).hexdigest()[:12]
-    return sp.Criteria.from_json(path, name=path.stem, version=f"sha256:{digest}")
+    read = sp.Criteria.from_json(path, name=path.stem, version="file")
+    digest = hashlib.sha256(read.to_json().encode("utf-8")).hexdigest()[:12]
+    return sp.Criteria.from_dict(read.document, name=path.stem, version=f"sha256:{digest}")
 
 
 @contextmanager
-def _process(db: str, dsn: str | None, criteria: Path | None = None) -> Iterator[sp.SalesProcess]:
-    """Open the store the options name, and report any library error as one line, exit 1."""
+def _process(
+    db: str, dsn: str | None, criteria: Path | None = None, **wiring: Any
+) -> Iterator[sp.SalesProcess]:
+    """Open the store the options name, and report any library error as one line, exit 1.
+
+    A file that cannot be written (a rejects file, a chart) is reported the same way.
+    """
     try:
         rules = None if criteria is None else _criteria(criteria)
         if dsn:
@@ -62,9 +64,11 @@ def _process(db: str, dsn: str | None, criteria: Path | None = None) -> Iterator
         else:
             repository = SQLiteRepository(db)
         with repository:
-            yield sp.SalesProcess(repository, criteria=rules)
+            yield sp.SalesProcess(repository, criteria=rules, **wiring)
     except sp.SalesProcessError as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(f"{error.filename or 'a file'}: {error.strerror or error}")
 
 
 def _store_options(command: _Command) -> _Command:
@@ -135,11 +139,18 @@ def cli() -> None:
 @cli.command("demo")
 @_store_options
 @click.option("--seed", default=7, show_default=True, help="The same seed, the same quarter.")
-@click.option("--accounts", default=60, show_default=True, help="Leads to start the quarter with.")
+@click.option(
+    "--accounts",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Leads to capture over the quarter.",
+)
 @click.option("--force", is_flag=True, help="Run even if the database already holds accounts.")
 def demo_command(*, db: str, dsn: str | None, seed: int, accounts: int, force: bool) -> None:
     """Simulate a quarter of a small equipment supplier, then show the report."""
-    with _process(db, dsn, demo.criteria_file()) as sales:
+    ids, codes = demo.factories(seed)
+    with _process(db, dsn, demo.criteria_file(), id_factory=ids, code_factory=codes) as sales:
         held = sum(sales.stage_counts().values())
         if held and not force:
             _fail(
@@ -184,6 +195,7 @@ def import_leads(
     Known contacts are recognised, never doubled: importing the same file twice changes
     nothing. By default one bad row imports nothing (every bad row is listed, exit 1).
     """
+    _check_rejects(rejects, skip_bad)
     with _process(db, dsn) as sales:
         rows, lines = csvfiles.read_rows(
             file, encoding=encoding, required=[["name"], ["email", "phone"]],
@@ -197,8 +209,6 @@ def import_leads(
         )  # fmt: skip
         what = f"{done.captured} leads captured, {done.known} known, {len(done.rejected)} rejected"
         _report_import(done, what, file, lines, rejects=rejects, rows=rows)
-        if done.rejected:
-            raise SystemExit(1)
 
 
 @cli.command("import-purchases")
@@ -222,14 +232,18 @@ def import_purchases(
 ) -> None:
     """Record the purchases of a CSV file (account_id, email or phone; amount; at; reference).
 
-    A reference column makes re-imports harmless: a known reference is recorded once. A row
-    for an unknown customer creates it (a walk-in buyer).
+    The reference column (the invoice or receipt number) makes re-imports harmless: a known
+    reference is recorded once, so the same file twice changes nothing. A row for an unknown
+    customer creates it (a walk-in buyer). Any other column is refused: a misnamed one must not
+    vanish.
     """
+    _check_rejects(rejects, skip_bad)
     with _process(db, dsn) as sales:
-        required = [["amount"], ["at"], ["account_id", "email", "phone"]]
+        required = [["amount"], ["at"], ["reference"], ["account_id", "email", "phone"]]
         rows, lines = csvfiles.read_rows(
-            file, encoding=encoding, required=required, renames=_renames(mappings)
-        )
+            file, encoding=encoding, required=required, renames=_renames(mappings),
+            allowed=_PURCHASE_FIELDS,
+        )  # fmt: skip
         purchases = [_purchase_row(row, currency) for row in rows]
         done = _guard_rows(
             file, lines, lambda: sales.import_purchases(purchases, all_or_nothing=not skip_bad)
@@ -239,8 +253,21 @@ def import_purchases(
             f"{len(done.created)} new customers, {len(done.rejected)} rejected"
         )
         _report_import(done, what, file, lines, rejects=rejects, rows=rows)
-        if done.rejected:
-            raise SystemExit(1)
+
+
+_PURCHASE_FIELDS = ("account_id", "email", "phone", "name", "amount", "currency", "at", "reference")
+
+
+def _check_rejects(rejects: Path | None, skip_bad: bool) -> None:
+    """Refuse --rejects without --skip-bad; make sure the file can be written, before storing."""
+    if rejects is None:
+        return
+    if not skip_bad:
+        raise click.UsageError("--rejects goes with --skip-bad: without it nothing is imported")
+    try:
+        rejects.open("w", encoding="utf-8").close()
+    except OSError as error:
+        _fail(f"{rejects}: cannot write the rejects file: {error.strerror or error}")
 
 
 def _guard_rows(path: Path, lines: Sequence[int], run: Callable[[], Any]) -> Any:
@@ -355,6 +382,8 @@ def report(
     """Show the funnel, revenue, repeat rate, lead flow against a target, and referrals."""
     since, until = _option_moment(since_text, "--since"), _option_moment(until_text, "--until")
     as_of = _option_moment(as_of_text, "--as-of") or datetime.now(UTC)
+    if as_of_text is not None and until is None:
+        until = as_of  # the report is of that moment: no revenue from after it
     with _process(db, dsn) as sales:
         figures = render.figures(sales, as_of=as_of, target=target, since=since, until=until)
         if as_json:

@@ -10,6 +10,7 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from salesprocess.errors import RowError, ValidationError
 
@@ -17,14 +18,19 @@ __all__ = ["read_rows", "write_rejects"]
 
 
 def read_rows(
-    path: Path, *, encoding: str, required: Sequence[Sequence[str]], renames: Mapping[str, str]
+    path: Path,
+    *,
+    encoding: str,
+    required: Sequence[Sequence[str]],
+    renames: Mapping[str, str],
+    allowed: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, str]], list[int]]:
     """Return the rows of the CSV file at ``path``, and the line each row starts on.
 
     Columns are renamed by ``renames``. ``required`` lists groups of fields of which the
     header must hold at least one each (``[["name"], ["email", "phone"]]``). UTF-8 files may
-    start with a byte-order mark.
-    Raises ``ValidationError`` naming the file for what cannot be read.
+    start with a byte-order mark. With ``allowed``, any other column is refused.
+    Raises ``ValidationError`` naming the file (and line) for what cannot be read.
     """
     try:
         raw = path.read_bytes()
@@ -45,7 +51,28 @@ def read_rows(
     if not text.strip():
         raise ValidationError(f"{path}: the file is empty", field="file")
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _rows(path, reader, required=required, renames=renames, allowed=allowed)
+    except csv.Error as error:  # a field over the csv module's limit, a stray quote
+        raise ValidationError(f"{path}:{reader.line_num}: {error}", field="file") from None
+
+
+def _rows(
+    path: Path,
+    reader: Any,
+    *,
+    required: Sequence[Sequence[str]],
+    renames: Mapping[str, str],
+    allowed: Sequence[str] | None,
+) -> tuple[list[dict[str, str]], list[int]]:
     header = [renames.get(name.strip(), name.strip()) for name in next(reader)]
+    if allowed is not None and set(header) - set(allowed):
+        unknown = ", ".join(sorted(set(header) - set(allowed)))
+        raise ValidationError(
+            f"{path}:1: unknown column {unknown}; the columns are {', '.join(allowed)} "
+            "(rename one with --map COLUMN=FIELD)",
+            field="header",
+        )
     for group in required:
         if not set(group) & set(header):
             wanted = " or ".join(group)
@@ -56,7 +83,11 @@ def read_rows(
             )
     rows: list[dict[str, str]] = []
     lines: list[int] = []
-    for values in reader:
+    while True:
+        start = reader.line_num + 1  # a quoted field may run over several lines
+        values = next(reader, None)
+        if values is None:
+            break
         if not any(value.strip() for value in values):
             continue
         if len(values) != len(header):
@@ -65,7 +96,7 @@ def read_rows(
                 field="file",
             )
         rows.append(dict(zip(header, values, strict=True)))
-        lines.append(reader.line_num)
+        lines.append(start)
     return rows, lines
 
 

@@ -9,14 +9,16 @@ repair and a replacement.
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
 import salesprocess as sp
 
-__all__ = ["START", "criteria_file", "run_quarter"]
+__all__ = ["START", "criteria_file", "factories", "run_quarter"]
 
 #: The quarter's first day.
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -33,6 +35,19 @@ _MACHINES = (
 def criteria_file() -> Path:
     """Return the example criteria's path (a JSON Logic file shipped in the package)."""
     return Path(str(resources.files("salesprocess.cli") / "demo_criteria.json"))
+
+
+def factories(seed: int) -> tuple[Callable[[], str], Callable[[], str]]:
+    """Return id and referral-code factories that give the same values for the same seed.
+
+    With them a demo database is the same, id for id, every time it is made with one seed.
+    """
+    ids, codes = itertools.count(1), random.Random(seed)  # noqa: S311 - not a secret
+    alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+    return (
+        lambda: f"demo-{seed}-{next(ids):05d}",
+        lambda: "".join(codes.choice(alphabet) for _ in range(8)),
+    )
 
 
 def run_quarter(sales: sp.SalesProcess, *, seed: int, leads: int) -> str:
