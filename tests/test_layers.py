@@ -49,6 +49,13 @@ ALLOWED: dict[str, set[str]] = {
     "reports": DOMAIN | PROTOCOL | {"reports"},
     "storage": DOMAIN | {"storage"},
 }
+#: Modules that may import more than their layer: the SQL adapters answer reports in SQL, so
+#: they use the read side's result types, argument checks and aggregation (and build nothing
+#: of a report themselves). No other adapter module may import the read side.
+EXTRA: dict[str, set[str]] = {
+    "storage.sqlite": {"reports"},
+    "storage.postgres": {"reports"},
+}
 
 
 def _layer(module: str) -> str:
@@ -102,7 +109,7 @@ def _permitted(target: str, allowed: set[str]) -> bool:
 def test_each_layer_imports_only_the_layers_before_it(module):
     """Domain, use cases, read side and adapters import only what their layer may."""
     layer = _layer(module)
-    allowed = ALLOWED[layer] | {layer}
+    allowed = ALLOWED[layer] | {layer} | EXTRA.get(module, set())
     wrong = sorted(t for t in _ours(module) if not _permitted(t, allowed))
     assert wrong == [], f"{module} ({layer}) imports {wrong}"
 

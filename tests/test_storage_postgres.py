@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 import pytest
 
+from salesprocess import FixedClock, SalesProcess
 from salesprocess.account import Account, Source
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.money import Money
+from salesprocess.stage import Stage
 from salesprocess.storage import serialise
 from salesprocess.storage.protocol import AccountRepository
-from salesprocess.testing import HOSTILE_TEXT, RepositoryContract, assert_same_account
+from salesprocess.testing import (
+    HOSTILE_TEXT,
+    RepositoryContract,
+    assert_reports_agree,
+    assert_same_account,
+)
+from test_reports_sql import sample_accounts
 
 psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra")
 
@@ -149,6 +158,12 @@ def test_a_version_beyond_the_integer_column_is_refused(postgres_schema: Callabl
 # --- schema 3: referral codes -----------------------------------------------------------------
 
 
+def _old_row(account: Account) -> tuple[Any, ...]:
+    """The row salesprocess wrote before schema 4: ``data`` holds the whole account."""
+    row = postgres._row(account, 1)
+    return (*row[:7], serialise.dumps(account, version=1), row[8])
+
+
 def test_a_schema_2_database_is_migrated_to_referral_codes(
     postgres_schema: Callable[[], str],
 ) -> None:
@@ -162,14 +177,14 @@ def test_a_schema_2_database_is_migrated_to_referral_codes(
             for statement in step:
                 admin.execute(statement)
         for account in (old, _prospect("old-2")):
-            row = postgres._row(account, 1)
+            row = _old_row(account)
             assert row[8] is None  # schema 2 had no referral_code column: nothing is lost
             admin.execute(
                 "INSERT INTO salesprocess_accounts (id, name, email, phone, stage, created_at, "
                 "version, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 row[:8],
             )
-    assert postgres.SCHEMA_VERSION == 3
+    assert postgres.SCHEMA_VERSION >= 3
     with PostgresRepository(dsn) as repository:
         assert_same_account(attrs.evolve(old, version=1), repository.get("old-1"))
         assert repository.find_by_referral_code("K7M4PQ2X") is None
@@ -267,3 +282,59 @@ def test_a_rolled_back_write_that_primed_the_cache_is_never_read(
         assert repository.get("a") is stored
         with pytest.raises(NotFound):
             repository.get("ghost")
+
+
+# --- schema 4: the read model -----------------------------------------------------------------
+
+
+def test_a_schema_3_database_gains_the_read_model_and_answers_reports(
+    postgres_schema: Callable[[], str],
+) -> None:
+    """A schema 3 database is filled from its JSON; reports in SQL equal the pure functions."""
+    dsn = postgres_schema()
+    stored = [attrs.evolve(account, version=1) for account in sample_accounts()]
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("CREATE TABLE salesprocess_schema (version integer)")
+        admin.execute("INSERT INTO salesprocess_schema VALUES (3)")
+        for step in postgres.MIGRATIONS[:3]:
+            for statement in step:
+                admin.execute(statement)
+        for account in stored:
+            admin.execute(
+                "INSERT INTO salesprocess_accounts (id, name, email, phone, stage, created_at, "
+                "version, data, referral_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                _old_row(account),
+            )
+    with PostgresRepository(dsn) as repository:
+        for account in stored:
+            assert_same_account(account, repository.get(account.id))
+        for days in (-400, 0, 3, 10, 400):
+            assert_reports_agree(repository, as_of=_T0 + timedelta(days=days))
+        sales = SalesProcess(repository=repository, clock=FixedClock(_T0 + timedelta(days=30)))
+        bought = sales.record_purchase("m-buyer", Money("1.25", "EUR"))
+        assert_same_account(bought, repository.get("m-buyer"))
+        assert_reports_agree(repository, as_of=_T0 + timedelta(days=40))
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        version = admin.execute("SELECT version FROM salesprocess_schema").fetchone()
+        rows = admin.execute(
+            "SELECT count(*) FROM salesprocess_purchases WHERE account_id = 'm-buyer'"
+        ).fetchone()
+    assert version == (postgres.SCHEMA_VERSION,) == (4,)
+    assert rows == (len(bought.purchases),)
+    with PostgresRepository(dsn) as again:  # opens without migrating twice
+        assert_same_account(bought, again.get("m-buyer"))
+
+
+def test_reports_join_the_apps_transaction(postgres_schema: Callable[[], str]) -> None:
+    """Inside the app's transaction a report sees its uncommitted writes, and leaves it open."""
+    with psycopg.connect(postgres_schema()) as connection:
+        repository = PostgresRepository(connection)
+        sales = SalesProcess(repository=repository, clock=FixedClock(_T0))
+        connection.commit()
+        with connection.transaction(force_rollback=True):
+            lead = sales.capture_lead("In", email="in@x.example", channel="referral")
+            sales.qualify(lead.id, override="walk-in")
+            sales.record_purchase(lead.id, Money("3.00", "EUR"))
+            assert sales.revenue()["EUR"].total == Money("3.00", "EUR")
+            assert sales.funnel().rung(Stage.CUSTOMER).reached == 1
+        assert len(sales.revenue()) == 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sqlite3
 import tempfile
 from contextlib import nullcontext, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import attrs
 import pytest
 from hypothesis import settings
 
+from salesprocess import FixedClock, SalesProcess
 from salesprocess.account import Account, Source
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.money import Money
 from salesprocess.storage import serialise
 from salesprocess.storage.protocol import AccountRepository
 from salesprocess.storage.sqlite import (
@@ -30,9 +33,11 @@ from salesprocess.storage.sqlite import (
 from salesprocess.testing import (
     RepositoryContract,
     _full_account,
+    assert_reports_agree,
     assert_same_account,
     repository_state_machine,
 )
+from test_reports_sql import sample_accounts
 
 
 class TestSQLiteInMemory(RepositoryContract):
@@ -243,10 +248,16 @@ def _file_at_schema_2(path: Path, *accounts: Account) -> None:
                 old.execute(statement)
         old.execute("PRAGMA user_version = 2")
         for account in accounts:
-            row = account_row(account, 1)
+            row = _old_row(account)
             assert row[8] is None  # schema 2 had no referral_code column: nothing is lost
             old.execute("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row[:8])
     old.close()
+
+
+def _old_row(account: Account) -> tuple[Any, ...]:
+    """The row salesprocess wrote before schema 4: ``data`` holds the whole account."""
+    row = account_row(account, 1)
+    return (*row[:7], serialise.dumps(account, version=1), row[8])
 
 
 def test_a_schema_2_file_is_migrated_to_referral_codes(tmp_path: Path) -> None:
@@ -254,7 +265,7 @@ def test_a_schema_2_file_is_migrated_to_referral_codes(tmp_path: Path) -> None:
     path = tmp_path / "schema2.db"
     old = _prospect("old-1", email="old@example.com", phone="+4930123456")
     _file_at_schema_2(path, old, _prospect("old-2"), _prospect("old-3"))
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION >= 3
     with SQLiteRepository(path) as repository:
         assert_same_account(attrs.evolve(old, version=1), repository.get("old-1"))
         assert repository.find_id(email="old@example.com") == "old-1"
@@ -336,7 +347,7 @@ def test_get_after_a_write_returns_the_account_written_without_decoding(
         assert repository.find_by_referral_code("K7M4PQ2X") is saved
         assert repository.find_by_email("einkauf@mueller.example") is saved
         info = serialise.cached_loads.cache_info()
-        assert (info.hits, info.misses, info.currsize) == (4, 0, 2)
+        assert (info.misses, info.currsize) == (0, 2)
 
 
 def test_failed_and_bulk_writes_do_not_prime_the_cache() -> None:
@@ -376,3 +387,83 @@ def test_a_rolled_back_write_that_primed_the_cache_is_never_read(
         monkeypatch.setattr(serialise, "loads", _refuse_to_decode)
         again = repository.save(attrs.evolve(stored, name="Rolled back"), expected_version=1)
         assert repository.get("a") is again
+
+
+# --- schema 4: the read model -----------------------------------------------------------------
+
+
+def _file_at_schema_3(path: Path, *accounts: Account) -> None:
+    """Write ``path`` as salesprocess wrote files at schema 3, holding ``accounts``."""
+    with sqlite3.connect(path, isolation_level=None) as old:
+        old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        for step in MIGRATIONS[:3]:
+            for statement in step:
+                old.execute(statement)
+        old.execute("PRAGMA user_version = 3")
+        for account in accounts:
+            old.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _old_row(account)
+            )
+    old.close()
+
+
+def test_a_schema_3_file_gains_the_read_model_and_answers_reports(tmp_path: Path) -> None:
+    """A schema 3 file is filled from its JSON; reports in SQL equal the pure functions."""
+    path = tmp_path / "schema3.db"
+    stored = [attrs.evolve(account, version=1) for account in sample_accounts()]
+    _file_at_schema_3(path, *stored)
+    with SQLiteRepository(path) as repository:
+        for account in stored:
+            assert_same_account(account, repository.get(account.id))
+        for days in (-400, 0, 3, 10, 400):
+            assert_reports_agree(repository, as_of=_T0 + timedelta(days=days))
+        sales = SalesProcess(repository=repository, clock=FixedClock(_T0 + timedelta(days=30)))
+        bought = sales.record_purchase("m-buyer", Money("1.25", "EUR"))
+        assert_same_account(bought, repository.get("m-buyer"))
+        assert_reports_agree(repository, as_of=_T0 + timedelta(days=40))
+    with sqlite3.connect(path) as migrated:
+        version = migrated.execute("PRAGMA user_version").fetchone()[0]
+        rows = migrated.execute(
+            "SELECT count(*) FROM purchases WHERE account_id = 'm-buyer'"
+        ).fetchone()[0]
+    migrated.close()
+    assert version == SCHEMA_VERSION == 4
+    assert rows == len(bought.purchases)
+    with SQLiteRepository(path) as again:  # opens without migrating twice
+        assert_same_account(bought, again.get("m-buyer"))
+        assert_reports_agree(again, as_of=_T0 + timedelta(days=40))
+
+
+def test_a_schema_3_file_with_an_unreadable_account_is_left_as_it_was(tmp_path: Path) -> None:
+    """The migration stops at JSON that is not an account: StorageError, the file unchanged."""
+    path = tmp_path / "damaged.db"
+    _file_at_schema_3(path, _prospect("fine"))
+    with sqlite3.connect(path, isolation_level=None) as editor:
+        editor.execute("UPDATE accounts SET data = json_set(data, '$.stage', 42)")
+    editor.close()
+    with pytest.raises(StorageError, match="not a valid account"):
+        SQLiteRepository(path)
+    with sqlite3.connect(path) as untouched:
+        assert untouched.execute("PRAGMA user_version").fetchone()[0] == 3
+    untouched.close()
+
+
+def test_a_purchase_on_a_long_account_writes_one_row(tmp_path: Path) -> None:
+    """A save that adds a purchase appends its row: the stored rows are not rewritten."""
+    with SQLiteRepository(tmp_path / "long.db") as repository:
+        sales = SalesProcess(repository=repository, clock=FixedClock(_T0))
+        lead = sales.capture_lead("Long", email="long@x.example", channel="referral")
+        sales.qualify(lead.id, override="walk-in")
+        for _ in range(50):
+            sales.record_purchase(lead.id, Money("1.00", "EUR"))
+        assert repository._connection is not None
+        statements: list[str] = []
+        repository._connection.set_trace_callback(statements.append)
+        sales.record_purchase(lead.id, Money("2.00", "EUR"))
+        repository._connection.set_trace_callback(None)
+        written = [
+            re.search(r"(?:INTO|FROM) (\w+)", statement).group(1)  # type: ignore[union-attr]
+            for statement in statements
+            if statement.lstrip().upper().startswith(("INSERT", "DELETE"))
+        ]
+        assert written == ["purchases", "purchase_tallies"]

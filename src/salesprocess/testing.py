@@ -37,6 +37,13 @@ Needs the ``testing`` extra: ``pip install 'salesprocess[testing]'``.
 
 :func:`assert_same_account` is the exactness check both use: equal is not enough, the types,
 ``Decimal`` exponents, float signs, UTC offsets and time zones must survive storage too.
+
+An adapter may answer reports itself (in SQL, say) with methods ``report_<name>`` taking the
+report's keyword arguments; ``SalesProcess`` then asks it instead of running the pure function
+over every account. :func:`assert_reports_agree` checks that every such method gives exactly
+what the pure function gives (the same result, ``repr`` included, or the same
+``ValidationError``), and the contract runs it on fixed and on random stored accounts
+(``test_reports_agree_*``); an adapter without ``report_*`` methods passes them trivially.
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         "salesprocess.testing needs Hypothesis: pip install 'salesprocess[testing]'"
     ) from error
 
+from salesprocess import reports
 from salesprocess.account import (
     MAX_ATTRIBUTE_INT,
     Account,
@@ -86,9 +94,17 @@ from salesprocess.account import (
 from salesprocess.errors import ConflictError, NotFound, StaleWrite, ValidationError
 from salesprocess.money import ISO_4217_CODES, Money
 from salesprocess.stage import Stage
-from salesprocess.storage.protocol import MAX_PAGE, MAX_VERSION, AccountRepository
+from salesprocess.storage.protocol import MAX_PAGE, MAX_VERSION, AccountRepository, every_account
 
-__all__ = ["HOSTILE_TEXT", "RepositoryContract", "assert_same_account", "repository_state_machine"]
+__all__ = [
+    "HOSTILE_TEXT",
+    "REPORTS",
+    "RepositoryContract",
+    "assert_reports_agree",
+    "assert_same_account",
+    "report_accounts",
+    "repository_state_machine",
+]
 
 RepositoryFactory = Callable[[], AccountRepository]
 
@@ -524,6 +540,132 @@ def _zone(key: str) -> tzinfo:
     from zoneinfo import ZoneInfo  # noqa: PLC0415 - only the tests that need zones load them
 
     return ZoneInfo(key)
+
+
+# --- reports an adapter answers itself -------------------------------------------------------
+
+#: The reports an adapter may answer itself, by name: ``report_<name>`` must agree with
+#: ``salesprocess.reports.<name>`` over every stored account.
+REPORTS: tuple[str, ...] = (
+    "revenue",
+    "funnel",
+    "lead_flow",
+    "time_in_stage",
+    "repeat_summary",
+    "rfm",
+    "referral_stats",
+)
+
+
+def _report_arguments(accounts: list[Account], as_of: datetime) -> list[tuple[str, dict[str, Any]]]:
+    """Return the calls :func:`assert_reports_agree` makes: each report, around ``as_of``."""
+    campaigns = sorted({a.source.campaign for a in accounts if a.source.campaign is not None})
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("revenue", {}),
+        ("revenue", {"since": as_of}),
+        ("revenue", {"until": as_of}),
+        ("revenue", {"since": as_of - timedelta(days=30), "until": as_of}),
+        ("funnel", {"as_of": as_of}),
+        ("funnel", {"as_of": as_of - timedelta(days=1)}),
+        *(("funnel", {"as_of": as_of, "channel": channel}) for channel in Channel),
+        *(("funnel", {"as_of": as_of, "campaign": campaign}) for campaign in campaigns[:3]),
+        ("funnel", {"as_of": as_of, "campaign": "no such campaign"}),
+        ("time_in_stage", {"as_of": as_of}),
+        ("repeat_summary", {"as_of": as_of}),
+        ("repeat_summary", {"as_of": as_of, "period": "W"}),
+        ("rfm", {"as_of": as_of}),
+        ("referral_stats", {}),
+    ]
+    if campaigns:
+        calls.append(
+            ("funnel", {"as_of": as_of, "channel": accounts[0].source.channel,
+                        "campaign": campaigns[0]})
+        )  # fmt: skip
+    for period in ("week", "month"):
+        calls.append(("lead_flow", {"period": period, "as_of": as_of, "target": 1}))
+        if len(accounts) < 200:  # from the first lead to the last change: may be long
+            calls.append(("lead_flow", {"period": period}))
+    return calls
+
+
+def assert_reports_agree(repository: AccountRepository, *, as_of: datetime) -> None:
+    """Assert that each ``report_<name>`` of ``repository`` equals the pure report.
+
+    For each report of :data:`REPORTS` the repository offers, and arguments around ``as_of``,
+    the adapter's answer must equal ``salesprocess.reports.<name>`` over every stored account
+    (:func:`~salesprocess.storage.protocol.every_account`): equal, with the same ``repr`` (so
+    the same types, ``Decimal`` places and order), or the same ``ValidationError``.
+    """
+    accounts = list(every_account(repository))
+    for name, arguments in _report_arguments(accounts, as_of):
+        answer = getattr(repository, f"report_{name}", None)
+        if answer is None:
+            continue
+        expected, refused = _outcome(getattr(reports, name), accounts, **arguments)
+        actual, ours = _outcome(answer, **arguments)
+        assert ours == refused, f"report_{name}({arguments}) refused {ours}, the report {refused}"
+        assert actual == expected, f"report_{name}({arguments}): {actual!r} != {expected!r}"
+        assert repr(actual) == repr(expected), f"report_{name}({arguments}) differs in repr"
+
+
+def _outcome(
+    call: Callable[..., object], *args: object, **kwargs: object
+) -> tuple[object, tuple[str | None, str] | None]:
+    """Return what ``call`` returns, or the field and message of its ``ValidationError``."""
+    try:
+        return call(*args, **kwargs), None
+    except ValidationError as refused:
+        return None, (refused.field, str(refused))
+
+
+def _report_amounts() -> st.SearchStrategy[Decimal]:
+    # Places from none to twelve, trailing zeros kept, zero included; within any money range.
+    return st.builds(
+        lambda digits, places: Decimal(digits).scaleb(-places),
+        st.integers(min_value=0, max_value=10**14),
+        st.integers(min_value=-2, max_value=12),
+    )
+
+
+def report_accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Account]:
+    """Draw new accounts shaped to stress reports, not storage: any history, not the lifecycle's.
+
+    Stage histories out of time order and with a stage of a lifecycle of one's own, purchases
+    in three currencies at any moment (several on a day, zero amounts, up to twelve places),
+    campaigns with hostile text, and no contact details (so that any number can be added).
+    """
+    stages = st.sampled_from(
+        (Stage.PROSPECT, Stage.QUALIFIED, Stage.CUSTOMER, Stage.REPEAT, Stage.REFERRER,
+         Stage.DISQUALIFIED, Stage.CHURNED, Stage("nurture"))
+    )  # fmt: skip
+    changes = st.builds(
+        HistoryEntry,
+        _optional(stages),
+        stages,
+        st.sampled_from(["capture", "qualify", "purchase", "nurture"]),
+        _moments(),
+        _optional(_NAME_TEXT),
+        _optional(st.sampled_from(HOSTILE_TEXT)),
+    )
+    purchases = st.builds(
+        Purchase,
+        st.builds(Money, _report_amounts(), st.sampled_from(["EUR", "USD", "JPY"])),
+        _moments(),
+        _optional(st.sampled_from(HOSTILE_TEXT[:7])),
+    )
+    return st.builds(
+        Account,
+        id=ids,
+        name=_NAME_TEXT,
+        source=st.builds(
+            Source,
+            st.sampled_from(list(Channel)),
+            _optional(st.sampled_from(("spring", "autumn fair", HOSTILE_TEXT[6]))),
+        ),
+        created_at=_moments(),
+        history=st.lists(changes, max_size=4).map(tuple),
+        purchases=st.lists(purchases, max_size=4).map(tuple),
+    )
 
 
 # --- the contract -----------------------------------------------------------------------------
@@ -1333,6 +1475,59 @@ class RepositoryContract:
         assert repository.page() == []
 
     # -- everything at once -----------------------------------------------------------------
+
+    # -- reports the adapter answers itself ---------------------------------------------------
+
+    def test_reports_agree_with_the_pure_functions(self) -> None:
+        """Each report_<name> the adapter offers equals the pure report, before and after saves."""
+        repository = self.repository()
+        full = _full_account()
+        buyer = _account(
+            "acc-buyer",
+            stage=Stage.REPEAT,
+            history=(
+                HistoryEntry(None, Stage.PROSPECT, "capture", _T0),
+                HistoryEntry(Stage.PROSPECT, Stage.QUALIFIED, "qualify", _T0),
+                HistoryEntry(Stage.QUALIFIED, Stage.CUSTOMER, "purchase", _T0 + timedelta(days=1)),
+                HistoryEntry(Stage.CUSTOMER, Stage.REPEAT, "purchase", _T0 + timedelta(days=2)),
+            ),
+            purchases=(
+                Purchase(Money("10.00", "EUR"), _T0 + timedelta(days=1)),
+                Purchase(Money("0", "USD"), _T0 + timedelta(days=1, hours=1)),
+                Purchase(Money("2.5", "EUR"), _T0 + timedelta(days=2)),
+            ),
+        )  # fmt: skip
+        repository.add(full)
+        repository.add_many([buyer, _account("acc-lead", created_at=_T0 - timedelta(days=9))])
+        for days in (-10, 0, 1, 2, 30):
+            assert_reports_agree(repository, as_of=_T0 + timedelta(days=days))
+        stored = repository.get("acc-buyer")
+        more = stored.with_changes(
+            purchases=(*stored.purchases, Purchase(Money("1.005", "EUR"), _T0 + timedelta(days=5)))
+        )
+        repository.save(more, expected_version=stored.version)
+        fewer = repository.get("acc-full")
+        repository.save(fewer.with_changes(purchases=fewer.purchases[1:]), expected_version=1)
+        for days in (0, 4, 5, 30):
+            assert_reports_agree(repository, as_of=_T0 + timedelta(days=days))
+
+    def test_reports_agree_on_random_accounts(self) -> None:
+        """Random stored accounts of any shape: each report_<name> equals the pure report."""
+
+        @settings(self.round_trip_settings, max_examples=15)
+        @given(
+            batch=st.lists(report_accounts(), max_size=6, unique_by=lambda a: a.id),
+            as_of=_moments(),
+        )
+        def agree(batch: list[Account], as_of: datetime) -> None:
+            repository = self.make_repository()
+            try:
+                repository.add_many(batch)
+                assert_reports_agree(repository, as_of=as_of)
+            finally:
+                self.dispose_repository(repository)
+
+        agree()
 
     def test_agrees_with_a_model_under_random_commands(self) -> None:
         """Random commands give the same results as a plain-dict model (Hypothesis stateful)."""

@@ -18,7 +18,14 @@ from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import ValidationError
 from salesprocess.stage import Stage
 
-__all__ = ["FLOW_PERIODS", "FlowPeriod", "lead_flow", "period_start"]
+__all__ = [
+    "FLOW_PERIODS",
+    "FlowPeriod",
+    "flow_arguments",
+    "flow_periods",
+    "lead_flow",
+    "period_start",
+]
 
 FlowPeriodName = Literal["week", "month"]
 FLOW_PERIODS: Final = ("week", "month")
@@ -86,9 +93,7 @@ def lead_flow(
     >>> week.start, week.new_leads[Channel.REFERRAL], week.qualified, week.below_target
     (datetime.date(2026, 3, 2), 1, 0, True)
     """
-    unit = _period(period)
-    goal = None if target is None else require_int(target, "target", low=0)
-    end = None if as_of is None else require_aware(as_of, "as_of")
+    unit, goal, end = flow_arguments(period, target, as_of)
     leads: dict[date, dict[Channel, int]] = {}
     qualified: dict[date, int] = {}
     for account in accounts:
@@ -101,6 +106,36 @@ def lead_flow(
         if first is not None and (end is None or first <= end):
             at = period_start(utc_day(first), unit)
             qualified[at] = qualified.get(at, 0) + 1
+    return flow_periods(leads, qualified, unit, goal, end)
+
+
+def flow_arguments(
+    period: object, target: object, as_of: object
+) -> tuple[FlowPeriodName, int | None, datetime | None]:
+    """Return :func:`lead_flow`'s ``period``, ``target`` and ``as_of`` checked.
+
+    Raises ``ValidationError`` naming the first bad one. Shared by :func:`lead_flow` and the
+    SQL adapters that answer it.
+    """
+    unit = _period(period)
+    goal = None if target is None else require_int(target, "target", low=0)
+    end = None if as_of is None else require_aware(as_of, "as_of")
+    return unit, goal, end
+
+
+def flow_periods(
+    leads: Mapping[date, Mapping[Channel, int]],
+    qualified: Mapping[date, int],
+    unit: FlowPeriodName,
+    goal: int | None,
+    end: datetime | None,
+) -> list[FlowPeriod]:
+    """Return the rows of :func:`lead_flow` from the counts per period start.
+
+    ``leads``: new leads per channel by the start of their capture's period; ``qualified``:
+    leads first qualified, by the start of that period. Every period from the first lead's to
+    ``end``'s (default: the latest with a lead or a qualification) is listed.
+    """
     if not leads:
         return []
     last = max(leads.keys() | qualified.keys())

@@ -19,7 +19,16 @@ from salesprocess.clock import require_aware, utc_day
 from salesprocess.reports.ratios import ratio
 from salesprocess.stage import Stage
 
-__all__ = ["LADDER", "SIDE", "Funnel", "Rung", "funnel", "stage_at"]
+__all__ = [
+    "LADDER",
+    "SIDE",
+    "Funnel",
+    "Rung",
+    "funnel",
+    "funnel_arguments",
+    "funnel_of",
+    "stage_at",
+]
 
 #: The rungs, in order: prospect -> qualified -> customer -> repeat -> referrer.
 LADDER: Final = (Stage.PROSPECT, Stage.QUALIFIED, Stage.CUSTOMER, Stage.REPEAT, Stage.REFERRER)
@@ -111,8 +120,7 @@ def funnel(
     >>> [(r.stage, r.now, r.reached) for r in funnel([lead], as_of=t).ladder][:2]
     [(Stage.PROSPECT, 1, 1), (Stage.QUALIFIED, 0, 0)]
     """
-    as_of = require_aware(as_of, "as_of")
-    wanted = None if channel is None else Channel.parse(channel)
+    as_of, wanted = funnel_arguments(as_of, channel)
     now: dict[Stage, int] = {}
     reached: dict[Stage, set[str]] = {stage: set() for stage in (*LADDER, *SIDE)}
     for account in accounts:
@@ -126,11 +134,40 @@ def funnel(
         now[stage] = now.get(stage, 0) + 1
         for rung in _reached(account, as_of):
             reached[rung].add(account.id)
+    onward = {
+        stage: len(reached[LADDER[index + 1]] & reached[stage])
+        for index, stage in enumerate(LADDER[:-1])
+    }
+    return funnel_of(as_of, now, {stage: len(ids) for stage, ids in reached.items()}, onward)
+
+
+def funnel_arguments(as_of: object, channel: object) -> tuple[datetime, Channel | None]:
+    """Return :func:`funnel`'s ``as_of`` and ``channel`` checked (``ValidationError`` if not).
+
+    Shared by :func:`funnel` and the SQL adapters that answer it.
+    """
+    moment = require_aware(as_of, "as_of")
+    return moment, None if channel is None else Channel.parse(channel)
+
+
+def funnel_of(
+    as_of: datetime,
+    now: Mapping[Stage, int],
+    reached: Mapping[Stage, int],
+    onward: Mapping[Stage, int],
+) -> Funnel:
+    """Return the :class:`Funnel` of the counted accounts' figures.
+
+    ``now``: accounts per stage at ``as_of`` (stages with none may be absent); ``reached``:
+    accounts that reached each rung and side stage; ``onward``: for each rung but the last,
+    those that reached it and the next rung too.
+    """
     ladder = []
     for index, stage in enumerate(LADDER):
-        here = reached[stage]
-        on = reached[LADDER[index + 1]] & here if index + 1 < len(LADDER) else None
-        conversion = ratio(len(on), len(here)) if on is not None and here else None
-        ladder.append(Rung(stage, now.get(stage, 0), len(here), conversion))
-    side = tuple(Rung(stage, now.get(stage, 0), len(reached[stage]), None) for stage in SIDE)
-    return Funnel(as_of, tuple(ladder), side, dict(sorted(now.items())))
+        here = reached.get(stage, 0)
+        on = onward.get(stage, 0) if index + 1 < len(LADDER) else None
+        conversion = ratio(on, here) if on is not None and here else None
+        ladder.append(Rung(stage, now.get(stage, 0), here, conversion))
+    side = tuple(Rung(stage, now.get(stage, 0), reached.get(stage, 0), None) for stage in SIDE)
+    counted = {stage: count for stage, count in now.items() if count}
+    return Funnel(as_of, tuple(ladder), side, dict(sorted(counted.items())))

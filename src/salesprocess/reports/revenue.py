@@ -6,9 +6,10 @@ of it that repeat customers bring. Every figure is per currency: amounts are nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import attrs
 
@@ -18,7 +19,16 @@ from salesprocess.errors import ValidationError
 from salesprocess.money import Money
 from salesprocess.reports.ratios import mean, ratio
 
-__all__ = ["Revenue", "RevenueReport", "purchases_between", "revenue"]
+__all__ = [
+    "Revenue",
+    "RevenueReport",
+    "Tally",
+    "purchases_between",
+    "revenue",
+    "revenue_figures",
+    "tally",
+    "window",
+]
 
 
 @attrs.frozen
@@ -53,6 +63,22 @@ class RevenueReport(Mapping[str, Revenue]):
         return len(self.by_currency)
 
 
+def window(since: object, until: object) -> tuple[datetime | None, datetime | None]:
+    """Return the window ``[since, until)`` checked: each bound an aware datetime or ``None``.
+
+    Raises ``ValidationError`` for a bound that is not an aware datetime, or ``since`` not
+    before ``until``. Shared by :func:`revenue` and the SQL adapters that answer it.
+    """
+    start = None if since is None else require_aware(since, "since")
+    end = None if until is None else require_aware(until, "until")
+    if start is not None and end is not None and start >= end:
+        raise ValidationError(
+            f"since ({start.isoformat()}) must be before until ({end.isoformat()})",
+            field="since",
+        )
+    return start, end
+
+
 def purchases_between(
     accounts: Iterable[Account], since: datetime | None, until: datetime | None
 ) -> Iterator[tuple[Account, Purchase]]:
@@ -61,13 +87,7 @@ def purchases_between(
     Raises ``ValidationError`` for a bound that is not an aware datetime, or ``since`` not
     before ``until``.
     """
-    since = None if since is None else require_aware(since, "since")
-    until = None if until is None else require_aware(until, "until")
-    if since is not None and until is not None and since >= until:
-        raise ValidationError(
-            f"since ({since.isoformat()}) must be before until ({until.isoformat()})",
-            field="since",
-        )
+    since, until = window(since, until)
     for account in accounts:
         for purchase in account.purchases:
             if (since is None or purchase.at >= since) and (until is None or purchase.at < until):
@@ -107,25 +127,60 @@ def revenue(
     >>> eur.average_order_value, eur.purchases_per_customer
     (Money('66.67', 'EUR'), Decimal('1.5000'))
     """
-    # currency -> account id -> (total, purchases, days)
-    tallies: dict[str, dict[str, tuple[Decimal, int, set[date]]]] = {}
-    for account, purchase in purchases_between(accounts, since, until):
-        amount = purchase.amount
-        per_account = tallies.setdefault(amount.currency, {})
-        total, count, days = per_account.get(account.id, (Decimal(0), 0, set()))
-        days.add(utc_day(purchase.at))
-        per_account[account.id] = (total + amount.amount, count + 1, days)
+    rows = (
+        (account.id, purchase.amount.currency, purchase.amount.amount, utc_day(purchase.at))
+        for account, purchase in purchases_between(accounts, since, until)
+    )
+    tallies = tally(rows)
     return RevenueReport(
-        {currency: _figures(currency, tallies[currency]) for currency in sorted(tallies)}
+        {currency: revenue_figures(currency, tallies[currency]) for currency in sorted(tallies)}
     )
 
 
-def _figures(currency: str, per_account: Mapping[str, tuple[Decimal, int, set[date]]]) -> Revenue:
+class Tally(NamedTuple):
+    """What :func:`revenue` adds up for one currency, before the rates are worked out."""
+
+    total: Decimal
+    repeat_revenue: Decimal
+    purchases: int
+    customers: int
+    repeat_customers: int
+
+
+def tally(rows: Iterable[tuple[str, str, Decimal, Hashable]]) -> dict[str, Tally]:
+    """Add up ``(account id, currency, amount, UTC day)`` rows, per currency.
+
+    A customer is a repeat customer in a currency with purchases on two or more days. The
+    sums are ``Decimal`` sums in the caller's context, per account first (in the order of the
+    rows), then over the accounts in the order they first appear: the exact order
+    :func:`revenue` adds in, so an SQL adapter that feeds it its rows in account id order and
+    position gives the same figures to the last digit, even where the context rounds.
+    """
+    # currency -> account id -> (total, purchases, days)
+    tallies: dict[str, dict[str, tuple[Decimal, int, set[Hashable]]]] = {}
+    for account_id, currency, amount, day in rows:
+        per_account = tallies.setdefault(currency, {})
+        total, count, days = per_account.get(account_id, (Decimal(0), 0, set()))
+        days.add(day)
+        per_account[account_id] = (total + amount, count + 1, days)
+    return {currency: _tally(per_account) for currency, per_account in tallies.items()}
+
+
+def _tally(per_account: Mapping[str, tuple[Decimal, int, set[Hashable]]]) -> Tally:
     total = sum((tally[0] for tally in per_account.values()), Decimal(0))
     repeat = sum((t[0] for t in per_account.values() if len(t[2]) > 1), Decimal(0))
     purchases = sum(tally[1] for tally in per_account.values())
-    customers = len(per_account)
     repeat_customers = sum(1 for tally in per_account.values() if len(tally[2]) > 1)
+    return Tally(total, repeat, purchases, len(per_account), repeat_customers)
+
+
+def revenue_figures(currency: str, tallied: Tally) -> Revenue:
+    """Return the :class:`Revenue` of ``currency`` from its :class:`Tally`.
+
+    ``total`` and ``repeat_revenue`` must carry the places the sums give (a ``Decimal`` sum
+    keeps its finest addend's places): ``average_order_value`` is rounded to them.
+    """
+    total, repeat, purchases, customers, repeat_customers = tallied
     return Revenue(
         currency=currency,
         total=Money(total, currency),

@@ -13,7 +13,7 @@ from salesprocess.account import Account
 from salesprocess.clock import require_aware
 from salesprocess.stage import Stage
 
-__all__ = ["StageTime", "stage_counts", "time_in_stage"]
+__all__ = ["StageTime", "stage_counts", "stage_times", "time_in_stage"]
 
 
 def stage_counts(counted: Mapping[Stage, int], stages: Iterable[Stage]) -> Mapping[Stage, int]:
@@ -72,6 +72,14 @@ def time_in_stage(accounts: Iterable[Account], *, as_of: datetime) -> Mapping[St
             if following.at > end:
                 break
             stays.setdefault(entry.to_stage, []).append(following.at - entry.at)
+    return stage_times(stays)
+
+
+def stage_times(stays: Mapping[Stage, list[timedelta]]) -> Mapping[Stage, StageTime]:
+    """Return :func:`time_in_stage`'s answer from the completed stays' lengths, per stage.
+
+    Shared by :func:`time_in_stage` and the SQL adapters that answer it.
+    """
     return {stage: _summary(stage, sorted(lengths)) for stage, lengths in sorted(stays.items())}
 
 

@@ -7,15 +7,22 @@ in PostgreSQL and wants accounts in the same transactions as its own tables. Ins
 The layout mirrors :mod:`salesprocess.storage.sqlite`: table ``salesprocess_accounts`` with
 ``id`` (primary key), ``email``, ``phone`` and ``referral_code`` (unique), ``stage`` (indexed with
 ``created_at`` and ``id``), ``created_at`` (bigint microseconds since 1970-01-01 UTC),
-``version``, and ``data``: the whole account as ``json`` (the type that keeps the text exactly
-as written, unlike ``jsonb``), read back through :mod:`salesprocess.storage.serialise`. Key
-columns use the ``"C"`` collation so that ``page()`` orders ids by code point, as Python does.
-PostgreSQL text cannot hold NUL characters, so key columns store ``\x00`` and ``\x01`` escaped
-(an order-keeping escape) and the informational ``name`` column stores ``\x00`` as U+FFFD;
-``data`` holds every value exactly. The schema version lives in ``salesprocess_schema``;
-opening a repository runs the missing forward migrations under an advisory lock and refuses a
-database written by a newer salesprocess. Tables are created in the connection's current
-schema (``search_path``), so one database can hold several independent sets.
+``version``, and ``data``: the account as ``json`` (the type that keeps the text exactly as
+written, unlike ``jsonb``) without its purchases and stage history, read back through
+:mod:`salesprocess.storage.serialise`. Purchases and stage changes are rows of their own,
+appended and never rewritten (``salesprocess_purchases``, money as ``numeric``, and
+``salesprocess_stage_changes``), with the account's progress in more columns of its row and its
+purchases per currency in ``salesprocess_purchase_tallies``: the read model of
+:mod:`salesprocess.storage.readmodel`, written in the same transaction (or savepoint) as the
+account, from which ``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are answered
+in SQL. Key columns use the ``"C"`` collation so that ``page()`` orders ids by code point, as
+Python does. PostgreSQL text cannot hold NUL characters, so key columns (and the read model's
+text) store ``\x00`` and ``\x01`` escaped (an order-keeping escape) and the informational
+``name`` column stores ``\x00`` as U+FFFD; ``data`` holds every value exactly. The schema
+version lives in ``salesprocess_schema``; opening a repository runs the missing forward
+migrations under an advisory lock and refuses a database written by a newer salesprocess.
+Tables are created in the connection's current schema (``search_path``), so one database can
+hold several independent sets.
 
 Transactions, and joining the app's. ``PostgresRepository`` takes a DSN (it then opens, owns
 and closes an autocommit connection) or an open :class:`psycopg.Connection` that the app owns.
@@ -26,6 +33,8 @@ transaction or connection it did not begin.
   transaction inside a savepoint: a failed write (a conflict, say) is undone without aborting
   the app's transaction, and the rest becomes durable only when the app commits.
 - If no transaction is open, each method runs in its own short transaction and commits it.
+  A report runs in one ``REPEATABLE READ`` transaction of its own (one snapshot); inside the
+  app's transaction it sees what that transaction's isolation level shows.
 - ``atomic()`` is ``connection.transaction()``: a transaction of its own when none is open, a
   savepoint inside the app's otherwise; nested blocks are savepoints.
 - A connection whose transaction has already failed raises ``StorageError``: roll it back first.
@@ -46,6 +55,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from typing import Any, Final
 
 try:
@@ -57,13 +67,18 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
         "salesprocess.storage.postgres needs psycopg 3: pip install 'salesprocess[postgres]'"
     ) from error
 
-from salesprocess.account import Account, unchecked_copy
+from salesprocess.account import Account, Channel, unchecked_copy
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
+from salesprocess.reports.flow import FlowPeriodName
+from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
-from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
+from salesprocess.storage import readmodel
+from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
+    every_account,
     require_account,
     require_new,
     require_one_key,
@@ -71,9 +86,11 @@ from salesprocess.storage.protocol import (
     require_version,
     stale_write,
 )
-from salesprocess.storage.serialise import cached_loads, created_key, dumps, remember
+from salesprocess.storage.readmodel import PROGRESS_COLUMNS, Plan
+from salesprocess.storage.serialise import created_key, dumps, loads, remember
+from salesprocess.storage.sqlite import SQLReports
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresRepository"]
+__all__ = ["FILLED_BY", "MIGRATIONS", "SCHEMA_VERSION", "TABLES", "PostgresRepository"]
 
 #: The forward migrations: step ``n`` takes a database from schema ``n`` to ``n + 1``.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -106,20 +123,177 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE UNIQUE INDEX salesprocess_accounts_referral_code_key "
         "ON salesprocess_accounts (referral_code)",
     ),
+    # 3 -> 4: the read model (see salesprocess.storage.readmodel): purchases and stage changes
+    # as rows of their own, the account's progress as columns of its row, and its purchases per
+    # currency as tallies; money is numeric. Rows written before keep their whole JSON in
+    # ``data``; the rows are filled from it.
+    (
+        "ALTER TABLE salesprocess_accounts "
+        + ", ".join(
+            f"ADD COLUMN {column} {kind}"
+            for column, kind in (
+                ("channel", 'text COLLATE "C"'),
+                ("campaign", 'text COLLATE "C"'),
+                ("created_day", "integer"),
+                ("captured_at", "bigint"),
+                ("changed_at", "bigint"),
+                ("captured_stage", 'text COLLATE "C"'),
+                ("captured_zone", 'text COLLATE "C"'),
+                ("captured_wall", "bigint"),
+                ("last_stage", 'text COLLATE "C"'),
+                ("prospect_at", "bigint"),
+                ("qualified_at", "bigint"),
+                ("referrer_at", "bigint"),
+                ("disqualified_at", "bigint"),
+                ("churned_at", "bigint"),
+                ("bought_at", "bigint"),
+                ("repeat_at", "bigint"),
+                ("first_qualified_at", "bigint"),
+                ("qualified_day", "integer"),
+                ("mask", "integer"),
+                ("settled_at", "bigint"),
+                ("purchase_count", "integer"),
+                ("history_count", "integer"),
+                ("created_zone", 'text COLLATE "C"'),
+                ("created_wall", "bigint"),
+                ("stamp", "bigint"),
+            )
+        ),
+        """
+        CREATE TABLE salesprocess_purchases (
+            account_id text COLLATE "C" NOT NULL,
+            position integer NOT NULL,
+            at bigint NOT NULL,
+            day integer NOT NULL,
+            currency text COLLATE "C" NOT NULL,
+            units numeric,
+            exponent integer NOT NULL,
+            amount text NOT NULL,
+            moment text,
+            reference text,
+            zone text COLLATE "C",
+            wall bigint,
+            PRIMARY KEY (account_id, position)
+        )
+        """,
+        "CREATE INDEX salesprocess_purchases_at ON salesprocess_purchases (at)",
+        "CREATE INDEX salesprocess_purchases_zone ON salesprocess_purchases (zone, at) "
+        "WHERE zone IS NOT NULL",
+        """
+        CREATE TABLE salesprocess_stage_changes (
+            account_id text COLLATE "C" NOT NULL,
+            position integer NOT NULL,
+            from_stage text COLLATE "C",
+            to_stage text COLLATE "C" NOT NULL,
+            event text NOT NULL,
+            at bigint NOT NULL,
+            moment text,
+            actor text,
+            reason text,
+            zone text COLLATE "C",
+            wall bigint,
+            PRIMARY KEY (account_id, position)
+        )
+        """,
+        "CREATE INDEX salesprocess_stage_changes_zone ON salesprocess_stage_changes (zone, at) "
+        "WHERE zone IS NOT NULL",
+        """
+        CREATE TABLE salesprocess_purchase_tallies (
+            currency text COLLATE "C" NOT NULL,
+            account_id text COLLATE "C" NOT NULL,
+            units numeric,
+            purchases integer NOT NULL,
+            first_day integer NOT NULL,
+            last_day integer NOT NULL,
+            min_exponent integer NOT NULL,
+            PRIMARY KEY (currency, account_id)
+        )
+        """,
+        "CREATE INDEX salesprocess_accounts_funnel ON salesprocess_accounts (last_stage, mask)",
+        "CREATE INDEX salesprocess_accounts_funnel_source "
+        "ON salesprocess_accounts (channel, campaign, last_stage, mask)",
+        "CREATE INDEX salesprocess_accounts_settled ON salesprocess_accounts (settled_at)",
+        "CREATE INDEX salesprocess_accounts_zone ON salesprocess_accounts "
+        "(created_zone, created_at) WHERE created_zone IS NOT NULL",
+        "CREATE INDEX salesprocess_accounts_captured_zone ON salesprocess_accounts "
+        "(captured_zone, captured_at) WHERE captured_zone IS NOT NULL",
+        "CREATE INDEX salesprocess_accounts_leads ON salesprocess_accounts (created_day, channel)",
+        "CREATE INDEX salesprocess_accounts_qualified "
+        "ON salesprocess_accounts (qualified_day, first_qualified_at, created_at)",
+    ),
 )
+
+#: The schema versions whose migration step is followed by filling the read model.
+FILLED_BY: Final = frozenset({4})
 
 #: The schema version this module writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _LOCK_KEY: Final = 0x53414C45  # pg_advisory_xact_lock key for migrations: "SALE"
-_COLUMNS: Final = "id, name, email, phone, stage, created_at, version, data, referral_code"
+_ALL_COLUMNS: Final = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "stage",
+    "created_at",
+    "version",
+    "data",
+    "referral_code",
+    *PROGRESS_COLUMNS,
+)
+_COLUMNS: Final = ", ".join(_ALL_COLUMNS)
 _INSERT: Final = (
-    "INSERT INTO salesprocess_accounts (id, name, email, phone, stage, created_at, version, "
-    "data, referral_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO salesprocess_accounts ({_COLUMNS}) "  # noqa: S608 - our own names
+    f"VALUES ({', '.join(['%s'] * len(_ALL_COLUMNS))})"
 )
 _UPDATE: Final = (
-    "UPDATE salesprocess_accounts SET name = %s, email = %s, phone = %s, stage = %s, "
-    "created_at = %s, version = %s, data = %s, referral_code = %s WHERE id = %s AND version = %s"
+    "UPDATE salesprocess_accounts SET "  # noqa: S608 - our own names
+    f"{', '.join(f'{column} = %s' for column in _ALL_COLUMNS[1:])} "
+    "WHERE id = %s AND version = %s"
+)
+_FILL: Final = (
+    f"UPDATE salesprocess_accounts SET {', '.join(f'{c} = %s' for c in PROGRESS_COLUMNS)} "  # noqa: S608 - our own names
+    "WHERE id = %s"
+)
+_STATE: Final = (
+    f"SELECT {', '.join(readmodel.STATE_COLUMNS)} FROM salesprocess_accounts "  # noqa: S608 - our own names
+    "WHERE id = %s FOR UPDATE"
+)
+_PURCHASE_COLUMNS: Final = (
+    "account_id, position, at, day, currency, units, exponent, amount, moment, reference, "
+    "zone, wall"
+)
+_CHANGE_COLUMNS: Final = (
+    "account_id, position, from_stage, to_stage, event, at, moment, actor, reason, zone, wall"
+)
+_TALLY_COLUMNS: Final = "currency, account_id, units, purchases, first_day, last_day, min_exponent"
+_INSERT_PURCHASE: Final = (
+    f"INSERT INTO salesprocess_purchases ({_PURCHASE_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})"  # noqa: S608 - our own names
+)
+_INSERT_CHANGE: Final = (
+    f"INSERT INTO salesprocess_stage_changes ({_CHANGE_COLUMNS}) VALUES ({', '.join(['%s'] * 11)})"  # noqa: S608 - our own names
+)
+_PUT_TALLY: Final = (
+    f"INSERT INTO salesprocess_purchase_tallies ({_TALLY_COLUMNS}) VALUES "  # noqa: S608 - our own names
+    f"({', '.join(['%s'] * 7)}) ON CONFLICT (currency, account_id) DO UPDATE SET "
+    "units = EXCLUDED.units, purchases = EXCLUDED.purchases, first_day = EXCLUDED.first_day, "
+    "last_day = EXCLUDED.last_day, min_exponent = EXCLUDED.min_exponent"
+)
+_DROP_ROWS: Final = (
+    "DELETE FROM salesprocess_purchase_tallies WHERE account_id = %(id)s AND currency IN "
+    "(SELECT DISTINCT currency FROM salesprocess_purchases WHERE account_id = %(id)s)",
+    "DELETE FROM salesprocess_purchases WHERE account_id = %(id)s",
+    "DELETE FROM salesprocess_stage_changes WHERE account_id = %(id)s",
+)
+_READ: Final = "SELECT id, data::text, stamp, purchase_count FROM salesprocess_accounts"
+#: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
+TABLES: Final = readmodel.Tables(
+    "salesprocess_accounts",
+    "salesprocess_purchases",
+    "salesprocess_stage_changes",
+    "salesprocess_purchase_tallies",
+    "%s",
 )
 #: The unique keys besides the id, as columns and as error messages name them.
 _UNIQUE: Final = (("email", "email"), ("phone", "phone"), ("referral_code", "referral code"))
@@ -154,7 +328,16 @@ def _unkey(stored: str) -> str:
     return stored
 
 
+#: Money as ``numeric``, text with NUL escaped as in the key columns.
+DIALECT: Final = readmodel.postgres_dialect(_key, _unkey)
+
+
 def _row(account: Account, version: int) -> _Row:
+    """Return the first nine columns that store ``account`` at ``version``.
+
+    ``data`` is the account's JSON without its purchases (they are rows of their own).
+    """
+    prefix = unchecked_copy(account, purchases=()) if account.purchases else account
     return (
         _key(account.id),
         account.name.replace("\x00", "\ufffd"),
@@ -163,9 +346,33 @@ def _row(account: Account, version: int) -> _Row:
         account.stage,
         created_key(account.created_at),
         version,
-        dumps(account, version=version),
+        dumps(prefix, version=version),
         _optional_key(account.referral_code),
     )
+
+
+def _plan(account: Account, version: int, **known: Any) -> Plan:
+    return readmodel.plan(account, version, _key(account.id), DIALECT, **known)
+
+
+def _full_row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
+    """Return every ``salesprocess_accounts`` column of ``account``, as ``plan`` has them."""
+    return (
+        _key(account.id),
+        account.name.replace("\x00", "\ufffd"),
+        _optional_key(account.email),
+        _optional_key(account.phone),
+        account.stage,
+        created_key(account.created_at),
+        version,
+        plan.data,
+        _optional_key(account.referral_code),
+        *plan.progress,
+    )
+
+
+def _tally_rows(key: str, plan: Plan) -> list[tuple[object, ...]]:
+    return [(currency, key, *tally) for currency, tally in plan.tallies.items()]
 
 
 class PostgresRepository:
@@ -178,6 +385,8 @@ class PostgresRepository:
         self._lock = threading.RLock()
         self._depth = 0  # atomic() blocks open
         self._after_commit = AfterCommit()
+        self._memo = readmodel.Memo()
+        self._reports = SQLReports(self._reader, DIALECT, TABLES, lambda: every_account(self))
         if isinstance(dsn_or_connection, psycopg.Connection):
             self._connection: psycopg.Connection[Any] | None = dsn_or_connection
             self._owned = False
@@ -302,10 +511,58 @@ class PostgresRepository:
                         f"a newer salesprocess; this version reads up to {SCHEMA_VERSION}: "
                         "upgrade salesprocess"
                     )
-                for step in MIGRATIONS[version:]:
+                for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
                     for statement in step:
                         connection.execute(statement)
+                    if reached in FILLED_BY:
+                        self._fill_read_model(connection)
                 connection.execute("UPDATE salesprocess_schema SET version = %s", (SCHEMA_VERSION,))
+
+    def _fill_read_model(self, connection: psycopg.Connection[Any]) -> None:
+        """Fill the read model from every account's JSON (migration to schema 4).
+
+        ``data`` keeps the whole account; reads take purchases and history from it. An account
+        whose JSON is not valid stops the migration (nothing is changed) with ``StorageError``.
+        """
+        after: str | None = None
+        while True:
+            rows = connection.execute(
+                "SELECT id, data::text FROM salesprocess_accounts "  # noqa: S608 - our own names
+                + ("" if after is None else "WHERE id > %s ")
+                + "ORDER BY id LIMIT 1000",
+                () if after is None else (after,),
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            progress, purchases, history, tallies = [], [], [], []
+            for key, data in rows:
+                plan = readmodel.plan(loads(data), 0, key, DIALECT, stamp=0, with_data=False)
+                progress.append((*plan.progress, key))
+                purchases.extend(plan.purchases)
+                history.extend(plan.history)
+                tallies.extend(_tally_rows(key, plan))
+            with connection.cursor() as cursor:
+                cursor.executemany(_FILL, progress)
+                self._copy(cursor, purchases, history, tallies)
+
+    @staticmethod
+    def _copy(
+        cursor: psycopg.Cursor[Any],
+        purchases: list[tuple[object, ...]],
+        history: list[tuple[object, ...]],
+        tallies: list[tuple[object, ...]],
+    ) -> None:
+        """COPY new accounts' rows (tallies of new accounts: no conflict possible)."""
+        for table, columns, rows in (
+            ("salesprocess_stage_changes", _CHANGE_COLUMNS, history),
+            ("salesprocess_purchases", _PURCHASE_COLUMNS, purchases),
+            ("salesprocess_purchase_tallies", _TALLY_COLUMNS, tallies),
+        ):
+            if rows:
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
 
     # --- conflicts --------------------------------------------------------------------------
 
@@ -363,108 +620,188 @@ class PostgresRepository:
     # when some row holds that very text again, and is right then too. add_many does not
     # prime: a bulk load would flush the whole cache with accounts rarely read right away.
 
+    def _writing(self, connection: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+        """Return the transaction a write runs in: its own, or a savepoint in the open one."""
+        if connection.info.transaction_status == TransactionStatus.INERROR:
+            raise StorageError(
+                "the connection's transaction has failed: roll it back before using the repository"
+            )
+        return connection.transaction()
+
     def add(self, account: Account) -> Account:
         """Store a new account at version 1."""
         account = require_new(account)
-        row = _row(account, 1)
+        stored = unchecked_copy(account, version=1)
+        plan = _plan(stored, 1)
         with self._using(f"adding account {account.id}") as connection:
             try:
-                with self._scope(connection):
-                    connection.execute(_INSERT, row)
+                with self._writing(connection), connection.cursor() as cursor:
+                    cursor.execute(_INSERT, _full_row(stored, 1, plan))
+                    self._append(cursor, _key(account.id), plan)
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, [account], new=True) from None
-        stored = unchecked_copy(account, version=1)
-        remember(row[7], stored)
+        self._written(stored, plan)
         return stored
 
     def add_many(self, accounts: Iterable[Account]) -> int:
-        """Store many new accounts with one ``COPY``, all or nothing; return how many."""
+        """Store many new accounts with ``COPY``, all or nothing; return how many."""
         batch: list[Account] = []
+        purchases: list[tuple[object, ...]] = []
+        history: list[tuple[object, ...]] = []
+        tallies: list[tuple[object, ...]] = []
         with self._using("adding accounts") as connection:
             try:
-                # One COPY statement is all or nothing by itself; inside an open transaction
-                # the scope is a savepoint, so a conflict leaves that transaction usable.
-                with (
-                    self._scope(connection),
-                    connection.cursor() as cursor,
-                    cursor.copy(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN") as copy,
-                ):
-                    for account in accounts:
-                        batch.append(require_new(account))
-                        copy.write_row(_row(account, 1))
+                # Inside an open transaction the scope is a savepoint, so a conflict leaves
+                # that transaction usable.
+                with self._writing(connection), connection.cursor() as cursor:
+                    with cursor.copy(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN") as copy:
+                        for account in accounts:
+                            batch.append(require_new(account))
+                            plan = _plan(account, 1, stamp=0)
+                            copy.write_row(_full_row(account, 1, plan))
+                            history.extend(plan.history)
+                            if plan.purchases:
+                                purchases.extend(plan.purchases)
+                                tallies.extend(_tally_rows(_key(account.id), plan))
+                    self._copy(cursor, purchases, history, tallies)
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, batch, new=True) from None
         return len(batch)
 
     def save(self, account: Account, *, expected_version: int) -> Account:
-        """Replace the stored account if it is still at ``expected_version``."""
+        """Replace the stored account if it is still at ``expected_version``.
+
+        Only the purchases and stage changes the account gained are written, when it holds
+        the very ones this repository last read or wrote; otherwise its rows are rewritten.
+        """
         account = require_account(account)
         expected_version = require_version(expected_version)
-        row = _row(account, expected_version + 1)
+        stored = unchecked_copy(account, version=expected_version + 1)
+        key = _key(account.id)
         with self._using(f"saving account {account.id}") as connection:
             try:
-                with self._scope(connection):
-                    changed = connection.execute(
-                        _UPDATE, (*row[1:], row[0], expected_version)
-                    ).rowcount
-                    current = None
-                    if changed != 1:
-                        current = connection.execute(
-                            "SELECT version FROM salesprocess_accounts WHERE id = %s", (row[0],)
-                        ).fetchone()
+                with self._writing(connection), connection.cursor() as cursor:
+                    state = cursor.execute(_STATE, (key,)).fetchone()
+                    if state is None:
+                        raise NotFound(f"no account with id {account.id!r}")
+                    if state[0] != expected_version:
+                        raise stale_write(account.id, state[0], expected_version)
+                    plan = _plan(
+                        stored,
+                        expected_version + 1,
+                        state=state,
+                        stored=self._memo.get(account.id, state[1]),
+                        known_tallies=lambda currencies: self._tallies(cursor, key, currencies),
+                    )
+                    row = _full_row(stored, stored.version, plan)
+                    cursor.execute(_UPDATE, (*row[1:], key, expected_version))
+                    if plan.rewrite:
+                        for statement in _DROP_ROWS:
+                            cursor.execute(statement, {"id": key})
+                    self._append(cursor, key, plan)
             except pg_errors.UniqueViolation:
                 raise self._conflict(connection, [account], new=False) from None
-        if changed == 1:
-            stored = unchecked_copy(account, version=expected_version + 1)
-            remember(row[7], stored)
-            return stored
-        if current is None:
-            raise NotFound(f"no account with id {account.id!r}")
-        raise stale_write(account.id, current[0], expected_version)
+        self._written(stored, plan)
+        return stored
+
+    @staticmethod
+    def _append(cursor: psycopg.Cursor[Any], key: str, plan: Plan) -> None:
+        """Write the rows ``plan`` adds: stage changes, purchases, and the touched tallies."""
+        if plan.history:
+            cursor.executemany(_INSERT_CHANGE, plan.history)
+        if plan.purchases:
+            cursor.executemany(_INSERT_PURCHASE, plan.purchases)
+            cursor.executemany(_PUT_TALLY, _tally_rows(key, plan))
+
+    @staticmethod
+    def _tallies(
+        cursor: psycopg.Cursor[Any], key: str, currencies: Iterable[str]
+    ) -> dict[str, readmodel.Tally]:
+        rows = cursor.execute(
+            "SELECT currency, units, purchases, first_day, last_day, min_exponent FROM "
+            "salesprocess_purchase_tallies WHERE account_id = %s AND currency = ANY(%s)",
+            (key, list(currencies)),
+        ).fetchall()
+        return {row[0]: readmodel.Tally(*row[1:]) for row in rows}
+
+    def _written(self, stored: Account, plan: Plan) -> None:
+        """Remember what was written: the next read of it in this process decodes nothing."""
+        with self._lock:
+            self._memo.put(stored.id, plan.progress[-1], stored)
+        remember(plan.data, plan.prefix)
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _one(self, what: str, query: str, value: str) -> Account | None:
+    def _accounts(
+        self, rows: list[tuple[Any, ...]], what: str, *, remember: bool = False
+    ) -> list[Account]:
+        """Return the accounts of ``rows`` (as ``_READ`` selects them), rows joined back in."""
+
+        def tails(ids: list[str]) -> readmodel.Tails:
+            keys = [_key(account_id) for account_id in ids]
+            purchases: dict[str, list[tuple[object, ...]]] = {}
+            with self._using(what) as connection, self._scope(connection):
+                for key, *row in connection.execute(
+                    "SELECT account_id, position, at, currency, amount, moment, reference "
+                    "FROM salesprocess_purchases WHERE account_id = ANY(%s) "
+                    "ORDER BY account_id, position",
+                    (keys,),
+                ):
+                    purchases.setdefault(_unkey(key), []).append(tuple(row))
+                stamps = {
+                    _unkey(key): stamp
+                    for key, stamp in connection.execute(
+                        "SELECT id, stamp FROM salesprocess_accounts WHERE id = ANY(%s)", (keys,)
+                    )
+                }
+            return purchases, stamps
+
+        def reread(ids: list[str]) -> list[readmodel.AccountRow]:
+            with self._using(what) as connection, self._scope(connection):
+                found = connection.execute(
+                    f"{_READ} WHERE id = ANY(%s)", ([_key(i) for i in ids],)
+                ).fetchall()
+            return [(_unkey(row[0]), *row[1:]) for row in found]
+
+        accounts = [(_unkey(row[0]), *row[1:]) for row in rows]
+        with self._lock:
+            return readmodel.assemble(
+                accounts,
+                self._memo,
+                tails,
+                reread,
+                DIALECT,
+                remember=remember,
+            )
+
+    def _one(self, what: str, column: str, value: str) -> Account | None:
         if not isinstance(value, str):
             return None  # no account has a key that is not text (as in the other adapters)
         with self._using(what) as connection, self._scope(connection):
-            row = connection.execute(query, (_key(value),)).fetchone()
-        return None if row is None else cached_loads(row[0])
+            row = connection.execute(
+                f"{_READ} WHERE {column} = %s",
+                (_key(value),),
+            ).fetchone()
+        return None if row is None else self._accounts([row], what, remember=True)[0]
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        found = self._one(
-            f"reading account {account_id}",
-            "SELECT data::text FROM salesprocess_accounts WHERE id = %s",
-            account_id,
-        )
+        found = self._one(f"reading account {account_id}", "id", account_id)
         if found is None:
             raise NotFound(f"no account with id {account_id!r}")
         return found
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
-        return self._one(
-            "finding by email",
-            "SELECT data::text FROM salesprocess_accounts WHERE email = %s",
-            email,
-        )
+        return self._one("finding by email", "email", email)
 
     def find_by_phone(self, phone: str) -> Account | None:
         """Return the account with this normalised phone number, if any."""
-        return self._one(
-            "finding by phone",
-            "SELECT data::text FROM salesprocess_accounts WHERE phone = %s",
-            phone,
-        )
+        return self._one("finding by phone", "phone", phone)
 
     def find_by_referral_code(self, code: str) -> Account | None:
         """Return the account whose (already normalised) referral code is ``code``, if any."""
-        return self._one(
-            "finding by referral code",
-            "SELECT data::text FROM salesprocess_accounts WHERE referral_code = %s",
-            code,
-        )
+        return self._one("finding by referral code", "referral_code", code)
 
     def find_id(
         self,
@@ -492,19 +829,24 @@ class PostgresRepository:
         meanwhile shows as its page found it.
         """
         name = str(Stage(stage))
-        return accounts_in_pages(lambda after: self._stage_page(name, after))
+        what = f"listing stage {name}"
+        return accounts_in_pages(
+            lambda after: self._stage_page(name, after),
+            lambda page: self._accounts([row[1:] for row in page], what),
+        )
 
-    def _stage_page(self, stage: str, after: Key | None) -> list[PageRow]:
+    def _stage_page(self, stage: str, after: Key | None) -> list[tuple[Any, ...]]:
+        columns = "created_at, id, data::text, stamp, purchase_count"
         with self._using(f"listing stage {stage}") as connection, self._scope(connection):
             if after is None:
                 cursor = connection.execute(
-                    "SELECT created_at, id, data::text FROM salesprocess_accounts "
+                    f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
                     "WHERE stage = %s ORDER BY created_at, id LIMIT %s",
                     (stage, PAGE_SIZE),
                 )
             else:
                 cursor = connection.execute(
-                    "SELECT created_at, id, data::text FROM salesprocess_accounts "
+                    f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
                     "WHERE stage = %s AND (created_at, id) > (%s, %s) "
                     "ORDER BY created_at, id LIMIT %s",
                     (stage, *after, PAGE_SIZE),
@@ -524,17 +866,63 @@ class PostgresRepository:
         require_page(after, limit)
         with self._using("paging accounts") as connection, self._scope(connection):
             if after is None:
-                rows = connection.execute(
-                    "SELECT data::text FROM salesprocess_accounts ORDER BY id LIMIT %s",
-                    (limit,),
-                ).fetchall()
+                rows = connection.execute(f"{_READ} ORDER BY id LIMIT %s", (limit,)).fetchall()
             else:
                 rows = connection.execute(
-                    "SELECT data::text FROM salesprocess_accounts WHERE id > %s "
-                    "ORDER BY id LIMIT %s",
-                    (_key(after), limit),
+                    f"{_READ} WHERE id > %s ORDER BY id LIMIT %s", (_key(after), limit)
                 ).fetchall()
-        return [cached_loads(data) for (data,) in rows]
+        return self._accounts(rows, "paging accounts")
+
+    # --- reports ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _reader(self) -> Iterator[readmodel.Fetch]:
+        """Yield ``fetch(sql, params)`` over one snapshot (REPEATABLE READ, or the app's)."""
+        with self._using("answering a report") as connection:
+            if connection.info.transaction_status == TransactionStatus.INERROR:
+                raise StorageError(
+                    "the connection's transaction has failed: roll it back before using the "
+                    "repository"
+                )
+            idle = connection.info.transaction_status == TransactionStatus.IDLE
+            with connection.transaction():
+                if idle:
+                    connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+                def fetch(query: str, params: Iterable[object]) -> list[Any]:
+                    return connection.execute(query, tuple(params)).fetchall()
+
+                yield fetch
+
+    def report_revenue(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> RevenueReport:
+        """Answer :func:`salesprocess.reports.revenue` in SQL; see :class:`SQLReports`."""
+        return self._reports.revenue(since, until)
+
+    def report_funnel(
+        self,
+        *,
+        as_of: datetime,
+        channel: Channel | str | None = None,
+        campaign: str | None = None,
+    ) -> Funnel:
+        """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
+        return self._reports.funnel(as_of, channel, campaign)
+
+    def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
+        """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""
+        return self._reports.time_in_stage(as_of)
+
+    def report_lead_flow(
+        self,
+        *,
+        period: FlowPeriodName = "week",
+        target: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[FlowPeriod]:
+        """Answer :func:`salesprocess.reports.lead_flow` in SQL; see :class:`SQLReports`."""
+        return self._reports.lead_flow(period, target, as_of)
 
     # --- transactions -----------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ __all__ = [
     "dumps",
     "from_json_value",
     "loads",
+    "moment_from_text",
+    "moment_text",
     "remember",
     "to_json_value",
 ]
@@ -145,6 +147,19 @@ def _datetime_from_text(value: object, _type: object = None) -> datetime:
     if local.utcoffset() == offset:
         return local
     return moment.astimezone(zone)  # the zone's rules changed: the instant wins
+
+
+def moment_text(moment: datetime) -> str:
+    """Return an aware datetime as :func:`dumps` writes it (ISO 8601, offset, IANA zone key)."""
+    return _datetime_to_text(moment)
+
+
+def moment_from_text(text: str) -> datetime:
+    """Return the datetime :func:`moment_text` wrote; ``StorageError`` if ``text`` is not one."""
+    try:
+        return _datetime_from_text(text)
+    except _Refused as exc:
+        raise StorageError(f"a stored moment is not valid: {exc}") from None
 
 
 def _date_from_text(value: object, _type: object = None) -> date:

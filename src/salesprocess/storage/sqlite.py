@@ -10,15 +10,21 @@ primary key; ``email``, ``phone`` and ``referral_code`` unique, which is what ma
 lead, or two accounts behind one code, impossible across processes; ``stage`` indexed with
 ``created_at`` and ``id`` for funnel counts and oldest-first listing; ``created_at`` as integer
 microseconds since 1970-01-01 UTC, so it sorts by instant whatever the offset; ``version``) plus
-``data``, the whole account as JSON text (:mod:`salesprocess.storage.serialise`), the one source
-of truth when reading. ``find_id``, the duplicate check, goes through a unique index and
-never fetches the JSON.
+``data``, the account as JSON text (:mod:`salesprocess.storage.serialise`) without its purchases
+and stage history. Those are rows of their own, appended and never rewritten: ``purchases`` and
+``stage_changes`` (the read model, :mod:`salesprocess.storage.readmodel`), with the account's
+progress in more columns of its row and its purchases per currency in ``purchase_tallies``, all
+written in the same transaction as the account. A read joins them back into the account;
+``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are answered in SQL from them
+(``report_*``).
+``find_id``, the duplicate check, goes through a unique index and never fetches the JSON.
 
-Writes are optimistic: ``save`` is ``UPDATE ... WHERE id = ? AND version = ?``; no row changed
-means someone else wrote first (``ConflictError``) or the account does not exist
-(``NotFound``). Single-statement writes run in SQLite's autocommit mode; ``atomic()`` and
-``add_many`` open ``BEGIN IMMEDIATE`` transactions (taking the write lock up front, so two
-processes never deadlock upgrading a read lock) and nest with ``SAVEPOINT``. Lock waits are
+Writes are optimistic: ``save`` reads the stored version and writes only if it is still the
+expected one (``StaleWrite`` if not, ``NotFound`` if the account does not exist). Every write
+runs in a transaction of its own or the open ``atomic()`` block's: ``BEGIN IMMEDIATE`` (taking
+the write lock up front, so two processes never deadlock upgrading a read lock), nested with
+``SAVEPOINT``. A save appends the purchases and stage changes the account gained since this
+repository last read or wrote it, so its cost does not grow with the account's past. Lock waits are
 bounded by ``busy_timeout`` (``timeout`` seconds).
 
 The schema carries a version (``PRAGMA user_version``) and an application id; opening a file
@@ -45,21 +51,32 @@ open repository across ``fork()``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
+from datetime import date, datetime
 from typing import Final, Literal
 
-from salesprocess.account import Account, unchecked_copy
+from salesprocess import reports
+from salesprocess.account import Account, Channel, unchecked_copy
 from salesprocess.checks import require_number
+from salesprocess.clock import require_aware
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
+from salesprocess.reports.flow import FlowPeriodName, flow_arguments, flow_periods, period_start
+from salesprocess.reports.funnel import LADDER, funnel_arguments, funnel_of
+from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
+from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
-from salesprocess.storage.paging import PAGE_SIZE, Key, PageRow, accounts_in_pages
+from salesprocess.storage import readmodel
+from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
+    every_account,
     require_account,
     require_new,
     require_one_key,
@@ -67,14 +84,18 @@ from salesprocess.storage.protocol import (
     require_version,
     stale_write,
 )
-from salesprocess.storage.serialise import cached_loads, created_key, dumps, remember
+from salesprocess.storage.readmodel import PROGRESS_COLUMNS, SQLITE_MONEY, Plan
+from salesprocess.storage.serialise import created_key, dumps, loads, remember
 
 __all__ = [
     "APPLICATION_ID",
+    "FILLED_BY",
     "MAX_TIMEOUT",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "TABLES",
     "Row",
+    "SQLReports",
     "SQLiteRepository",
     "account_row",
 ]
@@ -82,7 +103,8 @@ __all__ = [
 #: ``PRAGMA application_id`` of a salesprocess file: "SALE" in ASCII.
 APPLICATION_ID: Final = 0x53414C45
 
-#: The forward migrations: step ``n`` takes a file from schema ``n`` to ``n + 1``.
+#: The forward migrations: step ``n`` takes a file from schema ``n`` to ``n + 1``. Step 4 is
+#: followed by filling the read model from every stored account's JSON (:data:`FILLED_BY`).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 0 -> 1: the accounts table.
     (
@@ -111,10 +133,109 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE accounts ADD COLUMN referral_code TEXT",
         "CREATE UNIQUE INDEX accounts_referral_code ON accounts (referral_code)",
     ),
+    # 3 -> 4: the read model. Purchases and stage changes become rows of their own (appended,
+    # never rewritten), the account's progress columns of its row, and each account's purchases
+    # per currency a tally; the reports read them. Times are microseconds since 1970 UTC, days
+    # UTC day numbers, money exact: integer millionths (NULL when an amount does not fit) beside
+    # the amount's text and exponent. Rows written before keep their whole JSON in ``data``;
+    # the rows are filled from it.
+    (
+        *(
+            f"ALTER TABLE accounts ADD COLUMN {column} {kind}"
+            for column, kind in (
+                ("channel", "TEXT"),
+                ("campaign", "TEXT"),
+                ("created_day", "INTEGER"),
+                ("captured_at", "INTEGER"),
+                ("changed_at", "INTEGER"),
+                ("captured_stage", "TEXT"),
+                ("captured_zone", "TEXT"),
+                ("captured_wall", "INTEGER"),
+                ("last_stage", "TEXT"),
+                ("prospect_at", "INTEGER"),
+                ("qualified_at", "INTEGER"),
+                ("referrer_at", "INTEGER"),
+                ("disqualified_at", "INTEGER"),
+                ("churned_at", "INTEGER"),
+                ("bought_at", "INTEGER"),
+                ("repeat_at", "INTEGER"),
+                ("first_qualified_at", "INTEGER"),
+                ("qualified_day", "INTEGER"),
+                ("mask", "INTEGER"),
+                ("settled_at", "INTEGER"),
+                ("purchase_count", "INTEGER"),
+                ("history_count", "INTEGER"),
+                ("created_zone", "TEXT"),
+                ("created_wall", "INTEGER"),
+                ("stamp", "INTEGER"),
+            )
+        ),
+        """
+        CREATE TABLE purchases (
+            account_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            day INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            units INTEGER,
+            exponent INTEGER NOT NULL,
+            amount TEXT NOT NULL,
+            moment TEXT,
+            reference TEXT,
+            zone TEXT,
+            wall INTEGER,
+            PRIMARY KEY (account_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX purchases_at ON purchases (at)",
+        "CREATE INDEX purchases_zone ON purchases (zone, at) WHERE zone IS NOT NULL",
+        """
+        CREATE TABLE stage_changes (
+            account_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            from_stage TEXT,
+            to_stage TEXT NOT NULL,
+            event TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            moment TEXT,
+            actor TEXT,
+            reason TEXT,
+            zone TEXT,
+            wall INTEGER,
+            PRIMARY KEY (account_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX stage_changes_zone ON stage_changes (zone, at) WHERE zone IS NOT NULL",
+        """
+        CREATE TABLE purchase_tallies (
+            currency TEXT NOT NULL,
+            account_id TEXT NOT NULL,
+            units INTEGER,
+            purchases INTEGER NOT NULL,
+            first_day INTEGER NOT NULL,
+            last_day INTEGER NOT NULL,
+            min_exponent INTEGER NOT NULL,
+            PRIMARY KEY (currency, account_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX accounts_funnel ON accounts (last_stage, mask)",
+        "CREATE INDEX accounts_funnel_source ON accounts (channel, campaign, last_stage, mask)",
+        "CREATE INDEX accounts_settled ON accounts (settled_at)",
+        "CREATE INDEX accounts_zone ON accounts (created_zone, created_at) "
+        "WHERE created_zone IS NOT NULL",
+        "CREATE INDEX accounts_captured_zone ON accounts (captured_zone, captured_at) "
+        "WHERE captured_zone IS NOT NULL",
+        "CREATE INDEX accounts_leads ON accounts (created_day, channel)",
+        "CREATE INDEX accounts_qualified "
+        "ON accounts (qualified_day, first_qualified_at, created_at)",
+    ),
 )
 
 #: The schema version this module writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+#: The schema versions whose migration step is followed by filling the read model.
+FILLED_BY: Final = frozenset({4})
 
 
 #: The longest ``timeout`` in seconds: ``busy_timeout`` is a C int of milliseconds.
@@ -122,19 +243,53 @@ MAX_TIMEOUT: Final = (2**31 - 1) // 1000
 
 _SYNCHRONOUS: Final = ("FULL", "NORMAL", "OFF")
 
+_COLUMNS: Final = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "stage",
+    "created_at",
+    "version",
+    "data",
+    "referral_code",
+    *PROGRESS_COLUMNS,
+)
 _INSERT: Final = (
-    "INSERT INTO accounts (id, name, email, phone, stage, created_at, version, data, "
-    "referral_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - our own names
 )
 _UPDATE: Final = (
-    "UPDATE accounts SET name = ?, email = ?, phone = ?, stage = ?, created_at = ?, "
-    "version = ?, data = ?, referral_code = ? WHERE id = ? AND version = ?"
+    f"UPDATE accounts SET {', '.join(f'{column} = ?' for column in _COLUMNS[1:])} "  # noqa: S608 - our own names
+    "WHERE id = ? AND version = ?"
+)
+_FILL: Final = (
+    f"UPDATE accounts SET {', '.join(f'{column} = ?' for column in PROGRESS_COLUMNS)} WHERE id = ?"  # noqa: S608 - our own names
+)
+_STATE: Final = f"SELECT {', '.join(readmodel.STATE_COLUMNS)} FROM accounts WHERE id = ?"  # noqa: S608 - our own names
+_INSERT_PURCHASE: Final = (
+    "INSERT INTO purchases (account_id, position, at, day, currency, units, exponent, amount, "
+    "moment, reference, zone, wall) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_CHANGE: Final = (
+    "INSERT INTO stage_changes (account_id, position, from_stage, to_stage, event, at, moment, "
+    "actor, reason, zone, wall) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PUT_TALLY: Final = (
+    "INSERT OR REPLACE INTO purchase_tallies (currency, account_id, units, purchases, "
+    "first_day, last_day, min_exponent) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DROP_ROWS: Final = (
+    "DELETE FROM purchase_tallies WHERE account_id = ?1 AND currency IN "
+    "(SELECT DISTINCT currency FROM purchases WHERE account_id = ?1)",
+    "DELETE FROM purchases WHERE account_id = ?",
+    "DELETE FROM stage_changes WHERE account_id = ?",
 )
 
-_BY_ID: Final = "SELECT data FROM accounts WHERE id = ?"
-_BY_EMAIL: Final = "SELECT data FROM accounts WHERE email = ?"
-_BY_PHONE: Final = "SELECT data FROM accounts WHERE phone = ?"
-_BY_REFERRAL_CODE: Final = "SELECT data FROM accounts WHERE referral_code = ?"
+_READ: Final = "SELECT id, data, stamp, purchase_count FROM accounts"
+_BY_ID: Final = f"{_READ} WHERE id = ?"
+_BY_EMAIL: Final = f"{_READ} WHERE email = ?"
+_BY_PHONE: Final = f"{_READ} WHERE phone = ?"
+_BY_REFERRAL_CODE: Final = f"{_READ} WHERE referral_code = ?"
 # find_id: the id alone, through the unique index (no JSON fetched, nothing decoded).
 _ID_BY: Final = {
     "email": ("SELECT id FROM accounts WHERE email = ?", "finding the id by email"),
@@ -144,6 +299,11 @@ _ID_BY: Final = {
         "finding the id by referral code",
     ),
 }
+# IN lists of at most this many ids (SQLite before 3.32 allows 999 parameters).
+_CHUNK: Final = 500
+
+#: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
+TABLES: Final = readmodel.Tables("accounts", "purchases", "stage_changes", "purchase_tallies", "?")
 
 #: One ``accounts`` row: id, name, email, phone, stage, created_at, version, data,
 #: referral_code (last, where ``ALTER TABLE`` put it when schema 3 added it).
@@ -151,9 +311,14 @@ Row = tuple[str, str, str | None, str | None, str, int, int, str, str | None]
 
 
 def account_row(account: Account, version: int | None = None) -> Row:
-    """Return the ``accounts`` row that stores ``account`` at ``version`` (default: its own)."""
+    """Return the first nine ``accounts`` columns that store ``account`` at ``version``.
+
+    ``data`` is the account's JSON without its purchases (they are rows of their own, see
+    :mod:`salesprocess.storage.readmodel`). ``version`` defaults to the account's own.
+    """
     if version is None:
         version = account.version
+    prefix = unchecked_copy(account, purchases=()) if account.purchases else account
     return (
         account.id,
         account.name,
@@ -162,9 +327,42 @@ def account_row(account: Account, version: int | None = None) -> Row:
         account.stage,
         created_key(account.created_at),
         version,
-        dumps(account, version=version),
+        dumps(prefix, version=version),
         account.referral_code,
     )
+
+
+def _plan(account: Account, version: int, **known: object) -> Plan:
+    return readmodel.plan(account, version, account.id, SQLITE_MONEY, **known)  # type: ignore[arg-type]
+
+
+def _row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
+    """Return the ``_COLUMNS`` values of ``account`` at ``version``, as ``plan`` has them."""
+    return (
+        account.id,
+        account.name,
+        account.email,
+        account.phone,
+        account.stage,
+        created_key(account.created_at),
+        version,
+        plan.data,
+        account.referral_code,
+        *plan.progress,
+    )
+
+
+def _tally_rows(account_id: str, plan: Plan) -> list[tuple[object, ...]]:
+    return [(currency, account_id, *tally) for currency, tally in plan.tallies.items()]
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 class SQLiteRepository:
@@ -200,6 +398,8 @@ class SQLiteRepository:
         self._lock = threading.RLock()
         self._depth = 0
         self._after_commit = AfterCommit()
+        self._memo = readmodel.Memo()
+        self._reports = SQLReports(self._reader, SQLITE_MONEY, TABLES, lambda: every_account(self))
         require_number(timeout, "timeout", low=0, high=MAX_TIMEOUT, kinds=(int, float))
         if not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS:
             raise ValidationError(
@@ -262,14 +462,45 @@ class SQLiteRepository:
                         f"(tables: {tables}), not a salesprocess database"
                     )
                 connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            for step in MIGRATIONS[version:]:
+            for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in step:
                     connection.execute(statement)
+                if reached in FILLED_BY:
+                    self._fill_read_model(connection)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+
+    def _fill_read_model(self, connection: sqlite3.Connection) -> None:
+        """Fill the read model from every account's JSON (migration to schema 4).
+
+        ``data`` keeps the whole account; reads take purchases and history from it. An account
+        whose JSON is not valid stops the migration (nothing is changed) with ``StorageError``.
+        """
+        after = -1
+        while True:
+            rows = connection.execute(
+                "SELECT rowid, id, data FROM accounts WHERE rowid > ? ORDER BY rowid LIMIT 1000",
+                (after,),
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            progress, purchases, history, tallies = [], [], [], []
+            for _rowid, account_id, data in rows:
+                plan = readmodel.plan(
+                    loads(data), 0, account_id, SQLITE_MONEY, stamp=0, with_data=False
+                )
+                progress.append((*plan.progress, account_id))
+                purchases.extend(plan.purchases)
+                history.extend(plan.history)
+                tallies.extend(_tally_rows(account_id, plan))
+            connection.executemany(_FILL, progress)
+            connection.executemany(_INSERT_PURCHASE, purchases)
+            connection.executemany(_INSERT_CHANGE, history)
+            connection.executemany(_PUT_TALLY, tallies)
 
     def _schema(self, connection: sqlite3.Connection) -> int:
         application = connection.execute("PRAGMA application_id").fetchone()[0]
@@ -378,28 +609,37 @@ class SQLiteRepository:
         """Store a new account at version 1."""
         account = require_new(account)
         stored = unchecked_copy(account, version=1)
-        row = account_row(stored)
-        with self._using(f"adding account {account.id}") as connection:
+        plan = _plan(stored, 1)
+        with self.atomic(), self._using(f"adding account {account.id}") as connection:
             try:
-                connection.execute(_INSERT, row)
+                connection.execute(_INSERT, _row(stored, 1, plan))
             except sqlite3.IntegrityError as exc:
                 raise self._conflict(connection, stored, exc, new=True) from None
-        remember(row[7], stored)
+            self._append(connection, account.id, plan)
+        self._written(stored, plan)
         return stored
 
     def add_many(self, accounts: Iterable[Account]) -> int:
         """Store many new accounts in one transaction, all or nothing; return how many."""
         count = 0
         current: Account | None = None
+        purchases: list[tuple[object, ...]] = []
+        history: list[tuple[object, ...]] = []
+        tallies: list[tuple[object, ...]] = []
 
-        def rows() -> Iterator[Row]:
+        def rows() -> Iterator[tuple[object, ...]]:
             nonlocal count, current
             for account in accounts:
                 if type(account) is not Account or account.version != 0:
                     require_new(account)
                 current = account
                 count += 1
-                yield account_row(account, 1)
+                plan = readmodel.plan(account, 1, account.id, SQLITE_MONEY, stamp=0)
+                if plan.purchases:
+                    purchases.extend(plan.purchases)
+                    tallies.extend(_tally_rows(account.id, plan))
+                history.extend(plan.history)
+                yield _row(account, 1, plan)
 
         with self.atomic(), self._using("adding accounts") as connection:
             try:
@@ -408,35 +648,78 @@ class SQLiteRepository:
                 if current is None:  # pragma: no cover - no row, no constraint to break
                     raise
                 raise self._conflict(connection, current, exc, new=True) from None
+            connection.executemany(_INSERT_CHANGE, history)
+            connection.executemany(_INSERT_PURCHASE, purchases)
+            connection.executemany(_PUT_TALLY, tallies)
         return count
 
     def save(self, account: Account, *, expected_version: int) -> Account:
-        """Replace the stored account if it is still at ``expected_version``."""
+        """Replace the stored account if it is still at ``expected_version``.
+
+        Only the purchases and stage changes the account gained are written, when it holds
+        the very ones this repository last read or wrote; otherwise its rows are rewritten.
+        """
         account = require_account(account)
         expected_version = require_version(expected_version)
         stored = unchecked_copy(account, version=expected_version + 1)
-        row = account_row(stored)
-        with self._using(f"saving account {account.id}") as connection:
+        with self.atomic(), self._using(f"saving account {account.id}") as connection:
+            state = connection.execute(_STATE, (account.id,)).fetchone()
+            if state is None:
+                raise NotFound(f"no account with id {account.id!r}")
+            if state[0] != expected_version:
+                raise stale_write(account.id, state[0], expected_version)
+            plan = _plan(
+                stored,
+                expected_version + 1,
+                state=state,
+                stored=self._memo.get(account.id, state[1]),
+                known_tallies=lambda currencies: self._tallies(connection, account.id, currencies),
+            )
             try:
-                changed = connection.execute(
-                    _UPDATE, (*row[1:], account.id, expected_version)
-                ).rowcount
+                connection.execute(
+                    _UPDATE, (*_row(stored, stored.version, plan)[1:], account.id, expected_version)
+                )
             except sqlite3.IntegrityError as exc:
                 raise self._conflict(connection, stored, exc, new=False) from None
-            if changed == 1:
-                remember(row[7], stored)
-                return stored
-            current = connection.execute(
-                "SELECT version FROM accounts WHERE id = ?", (account.id,)
+            if plan.rewrite:
+                for statement in _DROP_ROWS:
+                    connection.execute(statement, (account.id,))
+            self._append(connection, account.id, plan)
+        self._written(stored, plan)
+        return stored
+
+    def _append(self, connection: sqlite3.Connection, account_id: str, plan: Plan) -> None:
+        """Write the rows ``plan`` adds: stage changes, purchases, and the touched tallies."""
+        if plan.history:
+            connection.executemany(_INSERT_CHANGE, plan.history)
+        if plan.purchases:
+            connection.executemany(_INSERT_PURCHASE, plan.purchases)
+            connection.executemany(_PUT_TALLY, _tally_rows(account_id, plan))
+
+    def _tallies(
+        self, connection: sqlite3.Connection, account_id: str, currencies: Iterable[str]
+    ) -> dict[str, readmodel.Tally]:
+        known = {}
+        for currency in currencies:
+            row = connection.execute(
+                "SELECT units, purchases, first_day, last_day, min_exponent FROM "
+                "purchase_tallies WHERE currency = ? AND account_id = ?",
+                (currency, account_id),
             ).fetchone()
-        if current is None:
-            raise NotFound(f"no account with id {account.id!r}")
-        raise stale_write(account.id, current[0], expected_version)
+            if row is not None:
+                known[currency] = readmodel.Tally(*row)
+        return known
+
+    def _written(self, stored: Account, plan: Plan) -> None:
+        """Remember what was written: the next read of it in this process decodes nothing."""
+        with self._lock:
+            self._memo.put(stored.id, plan.progress[-1], stored)
+        remember(plan.data, plan.prefix)
 
     # --- reads ------------------------------------------------------------------------------
 
-    def _value(self, query: str, key: str, what: str) -> str | None:
-        """Return the one column of the one row ``query`` finds for ``key`` (the hot read path).
+    def _one(self, query: str, key: str, what: str) -> readmodel.AccountRow | None:
+        """Return the account row ``query`` finds for ``key`` (the hot read path).
 
         The same as ``with self._using(what)``, spelled out: a generator-based context manager
         costs a tenth of a look-up. A key that is not text finds nothing: SQLite would compare
@@ -449,36 +732,82 @@ class SQLiteRepository:
             if connection is None:
                 raise StorageError(f"SQLite repository {self._path} is closed")
             try:
-                row = connection.execute(query, (key,)).fetchone()
+                row: readmodel.AccountRow | None = connection.execute(query, (key,)).fetchone()
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite {self._path}: {what} failed: {exc}") from exc
             except UnicodeEncodeError as exc:
                 raise ValidationError(f"{what}: {key!r} is not valid Unicode") from exc
             except OverflowError as exc:  # pragma: no cover - keys are text
                 raise ValidationError(f"{what}: {key!r} is too large for SQLite") from exc
-        return None if row is None else str(row[0])
+        return row
+
+    def _found(self, row: readmodel.AccountRow | None, what: str) -> Account | None:
+        if row is None:
+            return None
+        return self._accounts([row], what, remember=True)[0]
+
+    def _accounts(
+        self, rows: list[readmodel.AccountRow], what: str, *, remember: bool = False
+    ) -> list[Account]:
+        """Return the accounts of ``rows``, their purchases and history joined back in."""
+
+        def tails(ids: list[str]) -> readmodel.Tails:
+            purchases: dict[str, list[tuple[object, ...]]] = {}
+            stamps: dict[str, int | None] = {}
+            with self._using(what) as connection:
+                for chunk in _chunks(ids):
+                    marks = _marks(len(chunk))
+                    for account_id, *row in connection.execute(
+                        "SELECT account_id, position, at, currency, amount, moment, reference "  # noqa: S608 - marks
+                        f"FROM purchases WHERE account_id IN ({marks}) "
+                        "ORDER BY account_id, position",
+                        chunk,
+                    ):
+                        purchases.setdefault(account_id, []).append(tuple(row))
+                    stamps.update(
+                        connection.execute(
+                            f"SELECT id, stamp FROM accounts WHERE id IN ({marks})",  # noqa: S608
+                            chunk,
+                        ).fetchall()
+                    )
+            return purchases, stamps
+
+        def reread(ids: list[str]) -> list[readmodel.AccountRow]:
+            with self._using(what) as connection:
+                return [
+                    row
+                    for chunk in _chunks(ids)
+                    for row in connection.execute(
+                        f"{_READ} WHERE id IN ({_marks(len(chunk))})",
+                        chunk,
+                    ).fetchall()
+                ]
+
+        with self._lock:
+            return readmodel.assemble(
+                rows, self._memo, tails, reread, SQLITE_MONEY, remember=remember
+            )
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        data = self._value(_BY_ID, account_id, f"reading account {account_id}")
-        if data is None:
+        what = f"reading account {account_id}"
+        found = self._found(self._one(_BY_ID, account_id, what), what)
+        if found is None:
             raise NotFound(f"no account with id {account_id!r}")
-        return cached_loads(data)
+        return found
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
-        data = self._value(_BY_EMAIL, email, "finding by email")
-        return None if data is None else cached_loads(data)
+        return self._found(self._one(_BY_EMAIL, email, "finding by email"), "finding by email")
 
     def find_by_phone(self, phone: str) -> Account | None:
         """Return the account with this normalised phone number, if any."""
-        data = self._value(_BY_PHONE, phone, "finding by phone")
-        return None if data is None else cached_loads(data)
+        return self._found(self._one(_BY_PHONE, phone, "finding by phone"), "finding by phone")
 
     def find_by_referral_code(self, code: str) -> Account | None:
         """Return the account whose (already normalised) referral code is ``code``, if any."""
-        data = self._value(_BY_REFERRAL_CODE, code, "finding by referral code")
-        return None if data is None else cached_loads(data)
+        what = "finding by referral code"
+        return self._found(self._one(_BY_REFERRAL_CODE, code, what), what)
 
     def find_id(
         self,
@@ -494,7 +823,19 @@ class SQLiteRepository:
         """
         kind, value = require_one_key(email, phone, referral_code)
         query, what = _ID_BY[kind]
-        return self._value(query, value, what)
+        if not isinstance(value, str):  # pragma: no cover - require_one_key checked it
+            return None
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                raise StorageError(f"SQLite repository {self._path} is closed")
+            try:
+                row = connection.execute(query, (value,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite {self._path}: {what} failed: {exc}") from exc
+            except UnicodeEncodeError as exc:
+                raise ValidationError(f"{what}: {value!r} is not valid Unicode") from exc
+        return None if row is None else str(row[0])
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.
@@ -504,20 +845,24 @@ class SQLiteRepository:
         an account written meanwhile shows as its page found it.
         """
         name = str(Stage(stage))
-        return accounts_in_pages(lambda after: self._stage_page(name, after))
+        what = f"listing stage {name}"
+        return accounts_in_pages(
+            lambda after: self._stage_page(name, after),
+            lambda page: self._accounts([row[1:] for row in page], what),
+        )
 
-    def _stage_page(self, stage: str, after: Key | None) -> list[PageRow]:
+    def _stage_page(self, stage: str, after: Key | None) -> list[tuple[object, ...]]:
         with self._using(f"listing stage {stage}") as connection:
             if after is None:
                 cursor = connection.execute(
-                    "SELECT created_at, id, data FROM accounts WHERE stage = ? "
-                    "ORDER BY created_at, id LIMIT ?",
+                    "SELECT created_at, id, data, stamp, purchase_count "
+                    "FROM accounts WHERE stage = ? ORDER BY created_at, id LIMIT ?",
                     (stage, PAGE_SIZE),
                 )
             else:
                 cursor = connection.execute(
-                    "SELECT created_at, id, data FROM accounts "
-                    "WHERE stage = ? AND (created_at, id) > (?, ?) "
+                    "SELECT created_at, id, data, stamp, purchase_count "
+                    "FROM accounts WHERE stage = ? AND (created_at, id) > (?, ?) "
                     "ORDER BY created_at, id LIMIT ?",
                     (stage, *after, PAGE_SIZE),
                 )
@@ -536,14 +881,66 @@ class SQLiteRepository:
         require_page(after, limit)
         with self._using("paging accounts") as connection:
             if after is None:
-                rows = connection.execute(
-                    "SELECT data FROM accounts ORDER BY id LIMIT ?", (limit,)
-                ).fetchall()
+                rows = connection.execute(f"{_READ} ORDER BY id LIMIT ?", (limit,)).fetchall()
             else:
                 rows = connection.execute(
-                    "SELECT data FROM accounts WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+                    f"{_READ} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
                 ).fetchall()
-        return [cached_loads(data) for (data,) in rows]
+        return self._accounts(rows, "paging accounts")
+
+    # --- reports ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _reader(self) -> Iterator[readmodel.Fetch]:
+        """Yield ``fetch(sql, params)`` over one snapshot (a read transaction, or the block's)."""
+        with self._using("answering a report") as connection:
+            begun = not connection.in_transaction
+            if begun:
+                connection.execute("BEGIN")
+
+            def fetch(query: str, params: Iterable[object]) -> list[object]:
+                try:
+                    return connection.execute(query, tuple(params)).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "integer overflow" in str(exc):
+                        raise OverflowError(str(exc)) from exc
+                    raise
+
+            try:
+                yield fetch
+            finally:
+                if begun and connection.in_transaction:
+                    connection.execute("COMMIT")
+
+    def report_revenue(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> RevenueReport:
+        """Answer :func:`salesprocess.reports.revenue` in SQL; see :class:`SQLReports`."""
+        return self._reports.revenue(since, until)
+
+    def report_funnel(
+        self,
+        *,
+        as_of: datetime,
+        channel: Channel | str | None = None,
+        campaign: str | None = None,
+    ) -> Funnel:
+        """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
+        return self._reports.funnel(as_of, channel, campaign)
+
+    def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
+        """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""
+        return self._reports.time_in_stage(as_of)
+
+    def report_lead_flow(
+        self,
+        *,
+        period: FlowPeriodName = "week",
+        target: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[FlowPeriod]:
+        """Answer :func:`salesprocess.reports.lead_flow` in SQL; see :class:`SQLReports`."""
+        return self._reports.lead_flow(period, target, as_of)
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -604,3 +1001,122 @@ class SQLiteRepository:
             with suppress(sqlite3.Error):
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
+
+
+Reader = Callable[[], AbstractContextManager[readmodel.Fetch]]
+
+
+class SQLReports:
+    """The reports the SQL adapters answer from the read model, built as the pure ones are.
+
+    Each checks its arguments with the report's own checks (the same ``ValidationError``),
+    runs :mod:`~salesprocess.storage.readmodel`'s queries over one snapshot (``reader``), and
+    builds the result with the report's own functions: the same types, rounding and order.
+    Where SQL cannot answer exactly (a bound in a zone some stored moment shares, compared by
+    wall time around a DST change) the report runs over ``accounts()``, every stored account.
+    Shared by :class:`SQLiteRepository` and
+    :class:`~salesprocess.storage.postgres.PostgresRepository`.
+    """
+
+    def __init__(
+        self,
+        reader: Reader,
+        dialect: readmodel.Dialect,
+        tables: readmodel.Tables,
+        accounts: Callable[[], Iterable[Account]],
+    ) -> None:
+        self._reader = reader
+        self._dialect = dialect
+        self._tables = tables
+        self._accounts = accounts
+
+    def revenue(self, since: object, until: object) -> RevenueReport:
+        """Return :func:`salesprocess.reports.revenue` of every stored account."""
+        start, end = window(since, until)
+        with self._reader() as fetch:
+            if readmodel.ambiguous(fetch, self._tables, (start, end)):
+                exact = None
+            else:
+                exact, rows = readmodel.revenue_tallies(
+                    fetch,
+                    self._tables,
+                    self._dialect,
+                    None if start is None else readmodel.moment_key(start),
+                    None if end is None else readmodel.moment_key(end),
+                )
+        if exact is None:
+            return reports.revenue(self._accounts(), since=start, until=end)
+        tallied = {currency: Tally(*figures) for currency, figures in exact.items()}
+        tallied.update(tally(rows))
+        return RevenueReport(
+            {currency: revenue_figures(currency, tallied[currency]) for currency in sorted(tallied)}
+        )
+
+    def funnel(self, as_of: object, channel: object, campaign: object) -> Funnel:
+        """Return :func:`salesprocess.reports.funnel` of every stored account."""
+        moment, wanted = funnel_arguments(as_of, channel)
+        now: dict[Stage, int] = {}
+        reached: dict[Stage, int] = {}
+        onward: dict[Stage, int] = {}
+        if campaign is not None and not isinstance(campaign, str):  # no campaign is that
+            return funnel_of(moment, now, reached, onward)
+        with self._reader() as fetch:
+            if readmodel.ambiguous(fetch, self._tables, (moment,)):
+                counts = None
+            else:
+                counts = readmodel.funnel_counts(
+                    fetch,
+                    self._tables,
+                    self._dialect,
+                    readmodel.moment_key(moment),
+                    channel=None if wanted is None else wanted.value,
+                    campaign=campaign,
+                )
+        if counts is None:
+            return reports.funnel(self._accounts(), as_of=moment, channel=wanted, campaign=campaign)
+        bits = readmodel.REACHED_BIT
+        for (stage, mask), number in counts.items():
+            now[stage] = now.get(stage, 0) + number
+            for rung, bit in bits.items():
+                if mask & bit:
+                    reached[rung] = reached.get(rung, 0) + number
+            for here, following in itertools.pairwise(LADDER):
+                if mask & bits[here] and mask & bits[following]:
+                    onward[here] = onward.get(here, 0) + number
+        return funnel_of(moment, now, reached, onward)
+
+    def time_in_stage(self, as_of: object) -> Mapping[Stage, StageTime]:
+        """Return :func:`salesprocess.reports.time_in_stage` of every stored account."""
+        end = require_aware(as_of, "as_of")
+        with self._reader() as fetch:
+            if readmodel.ambiguous(fetch, self._tables, (end,)):
+                lengths = None
+            else:
+                lengths = readmodel.stays(fetch, self._tables, readmodel.moment_key(end))
+        if lengths is None:
+            return reports.time_in_stage(self._accounts(), as_of=end)
+        return stage_times(lengths)
+
+    def lead_flow(self, period: object, target: object, as_of: object) -> list[FlowPeriod]:
+        """Return :func:`salesprocess.reports.lead_flow` of every stored account."""
+        unit, goal, end = flow_arguments(period, target, as_of)
+        with self._reader() as fetch:
+            if readmodel.ambiguous(fetch, self._tables, (end,)):
+                counted = None
+            else:
+                counted = readmodel.lead_counts(
+                    fetch, self._tables, None if end is None else readmodel.moment_key(end)
+                )
+        if counted is None:
+            return reports.lead_flow(self._accounts(), period=unit, target=goal, as_of=end)
+        by_day, qualified_by_day = counted
+        leads: dict[date, dict[Channel, int]] = {}
+        for day, channel, number in by_day:
+            per_channel = leads.setdefault(period_start(day, unit), {})
+            kind = Channel(channel)
+            per_channel[kind] = per_channel.get(kind, 0) + number
+        qualified: dict[date, int] = {}
+        for day, number in qualified_by_day:
+            start = period_start(day, unit)
+            qualified[start] = qualified.get(start, 0) + number
+        return flow_periods(leads, qualified, unit, goal, end)

@@ -1,0 +1,1042 @@
+"""The read model: the rows the SQL adapters keep beside each account, for reads and reports.
+
+Purchases and stage changes only ever grow (the domain appends, never edits), so each is a row
+of its own: ``purchases`` and ``stage_changes``, keyed by account and position, written once.
+They are also where a read finds them: an account's ``data`` JSON holds everything else, and
+its purchases and history are read back from the rows (see :func:`assemble`). A save of an
+account that gained a purchase therefore writes that purchase and the account's own small row,
+however many purchases came before; the rows are what the reports query, too.
+
+Beside each account's row the adapters keep its *progress*: when it was captured and last
+changed stage, its last stage, when it first entered each rung and side stage, when it first
+bought and first bought on a second day, counts of its purchases and changes, and ``mask`` and
+``settled_at``, which let the funnel count accounts whose every step lies before its
+``as_of`` from one index (:func:`mask_of`). ``purchase_tallies`` adds up each account's
+purchases per currency for the all-time revenue. All of it is derived from the account alone
+and rewritten in the same transaction as the account.
+
+Time is integer microseconds since 1970-01-01 UTC (``at``); a UTC day is ``at // DAY``. Money is
+exact: SQLite keeps integer millionths (``units``, ``NULL`` when an amount has finer places or
+more than 18 digits) beside the amount's text and exponent; PostgreSQL keeps ``numeric``. A sum
+SQL cannot give exactly is computed in Python from the rows instead, never approximated.
+
+The storage layer may not import the reports: the functions here return plain counts and sums,
+and each adapter turns them into the reports' results.
+"""
+
+from __future__ import annotations
+
+import operator
+import secrets
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, getcontext
+from typing import Any, Final, NamedTuple
+from zoneinfo import ZoneInfo
+
+from salesprocess.account import Account, HistoryEntry, Purchase, unchecked_copy
+from salesprocess.errors import SalesProcessError, StorageError
+from salesprocess.money import Money
+from salesprocess.stage import Stage
+from salesprocess.storage.serialise import (
+    cached_loads,
+    created_key,
+    dumps,
+    moment_from_text,
+    moment_text,
+)
+
+__all__ = [
+    "DAY",
+    "PROGRESS_COLUMNS",
+    "REACHED_BIT",
+    "SCALE",
+    "Dialect",
+    "Memo",
+    "Plan",
+    "Progress",
+    "Tables",
+    "ambiguous",
+    "assemble",
+    "day_of",
+    "extends",
+    "funnel_counts",
+    "lead_counts",
+    "moment_key",
+    "plan",
+    "revenue_tallies",
+    "stays",
+    "zone_of",
+]
+
+#: Microseconds in a day: ``at // DAY`` is the UTC day number (0 is 1970-01-01).
+DAY: Final = 86_400_000_000
+#: SQLite's ``units`` are amounts in millionths.
+SCALE: Final = 6
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_INT64: Final = 2**63 - 1
+_UNITS_LIMIT: Final = 10**18
+# Exact arithmetic for sums of amounts, whatever the caller's context.
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+
+#: The bits of ``mask``: a stage the account has reached.
+REACHED_BIT: Final[Mapping[Stage, int]] = {
+    Stage.PROSPECT: 1,
+    Stage.QUALIFIED: 2,
+    Stage.CUSTOMER: 4,
+    Stage.REPEAT: 8,
+    Stage.REFERRER: 16,
+    Stage.DISQUALIFIED: 32,
+    Stage.CHURNED: 64,
+}
+# The stages whose first entry (by time) the progress keeps, in its order.
+_ENTERED: Final = (
+    Stage.PROSPECT,
+    Stage.QUALIFIED,
+    Stage.REFERRER,
+    Stage.DISQUALIFIED,
+    Stage.CHURNED,
+)
+_ENTERED_INDEX: Final = {stage: index for index, stage in enumerate(_ENTERED)}
+
+#: The progress columns of an account's row, in the order :meth:`Progress.columns` gives.
+PROGRESS_COLUMNS: Final = (
+    "channel",
+    "campaign",
+    "created_day",
+    "created_zone",
+    "created_wall",
+    "captured_at",
+    "captured_stage",
+    "captured_zone",
+    "captured_wall",
+    "changed_at",
+    "last_stage",
+    "prospect_at",
+    "qualified_at",
+    "referrer_at",
+    "disqualified_at",
+    "churned_at",
+    "bought_at",
+    "repeat_at",
+    "first_qualified_at",
+    "qualified_day",
+    "mask",
+    "settled_at",
+    "purchase_count",
+    "history_count",
+    "stamp",
+)
+#: What a save reads back to extend the stored progress: the version, then these.
+STATE_COLUMNS: Final = (
+    "version",
+    "stamp",
+    "purchase_count",
+    "history_count",
+    "changed_at",
+    "prospect_at",
+    "qualified_at",
+    "referrer_at",
+    "disqualified_at",
+    "churned_at",
+    "bought_at",
+    "repeat_at",
+    "first_qualified_at",
+)
+
+
+def moment_key(moment: datetime) -> int:
+    """Return ``moment`` as integer microseconds since 1970-01-01 UTC."""
+    return created_key(moment)
+
+
+def day_of(key: int) -> int:
+    """Return the UTC day number (days since 1970-01-01) of a moment's key."""
+    return key // DAY
+
+
+def day_date(day: int) -> date:
+    """Return the calendar date of a UTC day number."""
+    return date.fromordinal(_EPOCH_ORDINAL + day)
+
+
+def _moment(key: int, text: str | None) -> datetime:
+    # A UTC moment is its key; any other zone or offset is kept as text.
+    if text is None:
+        return _EPOCH + timedelta(microseconds=key)
+    return moment_from_text(text)
+
+
+def _text_of(moment: datetime) -> str | None:
+    return None if moment.tzinfo is UTC else moment_text(moment)
+
+
+_NAIVE_EPOCH: Final = datetime(1970, 1, 1)
+
+
+def zone_of(moment: datetime) -> tuple[str | None, int | None]:
+    """Return the IANA key of ``moment``'s zone and its wall time in microseconds (or Nones).
+
+    Python compares and subtracts two datetimes that share one ``tzinfo`` object by their wall
+    times, and a zone read back from storage is the one ``ZoneInfo`` object of its key: the
+    reports do so too, and SQL needs the wall time to do the same (around a DST change the
+    wall times' order is not the instants').
+    """
+    zone = moment.tzinfo
+    key = getattr(zone, "key", None) if isinstance(zone, ZoneInfo) else None
+    if not isinstance(key, str):
+        return None, None
+    return key, (moment.replace(tzinfo=None) - _NAIVE_EPOCH) // _MICROSECOND
+
+
+# --- money ------------------------------------------------------------------------------------
+
+
+def units(amount: Decimal) -> int | None:
+    """Return ``amount`` in millionths if that is an integer of at most 18 digits, else None."""
+    exponent = amount.as_tuple().exponent
+    if not isinstance(exponent, int) or amount.adjusted() > 12:
+        return None
+    scaled = amount.scaleb(SCALE, context=_EXACT)
+    if exponent + SCALE < 0 and scaled != scaled.to_integral_value(context=_EXACT):
+        return None
+    value = int(scaled)
+    return value if -_UNITS_LIMIT < value < _UNITS_LIMIT else None
+
+
+def numeric(amount: Decimal) -> Decimal | None:
+    """Return ``amount`` if PostgreSQL's ``numeric`` holds it (well within its limits)."""
+    exponent = amount.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -16000 or amount.adjusted() > 100_000:
+        return None
+    return amount
+
+
+def _add_units(left: object, right: object) -> int | None:
+    if left is None or right is None:
+        return None
+    total = int(left) + int(right)  # type: ignore[call-overload]
+    return total if -_INT64 <= total <= _INT64 else None
+
+
+def _add_numeric(left: object, right: object) -> Decimal | None:
+    if left is None or right is None:
+        return None
+    total = _EXACT.add(Decimal(left), Decimal(right))  # type: ignore[arg-type]
+    return numeric(total)
+
+
+def _units_decimal(value: object) -> Decimal:
+    return Decimal(int(value)).scaleb(-SCALE, context=_EXACT)  # type: ignore[call-overload]
+
+
+def _numeric_decimal(value: object) -> Decimal:
+    return Decimal(value)  # type: ignore[arg-type]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+class Dialect(NamedTuple):
+    """How an adapter stores money and text in the read model."""
+
+    #: The value of an amount's money column (``None``: SQL cannot sum it exactly).
+    money: Callable[[Decimal], object | None]
+    #: The exact sum of two money values, ``None`` if the column cannot hold it.
+    add: Callable[[object, object], object | None]
+    #: A money value (or a sum of them) read back, as an exact ``Decimal``.
+    decimal: Callable[[object], Decimal]
+    #: Text as a text column stores it, and back (PostgreSQL escapes NUL).
+    text: Callable[[str], str] = _same
+    untext: Callable[[str], str] = _same
+
+
+SQLITE_MONEY: Final = Dialect(units, _add_units, _units_decimal)
+
+
+def postgres_dialect(text: Callable[[str], str], untext: Callable[[str], str]) -> Dialect:
+    """Return PostgreSQL's dialect: ``numeric`` money, and its escape of NUL in text."""
+    return Dialect(numeric, _add_numeric, _numeric_decimal, text, untext)
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """An account's progress as its row keeps it, extended one purchase or change at a time."""
+
+    __slots__ = (
+        "bought",
+        "changed",
+        "entered",
+        "first_qualified",
+        "history",
+        "purchases",
+        "repeat",
+    )
+
+    def __init__(self, state: Sequence[Any] | None = None) -> None:
+        """Start from nothing, or from the stored ``state`` (``STATE_COLUMNS`` after ``stamp``)."""
+        if state is None:
+            self.purchases = self.history = 0
+            self.changed = self.bought = self.repeat = self.first_qualified = None
+            self.entered: list[int | None] = [None] * len(_ENTERED)
+            return
+        self.purchases, self.history, self.changed = state[:3]
+        self.entered = list(state[3:8])
+        self.bought, self.repeat, self.first_qualified = state[8:11]
+
+    def add_history(self, entries: Sequence[HistoryEntry]) -> list[int]:
+        """Take in ``entries`` (appended to the history); return their keys."""
+        keys = []
+        for entry in entries:
+            at = created_key(entry.at)
+            keys.append(at)
+            if self.changed is None or at > self.changed:
+                self.changed = at
+            index = _ENTERED_INDEX.get(entry.to_stage)
+            if index is not None:
+                known = self.entered[index]
+                if known is None or at < known:
+                    self.entered[index] = at
+                if index == 1 and self.first_qualified is None:  # Stage.QUALIFIED
+                    self.first_qualified = at
+        self.history += len(entries)
+        return keys
+
+    def add_purchases(self, purchases: Sequence[Purchase]) -> list[int]:
+        """Take in ``purchases`` (appended); return their keys.
+
+        ``bought`` is the earliest purchase, ``repeat`` the earliest on a later UTC day than
+        that one's: an account is a customer at ``t`` if ``bought <= t``, and has bought on two
+        days by ``t`` if ``repeat <= t``, whatever order the purchases came in.
+        """
+        keys = []
+        for purchase in purchases:
+            at = created_key(purchase.at)
+            keys.append(at)
+            bought = self.bought
+            if bought is None:
+                self.bought = at
+                continue
+            day, first = at // DAY, bought // DAY
+            if day == first:
+                if at < bought:
+                    self.bought = at
+            elif day > first:
+                if self.repeat is None or at < self.repeat:
+                    self.repeat = at
+            else:  # a new first day: every purchase before is on a later day
+                self.repeat = bought
+                self.bought = at
+        self.purchases += len(purchases)
+        return keys
+
+    def mask(self) -> int:
+        """Return the bits (``REACHED_BIT``) of the stages reached, whenever it was."""
+        mask = 0
+        for stage, at in zip(_ENTERED, self.entered, strict=True):
+            if at is not None:
+                mask |= REACHED_BIT[stage]
+        if self.bought is not None:
+            mask |= REACHED_BIT[Stage.CUSTOMER]
+        if self.repeat is not None:
+            mask |= REACHED_BIT[Stage.REPEAT]
+        return mask
+
+    def columns(
+        self,
+        account: Account,
+        first: int | None,
+        stamp: int,
+        text: Callable[[str], str],
+    ) -> tuple[Any, ...]:
+        """Return the values of ``PROGRESS_COLUMNS`` for ``account``.
+
+        ``first`` is the key of its first history entry's moment (``None``: no history).
+        """
+        changed, bought, repeat = self.changed, self.bought, self.repeat
+        settled = changed
+        if bought is not None and (settled is None or bought > settled):
+            settled = bought
+        if repeat is not None and (settled is None or repeat > settled):
+            settled = repeat
+        source = account.source
+        history = account.history
+        created = account.created_at
+        first_qualified = self.first_qualified
+        if history:
+            entry = history[0]
+            captured: tuple[Any, ...] = (first, entry.to_stage, *zone_of(entry.at))
+            last = history[-1].to_stage
+        else:
+            captured, last = (None, None, None, None), None
+        return (
+            source.channel.value,
+            None if source.campaign is None else text(source.campaign),
+            created_key(created) // DAY,
+            *zone_of(created),
+            *captured,
+            changed,
+            last,
+            *self.entered,
+            bought,
+            repeat,
+            first_qualified,
+            None if first_qualified is None else first_qualified // DAY,
+            self.mask(),
+            settled,
+            self.purchases,
+            self.history,
+            stamp,
+        )
+
+
+def new_stamp() -> int:
+    """Return a fresh random stamp: every write of an account's row gives it a new one."""
+    return secrets.randbelow(_INT64) + 1
+
+
+# --- rows -------------------------------------------------------------------------------------
+
+
+def purchase_rows(
+    account_key: str,
+    start: int,
+    purchases: Sequence[Purchase],
+    keys: Sequence[int],
+    dialect: Dialect,
+) -> list[tuple[Any, ...]]:
+    """Return the ``purchases`` rows of ``purchases``, the first at position ``start``."""
+    text = dialect.text
+    money = dialect.money
+    rows = []
+    for position, (purchase, at) in enumerate(zip(purchases, keys, strict=True), start):
+        amount = purchase.amount.amount
+        reference = purchase.reference
+        rows.append(
+            (
+                account_key,
+                position,
+                at,
+                at // DAY,
+                purchase.amount.currency,
+                money(amount),
+                amount.as_tuple().exponent,
+                str(amount),
+                _text_of(purchase.at),
+                None if reference is None else text(reference),
+                *zone_of(purchase.at),
+            )
+        )
+    return rows
+
+
+def history_rows(
+    account_key: str,
+    start: int,
+    entries: Sequence[HistoryEntry],
+    keys: Sequence[int],
+    dialect: Dialect,
+) -> list[tuple[Any, ...]]:
+    """Return the ``stage_changes`` rows of ``entries``, the first at position ``start``."""
+    text = dialect.text
+    rows = []
+    for position, (entry, at) in enumerate(zip(entries, keys, strict=True), start):
+        actor, reason = entry.actor, entry.reason
+        rows.append(
+            (
+                account_key,
+                position,
+                entry.from_stage,
+                entry.to_stage,
+                text(entry.event),
+                at,
+                _text_of(entry.at),
+                None if actor is None else text(actor),
+                None if reason is None else text(reason),
+                *zone_of(entry.at),
+            )
+        )
+    return rows
+
+
+class Tally(NamedTuple):
+    """One account's purchases in one currency: the row of ``purchase_tallies``."""
+
+    total: object  # the dialect's money sum; None when SQL cannot hold it exactly
+    purchases: int
+    first_day: int
+    last_day: int
+    min_exponent: int
+
+
+def tallies(rows: Iterable[Sequence[Any]], dialect: Dialect, into: dict[str, Tally]) -> None:
+    """Add purchase ``rows`` (as :func:`purchase_rows` makes them) to ``into``, per currency."""
+    add = dialect.add
+    for row in rows:
+        currency, value, exponent, day = row[4], row[5], row[6], row[3]
+        known = into.get(currency)
+        if known is None:
+            into[currency] = Tally(value, 1, day, day, exponent)
+            continue
+        into[currency] = Tally(
+            add(known.total, value),
+            known.purchases + 1,
+            min(known.first_day, day),
+            max(known.last_day, day),
+            min(known.min_exponent, exponent),
+        )
+
+
+class Plan(NamedTuple):
+    """What a write stores for one account: its row's values, and the rows it gains."""
+
+    data: str  # the account's JSON, without purchases
+    prefix: Account  # what ``data`` decodes to
+    progress: tuple[Any, ...]  # PROGRESS_COLUMNS
+    purchases: list[tuple[Any, ...]]
+    history: list[tuple[Any, ...]]  # changes after the first
+    tallies: dict[str, Tally]  # the full tallies of each currency the new purchases touch
+    rewrite: bool  # True: replace the account's rows; False: append these
+
+
+def plan(
+    account: Account,
+    version: int,
+    account_key: str,
+    dialect: Dialect,
+    *,
+    state: Sequence[Any] | None = None,
+    stored: Account | None = None,
+    known_tallies: Callable[[Iterable[str]], Mapping[str, Tally]] | None = None,
+    stamp: int | None = None,
+    with_data: bool = True,
+) -> Plan:
+    """Plan the write of ``account`` at ``version``.
+
+    For a new account ``state`` is ``None``: every purchase, and every change after the first,
+    is a new row. For a save, ``state`` is the stored row's ``STATE_COLUMNS`` and ``stored``
+    the account as this process last read or wrote it at that row's stamp (or ``None``): if
+    ``account`` extends it (the very same purchase and change objects, then new ones), only
+    the new ones are rows to append and ``known_tallies`` gives the stored tallies of their
+    currencies; otherwise the account's rows are rewritten. ``stamp`` defaults to a new random
+    one; ``with_data=False`` leaves the JSON out (``data`` is then empty): the migration that
+    fills the read model keeps the JSON it has.
+    """
+    purchases_now = account.purchases
+    prefix = unchecked_copy(account, purchases=()) if with_data and purchases_now else account
+    data = dumps(prefix, version=version) if with_data else ""
+    progress: Progress
+    rewrite = state is not None
+    if state is not None and stored is not None and extends(stored, account, state[2], state[3]):
+        progress = Progress(state[2:])
+        rewrite = False
+    else:
+        progress = Progress()
+    start_p, start_h = progress.purchases, progress.history
+    history_now = account.history
+    new_history = history_now[start_h:] if start_h else history_now
+    keys = progress.add_history(new_history)
+    first = (keys[0] if keys else None) if not start_h else created_key(history_now[0].at)
+    if start_h:
+        history = history_rows(account_key, start_h, new_history, keys, dialect)
+    else:  # the first change is kept on the account's row
+        history = history_rows(account_key, 1, new_history[1:], keys[1:], dialect)
+    new_purchases = purchases_now[start_p:] if start_p else purchases_now
+    purchases = purchase_rows(
+        account_key, start_p, new_purchases, progress.add_purchases(new_purchases), dialect
+    )
+    totals: dict[str, Tally] = {}
+    if purchases:
+        if not rewrite and start_p and known_tallies is not None:
+            totals.update(known_tallies({row[4] for row in purchases}))
+        tallies(purchases, dialect, totals)
+    columns = progress.columns(
+        account, first, new_stamp() if stamp is None else stamp, dialect.text
+    )
+    return Plan(data, prefix, columns, purchases, history, totals, rewrite)
+
+
+def extends(stored: Account, account: Account, purchases: int, history: int) -> bool:
+    """Return whether ``account`` holds ``stored``'s purchases and history, then maybe more.
+
+    The stored ones must be the very same objects (what a command does to an account it read),
+    so that an equal but differently written value (``1.10`` for ``1.1``, another offset of the
+    same instant) is written again rather than taken for the stored one.
+    """
+    if len(stored.purchases) != purchases or len(stored.history) != history:
+        return False
+    return _same_items(stored.purchases, account.purchases) and _same_items(
+        stored.history, account.history
+    )
+
+
+def _same_items(stored: tuple[object, ...], given: tuple[object, ...]) -> bool:
+    """Return whether ``given`` starts with the very objects of ``stored``, in order."""
+    count = len(stored)
+    if len(given) < count:
+        return False
+    if count < 64 or _ITEMS is None:
+        return all(map(operator.is_, stored, given))
+    # A tuple's items are pointers: the same objects in order are the same bytes. Comparing
+    # them at once costs a hundredth of comparing 10,000 items one by one.
+    return _ITEMS(stored, count) == _ITEMS(given, count)
+
+
+def _tuple_items() -> Callable[[tuple[object, ...], int], bytes] | None:
+    """Return a reader of a tuple's first item pointers, where this interpreter has one.
+
+    CPython keeps a tuple's items as an array of pointers (``id()``) after its header; the
+    reader is checked on a probe tuple and not used (``None``) anywhere that is not so.
+    """
+    if sys.implementation.name != "cpython":  # pragma: no cover - CPython runs the tests
+        return None
+    try:
+        import ctypes  # noqa: PLC0415 - only where the interpreter is CPython
+    except ImportError:  # pragma: no cover - a CPython built without ctypes
+        return None
+    offset, size = tuple.__basicsize__, tuple.__itemsize__
+    string_at = ctypes.string_at
+
+    def items(value: tuple[object, ...], count: int) -> bytes:
+        return string_at(id(value) + offset, count * size)
+
+    probe = (object(), object(), object())
+    expected = b"".join(id(item).to_bytes(size, sys.byteorder) for item in probe)
+    return items if items(probe, 3) == expected else None
+
+
+_ITEMS: Final = _tuple_items()
+
+
+# --- reading accounts back --------------------------------------------------------------------
+
+
+class Memo:
+    """The accounts this repository last read or wrote, by id, with the stamp of their row.
+
+    An account whose row still has that stamp is that account: every write gives the row a
+    new random stamp, so a write by anyone else (or one rolled back) never matches. A read
+    then needs no rows of purchases or changes, and a save can tell what is already stored.
+    """
+
+    __slots__ = ("_entries", "maxsize")
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[str, tuple[int, Account]] = OrderedDict()
+
+    def get(self, account_id: str, stamp: int | None) -> Account | None:
+        """Return the account remembered for ``account_id`` at ``stamp``, if any."""
+        entry = self._entries.get(account_id)
+        if entry is None or stamp is None or entry[0] != stamp:
+            return None
+        self._entries.move_to_end(account_id)
+        return entry[1]
+
+    def put(self, account_id: str, stamp: int, account: Account) -> None:
+        """Remember ``account`` as the one stored under ``account_id`` at ``stamp``."""
+        entries = self._entries
+        entries[account_id] = (stamp, account)
+        entries.move_to_end(account_id)
+        if len(entries) > self.maxsize:
+            entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every account."""
+        self._entries.clear()
+
+
+#: An account's row as a read fetches it: id, data, stamp, purchase_count.
+AccountRow = tuple[str, str, int | None, int | None]
+#: Purchase rows by account id, and each account's stamp now.
+Tails = tuple[Mapping[str, Sequence[Sequence[Any]]], Mapping[str, int | None]]
+
+
+def assemble(
+    rows: Sequence[AccountRow],
+    memo: Memo,
+    tails: Callable[[list[str]], Tails],
+    reread: Callable[[list[str]], Sequence[AccountRow]],
+    dialect: Dialect,
+    *,
+    remember: bool = False,
+) -> list[Account]:
+    """Return the accounts of ``rows``, their purchases read from the purchase rows.
+
+    ``data`` holds an account but for its purchases (rows written before schema 4 hold them
+    too: then ``purchase_count`` says there is nothing more). ``tails(ids)`` fetches the
+    purchase rows (position, at, currency, amount, moment, reference) of ``ids`` in position
+    order, and then their stamps: an account whose stamp changed meanwhile (a write landed
+    between the statements) is read again with ``reread(ids)``. With ``remember`` the accounts
+    go into ``memo``.
+    """
+    found: dict[str, Account] = {}
+    pending: Sequence[AccountRow] = rows
+    for _attempt in range(8):
+        wanted: dict[str, tuple[Account, int | None]] = {}
+        for account_id, data, stamp, purchase_count in pending:
+            account = memo.get(account_id, stamp)
+            if account is None:
+                account = cached_loads(data)
+                if purchase_count is not None and purchase_count > len(account.purchases):
+                    wanted[account_id] = (account, stamp)
+                    continue
+            found[account_id] = account
+            if remember and stamp is not None:
+                memo.put(account_id, stamp, account)
+        stale = _join(wanted, tails(list(wanted)), found, dialect) if wanted else []
+        if remember:
+            for account_id, (_prefix, stamp) in wanted.items():
+                if account_id in found and stamp is not None:
+                    memo.put(account_id, stamp, found[account_id])
+        if not stale:
+            return [found[row[0]] for row in rows]
+        pending = reread(stale)
+    raise StorageError(  # pragma: no cover - eight writes in a row between two statements
+        "accounts kept changing while they were read; try again"
+    )
+
+
+def _join(
+    wanted: Mapping[str, tuple[Account, int | None]],
+    rows: Tails,
+    found: dict[str, Account],
+    dialect: Dialect,
+) -> list[str]:
+    """Join each wanted account's rows to it into ``found``; return those whose stamp changed."""
+    purchases, stamps = rows
+    stale = []
+    untext = dialect.untext
+    for account_id, (prefix, stamp) in wanted.items():
+        if stamps.get(account_id) != stamp:
+            stale.append(account_id)
+            continue
+        held = len(prefix.purchases)
+        try:
+            bought = tuple(
+                Purchase(
+                    Money(Decimal(amount), currency),
+                    _moment(at, moment),
+                    None if reference is None else untext(reference),
+                )
+                for position, at, currency, amount, moment, reference in purchases.get(
+                    account_id, ()
+                )
+                if position >= held
+            )
+        except (SalesProcessError, ValueError, ArithmeticError) as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(
+                f"stored account {account_id} has a purchase that is not valid: {exc}"
+            ) from None
+        found[account_id] = unchecked_copy(prefix, purchases=prefix.purchases + bought)
+    return stale
+
+
+# --- reports ----------------------------------------------------------------------------------
+
+
+class Tables(NamedTuple):
+    """The adapter's table names and its parameter marker (``?`` or ``%s``)."""
+
+    accounts: str
+    purchases: str
+    changes: str
+    tallies: str
+    param: str
+
+    def sql(self, template: str) -> str:
+        """Return ``template`` with the table names filled in and ``?`` as the marker."""
+        text = template.format(
+            accounts=self.accounts,
+            purchases=self.purchases,
+            changes=self.changes,
+            tallies=self.tallies,
+        )
+        return text if self.param == "?" else text.replace("?", self.param)
+
+
+#: ``fetch(sql, params)``: run a query of the report's snapshot, return its rows.
+Fetch = Callable[[str, Sequence[Any]], list[Any]]
+
+_REPEAT = "CASE WHEN hi > lo THEN {0} END"
+_CURRENCY_FIGURES = (
+    "SELECT currency, count(*), sum(n), sum(total), sum(CASE WHEN hi > lo THEN total END), "
+    "sum(CASE WHEN hi > lo THEN 1 ELSE 0 END), min(e), min(CASE WHEN hi > lo THEN e END), "
+    "sum(CASE WHEN total IS NULL OR bad > 0 THEN 1 ELSE 0 END)"
+)
+_ALL_TIME = (
+    _CURRENCY_FIGURES + " FROM (SELECT currency, units AS total, purchases AS n, "  # noqa: S608 - our own names
+    "first_day AS lo, last_day AS hi, min_exponent AS e, 0 AS bad FROM {tallies}) t "
+    "GROUP BY currency ORDER BY currency"
+)
+_WINDOW = (
+    _CURRENCY_FIGURES + " FROM (SELECT currency, sum(units) AS total, count(*) AS n, "
+    "min(day) AS lo, max(day) AS hi, min(exponent) AS e, count(*) - count(units) AS bad "
+    "FROM {purchases} WHERE {where} GROUP BY account_id, currency) t "
+    "GROUP BY currency ORDER BY currency"
+)
+_ROWS = (
+    "SELECT account_id, amount, day FROM {purchases} WHERE currency = ?{where} "
+    "ORDER BY account_id, position"
+)
+
+
+def _window_where(since: int | None, until: int | None) -> tuple[list[str], list[int]]:
+    where, params = [], []
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("at < ?")
+        params.append(until)
+    return where, params
+
+
+def _exact(value: object, min_exponent: int | None, dialect: Dialect) -> Decimal | None:
+    """Return the sum ``Decimal`` arithmetic gives for amounts adding up to ``value``.
+
+    A sum of ``Decimal`` amounts (from ``Decimal(0)``) has the finest exponent among them and 0;
+    it is exact when its digits fit the caller's context, as the pure report's would be (its
+    partial sums are no longer). ``None`` when they do not: the report adds up the rows then.
+    """
+    if min_exponent is None:  # no purchase: sum([], Decimal(0))
+        return Decimal(0)
+    exponent = min(0, min_exponent)
+    total = dialect.decimal(0 if value is None else value).quantize(
+        Decimal((0, (1,), exponent)), context=_EXACT
+    )
+    context = getcontext()
+    if (
+        len(total.as_tuple().digits) > context.prec
+        or total.adjusted() > context.Emax
+        or exponent < context.Etiny()
+    ):
+        return None
+    return total
+
+
+#: Per currency: total, repeat revenue, purchases, customers, repeat customers.
+Figures = tuple[Decimal, Decimal, int, int, int]
+
+
+def revenue_tallies(
+    fetch: Fetch, tables: Tables, dialect: Dialect, since: int | None, until: int | None
+) -> tuple[dict[str, Figures], list[tuple[str, str, Decimal, int]]]:
+    """Return the revenue figures SQL adds up exactly, and the rows of the other currencies.
+
+    The rows (account id, currency, amount, day), in account id and position order, are for
+    the report to add up in Python, as :func:`salesprocess.reports.revenue` would.
+    """
+    where, params = _window_where(since, until)
+    if where:
+        query = tables.sql(_WINDOW.replace("{where}", " AND ".join(where)))
+    else:
+        query = tables.sql(_ALL_TIME)
+    try:
+        figures = fetch(query, params)
+        overflow = False
+    except OverflowError:  # SQLite's sum() of integers beyond 64 bits
+        figures, overflow = [], True
+    exact: dict[str, Figures] = {}
+    fallback: list[str] = []
+    for currency, customers, purchases, total, repeat, repeaters, low, repeat_low, bad in figures:
+        amount = None if bad else _exact(total, low, dialect)
+        repeat_amount = None if bad else _exact(repeat, repeat_low, dialect)
+        if amount is None or repeat_amount is None:
+            fallback.append(currency)
+            continue
+        exact[currency] = (amount, repeat_amount, int(purchases), int(customers), int(repeaters))
+    if overflow:
+        fallback = [
+            row[0] for row in fetch(tables.sql("SELECT DISTINCT currency FROM {purchases}"), [])
+        ]
+    rows: list[tuple[str, str, Decimal, int]] = []
+    untext = dialect.untext
+    extra = "".join(f" AND {clause}" for clause in where)
+    for currency in fallback:
+        for account_id, amount, day in fetch(
+            tables.sql(_ROWS.replace("{where}", extra)), [currency, *params]
+        ):
+            rows.append((untext(account_id), currency, Decimal(amount), day))
+    return exact, rows
+
+
+_GROUPS_ALL = (
+    "SELECT last_stage, mask, count(*) FROM {accounts} WHERE last_stage IS NOT NULL{filters} "
+    "GROUP BY last_stage, mask"
+)
+_GROUPS_UNSETTLED = (
+    "SELECT last_stage, mask, count(*) FROM {accounts} "
+    "WHERE settled_at > ? AND last_stage IS NOT NULL{filters} GROUP BY last_stage, mask"
+)
+# The unsettled accounts as they were at ?: the stage of the entry before the first one after
+# it (history is read in order, and stops at the first later entry; the first entry is on the
+# account's row), and what they had reached.
+_GROUPS_AT = (
+    "SELECT stage, m, count(*) FROM (SELECT CASE WHEN a.changed_at <= ? THEN a.last_stage "
+    "ELSE coalesce((SELECT s.to_stage FROM {changes} s WHERE s.account_id = a.id AND "
+    "s.position = (SELECT min(c.position) FROM {changes} c WHERE c.account_id = a.id "
+    "AND c.at > ?) - 1), a.captured_stage) END AS stage, "
+    "(CASE WHEN a.prospect_at <= ? THEN 1 ELSE 0 END) + "
+    "(CASE WHEN a.qualified_at <= ? THEN 2 ELSE 0 END) + "
+    "(CASE WHEN a.bought_at <= ? THEN 4 ELSE 0 END) + "
+    "(CASE WHEN a.repeat_at <= ? THEN 8 ELSE 0 END) + "
+    "(CASE WHEN a.referrer_at <= ? THEN 16 ELSE 0 END) + "
+    "(CASE WHEN a.disqualified_at <= ? THEN 32 ELSE 0 END) + "
+    "(CASE WHEN a.churned_at <= ? THEN 64 ELSE 0 END) AS m "
+    "FROM {accounts} a WHERE a.settled_at > ? AND a.captured_at <= ?{filters}) u "
+    "GROUP BY stage, m"
+)
+
+
+def funnel_counts(
+    fetch: Fetch,
+    tables: Tables,
+    dialect: Dialect,
+    as_of: int,
+    *,
+    channel: str | None,
+    campaign: str | None,
+) -> dict[tuple[Stage, int], int]:
+    """Return how many accounts were at each stage at ``as_of`` with each ``mask`` reached.
+
+    Only captured accounts (a history entry by ``as_of``) count. Accounts whose every step is
+    at or before ``as_of`` (``settled_at``) are counted from the ``(last_stage, mask)`` index;
+    the rest, as they were at ``as_of``.
+    """
+    filters, params = "", []
+    if channel is not None:
+        filters += " AND channel = ?"
+        params.append(channel)
+    if campaign is not None:
+        filters += " AND campaign = ?"
+        params.append(dialect.text(campaign))
+    counts: dict[tuple[Stage, int], int] = {}
+
+    def count(rows: Iterable[Sequence[Any]], sign: int) -> None:
+        for stage, mask, number in rows:
+            if stage is None:  # pragma: no cover - a captured account has a stage
+                continue
+            key = (Stage(stage), int(mask))
+            counts[key] = counts.get(key, 0) + sign * int(number)
+
+    count(fetch(tables.sql(_GROUPS_ALL.replace("{filters}", filters)), params), 1)
+    unsettled = _GROUPS_UNSETTLED.replace("{filters}", filters)
+    count(fetch(tables.sql(unsettled), [as_of, *params]), -1)
+    at = _GROUPS_AT.replace("{filters}", filters.replace(" AND ", " AND a."))
+    count(fetch(tables.sql(at), [as_of] * 11 + params), 1)
+    return {key: number for key, number in counts.items() if number}
+
+
+_LEADS = (
+    "SELECT created_day, channel, count(*) FROM {accounts} "
+    "WHERE created_day IS NOT NULL{until} GROUP BY created_day, channel"
+)
+_LEADS_ON = (
+    "SELECT created_day, channel, count(*) FROM {accounts} "
+    "WHERE created_day = ? AND created_at <= ? GROUP BY created_day, channel"
+)
+_QUALIFIED = (
+    "SELECT qualified_day, count(*) FROM {accounts} WHERE qualified_day IS NOT NULL{until} "
+    "GROUP BY qualified_day"
+)
+
+
+def lead_counts(
+    fetch: Fetch, tables: Tables, as_of: int | None
+) -> tuple[list[tuple[date, str, int]], list[tuple[date, int]]]:
+    """Return the leads captured per UTC day and channel, and those first qualified per day.
+
+    Only accounts captured (``created_at``) by ``as_of`` count, and their qualification only
+    if it was by ``as_of`` too (``None``: no bound).
+    """
+    if as_of is None:
+        leads = fetch(tables.sql(_LEADS.replace("{until}", "")), [])
+        qualified = fetch(tables.sql(_QUALIFIED.replace("{until}", "")), [])
+    else:
+        day = as_of // DAY
+        leads = fetch(tables.sql(_LEADS.replace("{until}", " AND created_day < ?")), [day])
+        leads += fetch(tables.sql(_LEADS_ON), [day, as_of])
+        qualified = fetch(
+            tables.sql(
+                _QUALIFIED.replace("{until}", " AND first_qualified_at <= ? AND created_at <= ?")
+            ),
+            [as_of, as_of],
+        )
+    return (
+        [(day_date(day), channel, int(number)) for day, channel, number in leads],
+        [(day_date(day), int(number)) for day, number in qualified],
+    )
+
+
+# A completed stay: a change and the next one, unless a change at or before it (but the first)
+# is after ``as_of`` (the pure report reads the history in order and stops there). Two moments
+# in one zone are apart by their wall times, as Python subtracts them (see zone_of).
+_STAYS = (
+    "SELECT s.to_stage, CASE WHEN s.zone = n.zone THEN n.wall - s.wall ELSE n.at - s.at END "
+    "FROM {changes} s "
+    "JOIN {changes} n ON n.account_id = s.account_id AND n.position = s.position + 1 "
+    "JOIN {accounts} a ON a.id = s.account_id "
+    "WHERE a.changed_at <= ? OR n.position < coalesce((SELECT min(c.position) FROM {changes} c "
+    "WHERE c.account_id = s.account_id AND c.at > ?), 2147483647) "
+    "UNION ALL SELECT a.captured_stage, CASE WHEN a.captured_zone = n.zone "
+    "THEN n.wall - a.captured_wall ELSE n.at - a.captured_at END "
+    "FROM {changes} n JOIN {accounts} a ON a.id = n.account_id "
+    "WHERE n.position = 1 AND (a.changed_at <= ? OR n.at <= ?)"
+)
+
+
+def stays(fetch: Fetch, tables: Tables, as_of: int) -> dict[Stage, list[timedelta]]:
+    """Return the lengths of the stays in each stage completed by ``as_of``."""
+    lengths: dict[Stage, list[timedelta]] = {}
+    for stage, length in fetch(tables.sql(_STAYS), [as_of] * 4):
+        lengths.setdefault(Stage(stage), []).append(timedelta(microseconds=int(length)))
+    return lengths
+
+
+# Around a DST change, a moment in a bound's own zone may come before the bound by its wall time
+# but after it by its instant (or the other way round); Python compares them by wall time. Such
+# a moment lies within two days of the bound (offsets differ by less), found through the
+# partial indexes on (zone, at).
+_SPAN: Final = 2 * DAY
+_AMBIGUOUS = (
+    "SELECT 1 FROM {purchases} WHERE zone = ? AND at BETWEEN ? AND ? "
+    "AND ((wall < ?) <> (at < ?) OR (wall > ?) <> (at > ?)) "
+    "UNION ALL SELECT 1 FROM {changes} WHERE zone = ? AND at BETWEEN ? AND ? "
+    "AND ((wall < ?) <> (at < ?) OR (wall > ?) <> (at > ?)) "
+    "UNION ALL SELECT 1 FROM {accounts} WHERE created_zone = ? "
+    "AND created_at BETWEEN ? AND ? AND ((created_wall < ?) <> (created_at < ?) "
+    "OR (created_wall > ?) <> (created_at > ?)) "
+    "UNION ALL SELECT 1 FROM {accounts} WHERE captured_zone = ? "
+    "AND captured_at BETWEEN ? AND ? AND ((captured_wall < ?) <> (captured_at < ?) "
+    "OR (captured_wall > ?) <> (captured_at > ?)) LIMIT 1"
+)
+
+
+def ambiguous(fetch: Fetch, tables: Tables, bounds: Iterable[datetime | None]) -> bool:
+    """Return whether a stored moment compares with one of ``bounds`` otherwise by wall time.
+
+    Only a bound in a ``ZoneInfo`` zone can (stored moments of that zone share its object);
+    then SQL, which compares instants, cannot answer exactly, and the report is run over the
+    accounts instead.
+    """
+    for bound in bounds:
+        if bound is None:
+            continue
+        zone, wall = zone_of(bound)
+        if zone is None or wall is None:
+            continue
+        at = created_key(bound)
+        one = [zone, at - _SPAN, at + _SPAN, wall, at, wall, at]
+        if fetch(tables.sql(_AMBIGUOUS), one * 4):
+            return True
+    return False
