@@ -8,17 +8,18 @@ The layout mirrors :mod:`salesprocess.storage.sqlite`: table ``salesprocess_acco
 ``id`` (primary key), ``email``, ``phone`` and ``referral_code`` (unique), ``stage`` (indexed with
 ``created_at`` and ``id``), ``created_at`` (bigint microseconds since 1970-01-01 UTC),
 ``version``, and ``data``: the account as ``json`` (the type that keeps the text exactly as
-written, unlike ``jsonb``) without its purchases and stage history, read back through
-:mod:`salesprocess.storage.serialise`. Purchases and stage changes are rows of their own,
-appended and never rewritten (``salesprocess_purchases``, money as ``numeric``, and
-``salesprocess_stage_changes``), with the account's progress in more columns of its row and its
-purchases per currency in ``salesprocess_purchase_tallies``: the read model of
-:mod:`salesprocess.storage.readmodel`, written in the same transaction (or savepoint) as the
-account, from which ``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are answered
-in SQL. Key columns use the ``"C"`` collation so that ``page()`` orders ids by code point, as
-Python does. PostgreSQL text cannot hold NUL characters, so key columns (and the read model's
-text) store ``\x00`` and ``\x01`` escaped (an order-keeping escape) and the informational
-``name`` column stores ``\x00`` as U+FFFD; ``data`` holds every value exactly. The schema
+written, unlike ``jsonb``) but for its purchases, read back through
+:mod:`salesprocess.storage.serialise`. Purchases are rows of their own, appended and never
+rewritten (``salesprocess_purchases``, money as ``numeric``); with
+``salesprocess_stage_changes`` (the changes after the first), the account's progress in more
+columns of its row and its purchases per currency in ``salesprocess_purchase_tallies``, they
+are the read model of :mod:`salesprocess.storage.readmodel`, written in the same transaction (or
+savepoint) as the account, from which ``revenue``, ``funnel``, ``lead_flow`` and
+``time_in_stage`` are answered in SQL. Key columns use the ``"C"`` collation so that ``page()``
+orders ids by code point, as Python does. PostgreSQL text cannot hold NUL characters, so key
+columns (and the read model's text) store ``\x00`` and ``\x01`` escaped (an order-keeping
+escape) and the informational ``name`` column stores ``\x00`` as U+FFFD; ``data`` holds every
+value exactly. The schema
 version lives in ``salesprocess_schema``; opening a repository runs the missing forward
 migrations under an advisory lock and refuses a database written by a newer salesprocess.
 Tables are created in the connection's current schema (``search_path``), so one database can
@@ -92,6 +93,9 @@ from salesprocess.storage.sqlite import SQLReports
 
 __all__ = ["FILLED_BY", "MIGRATIONS", "SCHEMA_VERSION", "TABLES", "PostgresRepository"]
 
+_CREATED_DAY: Final = readmodel.day_expression("created_at")
+_QUALIFIED_DAY: Final = readmodel.day_expression("first_qualified_at")
+
 #: The forward migrations: step ``n`` takes a database from schema ``n`` to ``n + 1``.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 0 -> 1: the accounts table.
@@ -134,28 +138,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             for column, kind in (
                 ("channel", 'text COLLATE "C"'),
                 ("campaign", 'text COLLATE "C"'),
-                ("created_day", "integer"),
+                ("created_zone", 'text COLLATE "C"'),
+                ("created_wall", "bigint"),
                 ("captured_at", "bigint"),
-                ("changed_at", "bigint"),
                 ("captured_stage", 'text COLLATE "C"'),
                 ("captured_zone", 'text COLLATE "C"'),
                 ("captured_wall", "bigint"),
                 ("last_stage", 'text COLLATE "C"'),
-                ("prospect_at", "bigint"),
-                ("qualified_at", "bigint"),
-                ("referrer_at", "bigint"),
-                ("disqualified_at", "bigint"),
-                ("churned_at", "bigint"),
-                ("bought_at", "bigint"),
-                ("repeat_at", "bigint"),
                 ("first_qualified_at", "bigint"),
-                ("qualified_day", "integer"),
+                ("bought_at", "bigint"),
                 ("mask", "integer"),
                 ("settled_at", "bigint"),
                 ("purchase_count", "integer"),
                 ("history_count", "integer"),
-                ("created_zone", 'text COLLATE "C"'),
-                ("created_wall", "bigint"),
                 ("stamp", "bigint"),
             )
         ),
@@ -217,9 +212,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "(created_zone, created_at) WHERE created_zone IS NOT NULL",
         "CREATE INDEX salesprocess_accounts_captured_zone ON salesprocess_accounts "
         "(captured_zone, captured_at) WHERE captured_zone IS NOT NULL",
-        "CREATE INDEX salesprocess_accounts_leads ON salesprocess_accounts (created_day, channel)",
-        "CREATE INDEX salesprocess_accounts_qualified "
-        "ON salesprocess_accounts (qualified_day, first_qualified_at, created_at)",
+        f"CREATE INDEX salesprocess_accounts_leads ON salesprocess_accounts "
+        f"({_CREATED_DAY}, channel)",
+        f"CREATE INDEX salesprocess_accounts_qualified "
+        f"ON salesprocess_accounts ({_QUALIFIED_DAY}, first_qualified_at, created_at)",
     ),
 )
 
@@ -521,7 +517,7 @@ class PostgresRepository:
     def _fill_read_model(self, connection: psycopg.Connection[Any]) -> None:
         """Fill the read model from every account's JSON (migration to schema 4).
 
-        ``data`` keeps the whole account; reads take purchases and history from it. An account
+        ``data`` keeps the whole account; reads take its purchases from it. An account
         whose JSON is not valid stops the migration (nothing is changed) with ``StorageError``.
         """
         after: str | None = None
@@ -782,7 +778,11 @@ class PostgresRepository:
                 f"{_READ} WHERE {column} = %s",
                 (_key(value),),
             ).fetchone()
-        return None if row is None else self._accounts([row], what, remember=True)[0]
+        if row is None:
+            return None
+        with self._lock:
+            found = readmodel.quick(self._memo, (_unkey(row[0]), *row[1:]))
+        return found if found is not None else self._accounts([row], what, remember=True)[0]
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""

@@ -1,21 +1,25 @@
 """The read model: the rows the SQL adapters keep beside each account, for reads and reports.
 
-Purchases and stage changes only ever grow (the domain appends, never edits), so each is a row
-of its own: ``purchases`` and ``stage_changes``, keyed by account and position, written once.
-They are also where a read finds them: an account's ``data`` JSON holds everything else, and
-its purchases and history are read back from the rows (see :func:`assemble`). A save of an
-account that gained a purchase therefore writes that purchase and the account's own small row,
-however many purchases came before; the rows are what the reports query, too.
+Purchases only ever grow (the domain appends, never edits), and a repeat customer may make
+thousands, so each purchase is a row of its own in ``purchases``, keyed by account and position
+and written once; an account's ``data`` JSON holds everything else, and a read joins its
+purchases back (:func:`assemble`). A save of an account that gained a purchase writes that
+purchase and the account's own row, however many came before. The stage history stays in
+``data`` (it grows with stage changes only); for the reports every change after the first is
+also a row of ``stage_changes``, and the first is on the account's row.
 
-Beside each account's row the adapters keep its *progress*: when it was captured and last
-changed stage, its last stage, when it first entered each rung and side stage, when it first
-bought and first bought on a second day, counts of its purchases and changes, and ``mask`` and
-``settled_at``, which let the funnel count accounts whose every step lies before its
-``as_of`` from one index (:func:`mask_of`). ``purchase_tallies`` adds up each account's
-purchases per currency for the all-time revenue. All of it is derived from the account alone
-and rewritten in the same transaction as the account.
+Beside each account the adapters keep its *progress* in more columns of its row: channel and
+campaign; its first change's moment and stage (``captured_*``) and its last stage; when it was
+first qualified (by position) and first bought; ``mask``, the stages it ever reached
+(:data:`REACHED_BIT`), and ``settled_at``, its latest change or purchase: an account settled by
+a funnel's ``as_of`` is counted from one index on ``(last_stage, mask)``, the others from their
+rows. ``purchase_tallies`` adds up each account's purchases per currency for the all-time
+revenue. All of it is derived from the account alone, kept in the same transaction as the
+account, and extended (never recomputed) when a save only appends.
 
-Time is integer microseconds since 1970-01-01 UTC (``at``); a UTC day is ``at // DAY``. Money is
+Time is integer microseconds since 1970-01-01 UTC (``at``); a UTC day is ``at // DAY``. A moment
+in an IANA zone also keeps the zone and its wall time: Python compares and subtracts moments of
+one zone by wall time, and so do the reports (:func:`zone_of`, :func:`ambiguous`). Money is
 exact: SQLite keeps integer millionths (``units``, ``NULL`` when an amount has finer places or
 more than 18 digits) beside the amount's text and exponent; PostgreSQL keeps ``numeric``. A sum
 SQL cannot give exactly is computed in Python from the rows instead, never approximated.
@@ -31,7 +35,7 @@ import secrets
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, getcontext
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
@@ -60,12 +64,14 @@ __all__ = [
     "Tables",
     "ambiguous",
     "assemble",
+    "day_expression",
     "day_of",
     "extends",
     "funnel_counts",
     "lead_counts",
     "moment_key",
     "plan",
+    "quick",
     "revenue_tallies",
     "stays",
     "zone_of",
@@ -101,30 +107,23 @@ _ENTERED: Final = (
     Stage.DISQUALIFIED,
     Stage.CHURNED,
 )
-_ENTERED_INDEX: Final = {stage: index for index, stage in enumerate(_ENTERED)}
+_ENTERED_BIT: Final = {stage: REACHED_BIT[stage] for stage in _ENTERED}
+_CUSTOMER: Final = REACHED_BIT[Stage.CUSTOMER]
+_REPEAT: Final = REACHED_BIT[Stage.REPEAT]
 
 #: The progress columns of an account's row, in the order :meth:`Progress.columns` gives.
 PROGRESS_COLUMNS: Final = (
     "channel",
     "campaign",
-    "created_day",
     "created_zone",
     "created_wall",
     "captured_at",
     "captured_stage",
     "captured_zone",
     "captured_wall",
-    "changed_at",
     "last_stage",
-    "prospect_at",
-    "qualified_at",
-    "referrer_at",
-    "disqualified_at",
-    "churned_at",
-    "bought_at",
-    "repeat_at",
     "first_qualified_at",
-    "qualified_day",
+    "bought_at",
     "mask",
     "settled_at",
     "purchase_count",
@@ -137,16 +136,19 @@ STATE_COLUMNS: Final = (
     "stamp",
     "purchase_count",
     "history_count",
-    "changed_at",
-    "prospect_at",
-    "qualified_at",
-    "referrer_at",
-    "disqualified_at",
-    "churned_at",
-    "bought_at",
-    "repeat_at",
+    "settled_at",
+    "mask",
     "first_qualified_at",
+    "bought_at",
 )
+
+
+def day_expression(column: str) -> str:
+    """Return SQL for the UTC day number of a microseconds ``column`` (floor, as ``// DAY``).
+
+    Indexes are built on it, so the queries use this very text.
+    """
+    return f"(CASE WHEN {column} >= 0 THEN {column} / {DAY} ELSE ({column} + 1) / {DAY} - 1 END)"
 
 
 def moment_key(moment: datetime) -> int:
@@ -175,6 +177,7 @@ def _text_of(moment: datetime) -> str | None:
     return None if moment.tzinfo is UTC else moment_text(moment)
 
 
+_NO_ZONE: Final[tuple[None, None]] = (None, None)
 _NAIVE_EPOCH: Final = datetime(1970, 1, 1)
 
 
@@ -187,9 +190,11 @@ def zone_of(moment: datetime) -> tuple[str | None, int | None]:
     wall times' order is not the instants').
     """
     zone = moment.tzinfo
+    if zone is UTC or type(zone) is timezone:
+        return _NO_ZONE
     key = getattr(zone, "key", None) if isinstance(zone, ZoneInfo) else None
     if not isinstance(key, str):
-        return None, None
+        return _NO_ZONE
     return key, (moment.replace(tzinfo=None) - _NAIVE_EPOCH) // _MICROSECOND
 
 
@@ -268,28 +273,23 @@ def postgres_dialect(text: Callable[[str], str], untext: Callable[[str], str]) -
 
 
 class Progress:
-    """An account's progress as its row keeps it, extended one purchase or change at a time."""
+    """An account's progress as its row keeps it, extended one purchase or change at a time.
 
-    __slots__ = (
-        "bought",
-        "changed",
-        "entered",
-        "first_qualified",
-        "history",
-        "purchases",
-        "repeat",
-    )
+    ``settled`` is its latest moment (of any change or purchase): at or after it, what it
+    reached is ``mask``, and its stage its last one. ``bought`` is its earliest purchase: one
+    on another UTC day makes it a repeat buyer, whatever order the purchases came in.
+    """
+
+    __slots__ = ("bought", "first_qualified", "history", "mask", "purchases", "settled")
 
     def __init__(self, state: Sequence[Any] | None = None) -> None:
         """Start from nothing, or from the stored ``state`` (``STATE_COLUMNS`` after ``stamp``)."""
         if state is None:
-            self.purchases = self.history = 0
-            self.changed = self.bought = self.repeat = self.first_qualified = None
-            self.entered: list[int | None] = [None] * len(_ENTERED)
+            self.purchases = self.history = self.mask = 0
+            self.settled = self.first_qualified = self.bought = None
             return
-        self.purchases, self.history, self.changed = state[:3]
-        self.entered = list(state[3:8])
-        self.bought, self.repeat, self.first_qualified = state[8:11]
+        (self.purchases, self.history, self.settled, self.mask) = state[:4]
+        self.first_qualified, self.bought = state[4:6]
 
     def add_history(self, entries: Sequence[HistoryEntry]) -> list[int]:
         """Take in ``entries`` (appended to the history); return their keys."""
@@ -297,57 +297,36 @@ class Progress:
         for entry in entries:
             at = created_key(entry.at)
             keys.append(at)
-            if self.changed is None or at > self.changed:
-                self.changed = at
-            index = _ENTERED_INDEX.get(entry.to_stage)
-            if index is not None:
-                known = self.entered[index]
-                if known is None or at < known:
-                    self.entered[index] = at
-                if index == 1 and self.first_qualified is None:  # Stage.QUALIFIED
+            if self.settled is None or at > self.settled:
+                self.settled = at
+            stage = entry.to_stage
+            bit = _ENTERED_BIT.get(stage)
+            if bit is not None:
+                self.mask |= bit
+                if stage is Stage.QUALIFIED and self.first_qualified is None:
                     self.first_qualified = at
         self.history += len(entries)
         return keys
 
     def add_purchases(self, purchases: Sequence[Purchase]) -> list[int]:
-        """Take in ``purchases`` (appended); return their keys.
-
-        ``bought`` is the earliest purchase, ``repeat`` the earliest on a later UTC day than
-        that one's: an account is a customer at ``t`` if ``bought <= t``, and has bought on two
-        days by ``t`` if ``repeat <= t``, whatever order the purchases came in.
-        """
+        """Take in ``purchases`` (appended); return their keys."""
         keys = []
         for purchase in purchases:
             at = created_key(purchase.at)
             keys.append(at)
+            if self.settled is None or at > self.settled:
+                self.settled = at
             bought = self.bought
             if bought is None:
                 self.bought = at
+                self.mask |= _CUSTOMER
                 continue
-            day, first = at // DAY, bought // DAY
-            if day == first:
-                if at < bought:
-                    self.bought = at
-            elif day > first:
-                if self.repeat is None or at < self.repeat:
-                    self.repeat = at
-            else:  # a new first day: every purchase before is on a later day
-                self.repeat = bought
+            if at // DAY != bought // DAY:
+                self.mask |= _REPEAT
+            if at < bought:
                 self.bought = at
         self.purchases += len(purchases)
         return keys
-
-    def mask(self) -> int:
-        """Return the bits (``REACHED_BIT``) of the stages reached, whenever it was."""
-        mask = 0
-        for stage, at in zip(_ENTERED, self.entered, strict=True):
-            if at is not None:
-                mask |= REACHED_BIT[stage]
-        if self.bought is not None:
-            mask |= REACHED_BIT[Stage.CUSTOMER]
-        if self.repeat is not None:
-            mask |= REACHED_BIT[Stage.REPEAT]
-        return mask
 
     def columns(
         self,
@@ -360,37 +339,24 @@ class Progress:
 
         ``first`` is the key of its first history entry's moment (``None``: no history).
         """
-        changed, bought, repeat = self.changed, self.bought, self.repeat
-        settled = changed
-        if bought is not None and (settled is None or bought > settled):
-            settled = bought
-        if repeat is not None and (settled is None or repeat > settled):
-            settled = repeat
         source = account.source
         history = account.history
-        created = account.created_at
-        first_qualified = self.first_qualified
         if history:
             entry = history[0]
-            captured: tuple[Any, ...] = (first, entry.to_stage, *zone_of(entry.at))
-            last = history[-1].to_stage
+            captured: tuple[Any, ...] = (first, str(entry.to_stage), *zone_of(entry.at))
+            last = str(history[-1].to_stage)
         else:
             captured, last = (None, None, None, None), None
         return (
             source.channel.value,
             None if source.campaign is None else text(source.campaign),
-            created_key(created) // DAY,
-            *zone_of(created),
+            *zone_of(account.created_at),
             *captured,
-            changed,
             last,
-            *self.entered,
-            bought,
-            repeat,
-            first_qualified,
-            None if first_qualified is None else first_qualified // DAY,
-            self.mask(),
-            settled,
+            self.first_qualified,
+            self.bought,
+            self.mask,
+            self.settled,
             self.purchases,
             self.history,
             stamp,
@@ -532,6 +498,15 @@ def plan(
     purchases_now = account.purchases
     prefix = unchecked_copy(account, purchases=()) if with_data and purchases_now else account
     data = dumps(prefix, version=version) if with_data else ""
+    if state is None and not purchases_now and len(account.history) < 2:
+        # A lead as captured (what a bulk load brings): its row and nothing else.
+        columns = lead_columns(
+            account,
+            created_key(account.created_at),
+            new_stamp() if stamp is None else stamp,
+            dialect.text,
+        )
+        return Plan(data, prefix, columns, [], [], {}, False)
     progress: Progress
     rewrite = state is not None
     if state is not None and stored is not None and extends(stored, account, state[2], state[3]):
@@ -561,6 +536,41 @@ def plan(
         account, first, new_stamp() if stamp is None else stamp, dialect.text
     )
     return Plan(data, prefix, columns, purchases, history, totals, rewrite)
+
+
+def is_lead(account: Account) -> bool:
+    """Return whether ``account`` is a lead as captured: no purchase, at most one change.
+
+    Its read model is its row alone (:func:`lead_columns`): the bulk load's fast path.
+    """
+    return not account.purchases and len(account.history) < 2
+
+
+def lead_columns(
+    account: Account, created: int, stamp: int, text: Callable[[str], str]
+) -> tuple[Any, ...]:
+    """Return the progress columns of a lead (:func:`is_lead`) created at key ``created``."""
+    source = account.source
+    campaign = source.campaign
+    lead = (
+        source.channel.value,
+        None if campaign is None else text(campaign),
+        *zone_of(account.created_at),
+    )
+    if not account.history:
+        return (*lead, *_NOTHING_YET, 0, 0, stamp)
+    entry = account.history[0]
+    stage = entry.to_stage
+    at = created if entry.at is account.created_at else created_key(entry.at)  # a capture's
+    bit = _ENTERED_BIT.get(stage, 0)
+    name = str(stage)
+    qualified = at if stage is Stage.QUALIFIED else None
+    return (*lead, at, name, *zone_of(entry.at), name, qualified, None, bit, at, 0, 1, stamp)
+
+
+# The progress of an account with no history yet: captured (4), last stage, first qualified,
+# bought, mask, settled.
+_NOTHING_YET: Final = (None,) * 7 + (0, None)
 
 
 def extends(stored: Account, account: Account, purchases: int, history: int) -> bool:
@@ -657,6 +667,23 @@ class Memo:
 AccountRow = tuple[str, str, int | None, int | None]
 #: Purchase rows by account id, and each account's stamp now.
 Tails = tuple[Mapping[str, Sequence[Sequence[Any]]], Mapping[str, int | None]]
+
+
+def quick(memo: Memo, row: AccountRow) -> Account | None:
+    """Return the account of ``row`` if no rows need reading: remembered, or all in its JSON.
+
+    The hot read path; it remembers the account read. ``None``: :func:`assemble` it.
+    """
+    account_id, data, stamp, purchase_count = row
+    account = memo.get(account_id, stamp)
+    if account is not None:
+        return account
+    account = cached_loads(data)
+    if purchase_count is not None and purchase_count > len(account.purchases):
+        return None
+    if stamp is not None:
+        memo.put(account_id, stamp, account)
+    return account
 
 
 def assemble(
@@ -767,7 +794,6 @@ class Tables(NamedTuple):
 #: ``fetch(sql, params)``: run a query of the report's snapshot, return its rows.
 Fetch = Callable[[str, Sequence[Any]], list[Any]]
 
-_REPEAT = "CASE WHEN hi > lo THEN {0} END"
 _CURRENCY_FIGURES = (
     "SELECT currency, count(*), sum(n), sum(total), sum(CASE WHEN hi > lo THEN total END), "
     "sum(CASE WHEN hi > lo THEN 1 ELSE 0 END), min(e), min(CASE WHEN hi > lo THEN e END), "
@@ -874,26 +900,33 @@ _GROUPS_ALL = (
     "SELECT last_stage, mask, count(*) FROM {accounts} WHERE last_stage IS NOT NULL{filters} "
     "GROUP BY last_stage, mask"
 )
-_GROUPS_UNSETTLED = (
-    "SELECT last_stage, mask, count(*) FROM {accounts} "
-    "WHERE settled_at > ? AND last_stage IS NOT NULL{filters} GROUP BY last_stage, mask"
+# One row per unsettled account, not grouped: a GROUP BY would draw the planner to the
+# (last_stage, mask) index and a scan of every row, where the few rows are found by settled_at.
+_UNSETTLED = (
+    "SELECT last_stage, mask, 1 FROM {accounts} "
+    "WHERE settled_at > ? AND last_stage IS NOT NULL{filters}"
 )
-# The unsettled accounts as they were at ?: the stage of the entry before the first one after
-# it (history is read in order, and stops at the first later entry; the first entry is on the
-# account's row), and what they had reached.
+# The unsettled accounts as they were at ?: the stage of the change before the first one after
+# it (history is read in order, and stops at the first later change; the first change is on
+# the account's row), and what they had reached by then, from their rows.
 _GROUPS_AT = (
-    "SELECT stage, m, count(*) FROM (SELECT CASE WHEN a.changed_at <= ? THEN a.last_stage "
-    "ELSE coalesce((SELECT s.to_stage FROM {changes} s WHERE s.account_id = a.id AND "
-    "s.position = (SELECT min(c.position) FROM {changes} c WHERE c.account_id = a.id "
-    "AND c.at > ?) - 1), a.captured_stage) END AS stage, "
-    "(CASE WHEN a.prospect_at <= ? THEN 1 ELSE 0 END) + "
-    "(CASE WHEN a.qualified_at <= ? THEN 2 ELSE 0 END) + "
-    "(CASE WHEN a.bought_at <= ? THEN 4 ELSE 0 END) + "
-    "(CASE WHEN a.repeat_at <= ? THEN 8 ELSE 0 END) + "
-    "(CASE WHEN a.referrer_at <= ? THEN 16 ELSE 0 END) + "
-    "(CASE WHEN a.disqualified_at <= ? THEN 32 ELSE 0 END) + "
-    "(CASE WHEN a.churned_at <= ? THEN 64 ELSE 0 END) AS m "
-    "FROM {accounts} a WHERE a.settled_at > ? AND a.captured_at <= ?{filters}) u "
+    "SELECT stage, m, count(*) FROM (SELECT CASE WHEN u.cut IS NULL THEN u.last_stage "  # noqa: S608 - our own names
+    "ELSE coalesce((SELECT s.to_stage FROM {changes} s WHERE s.account_id = u.id "
+    "AND s.position = u.cut - 1), u.captured_stage) END AS stage, "
+    "(CASE u.captured_stage "
+    + " ".join(f"WHEN '{stage}' THEN {REACHED_BIT[stage]}" for stage in _ENTERED)
+    + " ELSE 0 END) | coalesce((SELECT "
+    + " | ".join(
+        f"max(CASE WHEN c.to_stage = '{stage}' THEN {REACHED_BIT[stage]} ELSE 0 END)"
+        for stage in _ENTERED
+    )
+    + " FROM {changes} c WHERE c.account_id = u.id AND c.at <= ?), 0) | coalesce((SELECT "  # noqa: S608 - our own names
+    f"CASE WHEN count(*) > 0 THEN {_CUSTOMER} ELSE 0 END | "
+    f"CASE WHEN max(p.day) > min(p.day) THEN {_REPEAT} ELSE 0 END "
+    "FROM {purchases} p WHERE p.account_id = u.id AND p.at <= ?), 0) AS m "
+    "FROM (SELECT a.id, a.last_stage, a.captured_stage, (SELECT min(c.position) "
+    "FROM {changes} c WHERE c.account_id = a.id AND c.at > ?) AS cut "
+    "FROM {accounts} a WHERE a.settled_at > ? AND a.captured_at <= ?{filters}) u) v "
     "GROUP BY stage, m"
 )
 
@@ -930,24 +963,27 @@ def funnel_counts(
             counts[key] = counts.get(key, 0) + sign * int(number)
 
     count(fetch(tables.sql(_GROUPS_ALL.replace("{filters}", filters)), params), 1)
-    unsettled = _GROUPS_UNSETTLED.replace("{filters}", filters)
+    unsettled = _UNSETTLED.replace("{filters}", filters)
     count(fetch(tables.sql(unsettled), [as_of, *params]), -1)
     at = _GROUPS_AT.replace("{filters}", filters.replace(" AND ", " AND a."))
-    count(fetch(tables.sql(at), [as_of] * 11 + params), 1)
+    count(fetch(tables.sql(at), [as_of] * 5 + params), 1)
     return {key: number for key, number in counts.items() if number}
 
 
+_CREATED_DAY: Final = day_expression("created_at")
+_QUALIFIED_DAY: Final = day_expression("first_qualified_at")
 _LEADS = (
-    "SELECT created_day, channel, count(*) FROM {accounts} "
-    "WHERE created_day IS NOT NULL{until} GROUP BY created_day, channel"
+    f"SELECT {_CREATED_DAY}, channel, count(*) FROM {{accounts}} "  # noqa: S608 - our own names
+    f"WHERE channel IS NOT NULL{{until}} GROUP BY {_CREATED_DAY}, channel"
 )
 _LEADS_ON = (
-    "SELECT created_day, channel, count(*) FROM {accounts} "
-    "WHERE created_day = ? AND created_at <= ? GROUP BY created_day, channel"
+    f"SELECT {_CREATED_DAY}, channel, count(*) FROM {{accounts}} "  # noqa: S608 - our own names
+    f"WHERE {_CREATED_DAY} = ? AND created_at <= ? AND channel IS NOT NULL "
+    f"GROUP BY {_CREATED_DAY}, channel"
 )
 _QUALIFIED = (
-    "SELECT qualified_day, count(*) FROM {accounts} WHERE qualified_day IS NOT NULL{until} "
-    "GROUP BY qualified_day"
+    f"SELECT {_QUALIFIED_DAY}, count(*) FROM {{accounts}} "  # noqa: S608 - our own names
+    f"WHERE first_qualified_at IS NOT NULL{{until}} GROUP BY {_QUALIFIED_DAY}"
 )
 
 
@@ -964,7 +1000,8 @@ def lead_counts(
         qualified = fetch(tables.sql(_QUALIFIED.replace("{until}", "")), [])
     else:
         day = as_of // DAY
-        leads = fetch(tables.sql(_LEADS.replace("{until}", " AND created_day < ?")), [day])
+        before = f" AND {_CREATED_DAY} < ?"
+        leads = fetch(tables.sql(_LEADS.replace("{until}", before)), [day])
         leads += fetch(tables.sql(_LEADS_ON), [day, as_of])
         qualified = fetch(
             tables.sql(
@@ -986,12 +1023,12 @@ _STAYS = (
     "FROM {changes} s "
     "JOIN {changes} n ON n.account_id = s.account_id AND n.position = s.position + 1 "
     "JOIN {accounts} a ON a.id = s.account_id "
-    "WHERE a.changed_at <= ? OR n.position < coalesce((SELECT min(c.position) FROM {changes} c "
+    "WHERE a.settled_at <= ? OR n.position < coalesce((SELECT min(c.position) FROM {changes} c "
     "WHERE c.account_id = s.account_id AND c.at > ?), 2147483647) "
     "UNION ALL SELECT a.captured_stage, CASE WHEN a.captured_zone = n.zone "
     "THEN n.wall - a.captured_wall ELSE n.at - a.captured_at END "
     "FROM {changes} n JOIN {accounts} a ON a.id = n.account_id "
-    "WHERE n.position = 1 AND (a.changed_at <= ? OR n.at <= ?)"
+    "WHERE n.position = 1 AND (a.settled_at <= ? OR n.at <= ?)"
 )
 
 

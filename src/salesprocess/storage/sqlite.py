@@ -10,13 +10,13 @@ primary key; ``email``, ``phone`` and ``referral_code`` unique, which is what ma
 lead, or two accounts behind one code, impossible across processes; ``stage`` indexed with
 ``created_at`` and ``id`` for funnel counts and oldest-first listing; ``created_at`` as integer
 microseconds since 1970-01-01 UTC, so it sorts by instant whatever the offset; ``version``) plus
-``data``, the account as JSON text (:mod:`salesprocess.storage.serialise`) without its purchases
-and stage history. Those are rows of their own, appended and never rewritten: ``purchases`` and
-``stage_changes`` (the read model, :mod:`salesprocess.storage.readmodel`), with the account's
-progress in more columns of its row and its purchases per currency in ``purchase_tallies``, all
-written in the same transaction as the account. A read joins them back into the account;
-``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are answered in SQL from them
-(``report_*``).
+``data``, the account as JSON text (:mod:`salesprocess.storage.serialise`) but for its purchases,
+which are rows of their own in ``purchases``, appended and never rewritten. With
+``stage_changes`` (the changes after the first), the account's progress in more columns of its
+row and its purchases per currency in ``purchase_tallies``, they are the read model
+(:mod:`salesprocess.storage.readmodel`), written in the same transaction as the account; a read
+joins the purchases back; ``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are
+answered in SQL from them (``report_*``).
 ``find_id``, the duplicate check, goes through a unique index and never fetches the JSON.
 
 Writes are optimistic: ``save`` reads the stored version and writes only if it is still the
@@ -84,7 +84,13 @@ from salesprocess.storage.protocol import (
     require_version,
     stale_write,
 )
-from salesprocess.storage.readmodel import PROGRESS_COLUMNS, SQLITE_MONEY, Plan
+from salesprocess.storage.readmodel import (
+    PROGRESS_COLUMNS,
+    SQLITE_MONEY,
+    Plan,
+    is_lead,
+    lead_columns,
+)
 from salesprocess.storage.serialise import created_key, dumps, loads, remember
 
 __all__ = [
@@ -99,6 +105,9 @@ __all__ = [
     "SQLiteRepository",
     "account_row",
 ]
+
+_CREATED_DAY: Final = readmodel.day_expression("created_at")
+_QUALIFIED_DAY: Final = readmodel.day_expression("first_qualified_at")
 
 #: ``PRAGMA application_id`` of a salesprocess file: "SALE" in ASCII.
 APPLICATION_ID: Final = 0x53414C45
@@ -145,28 +154,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             for column, kind in (
                 ("channel", "TEXT"),
                 ("campaign", "TEXT"),
-                ("created_day", "INTEGER"),
+                ("created_zone", "TEXT"),
+                ("created_wall", "INTEGER"),
                 ("captured_at", "INTEGER"),
-                ("changed_at", "INTEGER"),
                 ("captured_stage", "TEXT"),
                 ("captured_zone", "TEXT"),
                 ("captured_wall", "INTEGER"),
                 ("last_stage", "TEXT"),
-                ("prospect_at", "INTEGER"),
-                ("qualified_at", "INTEGER"),
-                ("referrer_at", "INTEGER"),
-                ("disqualified_at", "INTEGER"),
-                ("churned_at", "INTEGER"),
-                ("bought_at", "INTEGER"),
-                ("repeat_at", "INTEGER"),
                 ("first_qualified_at", "INTEGER"),
-                ("qualified_day", "INTEGER"),
+                ("bought_at", "INTEGER"),
                 ("mask", "INTEGER"),
                 ("settled_at", "INTEGER"),
                 ("purchase_count", "INTEGER"),
                 ("history_count", "INTEGER"),
-                ("created_zone", "TEXT"),
-                ("created_wall", "INTEGER"),
                 ("stamp", "INTEGER"),
             )
         ),
@@ -225,9 +225,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "WHERE created_zone IS NOT NULL",
         "CREATE INDEX accounts_captured_zone ON accounts (captured_zone, captured_at) "
         "WHERE captured_zone IS NOT NULL",
-        "CREATE INDEX accounts_leads ON accounts (created_day, channel)",
-        "CREATE INDEX accounts_qualified "
-        "ON accounts (qualified_day, first_qualified_at, created_at)",
+        f"CREATE INDEX accounts_leads ON accounts ({_CREATED_DAY}, channel)",
+        f"CREATE INDEX accounts_qualified "
+        f"ON accounts ({_QUALIFIED_DAY}, first_qualified_at, created_at)",
     ),
 )
 
@@ -356,6 +356,10 @@ def _tally_rows(account_id: str, plan: Plan) -> list[tuple[object, ...]]:
     return [(currency, account_id, *tally) for currency, tally in plan.tallies.items()]
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(ids), _CHUNK):
         yield ids[start : start + _CHUNK]
@@ -476,7 +480,7 @@ class SQLiteRepository:
     def _fill_read_model(self, connection: sqlite3.Connection) -> None:
         """Fill the read model from every account's JSON (migration to schema 4).
 
-        ``data`` keeps the whole account; reads take purchases and history from it. An account
+        ``data`` keeps the whole account; reads take its purchases from it. An account
         whose JSON is not valid stops the migration (nothing is changed) with ``StorageError``.
         """
         after = -1
@@ -634,6 +638,21 @@ class SQLiteRepository:
                     require_new(account)
                 current = account
                 count += 1
+                if is_lead(account):  # a new lead: one row, no purchases, no later changes
+                    created = created_key(account.created_at)
+                    yield (
+                        account.id,
+                        account.name,
+                        account.email,
+                        account.phone,
+                        account.stage,
+                        created,
+                        1,
+                        dumps(account, version=1),
+                        account.referral_code,
+                        *lead_columns(account, created, 0, _same),
+                    )
+                    continue
                 plan = readmodel.plan(account, 1, account.id, SQLITE_MONEY, stamp=0)
                 if plan.purchases:
                     purchases.extend(plan.purchases)
@@ -744,12 +763,14 @@ class SQLiteRepository:
     def _found(self, row: readmodel.AccountRow | None, what: str) -> Account | None:
         if row is None:
             return None
-        return self._accounts([row], what, remember=True)[0]
+        with self._lock:
+            found = readmodel.quick(self._memo, row)
+        return found if found is not None else self._accounts([row], what, remember=True)[0]
 
     def _accounts(
         self, rows: list[readmodel.AccountRow], what: str, *, remember: bool = False
     ) -> list[Account]:
-        """Return the accounts of ``rows``, their purchases and history joined back in."""
+        """Return the accounts of ``rows``, their purchases joined back in."""
 
         def tails(ids: list[str]) -> readmodel.Tails:
             purchases: dict[str, list[tuple[object, ...]]] = {}
