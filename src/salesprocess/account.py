@@ -28,7 +28,10 @@ from salesprocess.checks import (
     instance_validator,
     int_validator,
     optional_text_validator,
+    shown,
+    str_validator,
     text_validator,
+    unencodable,
 )
 from salesprocess.clock import require_aware
 from salesprocess.contact import normalise_email, normalise_phone
@@ -68,7 +71,7 @@ def _member(kind: type[_Choice], value: object, what: str, field: str) -> _Choic
         except ValueError:
             pass
     choices = ", ".join(member.value for member in kind)
-    raise ValidationError(f"unknown {what} {value!r}; expected one of {choices}", field=field)
+    raise ValidationError(f"unknown {what} {shown(value)}; expected one of {choices}", field=field)
 
 
 class Channel(enum.StrEnum):
@@ -202,7 +205,7 @@ class Call:
 
     outcome: CallOutcome = attrs.field(converter=_outcome)
     at: datetime = attrs.field(validator=_aware)
-    notes: str = attrs.field(default="", validator=_instance_of(str))
+    notes: str = attrs.field(default="", validator=str_validator)
     callback_at: datetime | None = attrs.field(default=None, validator=_callback_when)
 
 
@@ -277,7 +280,7 @@ def _calendar_date(_instance: object, attribute: attrs.Attribute[Any], value: ob
     # A datetime is a date subclass; an install date with a time (and maybe no zone) is not one.
     if type(value) is not date:
         raise ValidationError(
-            f"{attribute.name} must be a datetime.date, not {type(value).__name__} {value!r}",
+            f"{attribute.name} must be a datetime.date, not {type(value).__name__} {shown(value)}",
             field=attribute.name,
         )
 
@@ -361,9 +364,13 @@ class Attributes(dict[str, Any]):
 
 def _fill(target: Attributes, value: Mapping[Any, object], path: str, depth: int) -> None:
     for key, item in value.items():
-        if not isinstance(key, str):
-            raise ValidationError(f"{path} keys must be text, got {key!r}", field=path)
-        dict.__setitem__(target, key, _freeze_value(item, f"{path}.{key}", depth + 1))
+        if not isinstance(key, str) or unencodable(key):
+            raise ValidationError(
+                f"{path} keys must be valid Unicode text, got {shown(key)}", field=path
+            )
+        # A path names a value in messages: a key of a megabyte would make every one that size.
+        name = key if len(key) <= 64 else f"{key[:63]}…"
+        dict.__setitem__(target, key, _freeze_value(item, f"{path}.{name}", depth + 1))
 
 
 #: How deep attribute values may nest, and how large an integer they may hold: bounds that no
@@ -375,7 +382,14 @@ MAX_ATTRIBUTE_INT: Final = 10**100
 def _freeze_value(value: object, path: str, depth: int) -> object:
     if depth > MAX_ATTRIBUTE_DEPTH:
         raise ValidationError(f"{path} nests deeper than {MAX_ATTRIBUTE_DEPTH} levels", field=path)
-    if value is None or isinstance(value, bool | str):
+    if isinstance(value, str):
+        if unencodable(value):
+            raise ValidationError(
+                f"{path} must be valid Unicode text, got {shown(value)} (a lone surrogate)",
+                field=path,
+            )
+        return value
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if not -MAX_ATTRIBUTE_INT < value < MAX_ATTRIBUTE_INT:
@@ -383,7 +397,7 @@ def _freeze_value(value: object, path: str, depth: int) -> object:
         return value
     if isinstance(value, float | Decimal):
         if not value.is_finite() if isinstance(value, Decimal) else not math.isfinite(value):
-            raise ValidationError(f"{path} must be a finite number, got {value!r}", field=path)
+            raise ValidationError(f"{path} must be a finite number, got {shown(value)}", field=path)
         return value
     if isinstance(value, Mapping):
         return Attributes.freeze(value, path, depth)
@@ -520,7 +534,7 @@ def checked_changes(account: Account, changes: Mapping[str, object]) -> dict[str
     for name, given in changes.items():
         spec = _FIELD_SPECS.get(name)
         if spec is None or name == "version":
-            raise ValidationError(f"{name!r} is not a field a command may change", field=name)
+            raise ValidationError(f"{shown(name)} is not a field a command may change", field=name)
         value = given if spec.converter is None else spec.converter(given)  # type: ignore[operator]
         if spec.validator is not None:
             spec.validator(account, spec, value)

@@ -26,15 +26,17 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from numbers import Real
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
-from salesprocess.errors import ValidationError
+from salesprocess.errors import SalesProcessError, ValidationError
 
 __all__ = [
     "Validator",
     "bool_validator",
+    "clipped",
     "instance_validator",
     "int_validator",
     "optional_text",
@@ -42,10 +44,14 @@ __all__ = [
     "require_bool",
     "require_instance",
     "require_int",
+    "require_items",
     "require_number",
+    "require_str",
     "require_text",
     "shown",
+    "str_validator",
     "text_validator",
+    "unencodable",
 ]
 
 _T = TypeVar("_T")
@@ -87,6 +93,21 @@ def shown(value: object, limit: int = 80) -> str:
     return f"{text[: max(limit - 1, 0)]}… (repr of {len(text)} characters)"
 
 
+def clipped(text: str, limit: int = 80) -> str:
+    """Return ``text`` as it is, or its start and its length if longer than ``limit``.
+
+    For text a message shows unquoted (an account's name or id): :func:`shown` quotes.
+
+    >>> clipped("Acme")
+    'Acme'
+    >>> clipped("a" * 1000, limit=10)
+    'aaaaaaaaa… (1000 characters)'
+    """
+    if str.__len__(text) <= limit:
+        return text
+    return f"{str.__getitem__(text, slice(max(limit - 1, 0)))}… ({str.__len__(text)} characters)"
+
+
 def _shown_text(value: str, limit: int) -> str:
     # str's own methods: a str subclass may override repr, len or slicing.
     size = str.__len__(value)
@@ -98,6 +119,30 @@ def _shown_text(value: str, limit: int) -> str:
     if excess > 0:  # each character takes at least one in the repr: dropping `excess` is enough
         text = str.__repr__(str.__getitem__(value, slice(max(cut - excess, 0))))
     return f"{text[:-1]}…{text[-1]} ({size} characters)"
+
+
+#: A UTF-16 surrogate code point: Python text may hold one alone, but no UTF-8 encoder (nor
+#: SQLite, PostgreSQL, a JSON writer or a terminal) takes it.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def unencodable(text: str) -> bool:
+    r"""Whether ``text`` holds a lone surrogate, which no UTF-8 encoder (nor a database) takes.
+
+    Checked once, where text enters the library, so that every adapter gets the same answer
+    (the in-memory store would keep such text; SQLite and PostgreSQL cannot). Costs nothing
+    for ASCII text: ``str.isascii`` reads a flag CPython keeps.
+
+    >>> unencodable("Zoë 🍣"), unencodable("\ud800")
+    (False, True)
+    """
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _not_unicode(value: str, field: str) -> ValidationError:
+    return ValidationError(
+        f"{field} must be valid Unicode text, got {shown(value)} (a lone surrogate)", field=field
+    )
 
 
 def _kind(value: object) -> str:
@@ -185,7 +230,9 @@ def require_number(
 
 
 def require_text(value: object, field: str) -> str:
-    """Return ``value`` if it is a ``str`` holding more than white space.
+    r"""Return ``value`` if it is a ``str`` holding more than white space.
+
+    Text holding a lone surrogate (``"\ud800"``) is refused too: no database can store it.
 
     >>> require_text("  ", "name")
     Traceback (most recent call last):
@@ -194,6 +241,25 @@ def require_text(value: object, field: str) -> str:
     """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field} must be non-empty text, got {shown(value)}", field=field)
+    if unencodable(value):
+        raise _not_unicode(value, field)
+    return value
+
+
+def require_str(value: object, field: str) -> str:
+    """Return ``value`` if it is a ``str`` (empty allowed) without a lone surrogate.
+
+    >>> require_str("", "notes")
+    ''
+    >>> require_str(b"notes", "notes")
+    Traceback (most recent call last):
+    ...
+    salesprocess.errors.ValidationError: notes must be a str, not bytes b'notes'
+    """
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a str, not {_kind(value)}", field=field)
+    if unencodable(value):
+        raise _not_unicode(value, field)
     return value
 
 
@@ -238,14 +304,22 @@ def require_instance(value: object, field: str, kind: type[_T]) -> _T:
 
 def text_validator(_instance: object, attribute: _Named, value: Any) -> None:
     """``attrs`` validator: the field holds non-empty text (see :func:`require_text`)."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or unencodable(value):
         require_text(value, attribute.name)
 
 
 def optional_text_validator(_instance: object, attribute: _Named, value: Any) -> None:
     """``attrs`` validator: the field holds ``None`` or non-empty text."""
-    if value is not None and (not isinstance(value, str) or not value.strip()):
+    if value is not None and (
+        not isinstance(value, str) or not value.strip() or unencodable(value)
+    ):
         require_text(value, attribute.name)
+
+
+def str_validator(_instance: object, attribute: _Named, value: Any) -> None:
+    """``attrs`` validator: the field holds a ``str``, empty or not (see :func:`require_str`)."""
+    if not isinstance(value, str) or unencodable(value):
+        require_str(value, attribute.name)
 
 
 def bool_validator(_instance: object, attribute: _Named, value: Any) -> None:
@@ -275,3 +349,50 @@ def instance_validator(kind: type) -> Validator:
             require_instance(value, attribute.name, kind)
 
     return check
+
+
+def require_items(value: object, field: str) -> Iterator[Any]:
+    """Return an iterator over ``value``, a collection of items (a list, a generator, ...).
+
+    ``None``, text, bytes and a single mapping are refused: each is a common slip for a list of
+    them. An exception raised while the items are read (a generator's own, a broken
+    ``__iter__``) becomes a ``ValidationError`` naming ``field``, with the original as its
+    cause; the library's own errors pass unchanged.
+
+    >>> list(require_items((1, 2), "rows"))
+    [1, 2]
+    >>> require_items("abc", "account_ids")
+    Traceback (most recent call last):
+    ...
+    salesprocess.errors.ValidationError: account_ids must be a collection of items, not str 'abc'
+    """
+    if isinstance(value, str | bytes | bytearray | Mapping) or not isinstance(value, Iterable):
+        raise ValidationError(
+            f"{field} must be a collection of items, not {_kind(value)}", field=field
+        )
+    return _items(value, field)
+
+
+def _items(value: Iterable[Any], field: str) -> Iterator[Any]:
+    try:
+        iterator = iter(value)
+    except SalesProcessError:
+        raise
+    except Exception as exc:
+        raise _unreadable(field, exc) from exc
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except SalesProcessError:
+            raise
+        except Exception as exc:
+            raise _unreadable(field, exc) from exc
+        yield item
+
+
+def _unreadable(field: str, exc: Exception) -> ValidationError:
+    return ValidationError(
+        f"{field} could not be read: {type(exc).__name__} raised while iterating it", field=field
+    )

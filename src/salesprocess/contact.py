@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from salesprocess.checks import shown, unencodable
 from salesprocess.errors import ValidationError
 
 __all__ = ["normalise_email", "normalise_phone"]
@@ -28,9 +29,9 @@ def normalise_email(value: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"email must be text, not {type(value).__name__}", field="email")
     email = value.strip().lower()
-    if len(email) > 254 or not _EMAIL.fullmatch(email):
+    if len(email) > 254 or not _EMAIL.fullmatch(email) or unencodable(email):
         raise ValidationError(
-            f"email {value!r} is not an address (expected name@domain.tld)", field="email"
+            f"email {shown(value)} is not an address (expected name@domain.tld)", field="email"
         )
     return email
 
@@ -52,11 +53,11 @@ def normalise_phone(value: str) -> str:
     digits = _PHONE_SEPARATORS.sub("", text[1:] if international else text)
     if not digits.isascii() or not digits.isdigit():
         raise ValidationError(
-            f"phone {value!r} holds characters other than digits and separators", field="phone"
+            f"phone {shown(value)} holds characters other than digits and separators", field="phone"
         )
     # E.164 caps a number at 15 digits; fewer than 5 cannot reach anyone.
     if not 5 <= len(digits) <= 15:
         raise ValidationError(
-            f"phone {value!r} has {len(digits)} digits; expected 5 to 15", field="phone"
+            f"phone {shown(value)} has {len(digits)} digits; expected 5 to 15", field="phone"
         )
     return f"+{digits}" if international else digits

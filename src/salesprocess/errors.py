@@ -10,9 +10,12 @@ The same facts are kept as attributes for programs.
 
 from __future__ import annotations
 
+from typing import Final
+
 import attrs
 
 __all__ = [
+    "MAX_MESSAGE",
     "BadRows",
     "ConflictError",
     "CriteriaError",
@@ -28,8 +31,24 @@ __all__ = [
 ]
 
 
+#: The longest message an error keeps: a value shown in one is cut where it is written (see
+#: :func:`salesprocess.checks.shown`); this bounds whatever a message gathers besides.
+MAX_MESSAGE: Final = 2000
+
+
 class SalesProcessError(Exception):
-    """Base of every error salesprocess raises on purpose."""
+    """Base of every error salesprocess raises on purpose.
+
+    A message longer than :data:`MAX_MESSAGE` characters keeps its start and says how long it
+    was: an error about a megabyte of input is not a megabyte itself.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if args and type(args[0]) is str and len(args[0]) > MAX_MESSAGE:
+            message = args[0]
+            cut = f"{message[: MAX_MESSAGE - 40]}… (message of {len(message)} characters)"
+            args = (cut, *args[1:])
+        super().__init__(*args)
 
 
 class ValidationError(SalesProcessError, ValueError):

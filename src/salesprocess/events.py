@@ -26,6 +26,7 @@ from salesprocess.account import (
     Screening,
     Source,
 )
+from salesprocess.checks import shown
 from salesprocess.errors import ValidationError
 from salesprocess.stage import Stage
 
@@ -196,7 +197,8 @@ def _event_type(value: object) -> type[DomainEvent]:
     if isinstance(value, type) and issubclass(value, DomainEvent):
         return value
     raise ValidationError(
-        f"event_type must be DomainEvent or a subclass of it, not {value!r}", field="event_type"
+        f"event_type must be DomainEvent or a subclass of it, not {shown(value)}",
+        field="event_type",
     )
 
 

@@ -38,6 +38,7 @@ from salesprocess.account import (
     unchecked_copy,
     unchecked_history_entry,
 )
+from salesprocess.checks import clipped, require_text, shown, unencodable
 from salesprocess.chronology import out_of_order
 from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import InvalidTransition, ValidationError
@@ -163,9 +164,22 @@ class Transitions:
     _edges: Mapping[tuple[Stage, str], tuple[_Edge, ...]] = attrs.field(alias="edges")
 
     @staticmethod
-    @cache
     def of(machine: type[StateMachine]) -> Transitions:
-        """Derive the table from ``machine``'s states and transitions (once per class)."""
+        """Derive the table from ``machine``'s states and transitions (once per class).
+
+        ``machine`` must be a ``StateMachine`` class (:class:`Lifecycle` or a subclass).
+        """
+        if not isinstance(machine, type) or not issubclass(machine, StateMachine):
+            raise ValidationError(
+                f"lifecycle must be a StateMachine class such as Lifecycle, not "
+                f"{type(machine).__name__} {shown(machine)}",
+                field="lifecycle",
+            )
+        return Transitions._of(machine)
+
+    @staticmethod
+    @cache
+    def _of(machine: type[StateMachine]) -> Transitions:
         edges: dict[tuple[Stage, str], list[_Edge]] = {}
         initial: Stage | None = None
         # A subclass shares its parent's State objects, and python-statemachine adds the
@@ -235,10 +249,15 @@ class Transitions:
         """
         if at.__class__ is not datetime or at.utcoffset() is None:
             require_aware(at)  # the slow path explains what is wrong
-        if actor is not None and (actor.__class__ is not str or not actor.strip()):
-            raise ValidationError(f"actor must be non-empty text, got {actor!r}", field="actor")
-        if reason is not None and (reason.__class__ is not str or not reason.strip()):
-            raise ValidationError(f"reason must be non-empty text, got {reason!r}", field="reason")
+        # Inline tests of the valid case: require_text, called to refuse, says what is wrong.
+        if actor is not None and (
+            actor.__class__ is not str or not actor.strip() or unencodable(actor)
+        ):
+            require_text(actor, "actor")
+        if reason is not None and (
+            reason.__class__ is not str or not reason.strip() or unencodable(reason)
+        ):
+            require_text(reason, "reason")
         if changes:
             changes = checked_changes(account, changes)
         history = account.history
@@ -257,14 +276,14 @@ class Transitions:
     def _refusal(self, account: Account, event: str) -> InvalidTransition:
         stage = account.stage
         if event not in self.events:
-            detail = f"'{event}' is not an event of {self.machine.__name__}"
+            detail = f"{shown(event)} is not an event of {self.machine.__name__}"
         elif (stage, event) in self._edges:
-            detail = f"the conditions for '{event}' from {stage} are not met"
+            detail = f"the conditions for {shown(event)} from {stage} are not met"
         else:
             allowed = ", ".join(self.allowed(stage)) or "none"
-            detail = f"'{event}' is not allowed from {stage} (allowed: {allowed})"
+            detail = f"{shown(event)} is not allowed from {stage} (allowed: {allowed})"
         hint = _HINTS.get((str(stage), event))
-        message = f"account {account.id} ({account.name}) is {stage}: {detail}"
+        message = f"account {clipped(account.id)} ({clipped(account.name)}) is {stage}: {detail}"
         if hint:
             message += f"; {hint}"
         return InvalidTransition(message, account_id=account.id, stage=stage, event=event)

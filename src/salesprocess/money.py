@@ -13,7 +13,17 @@ True
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
+from decimal import (
+    Clamped,
+    Context,
+    Decimal,
+    DecimalException,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    Subnormal,
+)
 from typing import Final
 
 import attrs
@@ -21,7 +31,24 @@ import attrs
 from salesprocess.checks import shown
 from salesprocess.errors import CurrencyMismatch, ValidationError
 
-__all__ = ["ISO_4217_CODES", "Money"]
+__all__ = ["ISO_4217_CODES", "MAX_DIGITS", "MAX_MAGNITUDE", "Money"]
+
+#: The amounts Money holds: zero, or a size from ``1E-64`` to below ``1E+64``
+#: (``MAX_MAGNITUDE``), written in at most ``MAX_DIGITS`` significant digits. Far beyond any
+#: ledger, and wide enough for the quotients that dividing a cent gives; but bounded: a
+#: ``Decimal`` such as ``9e999999999999999999`` overflows at the first product, and one such as
+#: ``1e-999999999`` makes exact arithmetic size its work (and memory) from the exponent.
+MAX_MAGNITUDE: Final = 64
+MAX_DIGITS: Final = 128
+
+# Checking an amount is adding it to zero in a context of the bounds that traps what falls
+# outside: a fifth of the cost of reading its exponent with as_tuple().
+_BOUNDS: Final = Context(
+    prec=MAX_DIGITS,
+    Emax=MAX_MAGNITUDE - 1,
+    Emin=-MAX_MAGNITUDE,
+    traps=[Overflow, Subnormal, Rounded, Clamped, InvalidOperation],
+)
 
 #: ISO 4217 currency codes in use (list of 2025, with the precious-metal and fund codes; XXX,
 #: "no currency", excluded). Kept as data so that a typo such as "EURO" or a lower-case "eur"
@@ -67,14 +94,34 @@ def _to_decimal(value: object) -> Decimal:
         )
     if not amount.is_finite():
         raise ValidationError(f"amount must be finite, not {shown(value)}", field="amount")
+    try:
+        _BOUNDS.plus(amount)  # only to check: plus() would turn -0 into 0
+    except DecimalException:
+        raise ValidationError(
+            f"amount {shown(value)} is out of range: Money holds zero or a size from "
+            f"1E-{MAX_MAGNITUDE} to below 1E+{MAX_MAGNITUDE}, in at most {MAX_DIGITS} "
+            "significant digits",
+            field="amount",
+        ) from None
     return amount
+
+
+def _exactly(operation: str, compute: Callable[[], Decimal], currency: str) -> Money:
+    """Return ``Money(compute(), currency)``; a decimal fault of the arithmetic is refused."""
+    try:
+        return Money(compute(), currency)
+    except ArithmeticError as exc:  # decimal's Overflow, InvalidOperation, ...: a bad operand
+        raise ValidationError(
+            f"cannot {operation}: {type(exc).__name__} in the decimal arithmetic",
+            field="amount",
+        ) from None
 
 
 def _check_currency(_instance: object, _attribute: object, code: str) -> None:
     if not isinstance(code, str) or code not in ISO_4217_CODES:
         hint = ""
         if isinstance(code, str) and code.strip().upper() in ISO_4217_CODES:
-            hint = f" (did you mean {code.strip().upper()!r}?)"
+            hint = f" (did you mean {shown(code.strip().upper())}?)"
         raise ValidationError(
             f"currency {shown(code)} is not an ISO 4217 code{hint}", field="currency"
         )
@@ -109,13 +156,13 @@ class Money:
         if not isinstance(other, Money):
             return NotImplemented
         self._same(other, "add")
-        return Money(self.amount + other.amount, self.currency)
+        return _exactly("add", lambda: self.amount + other.amount, self.currency)
 
     def __sub__(self, other: Money) -> Money:
         if not isinstance(other, Money):
             return NotImplemented
         self._same(other, "subtract")
-        return Money(self.amount - other.amount, self.currency)
+        return _exactly("subtract", lambda: self.amount - other.amount, self.currency)
 
     def __neg__(self) -> Money:
         return Money(-self.amount, self.currency)
@@ -123,16 +170,22 @@ class Money:
     def __mul__(self, factor: int | Decimal) -> Money:
         if isinstance(factor, bool) or not isinstance(factor, int | Decimal):
             return NotImplemented
-        return Money(self.amount * factor, self.currency)
+        return _exactly(
+            f"multiply {self} by {shown(factor)}", lambda: self.amount * factor, self.currency
+        )
 
     __rmul__ = __mul__
 
     def __truediv__(self, divisor: int | Decimal) -> Money:
         if isinstance(divisor, bool) or not isinstance(divisor, int | Decimal):
             return NotImplemented
+        if isinstance(divisor, Decimal) and divisor.is_snan():
+            raise ValidationError("cannot divide money by a signalling NaN", field="divisor")
         if divisor == 0:
             raise ValidationError("cannot divide money by zero", field="divisor")
-        return Money(self.amount / divisor, self.currency)
+        return _exactly(
+            f"divide {self} by {shown(divisor)}", lambda: self.amount / divisor, self.currency
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Money):

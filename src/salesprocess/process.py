@@ -29,7 +29,13 @@ from salesprocess.account import (
     ReferralCards,
     ReferralRequest,
 )
-from salesprocess.checks import optional_text, require_instance, require_int, require_text
+from salesprocess.checks import (
+    optional_text,
+    require_instance,
+    require_int,
+    require_items,
+    require_text,
+)
 from salesprocess.clock import Clock, SystemClock, require_aware, utc_day
 from salesprocess.commands import care, leads, purchases, qualifying, referrals
 from salesprocess.commands.decision import Decision
@@ -180,13 +186,14 @@ class SalesProcess:
         decide: Callable[[Account, datetime], Decision[_Result]],
         at: datetime | None,
     ) -> _Result:
+        require_text(account_id, "account_id")
         return self._uow.run(self._uow.account(account_id), decide, at=at)
 
     # -- lead generation ----------------------------------------------------------------------
 
     def get(self, account_id: str) -> Account:
         """Return the account with ``account_id``; raise ``NotFound`` if there is none."""
-        return self.repository.get(account_id)
+        return self.repository.get(require_text(account_id, "account_id"))
 
     def find(self, *, email: str | None = None, phone: str | None = None) -> Account | None:
         """Return the account with this email, else this phone (both normalised first)."""
@@ -260,11 +267,13 @@ class SalesProcess:
         each. Refused as a whole, before anything is stored, when ``at`` is earlier than a
         prospect's last screening. A prospect that moves on meanwhile is left out.
         """
+        _optional(progress, "progress", Callable)
+        moment = self._moment(at)
         prospect = self.transitions.initial
         prospects = list(self.repository.with_stage(prospect))
         return screening.screen_accounts(
             self._uow, prospects, criteria=self._criteria(), stage=prospect,
-            moment=self._moment(at), progress=progress,
+            moment=moment, progress=progress,
         )  # fmt: skip
 
     def screen_many(
@@ -276,9 +285,11 @@ class SalesProcess:
         """
         if isinstance(account_ids, str):
             raise ValidationError("account_ids is a list of ids, not one id", field="account_ids")
-        accounts = [self.repository.get(account_id) for account_id in dict.fromkeys(account_ids)]
+        ids = [require_text(i, "account_ids") for i in require_items(account_ids, "account_ids")]
+        criteria, moment = self._criteria(), self._moment(at)
+        accounts = [self.repository.get(account_id) for account_id in dict.fromkeys(ids)]
         return screening.screen_accounts(
-            self._uow, accounts, criteria=self._criteria(), stage=None, moment=self._moment(at)
+            self._uow, accounts, criteria=criteria, stage=None, moment=moment
         )
 
     def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
@@ -346,6 +357,7 @@ class SalesProcess:
         actor: str | None = None,
     ) -> Account:
         """Fire any event of the lifecycle: the way to drive events a subclass adds."""
+        require_text(event, "event")
         decide = partial(
             qualifying.fire, transitions=self.transitions, event=event, reason=reason, actor=actor
         )
@@ -501,6 +513,12 @@ class SalesProcess:
 
         ``on`` is the day it broke (default: today, UTC). Nothing is stored.
         """
+        require_text(asset_id, "asset_id")
+        require_instance(repair_cost, "repair_cost", Money)
+        require_instance(replacement_cost, "replacement_cost", Money)
+        if on is not None and type(on) is not date:
+            require_instance(on, "on", date)  # a datetime is a date, but not a day
+            raise ValidationError(f"on must be a datetime.date, not datetime {on}", field="on")
         return care.recommend_service(
             self.repository.get(account_id), asset_id, policy=self.service_policy,
             repair_cost=repair_cost, replacement_cost=replacement_cost,
@@ -521,6 +539,8 @@ class SalesProcess:
         ``attributes`` and ``at``.
         """
         channel = Channel.parse(channel)
+        optional_text(campaign, "campaign")
+        rows = require_items(rows, "rows")
 
         def build(name: str, **details: Any) -> Account:
             details.setdefault("campaign", campaign)
@@ -538,8 +558,9 @@ class SalesProcess:
         all_or_nothing: bool = True,
     ) -> PurchaseImport:
         """Record many purchases a batch at a time; see :mod:`salesprocess.imports`."""
+        checked = require_items(rows, "rows")
         return imports.import_purchases(
-            self._uow, rows, transitions=self.transitions, new_id=self._new_id,
+            self._uow, checked, transitions=self.transitions, new_id=self._new_id,
             channel=channel, all_or_nothing=all_or_nothing,
         )  # fmt: skip
 
@@ -565,6 +586,8 @@ class SalesProcess:
 
     def rfm(self, *, as_of: datetime | None = None, currency: str | None = None) -> list[RfmRow]:
         """Return RFM scores and segments; see :func:`salesprocess.reports.rfm`."""
+        if currency is not None:
+            Money.zero(require_text(currency, "currency"))  # an ISO 4217 code, or refused
         return self._report(reports.rfm, as_of=self._moment(as_of, "as_of"), currency=currency)
 
     def funnel(
@@ -575,6 +598,7 @@ class SalesProcess:
         campaign: str | None = None,
     ) -> Funnel:
         """Return the funnel; see :func:`salesprocess.reports.funnel`."""
+        optional_text(campaign, "campaign")
         return self._report(
             reports.funnel, as_of=self._moment(as_of, "as_of"), channel=channel, campaign=campaign
         )

@@ -16,6 +16,7 @@ import re
 import secrets
 from typing import Final
 
+from salesprocess.checks import shown
 from salesprocess.errors import ValidationError
 
 __all__ = ["CODE_ALPHABET", "new_referral_code", "normalise_referral_code"]
@@ -43,7 +44,8 @@ def normalise_referral_code(value: object) -> str:
     code = _SEPARATORS.sub("", value).upper()
     if not code.isascii() or not _CODE.fullmatch(code):
         raise ValidationError(
-            f"referral code {value!r} must be 4 to 32 letters and digits", field="referral_code"
+            f"referral code {shown(value)} must be 4 to 32 letters and digits",
+            field="referral_code",
         )
     return code
 

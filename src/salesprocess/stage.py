@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar, final
 
+from salesprocess.checks import shown
 from salesprocess.errors import ValidationError
 
 __all__ = ["Stage"]
@@ -42,7 +43,7 @@ class Stage(str):
             return existing
         if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
             raise ValidationError(
-                f"stage {name!r} is not a lower-case identifier such as 'prospect'",
+                f"stage {shown(name)} is not a lower-case identifier such as 'prospect'",
                 field="stage",
             )
         # setdefault is atomic: two threads naming a new stage at once get the same object.

@@ -42,6 +42,7 @@ from salesprocess.account import (
     ReferralRequest,
     Source,
 )
+from salesprocess.errors import ValidationError
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import ISO_4217_CODES, Money
 from salesprocess.referral_codes import CODE_ALPHABET
@@ -100,7 +101,16 @@ def money(
     min_value: Decimal = Decimal(0),
     max_value: Decimal = Decimal(10**9),
 ) -> st.SearchStrategy[Money]:
-    """Money with at most two decimal places, in ``currency`` or any ISO 4217 currency."""
+    """Money with at most two decimal places, in ``currency`` or any ISO 4217 currency.
+
+    The bounds must be amounts :class:`~salesprocess.money.Money` holds (below ``1E+64`` in
+    size): a ``ValidationError`` names the one that is not, before anything is drawn.
+    """
+    for field, bound in (("min_value", min_value), ("max_value", max_value)):
+        try:
+            Money(bound, "EUR")
+        except ValidationError as error:
+            raise ValidationError(f"money({field}=...): {error}", field=field) from None
     amounts = st.decimals(min_value=min_value, max_value=max_value, places=2)
     codes = st.just(currency) if currency is not None else currencies()
     return st.builds(Money, amounts, codes)

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 import attrs
 
@@ -236,6 +236,17 @@ def _moments() -> st.SearchStrategy[datetime]:
     )
 
 
+#: Amounts of every shape Money holds: cents, and exact decimals from 1E-30 to about 1E+60.
+_AMOUNTS: Final = st.one_of(
+    st.decimals(min_value=0, max_value=10**12, places=2),
+    st.builds(
+        lambda digits, exponent: Decimal(f"{digits}E{exponent}"),
+        st.integers(min_value=0, max_value=10**30),
+        st.integers(min_value=-30, max_value=30),
+    ),
+)
+
+
 def _json_values() -> st.SearchStrategy[object]:
     scalars = st.one_of(
         st.none(),
@@ -345,11 +356,7 @@ def _accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy[Accou
     )
     purchases = st.builds(
         Purchase,
-        st.builds(
-            Money,
-            st.decimals(min_value=0, allow_nan=False, allow_infinity=False),
-            st.sampled_from(sorted(ISO_4217_CODES)),
-        ),
+        st.builds(Money, _AMOUNTS, st.sampled_from(sorted(ISO_4217_CODES))),
         _moments(),
         _optional(_NAME_TEXT),
     )

@@ -26,6 +26,7 @@ from functools import partial
 from typing import Final, TypeVar
 
 from salesprocess.account import Account
+from salesprocess.checks import shown
 from salesprocess.clock import Clock, require_aware
 from salesprocess.commands.decision import Decision
 from salesprocess.commands.leads import Known
@@ -139,7 +140,7 @@ class UnitOfWork:
             # finds (and links) the account that writer stored.
             if self._taken(account):
                 raise StaleWrite(
-                    f"lead {account.name!r} was captured meanwhile ({error})"
+                    f"lead {shown(account.name)} was captured meanwhile ({error})"
                 ) from error
             raise
 

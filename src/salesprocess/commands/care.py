@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from salesprocess.account import Account, Asset, Preference
+from salesprocess.checks import shown
 from salesprocess.chronology import last_at, require_in_order
 from salesprocess.clock import utc_day
 from salesprocess.commands.decision import Decision, changed, recorded, stamped
@@ -38,7 +39,7 @@ def register_asset(account: Account, moment: datetime, *, asset: Asset) -> Decis
     """Register ``asset`` for service; refused if it was installed after ``moment``'s day."""
     if asset.installed > utc_day(moment):
         raise ValidationError(
-            f"asset {asset.model!r} installed on {asset.installed.isoformat()}, after the day "
+            f"asset {shown(asset.model)} installed on {asset.installed.isoformat()}, after the day "
             f"it is registered ({utc_day(moment).isoformat()}): register equipment once "
             "it is installed",
             field="installed",
@@ -66,7 +67,7 @@ def recommend_service(
     """
     asset = account.asset(asset_id)
     if asset is None:
-        raise NotFound(f"account {account.id} has no asset {asset_id!r}")
+        raise NotFound(f"account {account.id} has no asset {shown(asset_id)}")
     return policy.recommend(
         account, asset, repair_cost=repair_cost, replacement_cost=replacement_cost, on=on
     )

@@ -26,6 +26,7 @@ from salesprocess.account import (
     HistoryEntry,
     Source,
 )
+from salesprocess.checks import clipped, shown
 from salesprocess.chronology import require_in_order
 from salesprocess.commands.decision import Decision, changed, stamped, stored
 from salesprocess.errors import ConflictError, RowError, SalesProcessError, ValidationError
@@ -94,12 +95,12 @@ def lead_channel(name: str, channel: Channel | str | None, code: str | None) -> 
     if code is None:
         if channel is None:
             raise ValidationError(
-                f"lead {name!r} needs a channel (or a referral code)", field="channel"
+                f"lead {shown(name)} needs a channel (or a referral code)", field="channel"
             )
         return Channel.parse(channel)
     if channel is not None and Channel.parse(channel) is not Channel.REFERRAL:
         raise ValidationError(
-            f"lead {name!r} brings referral code {code}, so it comes through the "
+            f"lead {shown(name)} brings referral code {code}, so it comes through the "
             f"referral channel, not {Channel.parse(channel).value}",
             field="channel",
         )
@@ -127,7 +128,7 @@ def new_lead(
     """
     if email is None and phone is None:
         raise ValidationError(
-            f"lead {name!r} has neither email nor phone: give at least one", field="email"
+            f"lead {shown(name)} has neither email nor phone: give at least one", field="email"
         )
     return Account(
         id=account_id,
@@ -159,7 +160,7 @@ def recognise(lead: Account, known: Known) -> Account | None:
     by_email, by_phone = known.by_email, known.by_phone
     if by_email is not None and by_phone is not None and by_email.id != by_phone.id:
         raise ConflictError(
-            f"lead {lead.name!r}: its email {lead.email} belongs to account {by_email.id} and "
+            f"lead {shown(lead.name)}: its email {lead.email} belongs to account {by_email.id} and "
             f"its phone {lead.phone} to account {by_phone.id}; capture it with one of them"
         )
     account = by_email or by_phone
@@ -169,9 +170,9 @@ def recognise(lead: Account, known: Known) -> Account | None:
         theirs, ours = getattr(account, kind), getattr(lead, kind)
         if theirs is not None and ours is not None and theirs != ours:
             raise ConflictError(
-                f"lead {lead.name!r}: its {matched} {getattr(lead, matched)} belongs to account "
-                f"{account.id} ({account.name}), whose {kind} is {theirs}, not {ours}; "
-                "nothing was captured"
+                f"lead {shown(lead.name)}: its {matched} {getattr(lead, matched)} belongs to "
+                f"account {account.id} ({clipped(account.name)}), whose {kind} is {theirs}, "
+                f"not {ours}; nothing was captured"
             )
     return account
 

@@ -21,6 +21,7 @@ from salesprocess.account import (
     ReferralRequest,
     Source,
 )
+from salesprocess.checks import shown
 from salesprocess.chronology import last_at, require_in_order
 from salesprocess.commands.decision import Decision, changed, recorded, stamped, stored
 from salesprocess.commands.leads import Known, LeadCapture, known_as, restamped
@@ -126,7 +127,7 @@ def refer(
     lead = restamped(lead, moment)
     if request is not None and all(r.id != request for r in referrer.referral_requests):
         raise ValidationError(
-            f"account {referrer.id} was never asked for referrals with request {request!r}",
+            f"account {referrer.id} was never asked for referrals with request {shown(request)}",
             field="request",
         )
     require_in_order(

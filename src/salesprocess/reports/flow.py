@@ -13,7 +13,7 @@ from typing import Final, Literal
 import attrs
 
 from salesprocess.account import Account, Channel
-from salesprocess.checks import require_int
+from salesprocess.checks import require_int, shown
 from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import ValidationError
 from salesprocess.stage import Stage
@@ -64,9 +64,9 @@ class FlowPeriod:
 
 
 def _period(value: object) -> FlowPeriodName:
-    if value in FLOW_PERIODS:
-        return value
-    raise ValidationError(f"period must be 'week' or 'month', got {value!r}", field="period")
+    if isinstance(value, str) and value in FLOW_PERIODS:
+        return value  # type: ignore[return-value]
+    raise ValidationError(f"period must be 'week' or 'month', got {shown(value)}", field="period")
 
 
 def lead_flow(
@@ -154,5 +154,7 @@ def flow_periods(
                 None if goal is None else done < goal,
             )
         )
+        if start == last:  # the period after the last may begin past the calendar's end
+            break
         start = _next(start, unit)
     return rows

@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import Final, Literal, NamedTuple
 
 from salesprocess.account import Account, Purchase
+from salesprocess.checks import shown
 from salesprocess.clock import require_aware, utc_day
 from salesprocess.errors import ValidationError
 from salesprocess.reports.ratios import mean
@@ -44,10 +45,10 @@ def period_index(day: date, period: Period) -> int:
 
 
 def _period(value: object) -> Period:
-    if value in PERIODS:
-        return value
+    if isinstance(value, str) and value in PERIODS:
+        return value  # type: ignore[return-value]
     raise ValidationError(
-        f"period must be one of {', '.join(PERIODS)} (day, week), got {value!r}",
+        f"period must be one of {', '.join(PERIODS)} (day, week), got {shown(value)}",
         field="period",
     )
 

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from salesprocess.account import Account, unchecked_copy
-from salesprocess.errors import ConflictError, NotFound
+from salesprocess.checks import require_items, shown, unencodable
+from salesprocess.errors import ConflictError, NotFound, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -30,6 +31,17 @@ from salesprocess.storage.protocol import (
 )
 
 __all__ = ["InMemoryRepository"]
+
+
+def _no_surrogates(key: object, field: str) -> None:
+    """Refuse, as the SQL adapters do, a look-up by text no store could hold.
+
+    Called on a miss only: such text is never stored, so it always misses.
+    """
+    if isinstance(key, str) and unencodable(key):
+        raise ValidationError(
+            f"{field} {shown(key)} holds a lone surrogate: it is not valid Unicode", field=field
+        )
 
 
 class InMemoryRepository:
@@ -62,6 +74,7 @@ class InMemoryRepository:
 
     def add_many(self, accounts: Iterable[Account]) -> int:
         """Store many new accounts, all or nothing."""
+        accounts = require_items(accounts, "accounts")
         count = 0
         with self.atomic():
             for account in accounts:
@@ -83,7 +96,8 @@ class InMemoryRepository:
         with self._lock:
             account = self._accounts.get(account_id) if isinstance(account_id, str) else None
         if account is None:
-            raise NotFound(f"no account with id {account_id!r}")
+            _no_surrogates(account_id, "account_id")
+            raise NotFound(f"no account with id {shown(account_id)}")
         return account
 
     def save(self, account: Account, *, expected_version: int) -> Account:
@@ -151,7 +165,10 @@ class InMemoryRepository:
             return None  # no account has a key that is not text (nor could a dict hash a list)
         with self._lock:
             account_id = index.get(key)
-            return None if account_id is None else self._accounts.get(account_id)
+            found = None if account_id is None else self._accounts.get(account_id)
+        if found is None:
+            _no_surrogates(key, "key")
+        return found
 
     def find_id(
         self,
@@ -163,7 +180,10 @@ class InMemoryRepository:
         """Return the id of the account holding this email, phone or referral code, if any."""
         kind, value = require_one_key(email, phone, referral_code)
         with self._lock:
-            return self._indexes[kind].get(value)
+            found = self._indexes[kind].get(value)
+        if found is None:
+            _no_surrogates(value, kind)
+        return found
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first."""

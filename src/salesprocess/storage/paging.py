@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 from salesprocess.account import Account
-from salesprocess.storage.serialise import cached_loads
+from salesprocess.storage.serialise import cached_loads, misfiled
 
 __all__ = ["PAGE_SIZE", "Key", "PageRow", "accounts_in_pages"]
 
@@ -28,7 +28,11 @@ Load = Callable[[list[Any]], list[Account]]
 
 
 def _decoded(page: list[Any]) -> list[Account]:
-    return [cached_loads(row[2]) for row in page]
+    accounts = [cached_loads(row[2]) for row in page]
+    for row, account in zip(page, accounts, strict=True):
+        if account.id != row[1]:
+            raise misfiled(row[1], account)
+    return accounts
 
 
 def accounts_in_pages(

@@ -59,10 +59,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Final
 
+from salesprocess.checks import require_items, shown
+
 try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg.pq import TransactionStatus
+    from psycopg.rows import tuple_row
 except ImportError as error:  # pragma: no cover - exercised where psycopg is missing
     raise ImportError(
         "salesprocess.storage.postgres needs psycopg 3: pip install 'salesprocess[postgres]'"
@@ -384,6 +387,16 @@ class PostgresRepository:
         self._memo = readmodel.Memo()
         self._reports = SQLReports(self._reader, DIALECT, TABLES, lambda: every_account(self))
         if isinstance(dsn_or_connection, psycopg.Connection):
+            # Every statement reads its rows by position: a dict_row connection would fail at
+            # the first read with a bare KeyError. The factory is the app's, not ours to change.
+            if getattr(dsn_or_connection, "row_factory", tuple_row) is not tuple_row:
+                raise ValidationError(
+                    "PostgresRepository needs a connection that returns tuples (row_factory="
+                    "psycopg.rows.tuple_row, the default); this one has row_factory="
+                    f"{shown(dsn_or_connection.row_factory)}: pass a DSN, or a connection "
+                    "of its own",
+                    field="dsn_or_connection",
+                )
             self._connection: psycopg.Connection[Any] | None = dsn_or_connection
             self._owned = False
         elif isinstance(dsn_or_connection, str):
@@ -592,14 +605,14 @@ class PostgresRepository:
             if new and (key in stored_ids or key in seen_ids):
                 return ConflictError(f"an account with id {account.id} is already stored")
             seen_ids.add(key)
-            for kind, shown in _UNIQUE:
+            for kind, label in _UNIQUE:
                 value = getattr(account, kind)
                 if value is None:
                     continue
                 owner = owners[kind].get(_key(value))
                 if owner is not None and owner != key:
                     return ConflictError(
-                        f"{shown} {value} already belongs to account {_unkey(owner)}"
+                        f"{label} {value} already belongs to account {_unkey(owner)}"
                     )
                 owners[kind][_key(value)] = key
         return ConflictError(
@@ -641,6 +654,7 @@ class PostgresRepository:
 
     def add_many(self, accounts: Iterable[Account]) -> int:
         """Store many new accounts with ``COPY``, all or nothing; return how many."""
+        accounts = require_items(accounts, "accounts")
         batch: list[Account] = []
         purchases: list[tuple[object, ...]] = []
         history: list[tuple[object, ...]] = []
@@ -679,7 +693,7 @@ class PostgresRepository:
                 with self._writing(connection), connection.cursor() as cursor:
                     state = cursor.execute(_STATE, (key,)).fetchone()
                     if state is None:
-                        raise NotFound(f"no account with id {account.id!r}")
+                        raise NotFound(f"no account with id {shown(account.id)}")
                     if state[0] != expected_version:
                         raise stale_write(account.id, state[0], expected_version)
                     plan = _plan(
@@ -786,9 +800,9 @@ class PostgresRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        found = self._one(f"reading account {account_id}", "id", account_id)
+        found = self._one(f"reading account {shown(account_id)}", "id", account_id)
         if found is None:
-            raise NotFound(f"no account with id {account_id!r}")
+            raise NotFound(f"no account with id {shown(account_id)}")
         return found
 
     def find_by_email(self, email: str) -> Account | None:

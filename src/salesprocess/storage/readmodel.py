@@ -48,6 +48,7 @@ from salesprocess.storage.serialise import (
     cached_loads,
     created_key,
     dumps,
+    misfiled,
     moment_from_text,
     moment_text,
 )
@@ -679,6 +680,8 @@ def quick(memo: Memo, row: AccountRow) -> Account | None:
     if account is not None:
         return account
     account = cached_loads(data)
+    if account.id != account_id:
+        raise misfiled(account_id, account)
     if purchase_count is not None and purchase_count > len(account.purchases):
         return None
     if stamp is not None:
@@ -712,6 +715,8 @@ def assemble(
             account = memo.get(account_id, stamp)
             if account is None:
                 account = cached_loads(data)
+                if account.id != account_id:
+                    raise misfiled(account_id, account)
                 if purchase_count is not None and purchase_count > len(account.purchases):
                     wanted[account_id] = (account, stamp)
                     continue

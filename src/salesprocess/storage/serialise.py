@@ -67,7 +67,7 @@ from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from salesprocess.account import Account, Attributes
-from salesprocess.checks import require_int
+from salesprocess.checks import clipped, require_int
 from salesprocess.errors import SalesProcessError, StorageError, ValidationError
 from salesprocess.stage import Stage
 
@@ -82,6 +82,7 @@ __all__ = [
     "dumps",
     "from_json_value",
     "loads",
+    "misfiled",
     "moment_from_text",
     "moment_text",
     "remember",
@@ -587,6 +588,18 @@ def from_json_value(value: object) -> Account:
     except RecursionError:
         raise _refusal(value, ValueError("its values nest too deeply")) from None
     return account
+
+
+def misfiled(key: str, account: Account) -> StorageError:
+    """Return the error for a row stored under ``key`` whose data holds another account.
+
+    Served as it is, the account would be saved back to its own id's row: a write to the wrong
+    account. Such a row was written by hand, or the data is damaged.
+    """
+    return StorageError(
+        f"the row of account {clipped(key)} holds account {clipped(account.id)}: the stored "
+        "data is damaged or was edited by hand"
+    )
 
 
 def loads(text: str | bytes) -> Account:

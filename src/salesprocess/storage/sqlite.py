@@ -54,6 +54,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -62,7 +63,7 @@ from typing import Final, Literal
 
 from salesprocess import reports
 from salesprocess.account import Account, Channel, unchecked_copy
-from salesprocess.checks import require_number
+from salesprocess.checks import clipped, require_items, require_number, shown, unencodable
 from salesprocess.clock import require_aware
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
@@ -369,6 +370,15 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def _special(path: str) -> bool:
+    """Whether ``path`` names something that exists and is no regular file (``/dev/null``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # nothing there (yet): SQLite creates the file
+        return False
+    return not stat.S_ISREG(mode)
+
+
 class SQLiteRepository:
     """Accounts in one SQLite file (or ``":memory:"``), safe for several processes.
 
@@ -399,6 +409,17 @@ class SQLiteRepository:
                 f"path must be a str or os.PathLike, not {type(path).__name__}", field="path"
             )
         self._memory = self._path in (":memory:", "")
+        self._label = clipped(self._path)  # how messages name the file
+        if "\x00" in self._path or unencodable(self._path):
+            raise ValidationError(
+                f"path {shown(self._path)} holds a NUL or a lone surrogate: no file has that name",
+                field="path",
+            )
+        if not self._memory and _special(self._path):
+            raise StorageError(
+                f"cannot open SQLite database {self._label}: it is not a regular file (a "
+                "directory, device or pipe cannot hold a database)"
+            )
         self._lock = threading.RLock()
         self._depth = 0
         self._after_commit = AfterCommit()
@@ -407,7 +428,7 @@ class SQLiteRepository:
         require_number(timeout, "timeout", low=0, high=MAX_TIMEOUT, kinds=(int, float))
         if not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS:
             raise ValidationError(
-                f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}",
+                f"synchronous must be FULL, NORMAL or OFF, not {shown(synchronous)}",
                 field="synchronous",
             )
         try:
@@ -415,7 +436,7 @@ class SQLiteRepository:
                 self._path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite database {self._path}: {exc}") from None
+            raise StorageError(f"cannot open SQLite database {self._label}: {exc}") from None
         self._connection = connection
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
@@ -429,13 +450,13 @@ class SQLiteRepository:
             self._connection = None
             # The driver's own message is in ours; its traceback would only distract.
             if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable, disk I/O ...
-                raise StorageError(f"cannot open SQLite database {self._path}: {exc}") from None
+                raise StorageError(f"cannot open SQLite database {self._label}: {exc}") from None
             if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", malformed
                 raise StorageError(
-                    f"{self._path} is not a salesprocess database (or is damaged): {exc}"
+                    f"{self._label} is not a salesprocess database (or is damaged): {exc}"
                 ) from None
             if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"cannot open SQLite database {self._path}: {exc}") from None
+                raise StorageError(f"cannot open SQLite database {self._label}: {exc}") from None
             raise
 
     @property
@@ -445,7 +466,7 @@ class SQLiteRepository:
 
     def __repr__(self) -> str:
         state = "closed" if self._connection is None else "open"
-        return f"SQLiteRepository({self._path!r}, {state})"
+        return f"SQLiteRepository({shown(self._path)}, {state})"
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -462,7 +483,7 @@ class SQLiteRepository:
                 ).fetchone()[0]
                 if tables:
                     raise StorageError(
-                        f"{self._path} is an SQLite database of another application "
+                        f"{self._label} is an SQLite database of another application "
                         f"(tables: {tables}), not a salesprocess database"
                     )
                 connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -511,13 +532,13 @@ class SQLiteRepository:
         version: int = connection.execute("PRAGMA user_version").fetchone()[0]
         if application != APPLICATION_ID and (application != 0 or version != 0):
             raise StorageError(
-                f"{self._path} is an SQLite database of another application "
+                f"{self._label} is an SQLite database of another application "
                 f"(application_id {application:#x}, user_version {version}), "
                 "not a salesprocess database"
             )
         if version > SCHEMA_VERSION:
             raise StorageError(
-                f"{self._path} has schema version {version}, written by a newer salesprocess; "
+                f"{self._label} has schema version {version}, written by a newer salesprocess; "
                 f"this version reads up to {SCHEMA_VERSION}: upgrade salesprocess"
             )
         return version
@@ -534,16 +555,16 @@ class SQLiteRepository:
         with self._lock:
             connection = self._connection
             if connection is None:
-                raise StorageError(f"SQLite repository {self._path} is closed")
+                raise StorageError(f"SQLite repository {self._label} is closed")
             if self._depth and not connection.in_transaction:
                 raise StorageError(
-                    f"SQLite {self._path}: {what} failed: the transaction of this atomic() "
+                    f"SQLite {self._label}: {what} failed: the transaction of this atomic() "
                     "block was rolled back after an earlier error; nothing of it was stored"
                 )
             try:
                 yield connection
             except sqlite3.Error as exc:
-                raise StorageError(f"SQLite {self._path}: {what} failed: {exc}") from exc
+                raise StorageError(f"SQLite {self._label}: {what} failed: {exc}") from exc
             except UnicodeEncodeError as exc:
                 raise ValidationError(
                     f"{what}: text that is not valid Unicode cannot be stored ({exc.reason})"
@@ -561,7 +582,7 @@ class SQLiteRepository:
                 try:
                     connection.close()
                 except sqlite3.Error as exc:  # pragma: no cover - close does not fail in practice
-                    raise StorageError(f"closing {self._path} failed: {exc}") from exc
+                    raise StorageError(f"closing {self._label} failed: {exc}") from exc
 
     def __enter__(self) -> SQLiteRepository:
         return self
@@ -597,7 +618,7 @@ class SQLiteRepository:
             if owner is not None and owner[0] != account.id:
                 what = kind.replace("_", " ")
                 return ConflictError(f"{what} {value} already belongs to account {owner[0]}")
-        return StorageError(f"SQLite {self._path}: storing account {account.id} failed: {exc}")
+        return StorageError(f"SQLite {self._label}: storing account {account.id} failed: {exc}")
 
     # --- writes -----------------------------------------------------------------------------
     #
@@ -625,6 +646,7 @@ class SQLiteRepository:
 
     def add_many(self, accounts: Iterable[Account]) -> int:
         """Store many new accounts in one transaction, all or nothing; return how many."""
+        accounts = require_items(accounts, "accounts")
         count = 0
         current: Account | None = None
         purchases: list[tuple[object, ...]] = []
@@ -684,7 +706,7 @@ class SQLiteRepository:
         with self.atomic(), self._using(f"saving account {account.id}") as connection:
             state = connection.execute(_STATE, (account.id,)).fetchone()
             if state is None:
-                raise NotFound(f"no account with id {account.id!r}")
+                raise NotFound(f"no account with id {shown(account.id)}")
             if state[0] != expected_version:
                 raise stale_write(account.id, state[0], expected_version)
             plan = _plan(
@@ -749,15 +771,15 @@ class SQLiteRepository:
         with self._lock:
             connection = self._connection
             if connection is None:
-                raise StorageError(f"SQLite repository {self._path} is closed")
+                raise StorageError(f"SQLite repository {self._label} is closed")
             try:
                 row: readmodel.AccountRow | None = connection.execute(query, (key,)).fetchone()
             except sqlite3.Error as exc:
-                raise StorageError(f"SQLite {self._path}: {what} failed: {exc}") from exc
+                raise StorageError(f"SQLite {self._label}: {what} failed: {exc}") from exc
             except UnicodeEncodeError as exc:
-                raise ValidationError(f"{what}: {key!r} is not valid Unicode") from exc
+                raise ValidationError(f"{what}: {shown(key)} is not valid Unicode") from exc
             except OverflowError as exc:  # pragma: no cover - keys are text
-                raise ValidationError(f"{what}: {key!r} is too large for SQLite") from exc
+                raise ValidationError(f"{what}: {shown(key)} is too large for SQLite") from exc
         return row
 
     def _found(self, row: readmodel.AccountRow | None, what: str) -> Account | None:
@@ -811,10 +833,10 @@ class SQLiteRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        what = f"reading account {account_id}"
+        what = f"reading account {shown(account_id)}"
         found = self._found(self._one(_BY_ID, account_id, what), what)
         if found is None:
-            raise NotFound(f"no account with id {account_id!r}")
+            raise NotFound(f"no account with id {shown(account_id)}")
         return found
 
     def find_by_email(self, email: str) -> Account | None:
@@ -849,13 +871,13 @@ class SQLiteRepository:
         with self._lock:
             connection = self._connection
             if connection is None:
-                raise StorageError(f"SQLite repository {self._path} is closed")
+                raise StorageError(f"SQLite repository {self._label} is closed")
             try:
                 row = connection.execute(query, (value,)).fetchone()
             except sqlite3.Error as exc:
-                raise StorageError(f"SQLite {self._path}: {what} failed: {exc}") from exc
+                raise StorageError(f"SQLite {self._label}: {what} failed: {exc}") from exc
             except UnicodeEncodeError as exc:
-                raise ValidationError(f"{what}: {value!r} is not valid Unicode") from exc
+                raise ValidationError(f"{what}: {shown(value)} is not valid Unicode") from exc
         return None if row is None else str(row[0])
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
@@ -1018,7 +1040,7 @@ class SQLiteRepository:
                 connection.execute(f"ROLLBACK TO {savepoint}")
                 connection.execute(f"RELEASE {savepoint}")
         except sqlite3.Error as exc:
-            cause.add_note(f"SQLite {self._path}: rolling back failed too: {exc}")
+            cause.add_note(f"SQLite {self._label}: rolling back failed too: {exc}")
             with suppress(sqlite3.Error):
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
