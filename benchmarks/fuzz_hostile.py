@@ -30,18 +30,17 @@ from hypothesis import HealthCheck, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from hostile_calls import Outcome, World, commands, describe, judge, seed  # noqa: E402
-
-from salesprocess.storage import InMemoryRepository, SQLiteRepository  # noqa: E402
-from salesprocess.storage.protocol import AccountRepository  # noqa: E402
+from hostile_calls import Outcome, World, commands, describe, judge, seed
+from salesprocess.storage import InMemoryRepository, SQLiteRepository
+from salesprocess.storage.protocol import AccountRepository
 
 
 @contextmanager
 def postgres() -> Iterator[Callable[[], Any]]:
     """Yield a maker of fresh PostgreSQL repositories (a schema each) on a throwaway server."""
     import psycopg  # noqa: PLC0415
-    from postgres_server import PostgresServer  # noqa: PLC0415
 
+    from postgres_server import PostgresServer  # noqa: PLC0415
     from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
     server = PostgresServer().start()

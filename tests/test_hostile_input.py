@@ -138,13 +138,13 @@ def test_add_many_refuses_what_is_no_collection_of_accounts(
 
 
 def test_a_failing_iteration_in_add_many_stores_nothing(any_repository: Any) -> None:
-    """A generator failing half way is a ValidationError; the accounts before it roll back."""
+    """A generator failing half way is the caller's error; the accounts before it roll back."""
 
     def accounts() -> Any:
         yield _prospect("first")
         raise OSError("the import file went away")
 
-    with pytest.raises(sp.ValidationError, match="accounts could not be read: OSError"):
+    with pytest.raises(OSError, match="went away"):
         any_repository.add_many(accounts())
     assert any_repository.page() == []
 
@@ -324,3 +324,17 @@ def test_error_messages_are_capped() -> None:
     message = str(refused.value)
     assert len(message) < 400
     assert "(1000000 characters)" in message
+
+
+def test_a_subject_whose_facts_raise_is_a_criteria_error() -> None:
+    """evaluate() wraps the subject's failing facts() as apply() wraps a failing value."""
+
+    class Broken:
+        def facts(self) -> object:
+            raise RuntimeError("the CRM is down")
+
+    criteria = sp.Criteria.from_dict({">=": [{"var": "employees"}, 10]}, name="n", version="1")
+    with pytest.raises(sp.CriteriaError, match=r"facts\(\) raised RuntimeError") as refused:
+        criteria.evaluate(Broken())
+    assert isinstance(refused.value.__cause__, RuntimeError)
+    assert criteria.passes(Broken()) is False

@@ -410,7 +410,7 @@ def test_sqlite_text_that_is_not_unicode_is_refused(tmp_path: Path) -> None:
     from salesprocess.errors import ValidationError  # noqa: PLC0415
 
     with SQLiteRepository(tmp_path / "surrogate.db") as repository:
-        with pytest.raises(ValidationError, match="not valid Unicode"):
+        with pytest.raises(ValidationError, match="valid Unicode"):
             repository.add(prospect("\ud800"))
         assert repository.page() == []
 

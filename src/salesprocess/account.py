@@ -18,7 +18,16 @@ import enum
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import (
+    Clamped,
+    Context,
+    Decimal,
+    DecimalException,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+    Subnormal,
+)
 from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
@@ -366,7 +375,7 @@ def _fill(target: Attributes, value: Mapping[Any, object], path: str, depth: int
     for key, item in value.items():
         if not isinstance(key, str) or unencodable(key):
             raise ValidationError(
-                f"{path} keys must be valid Unicode text, got {shown(key)}", field=path
+                f"{path} keys must be text (valid Unicode), got {shown(key)}", field=path
             )
         # A path names a value in messages: a key of a megabyte would make every one that size.
         name = key if len(key) <= 64 else f"{key[:63]}…"
@@ -377,6 +386,11 @@ def _fill(target: Attributes, value: Mapping[Any, object], path: str, depth: int
 #: real fact about a customer reaches, and that keep every JSON reader and writer safe.
 MAX_ATTRIBUTE_DEPTH: Final = 32
 MAX_ATTRIBUTE_INT: Final = 10**100
+# A Decimal fact in the same spirit: written out in full (as the JSON views write one), a
+# Decimal such as 9e999999999999999999 would not fit in memory.
+_DECIMAL_BOUNDS: Final = Context(
+    prec=100, Emax=99, Emin=-100, traps=[Overflow, Subnormal, Rounded, Clamped, InvalidOperation]
+)
 
 
 def _freeze_value(value: object, path: str, depth: int) -> object:
@@ -398,6 +412,15 @@ def _freeze_value(value: object, path: str, depth: int) -> object:
     if isinstance(value, float | Decimal):
         if not value.is_finite() if isinstance(value, Decimal) else not math.isfinite(value):
             raise ValidationError(f"{path} must be a finite number, got {shown(value)}", field=path)
+        if isinstance(value, Decimal):
+            try:
+                _DECIMAL_BOUNDS.plus(value)  # only to check, like Money's amounts
+            except DecimalException:
+                raise ValidationError(
+                    f"{path} is a decimal out of range, {shown(value)}: attributes hold zero or "
+                    "a size from 1E-100 to below 1E+100, in at most 100 significant digits",
+                    field=path,
+                ) from None
         return value
     if isinstance(value, Mapping):
         return Attributes.freeze(value, path, depth)

@@ -355,9 +355,9 @@ def require_items(value: object, field: str) -> Iterator[Any]:
     """Return an iterator over ``value``, a collection of items (a list, a generator, ...).
 
     ``None``, text, bytes and a single mapping are refused: each is a common slip for a list of
-    them. An exception raised while the items are read (a generator's own, a broken
-    ``__iter__``) becomes a ``ValidationError`` naming ``field``, with the original as its
-    cause; the library's own errors pass unchanged.
+    them. So is an object whose ``__iter__`` fails (the original error is the cause). An
+    exception the items' own source raises while they are read (a generator whose file went
+    away) is the caller's, and reaches the caller unchanged.
 
     >>> list(require_items((1, 2), "rows"))
     [1, 2]
@@ -370,29 +370,11 @@ def require_items(value: object, field: str) -> Iterator[Any]:
         raise ValidationError(
             f"{field} must be a collection of items, not {_kind(value)}", field=field
         )
-    return _items(value, field)
-
-
-def _items(value: Iterable[Any], field: str) -> Iterator[Any]:
     try:
-        iterator = iter(value)
+        return iter(value)
     except SalesProcessError:
         raise
     except Exception as exc:
-        raise _unreadable(field, exc) from exc
-    while True:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        except SalesProcessError:
-            raise
-        except Exception as exc:
-            raise _unreadable(field, exc) from exc
-        yield item
-
-
-def _unreadable(field: str, exc: Exception) -> ValidationError:
-    return ValidationError(
-        f"{field} could not be read: {type(exc).__name__} raised while iterating it", field=field
-    )
+        raise ValidationError(
+            f"{field} could not be read: its __iter__ raised {type(exc).__name__}", field=field
+        ) from exc

@@ -99,8 +99,14 @@ class FixedClock:
 
     def advance(self, **delta: float) -> datetime:
         """Move the clock forward by ``timedelta(**delta)`` and return the new moment."""
-        step = timedelta(**delta)
+        try:
+            step = timedelta(**delta)
+            moved = self.current + step
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValidationError(
+                f"cannot advance the clock by {shown(delta)}: {exc}", field="delta"
+            ) from None
         if step < timedelta(0):
             raise ValidationError("a clock does not run backwards", field="delta")
-        self.current = self.current + step
+        self.current = require_aware(moved, "current")
         return self.current

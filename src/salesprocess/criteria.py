@@ -319,7 +319,14 @@ def _copy(node: object) -> object:
 
 def _data_of(subject: object) -> object:
     facts = getattr(subject, "facts", None)
-    return facts() if callable(facts) else subject
+    if not callable(facts):
+        return subject
+    try:
+        return facts()
+    except Exception as exc:  # the subject's own code: a failure of the data, as in apply()
+        raise CriteriaError(
+            f"the subject's facts() raised {type(exc).__name__}; nothing was evaluated"
+        ) from exc
 
 
 def _restore(document: object, name: str, version: str) -> Criteria:

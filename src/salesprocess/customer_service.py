@@ -55,7 +55,7 @@ from typing import Final, Protocol, runtime_checkable
 import attrs
 
 from salesprocess.account import Account, Asset
-from salesprocess.checks import require_text, shown
+from salesprocess.checks import require_items, require_text, shown
 from salesprocess.errors import CurrencyMismatch, ValidationError
 from salesprocess.money import Money
 
@@ -137,7 +137,7 @@ def _texts(value: object, field: str) -> frozenset[str]:
         raise ValidationError(
             f"{field} must be a set of preference values (text), got {shown(value)}", field=field
         )
-    items = list(value)
+    items = list(require_items(value, field))
     if not all(isinstance(item, str) and item.strip() for item in items):
         raise ValidationError(f"{field} must hold non-empty text, got {shown(items)}", field=field)
     return frozenset(items)

@@ -65,6 +65,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from salesprocess.account import MAX_ATTRIBUTE_DEPTH, Attributes
+from salesprocess.checks import shown
 from salesprocess.errors import ValidationError
 from salesprocess.events import DomainEvent
 from salesprocess.money import Money
@@ -132,7 +133,18 @@ def _text(value: object) -> str:
 
 
 def _decimal_to_json(value: Decimal) -> str:
+    # Written out in full, a Decimal such as 9e999999999999999999 would not fit in memory; the
+    # library's own (Money, attributes) stay far inside this bound.
+    if not value.is_finite() or not -_DIGITS_OUT < value.adjusted() < _DIGITS_OUT:
+        raise ValidationError(
+            f"the decimal {shown(value)} has no JSON view: only a finite one of less than "
+            f"{_DIGITS_OUT} digits either side of the point",
+            field="value",
+        )
     return format(value, "f")  # the exact digits, never an exponent: "1E+3" is "1000"
+
+
+_DIGITS_OUT: Final = 1000
 
 
 def _decimal_from_json(value: object, _kind: object = None) -> Decimal:
@@ -787,10 +799,10 @@ def from_json(kind: Any, document: object) -> Any:
         ) from None
     except Exception as exc:  # every fault becomes one ValidationError
         faults = [(_rooted(path), message) for path, message in _faults(exc, "")]
-        shown = "; ".join(f"{path}: {message}" for path, message in faults[:10])
+        listed = "; ".join(f"{path}: {message}" for path, message in faults[:10])
         more = f"; and {len(faults) - 10} more" if len(faults) > 10 else ""
         raise ValidationError(
-            f"not a valid {_type_name(kind)}: {shown}{more}", field=faults[0][0]
+            f"not a valid {_type_name(kind)}: {listed}{more}", field=faults[0][0]
         ) from None
 
 
@@ -952,11 +964,12 @@ def json_schema(
     >>> schema["required"], schema["properties"]["amount"]["type"]
     (['amount', 'currency'], 'string')
     """
-    if mode not in ("view", "input"):
-        raise ValidationError(f"mode must be 'view' or 'input', got {mode!r}", field="mode")
+    if not isinstance(mode, str) or mode not in ("view", "input"):
+        raise ValidationError(f"mode must be 'view' or 'input', got {shown(mode)}", field="mode")
     if not isinstance(ref_prefix, str) or not ref_prefix.startswith("#"):
         raise ValidationError(
-            f"ref_prefix must be a JSON pointer fragment such as '#/$defs/', got {ref_prefix!r}",
+            "ref_prefix must be a JSON pointer fragment such as '#/$defs/', got "
+            f"{shown(ref_prefix)}",
             field="ref_prefix",
         )
     schemas = _Schemas(mode, ref_prefix)

@@ -30,7 +30,9 @@ from salesprocess.checks import (
     bool_validator,
     instance_validator,
     require_int,
+    require_items,
     require_number,
+    require_text,
     shown,
     text_validator,
 )
@@ -69,7 +71,7 @@ def _to_results(value: Iterable[RuleResult]) -> tuple[RuleResult, ...]:
 
 
 def _to_names(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+    return tuple(require_text(name, "aliases") for name in require_items(value, "aliases"))
 
 
 def _to_score(value: object) -> float:
@@ -279,7 +281,11 @@ def attribute_rule(
     'budget: not met (budget missing)'
     """
     return AttributeRule(
-        attribute, test, name=name or attribute, description=description, aliases=tuple(aliases)
+        attribute,
+        test,
+        name=attribute if name is None else name,
+        description=description,
+        aliases=aliases,  # the converter checks them and makes a tuple
     )
 
 
@@ -287,7 +293,7 @@ def attribute_rule(
 
 
 def _check_rules(rules: Iterable[object], *, fewest: int = 1) -> tuple[QualificationRule, ...]:
-    checked = tuple(rules)
+    checked = tuple(require_items(rules, "rules"))
     for r in checked:
         if not isinstance(r, QualificationRule):
             raise ValidationError(
@@ -296,7 +302,7 @@ def _check_rules(rules: Iterable[object], *, fewest: int = 1) -> tuple[Qualifica
             )
     if len(checked) < fewest:
         raise ValidationError(f"give at least {fewest} rule(s), got {len(checked)}", field="rules")
-    return checked  # type: ignore[return-value]
+    return checked
 
 
 def _to_rule(rule: QualificationRule) -> QualificationRule:
@@ -416,7 +422,14 @@ class Not:
 def _check_weights(
     weights: Mapping[QualificationRule, float] | Iterable[tuple[QualificationRule, float]],
 ) -> tuple[tuple[QualificationRule, float], ...]:
-    pairs = tuple(weights.items() if isinstance(weights, Mapping) else weights)
+    pairs = tuple(
+        weights.items() if isinstance(weights, Mapping) else require_items(weights, "weights")
+    )
+    if not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in pairs):
+        raise ValidationError(
+            "weights must be a mapping from rule to weight, or (rule, weight) pairs",
+            field="weights",
+        )
     rules = _check_rules(r for r, _ in pairs)
     checked = []
     for r, w in zip(rules, (w for _, w in pairs), strict=True):
