@@ -141,7 +141,7 @@ def flow_periods(
     last = max(leads.keys() | qualified.keys())
     if end is not None:
         last = period_start(utc_day(end), unit)
-    rows = []
+    rows: list[FlowPeriod] = []
     start = min(leads)
     while start <= last:
         counts = leads.get(start, {})
@@ -154,7 +154,7 @@ def flow_periods(
                 None if goal is None else done < goal,
             )
         )
-        if start == last:  # the period after the last may begin past the calendar's end
-            break
+        if start == last:  # stepping past the last period could leave the calendar
+            return rows
         start = _next(start, unit)
     return rows
