@@ -238,7 +238,7 @@ class World:
 
 
 def seed(repository: AccountRepository) -> World:
-    """Return a process on ``repository`` with a prospect, a customer with an asset, a referrer."""
+    """Return a process on ``repository``: a prospect; a customer with an asset and a request."""
     counter = iter(range(10**9))
     sales = sp.SalesProcess(
         repository,

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import salesprocess as sp
 from hostile_calls import (
+    HOSTILE,
     T0,
     Outcome,
     RaisingIterable,
@@ -39,6 +40,7 @@ from hostile_calls import (
     seed,
     trace,
 )
+from salesprocess.checks import shown
 from salesprocess.clock import EARLIEST, LATEST
 from salesprocess.errors import MAX_MESSAGE
 from salesprocess.storage import InMemoryRepository, SQLiteRepository
@@ -338,3 +340,35 @@ def test_a_subject_whose_facts_raise_is_a_criteria_error() -> None:
         criteria.evaluate(Broken())
     assert isinstance(refused.value.__cause__, RuntimeError)
     assert criteria.passes(Broken()) is False
+
+
+def test_repository_methods_take_hostile_keys_on_every_adapter(any_repository: Any) -> None:
+    """Every look-up and write of the storage protocol, fed each hostile value directly."""
+    any_repository.add(_prospect("kept"))
+    calls: list[tuple[str, Callable[[object], object]]] = [
+        ("get", any_repository.get),
+        ("find_by_email", any_repository.find_by_email),
+        ("find_by_phone", any_repository.find_by_phone),
+        ("find_by_referral_code", any_repository.find_by_referral_code),
+        ("find_id", lambda value: any_repository.find_id(email=value)),
+        ("page(after)", lambda value: any_repository.page(after=value)),
+        ("page(limit)", lambda value: any_repository.page(limit=value)),
+        ("with_stage", lambda value: list(any_repository.with_stage(value))),
+        ("add", any_repository.add),
+        ("save", lambda value: any_repository.save(value, expected_version=1)),
+        (
+            "save(version)",
+            lambda value: any_repository.save(_prospect("kept"), expected_version=value),
+        ),
+    ]
+    escaped = []
+    for name, call in calls:
+        for value in HOSTILE:
+            try:
+                call(value)
+            except sp.SalesProcessError:
+                pass
+            except Exception as error:  # what this test is about
+                escaped.append(f"{name}({shown(value)}): {type(error).__name__}")
+    assert not escaped, escaped[:5]
+    assert [(a.id, a.version) for a in any_repository.page()] == [("kept", 1)]

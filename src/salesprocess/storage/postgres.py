@@ -800,7 +800,9 @@ class PostgresRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        found = self._one(f"reading account {shown(account_id)}", "id", account_id)
+        # No account has an id that is not text; and such a key's own __format__ may raise.
+        what = f"reading account {account_id}" if type(account_id) is str else "reading"
+        found = self._one(what, "id", account_id)
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")
         return found

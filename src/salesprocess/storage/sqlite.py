@@ -833,7 +833,8 @@ class SQLiteRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        what = f"reading account {shown(account_id)}"
+        # No account has an id that is not text; and such a key's own __format__ may raise.
+        what = f"reading account {account_id}" if type(account_id) is str else "reading"
         found = self._found(self._one(_BY_ID, account_id, what), what)
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")
