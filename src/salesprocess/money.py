@@ -13,7 +13,6 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import (
     Clamped,
     Context,
@@ -106,15 +105,12 @@ def _to_decimal(value: object) -> Decimal:
     return amount
 
 
-def _exactly(operation: str, compute: Callable[[], Decimal], currency: str) -> Money:
-    """Return ``Money(compute(), currency)``; a decimal fault of the arithmetic is refused."""
-    try:
-        return Money(compute(), currency)
-    except ArithmeticError as exc:  # decimal's Overflow, InvalidOperation, ...: a bad operand
-        raise ValidationError(
-            f"cannot {operation}: {type(exc).__name__} in the decimal arithmetic",
-            field="amount",
-        ) from None
+def _refused(operation: str, exc: ArithmeticError) -> ValidationError:
+    # decimal's Overflow, InvalidOperation, ... (or a trap of the caller's context): an operand
+    # the arithmetic cannot take.
+    return ValidationError(
+        f"cannot {operation}: {type(exc).__name__} in the decimal arithmetic", field="amount"
+    )
 
 
 def _check_currency(_instance: object, _attribute: object, code: str) -> None:
@@ -156,13 +152,21 @@ class Money:
         if not isinstance(other, Money):
             return NotImplemented
         self._same(other, "add")
-        return _exactly("add", lambda: self.amount + other.amount, self.currency)
+        try:
+            amount = self.amount + other.amount
+        except ArithmeticError as exc:
+            raise _refused(f"add {self} and {other}", exc) from None
+        return Money(amount, self.currency)
 
     def __sub__(self, other: Money) -> Money:
         if not isinstance(other, Money):
             return NotImplemented
         self._same(other, "subtract")
-        return _exactly("subtract", lambda: self.amount - other.amount, self.currency)
+        try:
+            amount = self.amount - other.amount
+        except ArithmeticError as exc:
+            raise _refused(f"subtract {other} from {self}", exc) from None
+        return Money(amount, self.currency)
 
     def __neg__(self) -> Money:
         return Money(-self.amount, self.currency)
@@ -170,9 +174,11 @@ class Money:
     def __mul__(self, factor: int | Decimal) -> Money:
         if isinstance(factor, bool) or not isinstance(factor, int | Decimal):
             return NotImplemented
-        return _exactly(
-            f"multiply {self} by {shown(factor)}", lambda: self.amount * factor, self.currency
-        )
+        try:
+            amount = self.amount * factor
+        except ArithmeticError as exc:
+            raise _refused(f"multiply {self} by {shown(factor)}", exc) from None
+        return Money(amount, self.currency)
 
     __rmul__ = __mul__
 
@@ -183,9 +189,11 @@ class Money:
             raise ValidationError("cannot divide money by a signalling NaN", field="divisor")
         if divisor == 0:
             raise ValidationError("cannot divide money by zero", field="divisor")
-        return _exactly(
-            f"divide {self} by {shown(divisor)}", lambda: self.amount / divisor, self.currency
-        )
+        try:
+            amount = self.amount / divisor
+        except ArithmeticError as exc:
+            raise _refused(f"divide {self} by {shown(divisor)}", exc) from None
+        return Money(amount, self.currency)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Money):
