@@ -457,6 +457,7 @@ class SalesProcess:
         The first batch gives the account its code (random, unique); later batches carry the
         same one, which :meth:`capture` takes as ``referral_code``.
         """
+        require_text(account_id, "account_id")
         cards = ReferralCards("CARD", count, self._moment(at))  # checked before any read
         load = self._uow.account_with_code(account_id, self._new_code, self.transitions)
         decide = partial(referrals.issue_referral_cards, transitions=self.transitions, cards=cards)
@@ -513,6 +514,7 @@ class SalesProcess:
 
         ``on`` is the day it broke (default: today, UTC). Nothing is stored.
         """
+        require_text(account_id, "account_id")
         require_text(asset_id, "asset_id")
         require_instance(repair_cost, "repair_cost", Money)
         require_instance(replacement_cost, "replacement_cost", Money)

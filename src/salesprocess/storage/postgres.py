@@ -59,7 +59,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Final
 
-from salesprocess.checks import require_items, shown
+from salesprocess.checks import require_items, shown, unencodable
 
 try:
     import psycopg
@@ -800,8 +800,10 @@ class PostgresRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        # No account has an id that is not text; and such a key's own __format__ may raise.
-        what = f"reading account {account_id}" if type(account_id) is str else "reading"
+        # Named in messages only if it is text a message can show (no lone surrogate; a key
+        # that is not text may even raise from its own __format__).
+        readable = type(account_id) is str and not unencodable(account_id)
+        what = f"reading account {account_id}" if readable else "reading an account"
         found = self._one(what, "id", account_id)
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")

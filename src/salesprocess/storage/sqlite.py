@@ -833,8 +833,10 @@ class SQLiteRepository:
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
-        # No account has an id that is not text; and such a key's own __format__ may raise.
-        what = f"reading account {account_id}" if type(account_id) is str else "reading"
+        # Named in messages only if it is text a message can show (no lone surrogate; a key
+        # that is not text may even raise from its own __format__).
+        readable = type(account_id) is str and not unencodable(account_id)
+        what = f"reading account {account_id}" if readable else "reading an account"
         found = self._found(self._one(_BY_ID, account_id, what), what)
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")
