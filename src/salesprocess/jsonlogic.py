@@ -1118,7 +1118,7 @@ class Budget:
 
 
 def _check_limit(name: str, value: object) -> None:
-    if value.__class__ is not int or not 1 <= value <= 10**12:  # type: ignore[operator]
+    if value.__class__ is not int or not 1 <= value <= 10**12:
         raise ValidationError(
             f"{name} must be an int from 1 to 10**12 (got {_show(value)})", field=name
         )
@@ -1140,9 +1140,7 @@ class _Meter:
 
 
 def _over_steps(m: _Meter, path: str) -> CriteriaError:
-    return CriteriaError(
-        f"the evaluation needs more than the budget of {m.steps} steps", path=path
-    )
+    return CriteriaError(f"the evaluation needs more than the budget of {m.steps} steps", path=path)
 
 
 def _charge(m: _Meter, steps: int, path: str) -> None:
@@ -1182,9 +1180,7 @@ def _measure(value: object, m: _Meter, path: str) -> int:
             else:
                 total += 1
         if total > limit:
-            raise CriteriaError(
-                f"a value is larger than the budget's size of {limit}", path=path
-            )
+            raise CriteriaError(f"a value is larger than the budget's size of {limit}", path=path)
     _charge(m, 1 + total // _SIZE_PER_STEP, path)
     return total
 
@@ -1261,7 +1257,7 @@ def _run_items(value: object, m: _Meter, cost: int, path: str) -> Sequence[objec
     return v  # type: ignore[no-any-return]
 
 
-def _map_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> object:
+def _map_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> object:  # noqa: PLR0917 - called positionally by the generated code
     v = _run_items(items, m, cost, path)
     if v is None:
         return []
@@ -1271,9 +1267,7 @@ def _map_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _S
     return [fn(x, ({"index": i}, data, up), m) for i, x in enumerate(v)]
 
 
-def _filter_m(
-    fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope
-) -> object:
+def _filter_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> object:  # noqa: PLR0917 - called positionally by the generated code
     v = _run_items(items, m, cost, path)
     if v is None:
         return []
@@ -1283,7 +1277,7 @@ def _filter_m(
     return [x for i, x in enumerate(v) if _T(fn(x, ({"index": i}, data, up), m))]
 
 
-def _tests_m(
+def _tests_m(  # noqa: PLR0917 - called positionally by the generated code
     fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope
 ) -> Iterator[bool]:
     v = _run_items(items, m, cost, path)
@@ -1295,7 +1289,7 @@ def _tests_m(
     return (_T(fn(x, ({"index": i}, data, up), m)) for i, x in enumerate(v))
 
 
-def _all_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:
+def _all_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:  # noqa: PLR0917 - called positionally by the generated code
     seen = False
     for passed in _tests_m(fn, items, m, cost, path, scope):
         if not passed:
@@ -1304,15 +1298,15 @@ def _all_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _S
     return seen
 
 
-def _some_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:
+def _some_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:  # noqa: PLR0917 - called positionally by the generated code
     return any(_tests_m(fn, items, m, cost, path, scope))
 
 
-def _none_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:
+def _none_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:  # noqa: PLR0917 - called positionally by the generated code
     return not any(_tests_m(fn, items, m, cost, path, scope))
 
 
-def _reduce_m(
+def _reduce_m(  # noqa: PLR0917 - called positionally by the generated code
     fn: _Logic, items: object, initial: object, m: _Meter, cost: int, path: str, scope: _Scope
 ) -> object:
     acc = initial
@@ -1535,7 +1529,7 @@ class _NoConst:
 _NOCONST: Final = _NoConst()
 
 
-class _NeedsMeter(Exception):  # noqa: N818 - a signal to the compiler, never raised to a caller
+class _NeedsMeter(Exception):
     """Raised while compiling without a meter when the data decides part of the cost."""
 
 
@@ -1889,7 +1883,7 @@ class _Compiler:
             return _Code(f"_throw({codes[0].src}, {self.const(op_path)})")
         raise AssertionError(op)  # pragma: no cover - every operator is handled above
 
-    def sized(self, op: str, codes: list[_Code], op_path: str, u: _Unit) -> _Code:
+    def sized(self, op: str, codes: list[_Code], op_path: str, u: _Unit) -> _Code:  # noqa: PLR0911
         """Generate an operator whose cost grows with operands the data decides (metered)."""
         self.meter()
         srcs = "".join(f"{c.src}, " for c in codes)
@@ -1911,7 +1905,7 @@ class _Compiler:
             return _Code(f"_missing_some_m(data, {srcs}m, {path})")
         if op == "missing":
             return _Code(f"_missing_m(data, ({srcs}), m, {path})")
-        return _Code(f"{op == 'cat' and '_cat_m' or '_merge_m'}(({srcs}), m, {path})")
+        return _Code(f"{(op == 'cat' and '_cat_m') or '_merge_m'}(({srcs}), m, {path})")
 
     # -- operators -------------------------------------------------------------------------
 
@@ -2198,7 +2192,7 @@ class _Compiler:
             tail = self.expr(nodes[otherwise], paths[otherwise], depth, u)
         return _Code("(" + " ".join(pieces) + " " + tail.src + ")", all_bool and tail.is_bool)
 
-    def iterate(  # noqa: PLR0913 - the operator, where it is, its operands and the unit
+    def iterate(
         self, op: str, op_path: str, nodes: list[object], paths: list[str], *, depth: int, u: _Unit
     ) -> _Code:
         items = self.expr(nodes[0], paths[0], depth, u)
@@ -2216,7 +2210,17 @@ class _Compiler:
         else:
             self.meter()  # the data says how many: the meter counts them as it runs
         if self.metered:
-            return self.iterate_metered(op, op_path, items, fn, 0 if literal else each, nu, u, nodes, paths, depth)
+            return self.iterate_metered(
+                op=op,
+                items=items,
+                fn=fn,
+                each=0 if literal else each,
+                nu=nu,
+                u=u,
+                nodes=nodes,
+                paths=paths,
+                depth=depth,
+            )
         scope = ""
         if nu.uses_up:  # the logic climbs scopes: each item gets a frame
             u.uses_up = True
@@ -2229,10 +2233,10 @@ class _Compiler:
             return _Code(f"{helper}({fn}, {items.src}, {self.const(paths[0])}{scope})", True)
         return _Code(f"{_ITERATORS[op]}({fn}, {items.src}{scope})")
 
-    def iterate_metered(  # noqa: PLR0913 - what iterate worked out
+    def iterate_metered(
         self,
+        *,
         op: str,
-        op_path: str,
         items: _Code,
         fn: str,
         each: int,
