@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles: the default runs each property's bounded example count (CI); ``long``
+# (``pytest --hypothesis-profile=long``) runs the tests that do not fix their own count, the
+# fuzz tests among them, fifty times longer.
+settings.register_profile("long", max_examples=5_000, deadline=None)
 
 # The contract kit's asserts are in the library; let pytest explain them like a test's own.
 pytest.register_assert_rewrite("salesprocess.testing")

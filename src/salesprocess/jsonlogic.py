@@ -1076,7 +1076,13 @@ class _EvaluationFailed(CriteriaError):
 def _wrap(error: Exception) -> CriteriaError:
     if isinstance(error, RecursionError):
         return _EvaluationFailed("evaluation failed: the data is nested too deeply")
-    return _EvaluationFailed(f"evaluation failed: {type(error).__name__}: {error}")
+    try:
+        text = str(error)
+    except Exception:  # an exception whose own text fails must still be reported
+        text = "(its message cannot be shown)"
+    if len(text) > 200:
+        text = f"{text[:180]}... ({len(text)} characters)"
+    return _EvaluationFailed(f"evaluation failed: {type(error).__name__}: {text}")
 
 
 # -- the budget ---------------------------------------------------------------------------------
@@ -1152,37 +1158,39 @@ def _charge(m: _Meter, steps: int, path: str) -> None:
 def _measure(value: object, m: _Meter, path: str) -> int:
     """Return the size of a value (characters of text, elements through nested arrays).
 
-    The walk stops as soon as the size passes the budget's, so measuring costs at most that;
-    the size is charged to the meter. Scalars other than text count a small constant.
+    The walk stops as soon as the size passes the budget's, so measuring costs at most that.
+    Each element walked is charged a step (it is Python-level work, as reading it later is);
+    characters are copied in C, one step per ``_SIZE_PER_STEP``.
     """
     limit = m.size
-    total = 0
+    chars = 0
+    elements = 0
     stack = [value]
     while stack:
         v = stack.pop()
+        elements += 1
         c = v.__class__
         if c is str:
-            total += len(v)  # type: ignore[arg-type]
+            chars += len(v)  # type: ignore[arg-type]
         elif c is list or c is tuple:
-            total += len(v) + 1  # type: ignore[arg-type]
-            if total <= limit:
+            if elements + chars + len(v) <= limit:  # type: ignore[arg-type]
                 stack.extend(v)  # type: ignore[arg-type]
-        elif c is int or c is float or c is bool or v is None or c is dict:
-            total += 1
-        else:
+            else:
+                elements += len(v)  # type: ignore[arg-type]
+        elif not (c is int or c is float or c is bool or v is None or c is dict):
             kind, n = _norm(v)
             if kind == _STR:
-                total += len(n)
+                chars += len(n)
             elif kind == _ARR:
-                total += len(n) + 1
-                if total <= limit:
+                if elements + chars + len(n) <= limit:
                     stack.extend(n)
-            else:
-                total += 1
-        if total > limit:
+                else:
+                    elements += len(n)
+        if elements + chars > limit:
+            _charge(m, elements, path)
             raise CriteriaError(f"a value is larger than the budget's size of {limit}", path=path)
-    _charge(m, 1 + total // _SIZE_PER_STEP, path)
-    return total
+    _charge(m, elements + chars // _SIZE_PER_STEP, path)
+    return elements + chars
 
 
 def _sized(values: tuple[object, ...], m: _Meter, path: str) -> tuple[object, ...]:
