@@ -1134,24 +1134,21 @@ DEFAULT_BUDGET: Final = Budget()
 """The budget a document gets unless it is given another: 100,000 steps, values of 100,000."""
 
 
-class _Meter:
-    """What is left of one evaluation's budget (made by the entry of a metered document)."""
-
-    __slots__ = ("left", "size", "steps")
-
-    def __init__(self, steps: int, size: int, fixed: int) -> None:
-        self.steps = steps
-        self.size = size
-        self.left = steps - fixed
+# What is left of one evaluation's budget: ``[steps left, steps, size]``, a list the entry of a
+# metered document makes from constants (cheaper than an object).
+_Meter = list[int]
+_LEFT, _STEPS, _SIZE = 0, 1, 2
 
 
 def _over_steps(m: _Meter, path: str) -> CriteriaError:
-    return CriteriaError(f"the evaluation needs more than the budget of {m.steps} steps", path=path)
+    return CriteriaError(
+        f"the evaluation needs more than the budget of {m[_STEPS]} steps", path=path
+    )
 
 
 def _charge(m: _Meter, steps: int, path: str) -> None:
-    m.left -= steps
-    if m.left < 0:
+    m[_LEFT] -= steps
+    if m[_LEFT] < 0:
         raise _over_steps(m, path)
 
 
@@ -1162,7 +1159,11 @@ def _measure(value: object, m: _Meter, path: str) -> int:
     Each element walked is charged a step (it is Python-level work, as reading it later is);
     characters are copied in C, one step per ``_SIZE_PER_STEP``.
     """
-    limit = m.size
+    limit = m[_SIZE]
+    if value.__class__ is str and len(value) <= limit:
+        n = len(value)
+        _charge(m, 1 + n // _SIZE_PER_STEP, path)
+        return n
     chars = 0
     elements = 0
     stack = [value]
@@ -1186,8 +1187,7 @@ def _measure(value: object, m: _Meter, path: str) -> int:
                     stack.extend(n)
                 else:
                     elements += len(n)
-        if elements + chars > limit:
-            _charge(m, elements, path)
+        if elements + chars > limit:  # the evaluation ends here: no need to charge the walk
             raise CriteriaError(f"a value is larger than the budget's size of {limit}", path=path)
     _charge(m, elements + chars // _SIZE_PER_STEP, path)
     return elements + chars
@@ -1198,15 +1198,23 @@ def _sized(values: tuple[object, ...], m: _Meter, path: str) -> tuple[object, ..
     total = 0
     for v in values:
         total += _measure(v, m, path)
-        if total > m.size:
+        if total > m[_SIZE]:
             raise CriteriaError(
-                f"the result would be larger than the budget's size of {m.size}", path=path
+                f"the result would be larger than the budget's size of {m[_SIZE]}", path=path
             )
     return values
 
 
 def _cat_m(args: tuple[object, ...], m: _Meter, path: str) -> str:
-    return _cat(_sized(args, m, path))
+    total = 0
+    for a in args:
+        if a.__class__ is not str:
+            return _cat(_sized(args, m, path))
+        total += len(a)
+    if total > m[_SIZE]:
+        return _cat(_sized(args, m, path))  # which names the fault
+    _charge(m, 1 + total // _SIZE_PER_STEP, path)
+    return "".join(args)  # type: ignore[arg-type]
 
 
 def _merge_m(args: tuple[object, ...], m: _Meter, path: str) -> list[object]:
@@ -1218,6 +1226,11 @@ def _substr_m(m: _Meter, path: str, *args: object) -> str:
 
 
 def _in_m(needle: object, haystack: object, m: _Meter, path: str) -> bool:
+    if needle.__class__ is str and haystack.__class__ is str:
+        n = len(haystack) + len(needle)
+        if n <= m[_SIZE]:
+            _charge(m, 1 + n // _SIZE_PER_STEP, path)
+            return needle in haystack
     _measure(haystack, m, path)
     _measure(needle, m, path)
     return _in(needle, haystack)
@@ -1402,7 +1415,6 @@ _RUNTIME: Final[dict[str, object]] = {
     "_try": _try,
     "_thaw": _thaw,
     "_wrap": _wrap,
-    "_Meter": _Meter,
     "_charge": _charge,
     "_cat_m": _cat_m,
     "_merge_m": _merge_m,
@@ -2295,9 +2307,10 @@ def _compile(
     top, _, _ = compiler.unit(lambda u: compiler.expr(rule, "$", 0, u), 0, entry=True)
     compiler.over_budget("$")
     if metered:
+        left = budget.steps - compiler.cost  # what is known now is charged up front
         meter = (
-            f"_Meter({compiler.const(budget.steps)}, {compiler.const(budget.size)}, "
-            f"{compiler.const(compiler.cost)})"
+            f"[{compiler.const(left)}, {compiler.const(budget.steps)}, "
+            f"{compiler.const(budget.size)}]"
         )
         compiler.units.append(
             "\n".join(
