@@ -84,8 +84,17 @@ operands (``{"/": [8, 2, 2]}``) the community standard is followed: the operatio
 
 **Limits:** a document may nest at most ``max_depth`` containers deep (default 64) and hold at most
 ``max_nodes`` values (default 10,000); both are checked before anything deeper is looked at, so a
-hostile document costs little.
-"""
+hostile document costs little. What one evaluation may cost is bounded by a :class:`Budget` (steps
+and size): counted at compile time where the document decides (iterations over literal arrays),
+by a meter at run time where the data does (iterations over its arrays, the size of text and
+arrays read or built); going over is a :class:`CriteriaError` naming the path. Text longer than
+1,000 characters is not read as a number (``NaN``): no JSON number needs that many.
+
+>>> compile_logic({"map": [list(range(1000)), {"map": [list(range(1000)), 1]}]})
+Traceback (most recent call last):
+...
+salesprocess.errors.CriteriaError: the document needs more than the budget of 100000 steps (at least ...) (at $.map)
+"""  # noqa: E501
 
 from __future__ import annotations
 
