@@ -140,8 +140,10 @@ def test_any_document_gives_a_value_or_a_criteria_error_within_the_budget(docume
     if refused is not None:
         assert refused.path is None or refused.path.startswith("$")
         return
-    started = time.perf_counter()
     calls, outcome = _calls_made(criteria.apply, subject)
+    started = time.perf_counter()  # timed again without the profiler, which slows it
+    with contextlib.suppress(CriteriaError):
+        criteria.apply(subject)
     seconds = time.perf_counter() - started
     if isinstance(outcome, _EvaluationFailed):  # the catch-all would mean an unhandled case
         raise AssertionError(f"unexpected failure: {outcome.__cause__!r}") from outcome

@@ -1104,6 +1104,25 @@ def _wrap(error: Exception) -> CriteriaError:
 # so the hot path of an ordinary screen is the same code as without a budget.
 
 _SIZE_PER_STEP: Final = 16
+# A step is about a microsecond of work. Every JSON value of the document is one; an operation
+# adds these, measured per item of an iteration (benchmarks/bench_criteria_budget.py): raising
+# and catching a specification error costs tens of microseconds, a key ``missing`` looks up a few.
+_OPERATION_STEPS: Final = 4
+_OPERAND_STEPS: Final = {
+    "throw": 20,
+    "try": 10,
+    "missing": 4,
+    "missing_some": 4,
+    "cat": 4,  # text of numbers is made digit by digit, as JavaScript writes it
+    "substr": 4,
+    "+": 2,  # a float meeting a Decimal is converted through its text
+    "-": 2,
+    "*": 2,
+    "/": 2,
+    "%": 2,
+    "max": 2,
+    "min": 2,
+}
 _MAX_NUMBER_TEXT: Final = 1_000  # longer text is not read as a number: no JSON number needs it
 
 
@@ -1267,6 +1286,12 @@ def _exists_m(data: object, up: object, path: object, m: _Meter, where: str) -> 
 
 def _missing_m(data: object, args: tuple[object, ...], m: _Meter, path: str) -> list[object]:
     _sized(args, m, path)
+    keys = len(args)
+    if args:
+        kind, first = _norm(args[0])
+        if kind == _ARR:
+            keys = len(first)
+    _charge(m, _OPERAND_STEPS["missing"] * keys, path)
     return _missing(data, args)
 
 
@@ -1795,6 +1820,9 @@ class _Compiler:
         op_path = _key_path(path, op)
         if op not in _ARITY:
             raise CriteriaError(f"unknown operator {op!r}", path=op_path, error_type=_UNKNOWN)
+        self.cost += _OPERATION_STEPS + _OPERAND_STEPS.get(op, 0) * (
+            len(args) if isinstance(args, (list, tuple)) else 1
+        )
         if op == "preserve":
             return self.frozen_code(self.freeze(args, op_path, depth + 1))
         if isinstance(args, (list, tuple)):
