@@ -141,10 +141,12 @@ def test_any_document_gives_a_value_or_a_criteria_error_within_the_budget(docume
         assert refused.path is None or refused.path.startswith("$")
         return
     calls, outcome = _calls_made(criteria.apply, subject)
-    started = time.perf_counter()  # timed again without the profiler, which slows it
-    with contextlib.suppress(CriteriaError):
-        criteria.apply(subject)
-    seconds = time.perf_counter() - started
+    seconds = float("inf")
+    for _ in range(3):  # timed again without the profiler, which slows it; best of 3 (noise)
+        started = time.perf_counter()
+        with contextlib.suppress(CriteriaError):
+            criteria.apply(subject)
+        seconds = min(seconds, time.perf_counter() - started)
     if isinstance(outcome, _EvaluationFailed):  # the catch-all would mean an unhandled case
         raise AssertionError(f"unexpected failure: {outcome.__cause__!r}") from outcome
     target(float(calls), label="calls")

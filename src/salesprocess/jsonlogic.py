@@ -1130,9 +1130,10 @@ _MAX_NUMBER_TEXT: Final = 1_000  # longer text is not read as a number: no JSON 
 class Budget:
     """How much work one evaluation of a criteria document may do.
 
-    ``steps`` bounds the work: about one step per operation the document evaluates, times the
+    ``steps`` bounds the work; a step is about a microsecond: each value of the document is
+    one, each operation a few more (``throw``, ``try`` and ``missing`` many more), times the
     items of every ``map``, ``filter``, ``reduce``, ``all``, ``some`` and ``none`` around it,
-    plus one step per 16 characters or elements of the strings and arrays that ``cat``,
+    plus one step per element and per 16 characters of the strings and arrays that ``cat``,
     ``merge``, ``substr``, ``in`` and computed operand lists read or build. ``size`` bounds one
     such string or array (characters, or elements counted through nested arrays). What the
     document alone decides (the length of a literal array it iterates) is checked when it is
