@@ -128,6 +128,9 @@ PER_ITEM: dict[str, object] = {
     "val two scopes up": {"val": [[2], "items", "0"]},
     "in over 4 KB of text": {"in": ["zz", {"val": [[2], "text"]}]},
     "val 0 (the fuzz test's slowest, long profile)": {"val": 0},
+    "missing of 1,300 literal keys (fuzz)": {"missing": [list(range(1300))]},
+    "in a 1,300-item literal, needle no text": {"in": [{"var": "d"}, list(range(1300))]},
+    "a literal of 500 nested arrays": {"!!": [[[i] for i in range(500)]]},
 }
 
 

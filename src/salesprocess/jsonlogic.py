@@ -1113,6 +1113,7 @@ _OPERAND_STEPS: Final = {
     "try": 10,
     "missing": 4,
     "missing_some": 4,
+    "in": 1,
     "cat": 4,  # text of numbers is made digit by digit, as JavaScript writes it
     "substr": 4,
     "+": 2,  # a float meeting a Decimal is converted through its text
@@ -1556,6 +1557,19 @@ _SIZED: Final = frozenset(
 )
 
 
+def _operand_count(op: str, args: object) -> int:
+    """How many operands an operator works through: ``missing``'s keys may be one array."""
+    if not isinstance(args, (list, tuple)):
+        return 1
+    if op == "missing" and len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return len(args[0])
+    if op == "missing_some" and len(args) == 2 and isinstance(args[1], (list, tuple)):
+        return len(args[1])
+    if op == "in" and len(args) == 2 and isinstance(args[1], (list, tuple)):
+        return len(args[1])  # a needle that is no text is compared with each element
+    return len(args)
+
+
 def _data_sized(op: str, codes: list[_Code]) -> bool:
     """Tell whether the data decides the size of what ``op`` reads or builds."""
     if op == "var":
@@ -1779,7 +1793,9 @@ class _Compiler:
     def array(self, node: Sequence[object], path: str, depth: int, u: _Unit) -> _Code:
         codes = [self.expr(e, f"{path}[{i}]", depth + 1, u) for i, e in enumerate(node)]
         if all(c.value is not _NOCONST for c in codes):
-            self.cost -= len(codes) - len(codes) // _SIZE_PER_STEP  # copied in C, not one by one
+            # Scalars are copied in C, not one by one; arrays and objects are thawed one by one.
+            flat = sum(1 for c in codes if not _is_container(c.value))
+            self.cost -= flat - flat // _SIZE_PER_STEP
             return self.frozen_code(tuple(c.value for c in codes))
         return _Code("[" + "".join(f"{c.src}, " for c in codes) + "]")
 
@@ -1821,9 +1837,7 @@ class _Compiler:
         op_path = _key_path(path, op)
         if op not in _ARITY:
             raise CriteriaError(f"unknown operator {op!r}", path=op_path, error_type=_UNKNOWN)
-        self.cost += _OPERATION_STEPS + _OPERAND_STEPS.get(op, 0) * (
-            len(args) if isinstance(args, (list, tuple)) else 1
-        )
+        self.cost += _OPERATION_STEPS + _OPERAND_STEPS.get(op, 0) * _operand_count(op, args)
         if op == "preserve":
             return self.frozen_code(self.freeze(args, op_path, depth + 1))
         if isinstance(args, (list, tuple)):
