@@ -1113,7 +1113,7 @@ _OPERAND_STEPS: Final = {
     "try": 10,
     "missing": 4,
     "missing_some": 4,
-    "in": 1,
+    "in": 3,  # a Decimal needle meets each element through _norm
     "cat": 4,  # text of numbers is made digit by digit, as JavaScript writes it
     "substr": 4,
     "+": 2,  # a float meeting a Decimal is converted through its text
