@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 import stat
 import types
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,6 +60,11 @@ __all__ = ["ClauseResult", "Criteria", "Explanation"]
 
 
 _SHOWN: Final = 80  # characters of a value shown in a clause or a reason; the rest is counted
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _SHOWN
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 12
+_REPR.maxdict = 8
+_REPR.maxlevel = 3
 
 
 def _show(value: object) -> str:
@@ -67,8 +73,10 @@ def _show(value: object) -> str:
     A long repr is cut to its start and its length, so that explaining an account with a
     megabyte of notes does not copy the megabyte into every line.
     """
+    if isinstance(value, str) and len(value) > _SHOWN:
+        return f"{str.__repr__(value[: _SHOWN - 20])}... ({len(value)} characters)"
     try:
-        text = repr(value)
+        text = _REPR.repr(value)  # bounded: the repr of a megabyte costs as little as of a word
     except Exception:  # showing a value must not fail the evaluation
         if isinstance(value, int):  # digits beyond sys.get_int_max_str_digits()
             return f"<int of {len(Decimal(value).as_tuple().digits)} digits>"

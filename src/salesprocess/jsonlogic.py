@@ -100,6 +100,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -548,9 +549,18 @@ def _in(needle: object, haystack: object) -> bool:
 # -- arithmetic -------------------------------------------------------------------------------
 
 
+# Error messages show values through a bounded repr: a message about a megabyte of data must
+# cost no more than one about a number (an error inside an iteration is made once per item).
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 64
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = 8
+_REPR.maxdict = 6
+_REPR.maxlevel = 3
+
+
 def _show(value: object) -> str:
     try:
-        text = repr(value)
+        text = _REPR.repr(value)
     except Exception:  # a broken __repr__ must not hide the real error
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
