@@ -20,6 +20,11 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+# Hypothesis profiles: the default runs each property's bounded example count (CI); ``long``
+# (``pytest --hypothesis-profile=long``) runs the tests that do not fix their own count, the
+# fuzz tests among them, fifty times longer.
+settings.register_profile("long", max_examples=5_000, deadline=None)
+
 # The contract kit's asserts are in the library; let pytest explain them like a test's own.
 pytest.register_assert_rewrite("salesprocess.testing")
 
@@ -92,8 +97,3 @@ def any_repository(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
     path = tmp_path / "sales.db" if request.param == "sqlite-file" else ":memory:"
     with SQLiteRepository(path) as sqlite:
         yield sqlite
-
-
-# ``--hypothesis-profile=long``: the hostile-input and fuzz tests (and every other property)
-# run many more examples than CI's default.
-settings.register_profile("long", max_examples=1000, deadline=None)

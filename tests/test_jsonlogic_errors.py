@@ -10,7 +10,7 @@ import pytest
 import salesprocess.criteria as criteria_module
 from salesprocess.criteria import Criteria
 from salesprocess.errors import CriteriaError, ValidationError
-from salesprocess.jsonlogic import _EvaluationFailed, _generate, compile_logic
+from salesprocess.jsonlogic import Budget, _EvaluationFailed, _generate, compile_logic
 
 
 def load(document: object) -> Criteria:
@@ -507,12 +507,16 @@ def test_a_failing_data_mapping_becomes_a_criteria_error():
     assert isinstance(caught.value.__cause__, RuntimeError)
 
 
+ROOMY = Budget(steps=10**7, size=10**6)
+
+
 def test_cyclic_data_becomes_a_criteria_error():
-    """Data that contains itself cannot overflow the stack out of the library."""
+    """Data that contains itself is stopped by the size budget before anything reads it."""
     cycle: list[object] = []
     cycle.append(cycle)
-    with pytest.raises(CriteriaError, match="nested too deeply"):
-        load({"cat": [{"var": "x"}]}).apply({"x": cycle})
+    with pytest.raises(CriteriaError, match="budget's size of 100000") as caught:
+        load({"cat": [{"var": "x"}]}).apply({"x": cycle})  # measured before it is read
+    assert caught.value.path == "$.cat"
 
 
 def test_deeply_nested_data_becomes_a_criteria_error():
@@ -520,8 +524,10 @@ def test_deeply_nested_data_becomes_a_criteria_error():
     data: object = "leaf"
     for _ in range(100_000):
         data = [data]
-    with pytest.raises(CriteriaError, match="nested too deeply"):
+    with pytest.raises(CriteriaError, match="budget's size"):
         load({"cat": [{"var": "x"}]}).apply({"x": data})
+    with pytest.raises(CriteriaError, match="nested too deeply"):
+        compile_logic({"cat": [{"var": "x"}]}, budget=ROOMY)({"x": data})
 
 
 # -- no code injection ------------------------------------------------------------------------

@@ -81,6 +81,7 @@ from salesprocess.events import (
 )
 from salesprocess.imports import LeadImport, PurchaseImport
 from salesprocess.json_views import from_json, json_schema, to_json
+from salesprocess.jsonlogic import Budget
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
@@ -132,6 +133,7 @@ __all__ = [
     "AssetRegistered",
     "Attributes",
     "BadRows",
+    "Budget",
     "Call",
     "CallOutcome",
     "CallRecorded",

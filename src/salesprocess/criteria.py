@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import reprlib
 import stat
 import types
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,9 +43,12 @@ import attrs
 from salesprocess.checks import text_validator
 from salesprocess.errors import CriteriaError
 from salesprocess.jsonlogic import (
+    DEFAULT_BUDGET,
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_NODES,
+    Budget,
     CompiledLogic,
+    _wrap,
     compile_logic,
     lookup,
     to_string,
@@ -55,14 +59,29 @@ from salesprocess.rules import RuleResult
 __all__ = ["ClauseResult", "Criteria", "Explanation"]
 
 
+_SHOWN: Final = 80  # characters of a value shown in a clause or a reason; the rest is counted
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _SHOWN
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 12
+_REPR.maxdict = 8
+_REPR.maxlevel = 3
+
+
 def _show(value: object) -> str:
-    """``repr(value)`` for a person; a value whose repr fails (a huge int) still shows."""
+    """``repr(value)`` for a person; a value whose repr fails (a huge int) still shows.
+
+    A long repr is cut to its start and its length, so that explaining an account with a
+    megabyte of notes does not copy the megabyte into every line.
+    """
+    if isinstance(value, str) and len(value) > _SHOWN:
+        return f"{str.__repr__(value[: _SHOWN - 20])}... ({len(value)} characters)"
     try:
-        return repr(value)
+        text = _REPR.repr(value)  # bounded: the repr of a megabyte costs as little as of a word
     except Exception:  # showing a value must not fail the evaluation
         if isinstance(value, int):  # digits beyond sys.get_int_max_str_digits()
             return f"<int of {len(Decimal(value).as_tuple().digits)} digits>"
         return f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 20]}... ({len(text)} characters)"
 
 
 def _freeze_actual(values: Mapping[str, object]) -> Mapping[str, object]:
@@ -150,10 +169,18 @@ def _literal(value: object) -> str:
     if isinstance(value, (int, float, Decimal)):
         return to_string(value)
     if isinstance(value, str):
-        return repr(value)
+        return _show(value)  # a literal of 100 KB is shown by its start, not copied
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_describe(v, "top") for v in value) + "]"
+        return _listing([_describe(v, "top") for v in value[:_LISTED]], len(value))
     return "{}"
+
+
+_LISTED: Final = 12  # elements of a literal array shown in a clause's text
+
+
+def _listing(shown: list[str], length: int) -> str:
+    more = f", ... ({length} items)" if length > len(shown) else ""
+    return "[" + ", ".join(shown) + more + "]"
 
 
 def _operation(node: object) -> tuple[str, list[object]] | None:
@@ -191,9 +218,9 @@ def _val_name(args: list[object], scope: str) -> str | None:
 def _plain(value: object) -> str:
     """Return a value kept as it is (under ``preserve``) in words."""
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k!r}: {_plain(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_show(k)}: {_plain(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_plain(v) for v in value) + "]"
+        return _listing([_plain(v) for v in value[:_LISTED]], len(value))
     return _literal(value)
 
 
@@ -318,19 +345,28 @@ def _copy(node: object) -> object:
 
 
 def _data_of(subject: object) -> object:
-    facts = getattr(subject, "facts", None)
-    if not callable(facts):
-        return subject
+    """Return a subject's facts; what its own code raises becomes a CriteriaError."""
     try:
-        return facts()
-    except Exception as exc:  # the subject's own code: a failure of the data, as in apply()
-        raise CriteriaError(
-            f"the subject's facts() raised {type(exc).__name__}; nothing was evaluated"
-        ) from exc
+        facts = getattr(subject, "facts", None)
+        return facts() if callable(facts) else subject
+    except CriteriaError:
+        raise
+    except Exception as e:
+        raise _wrap(e) from e
 
 
-def _restore(document: object, name: str, version: str) -> Criteria:
-    return Criteria(name=name, version=version, document=document)
+def _truth(value: object) -> bool:
+    """``truthy`` of a result, where a value's own ``__str__`` may raise (a CriteriaError then)."""
+    try:
+        return truthy(value)
+    except Exception as e:
+        raise _wrap(e) from e
+
+
+def _restore(
+    document: object, name: str, version: str, budget: Budget = DEFAULT_BUDGET
+) -> Criteria:
+    return Criteria(name=name, version=version, document=document, budget=budget)
 
 
 @attrs.frozen(slots=False)
@@ -340,16 +376,26 @@ class Criteria:
     ``document`` is the JSON (a plain copy, kept for storage and display). Make one with
     :meth:`from_json` (text or a file) or :meth:`from_dict`; the constructor does the same
     with keyword arguments. Two criteria are equal when name, version and document are.
+
+    ``budget`` (a :class:`~salesprocess.jsonlogic.Budget`, keyword only) bounds what one
+    evaluation may cost; a document that needs more is refused when it is made, or, where the
+    data decides, when it runs (see the budget section of the criteria guide).
     """
 
     name: str = attrs.field(validator=_check_label)
     version: str = attrs.field(validator=_check_label)
     document: object = attrs.field(hash=False)
+    budget: Budget = attrs.field(default=DEFAULT_BUDGET, kw_only=True, repr=False, eq=False)
     _run: CompiledLogic = attrs.field(init=False, repr=False, eq=False, hash=False)
     _clauses: tuple[_Clause, ...] = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
-        run = compile_logic(self.document, max_depth=DEFAULT_MAX_DEPTH, max_nodes=DEFAULT_MAX_NODES)
+        run = compile_logic(
+            self.document,
+            max_depth=DEFAULT_MAX_DEPTH,
+            max_nodes=DEFAULT_MAX_NODES,
+            budget=self.budget,
+        )
         # Validated (so shallow enough to copy); keep our own copy, safe from later mutation.
         object.__setattr__(self, "document", _copy(self.document))
         operation = _operation(self.document)
@@ -358,7 +404,7 @@ class Criteria:
             _Clause(
                 text=_describe(part, "top"),
                 variables=tuple(_variables(part, {})),
-                run=compile_logic(part) if len(parts) > 1 else run,
+                run=compile_logic(part, budget=self.budget) if len(parts) > 1 else run,
             )
             for part in parts
         )
@@ -367,21 +413,28 @@ class Criteria:
         # The compiled function itself answers ``criteria.apply(data)``: no wrapper call.
         object.__setattr__(self, "apply", run)
 
-    def __reduce__(self) -> tuple[Any, tuple[object, str, str]]:
-        return _restore, (self.document, self.name, self.version)
+    def __reduce__(self) -> tuple[Any, tuple[object, str, str, Budget]]:
+        return _restore, (self.document, self.name, self.version, self.budget)
 
     @classmethod
-    def from_dict(cls, document: object, *, name: str, version: str) -> Criteria:
+    def from_dict(
+        cls, document: object, *, name: str, version: str, budget: Budget = DEFAULT_BUDGET
+    ) -> Criteria:
         """Make criteria from a parsed JSON Logic document (``dict``, ``list``, scalars).
 
         >>> Criteria.from_dict({">": [{"var": "budget"}, 10000]}, name="budget", version="1")
         Criteria(name='budget', version='1', document={'>': [{'var': 'budget'}, 10000]})
         """
-        return cls(name=name, version=version, document=document)
+        return cls(name=name, version=version, document=document, budget=budget)
 
     @classmethod
     def from_json(
-        cls, text_or_path: str | bytes | os.PathLike[str], *, name: str, version: str
+        cls,
+        text_or_path: str | bytes | os.PathLike[str],
+        *,
+        name: str,
+        version: str,
+        budget: Budget = DEFAULT_BUDGET,
     ) -> Criteria:
         """Make criteria from JSON text (``str`` or UTF-8 ``bytes``), or from a JSON file.
 
@@ -404,12 +457,16 @@ class Criteria:
                 text_or_path = text_or_path.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise CriteriaError(f"criteria bytes are not UTF-8: {e.reason}", path="$") from e
-            return cls.from_dict(_parse(text_or_path, source=None), name=name, version=version)
+            return cls.from_dict(
+                _parse(text_or_path, source=None), name=name, version=version, budget=budget
+            )
         if isinstance(text_or_path, str):
             if not text_or_path.strip():
                 raise CriteriaError("the criteria text is empty", path="$")
             if _looks_like_json(text_or_path):
-                return cls.from_dict(_parse(text_or_path, source=None), name=name, version=version)
+                return cls.from_dict(
+                    _parse(text_or_path, source=None), name=name, version=version, budget=budget
+                )
         elif not isinstance(text_or_path, os.PathLike):
             raise CriteriaError(
                 "criteria come from JSON text (str or bytes) or a file path, not "
@@ -417,7 +474,9 @@ class Criteria:
                 path="$",
             )
         text = _read_file(text_or_path)
-        return cls.from_dict(_parse(text, source=str(text_or_path)), name=name, version=version)
+        return cls.from_dict(
+            _parse(text, source=str(text_or_path)), name=name, version=version, budget=budget
+        )
 
     def apply(self, data: object) -> object:
         """Return the raw JSON Logic result of the document on ``data``.
@@ -438,7 +497,7 @@ class Criteria:
         :class:`~salesprocess.errors.CriteriaError`.
         """
         data = _data_of(subject)
-        passed = truthy(self._run(data))
+        passed = _truth(self._run(data))
         label = f"{self.name!r} ({self.version})"
         if passed:
             reason = f"meets {label}"
@@ -465,7 +524,7 @@ class Criteria:
         check a bulk screen makes for every prospect.
         """
         try:
-            return truthy(self._run(_data_of(subject)))
+            return _truth(self._run(_data_of(subject)))
         except CriteriaError:
             return False
 
@@ -477,7 +536,7 @@ class Criteria:
         """
         data = _data_of(subject)
         try:
-            passed = truthy(self._run(data))
+            passed = _truth(self._run(data))
         except CriteriaError:
             passed = False
         return Explanation(
@@ -512,7 +571,7 @@ class Criteria:
         for clause in self._clauses:
             actual = _read(data, clause.variables)
             try:
-                results.append(ClauseResult(clause.text, actual, truthy(clause.run(data))))
+                results.append(ClauseResult(clause.text, actual, _truth(clause.run(data))))
             except CriteriaError as e:
                 results.append(ClauseResult(clause.text, actual, False, str(e)))
         return tuple(results)
@@ -520,7 +579,7 @@ class Criteria:
 
 def _holds(clause: _Clause, data: object) -> bool:
     try:
-        return truthy(clause.run(data))
+        return _truth(clause.run(data))
     except CriteriaError:
         return False
 

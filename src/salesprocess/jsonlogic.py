@@ -84,27 +84,43 @@ operands (``{"/": [8, 2, 2]}``) the community standard is followed: the operatio
 
 **Limits:** a document may nest at most ``max_depth`` containers deep (default 64) and hold at most
 ``max_nodes`` values (default 10,000); both are checked before anything deeper is looked at, so a
-hostile document costs little.
-"""
+hostile document costs little. What one evaluation may cost is bounded by a :class:`Budget` (steps
+and size): counted at compile time where the document decides (iterations over literal arrays),
+by a meter at run time where the data does (iterations over its arrays, the size of text and
+arrays read or built); going over is a :class:`CriteriaError` naming the path. Text longer than
+1,000 characters is not read as a number (``NaN``): no JSON number needs that many.
+
+>>> compile_logic({"map": [list(range(1000)), {"map": [list(range(1000)), 1]}]})
+Traceback (most recent call last):
+...
+salesprocess.errors.CriteriaError: the document needs more than the budget of 100000 steps (at least ...) (at $.map)
+"""  # noqa: E501
 
 from __future__ import annotations
 
 import math
 import re
+import reprlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
 from numbers import Integral, Real
+from types import CodeType
 from typing import Any, Final, NamedTuple
+
+import attrs
 
 from salesprocess.errors import CriteriaError, ValidationError
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_NODES",
     "OPERATORS",
+    "Budget",
     "CompiledLogic",
     "compile_logic",
     "lookup",
@@ -325,6 +341,8 @@ _RADIX_TEXT: Final = {
 
 def _parse_num(text: str) -> int | float:
     """JavaScript's ``Number(text)``: decimal, ``Infinity``, ``0x``/``0o``/``0b``; else NaN."""
+    if len(text) > _MAX_NUMBER_TEXT:  # parsing costs its length, and no JSON number needs it
+        return _NAN
     t = text.strip(_JS_SPACE)
     if not t:
         return 0
@@ -531,9 +549,18 @@ def _in(needle: object, haystack: object) -> bool:
 # -- arithmetic -------------------------------------------------------------------------------
 
 
+# Error messages show values through a bounded repr: a message about a megabyte of data must
+# cost no more than one about a number (an error inside an iteration is made once per item).
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 64
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = 8
+_REPR.maxdict = 6
+_REPR.maxlevel = 3
+
+
 def _show(value: object) -> str:
     try:
-        text = repr(value)
+        text = _REPR.repr(value)
     except Exception:  # a broken __repr__ must not hide the real error
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
@@ -1068,7 +1095,316 @@ class _EvaluationFailed(CriteriaError):
 def _wrap(error: Exception) -> CriteriaError:
     if isinstance(error, RecursionError):
         return _EvaluationFailed("evaluation failed: the data is nested too deeply")
-    return _EvaluationFailed(f"evaluation failed: {type(error).__name__}: {error}")
+    try:
+        text = str(error)
+    except Exception:  # an exception whose own text fails must still be reported
+        text = "(its message cannot be shown)"
+    if len(text) > 200:
+        text = f"{text[:180]}... ({len(text)} characters)"
+    return _EvaluationFailed(f"evaluation failed: {type(error).__name__}: {text}")
+
+
+# -- the budget ---------------------------------------------------------------------------------
+# A document's cost is counted in steps: one per operation or value the compiler generates code
+# for, times the number of items of every iteration around it, plus the size of the strings and
+# arrays that operations on the data read or build (one step per _SIZE_PER_STEP characters or
+# elements). What the document alone decides is counted when it is compiled; what the data
+# decides (the length of an array from the data, a string's size) is charged to a meter while
+# the document runs. A document whose every cost is known at compile time gets no meter at all,
+# so the hot path of an ordinary screen is the same code as without a budget.
+
+_SIZE_PER_STEP: Final = 16
+# A step is about a microsecond of work. Every JSON value of the document is one; an operation
+# adds these, measured per item of an iteration (benchmarks/bench_criteria_budget.py): raising
+# and catching a specification error costs tens of microseconds, a key ``missing`` looks up a few.
+_OPERATION_STEPS: Final = 4
+_OPERAND_STEPS: Final = {
+    "throw": 20,
+    "try": 10,
+    "missing": 4,
+    "missing_some": 4,
+    "in": 3,  # a Decimal needle meets each element through _norm
+    "cat": 4,  # text of numbers is made digit by digit, as JavaScript writes it
+    "substr": 4,
+    "+": 2,  # a float meeting a Decimal is converted through its text
+    "-": 2,
+    "*": 2,
+    "/": 2,
+    "%": 2,
+    "max": 2,
+    "min": 2,
+}
+_MAX_NUMBER_TEXT: Final = 1_000  # longer text is not read as a number: no JSON number needs it
+
+
+@attrs.frozen
+class Budget:
+    """How much work one evaluation of a criteria document may do.
+
+    ``steps`` bounds the work; a step is about a microsecond: each value of the document is
+    one, each operation a few more (``throw``, ``try`` and ``missing`` many more), times the
+    items of every ``map``, ``filter``, ``reduce``, ``all``, ``some`` and ``none`` around it,
+    plus one step per element and per 16 characters of the strings and arrays that ``cat``,
+    ``merge``, ``substr``, ``in`` and computed operand lists read or build. ``size`` bounds one
+    such string or array (characters, or elements counted through nested arrays). What the
+    document alone decides (the length of a literal array it iterates) is checked when it is
+    compiled; what the data decides, while it runs. Exceeding either raises
+    :class:`~salesprocess.errors.CriteriaError` naming the JSON path of the operation.
+
+    >>> Budget()
+    Budget(steps=100000, size=100000)
+    >>> Budget(steps=0)
+    Traceback (most recent call last):
+    ...
+    salesprocess.errors.ValidationError: steps must be an int from 1 to 10**12 (got 0)
+    """
+
+    steps: int = attrs.field(default=100_000, validator=lambda _i, a, v: _check_limit(a.name, v))
+    size: int = attrs.field(default=100_000, validator=lambda _i, a, v: _check_limit(a.name, v))
+
+
+def _check_limit(name: str, value: object) -> None:
+    if value.__class__ is not int or not 1 <= value <= 10**12:
+        raise ValidationError(
+            f"{name} must be an int from 1 to 10**12 (got {_show(value)})", field=name
+        )
+
+
+DEFAULT_BUDGET: Final = Budget()
+"""The budget a document gets unless it is given another: 100,000 steps, values of 100,000."""
+
+
+# What is left of one evaluation's budget: ``[steps left, steps, size]``, a list the entry of a
+# metered document makes from constants (cheaper than an object).
+_Meter = list[int]
+_LEFT, _STEPS, _SIZE = 0, 1, 2
+
+
+def _over_steps(m: _Meter, path: str) -> CriteriaError:
+    return CriteriaError(
+        f"the evaluation needs more than the budget of {m[_STEPS]} steps", path=path
+    )
+
+
+def _charge(m: _Meter, steps: int, path: str) -> None:
+    m[_LEFT] -= steps
+    if m[_LEFT] < 0:
+        raise _over_steps(m, path)
+
+
+def _measure(value: object, m: _Meter, path: str) -> int:
+    """Return the size of a value (characters of text, elements through nested arrays).
+
+    The walk stops as soon as the size passes the budget's, so measuring costs at most that.
+    Each element walked is charged a step (it is Python-level work, as reading it later is);
+    characters are copied in C, one step per ``_SIZE_PER_STEP``.
+    """
+    limit = m[_SIZE]
+    if value.__class__ is str and len(value) <= limit:
+        n = len(value)
+        _charge(m, 1 + n // _SIZE_PER_STEP, path)
+        return n
+    chars = 0
+    elements = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        elements += 1
+        c = v.__class__
+        if c is str:
+            chars += len(v)  # type: ignore[arg-type]
+        elif c is list or c is tuple:
+            if elements + chars + len(v) <= limit:  # type: ignore[arg-type]
+                stack.extend(v)  # type: ignore[arg-type]
+            else:
+                elements += len(v)  # type: ignore[arg-type]
+        elif not (c is int or c is float or c is bool or v is None or c is dict):
+            kind, n = _norm(v)
+            if kind == _STR:
+                chars += len(n)
+            elif kind == _ARR:
+                if elements + chars + len(n) <= limit:
+                    stack.extend(n)
+                else:
+                    elements += len(n)
+        if elements + chars > limit:  # the evaluation ends here: no need to charge the walk
+            raise CriteriaError(f"a value is larger than the budget's size of {limit}", path=path)
+    _charge(m, elements + chars // _SIZE_PER_STEP, path)
+    return elements + chars
+
+
+def _sized(values: tuple[object, ...], m: _Meter, path: str) -> tuple[object, ...]:
+    """Measure operands together (their sizes add up, as in ``cat``); return them."""
+    total = 0
+    for v in values:
+        total += _measure(v, m, path)
+        if total > m[_SIZE]:
+            raise CriteriaError(
+                f"the result would be larger than the budget's size of {m[_SIZE]}", path=path
+            )
+    return values
+
+
+def _cat_m(args: tuple[object, ...], m: _Meter, path: str) -> str:
+    total = 0
+    for a in args:
+        if a.__class__ is not str:
+            return _cat(_sized(args, m, path))
+        total += len(a)
+    if total > m[_SIZE]:
+        return _cat(_sized(args, m, path))  # which names the fault
+    _charge(m, 1 + total // _SIZE_PER_STEP, path)
+    return "".join(args)  # type: ignore[arg-type]
+
+
+def _merge_m(args: tuple[object, ...], m: _Meter, path: str) -> list[object]:
+    return _merge(_sized(args, m, path))
+
+
+def _substr_m(m: _Meter, path: str, *args: object) -> str:
+    return _substr(*_sized(args, m, path))
+
+
+def _in_m(needle: object, haystack: object, m: _Meter, path: str) -> bool:
+    if needle.__class__ is str and haystack.__class__ is str:
+        n = len(haystack) + len(needle)
+        if n <= m[_SIZE]:
+            _charge(m, 1 + n // _SIZE_PER_STEP, path)
+            return needle in haystack
+    _measure(haystack, m, path)
+    _measure(needle, m, path)
+    return _in(needle, haystack)
+
+
+def _spread_m(value: object, m: _Meter, path: str) -> tuple[object, ...]:
+    _measure(value, m, path)
+    return _spread(value)
+
+
+def _var_m(data: object, path: object, default: object, m: _Meter, where: str) -> object:
+    _measure(path, m, where)
+    return lookup(data, path, default)
+
+
+def _val_m(data: object, up: object, path: object, m: _Meter, where: str) -> object:
+    _measure(path, m, where)
+    return _val(data, up, path)
+
+
+def _exists_m(data: object, up: object, path: object, m: _Meter, where: str) -> bool:
+    _measure(path, m, where)
+    return _exists(data, up, path)
+
+
+def _missing_m(data: object, args: tuple[object, ...], m: _Meter, path: str) -> list[object]:
+    _sized(args, m, path)
+    keys = len(args)
+    if args:
+        kind, first = _norm(args[0])
+        if kind == _ARR:
+            keys = len(first)
+    _charge(m, _OPERAND_STEPS["missing"] * keys, path)
+    return _missing(data, args)
+
+
+def _missing_some_m(
+    data: object, need: object, options: object, m: _Meter, path: str
+) -> list[object]:
+    _sized((need, options), m, path)
+    return _missing_some(data, need, options)
+
+
+def _run_items(value: object, m: _Meter, cost: int, path: str) -> Sequence[object] | None:
+    """Return the array an iteration goes through (None if it is no array), charged."""
+    kind, v = _norm(value)
+    if kind != _ARR:
+        return None
+    if cost:
+        _charge(m, len(v) * cost, path)
+    return v  # type: ignore[no-any-return]
+
+
+def _map_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> object:  # noqa: PLR0917 - called positionally by the generated code
+    v = _run_items(items, m, cost, path)
+    if v is None:
+        return []
+    if scope is None:
+        return [fn(x, None, m) for x in v]
+    data, up = scope
+    return [fn(x, ({"index": i}, data, up), m) for i, x in enumerate(v)]
+
+
+def _filter_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> object:  # noqa: PLR0917 - called positionally by the generated code
+    v = _run_items(items, m, cost, path)
+    if v is None:
+        return []
+    if scope is None:
+        return [x for x in v if _T(fn(x, None, m))]
+    data, up = scope
+    return [x for i, x in enumerate(v) if _T(fn(x, ({"index": i}, data, up), m))]
+
+
+def _tests_m(  # noqa: PLR0917 - called positionally by the generated code
+    fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope
+) -> Iterator[bool]:
+    v = _run_items(items, m, cost, path)
+    if v is None:
+        raise _invalid(f"needs an array to go through, not {_show(items)}", path)
+    if scope is None:
+        return (_T(fn(x, None, m)) for x in v)
+    data, up = scope
+    return (_T(fn(x, ({"index": i}, data, up), m)) for i, x in enumerate(v))
+
+
+def _all_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:  # noqa: PLR0917 - called positionally by the generated code
+    seen = False
+    for passed in _tests_m(fn, items, m, cost, path, scope):
+        if not passed:
+            return False
+        seen = True
+    return seen
+
+
+def _some_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:  # noqa: PLR0917 - called positionally by the generated code
+    return any(_tests_m(fn, items, m, cost, path, scope))
+
+
+def _none_m(fn: _Logic, items: object, m: _Meter, cost: int, path: str, scope: _Scope) -> bool:  # noqa: PLR0917 - called positionally by the generated code
+    return not any(_tests_m(fn, items, m, cost, path, scope))
+
+
+def _reduce_m(  # noqa: PLR0917 - called positionally by the generated code
+    fn: _Logic, items: object, initial: object, m: _Meter, cost: int, path: str, scope: _Scope
+) -> object:
+    acc = initial
+    v = _run_items(items, m, cost, path)
+    if v is None:
+        return acc
+    if scope is None:
+        for x in v:
+            acc = fn({"current": x, "accumulator": acc}, None, m)
+        return acc
+    data, up = scope
+    for i, x in enumerate(v):
+        acc = fn({"current": x, "accumulator": acc}, ({"index": i}, data, up), m)
+    return acc
+
+
+def _try_m(arms: tuple[_Logic, ...], data: object, up: object, m: _Meter) -> object:
+    """``try`` in a metered document: as :func:`_try`, each arm given the meter."""
+    error: CriteriaError | None = None
+    for arm in arms:
+        try:
+            if error is None:
+                return arm(data, up, m)
+            return arm(error.error_value, (None, data, up), m)
+        except CriteriaError as e:
+            if e.error_value is None:
+                raise
+            error = e
+    if error is None:  # pragma: no cover - the compiler never makes a try without arms
+        return None
+    raise error
 
 
 # The names the generated code may use. Nothing else is reachable from it: its builtins are
@@ -1125,6 +1461,24 @@ _RUNTIME: Final[dict[str, object]] = {
     "_try": _try,
     "_thaw": _thaw,
     "_wrap": _wrap,
+    "_charge": _charge,
+    "_cat_m": _cat_m,
+    "_merge_m": _merge_m,
+    "_substr_m": _substr_m,
+    "_in_m": _in_m,
+    "_spread_m": _spread_m,
+    "_var_m": _var_m,
+    "_val_m": _val_m,
+    "_exists_m": _exists_m,
+    "_missing_m": _missing_m,
+    "_missing_some_m": _missing_some_m,
+    "_map_m": _map_m,
+    "_filter_m": _filter_m,
+    "_all_m": _all_m,
+    "_some_m": _some_m,
+    "_none_m": _none_m,
+    "_reduce_m": _reduce_m,
+    "_try_m": _try_m,
 }
 
 # --------------------------------------------------------------------------------------------
@@ -1207,6 +1561,34 @@ _QUANTIFIERS: Final = frozenset({"all", "some", "none"})
 _UNKNOWN: Final = "Unknown Operator"
 
 
+# Operators whose work grows with the size of their operands: metered when the data decides them.
+_SIZED: Final = frozenset(
+    {"var", "val", "exists", "in", "substr", "cat", "merge", "missing", "missing_some"}
+)
+
+
+def _operand_count(op: str, args: object) -> int:
+    """How many operands an operator works through: ``missing``'s keys may be one array."""
+    if not isinstance(args, (list, tuple)):
+        return 1
+    if op == "missing" and len(args) == 1 and isinstance(args[0], (list, tuple)):
+        return len(args[0])
+    if op == "missing_some" and len(args) == 2 and isinstance(args[1], (list, tuple)):
+        return len(args[1])
+    if op == "in" and len(args) == 2 and isinstance(args[1], (list, tuple)):
+        return len(args[1])  # a needle that is no text is compared with each element
+    return len(args)
+
+
+def _data_sized(op: str, codes: list[_Code]) -> bool:
+    """Tell whether the data decides the size of what ``op`` reads or builds."""
+    if op == "var":
+        return bool(codes) and codes[0].value is _NOCONST  # the default costs nothing more
+    if op == "in" and codes[1].value.__class__ is tuple:
+        return False  # a literal array: a set lookup, or one comparison per literal element
+    return any(c.value is _NOCONST for c in codes)
+
+
 def _key_path(parent: str, key: str) -> str:
     if _IDENT.fullmatch(key):
         return f"{parent}.{key}"
@@ -1224,6 +1606,10 @@ class _NoConst:
 
 
 _NOCONST: Final = _NoConst()
+
+
+class _NeedsMeter(Exception):
+    """Raised while compiling without a meter when the data decides part of the cost."""
 
 
 class _Code(NamedTuple):
@@ -1274,13 +1660,31 @@ class _Compiler:
     document can inject code. The code runs with empty builtins and sees only ``_RUNTIME``.
     """
 
-    def __init__(self, max_depth: int, max_nodes: int) -> None:
+    def __init__(self, max_depth: int, max_nodes: int, budget: Budget, *, metered: bool) -> None:
         self.max_depth = max_depth
         self.max_nodes = max_nodes
+        self.budget = budget
+        # Metered: every unit takes ``(data, up, m)``, ``m`` the evaluation's _Meter, and ``_f0``
+        # is a wrapper that makes the meter; the helpers ending in ``_m`` charge it.
+        self.metered = metered
+        self.cost = 0  # steps known at compile time (see Budget)
         self.nodes = 0
         self.consts: dict[str, object] = {}
         self.units: list[str] = []
-        self.n_units = 0
+        self.n_units = 1 if metered else 0
+
+    def meter(self) -> None:
+        """Note that the data decides part of the cost: the document needs a meter."""
+        if not self.metered:
+            raise _NeedsMeter
+
+    def over_budget(self, path: str) -> None:
+        if self.cost > self.budget.steps:
+            raise CriteriaError(
+                f"the document needs more than the budget of {self.budget.steps} steps "
+                f"(at least {self.cost})",
+                path=path,
+            )
 
     def const(self, value: object) -> str:
         name = f"_k{len(self.consts)}"
@@ -1302,7 +1706,7 @@ class _Compiler:
         self.n_units += 1
         code = build(u)
         body = []
-        if entry and u.uses_up:
+        if entry and u.uses_up and not self.metered:
             body.append("up = None")
         if u.uses_get:  # ``g`` reads a key of the data; plain dicts take the fastest branch
             body += [
@@ -1315,7 +1719,9 @@ class _Compiler:
             ]
         body.append(f"return {code.src}")
         params = "data, up" if with_up or (u.uses_up and not entry) else "data"
-        if entry:
+        if self.metered:
+            params = "data, up, m"
+        if entry and not self.metered:
             lines = [f"def {u.name}({params}):", "    try:"]
             lines += [f"        {line}" for line in body]
             lines += [
@@ -1332,6 +1738,9 @@ class _Compiler:
     def call_unit(self, build: Callable[[_Unit], _Code], depth: int, u: _Unit) -> _Code:
         """Generate a function for part of ``u``'s expression, in the same scope, and call it."""
         name, code, nu = self.unit(build, depth)
+        if self.metered:
+            u.uses_up = u.uses_up or nu.uses_up
+            return _Code(f"{name}(data, up, m)", code.is_bool)
         if nu.uses_up:
             u.uses_up = True
             return _Code(f"{name}(data, up)", code.is_bool)
@@ -1341,6 +1750,7 @@ class _Compiler:
 
     def count(self, path: str, depth: int) -> None:
         self.nodes += 1
+        self.cost += 1
         if self.nodes > self.max_nodes:
             raise CriteriaError(f"the document has more than {self.max_nodes} values", path=path)
         if depth > self.max_depth:
@@ -1393,6 +1803,9 @@ class _Compiler:
     def array(self, node: Sequence[object], path: str, depth: int, u: _Unit) -> _Code:
         codes = [self.expr(e, f"{path}[{i}]", depth + 1, u) for i, e in enumerate(node)]
         if all(c.value is not _NOCONST for c in codes):
+            # Scalars are copied in C, not one by one; arrays and objects are thawed one by one.
+            flat = sum(1 for c in codes if not _is_container(c.value))
+            self.cost -= flat - flat // _SIZE_PER_STEP
             return self.frozen_code(tuple(c.value for c in codes))
         return _Code("[" + "".join(f"{c.src}, " for c in codes) + "]")
 
@@ -1434,6 +1847,7 @@ class _Compiler:
         op_path = _key_path(path, op)
         if op not in _ARITY:
             raise CriteriaError(f"unknown operator {op!r}", path=op_path, error_type=_UNKNOWN)
+        self.cost += _OPERATION_STEPS + _OPERAND_STEPS.get(op, 0) * _operand_count(op, args)
         if op == "preserve":
             return self.frozen_code(self.freeze(args, op_path, depth + 1))
         if isinstance(args, (list, tuple)):
@@ -1473,27 +1887,28 @@ class _Compiler:
         if op == "try":
             return self.attempt(nodes, paths, arg_depth, u)
         if op in _ITERATORS or op in ("none", "reduce"):
-            return self.iterate(op, nodes, paths, depth=arg_depth, u=u)
+            return self.iterate(op, op_path, nodes, paths, depth=arg_depth, u=u)
         codes = [self.expr(n, p, arg_depth, u) for n, p in zip(nodes, paths, strict=True)]
         return self.simple(op, codes, op_path, u)
 
     def computed(self, op: str, node: object, op_path: str, depth: int, u: _Unit) -> _Code:
         """Generate an operator whose operand list is computed by logic."""
         code = self.expr(node, op_path, depth, u)
+        self.meter()  # the data decides how many operands there are
+        path = self.const(op_path)
         if op == "val":
             u.uses_up = True
-            return _Code(f"_val(data, up, {code.src})")
+            return _Code(f"_val_m(data, up, {code.src}, m, {path})")
         if op == "exists":
             u.uses_up = True
-            return _Code(f"_exists(data, up, {code.src})", True)
-        spread = f"_spread({code.src})"
+            return _Code(f"_exists_m(data, up, {code.src}, m, {path})", True)
+        spread = f"_spread_m({code.src}, m, {path})"
         if op == "cat":
-            return _Code(f"_cat({spread})")
+            return _Code(f"_cat_m({spread}, m, {path})")
         if op == "merge":
-            return _Code(f"_merge({spread})")
+            return _Code(f"_merge_m({spread}, m, {path})")
         if op == "missing":
-            return _Code(f"_missing(data, {spread})")
-        path = self.const(op_path)
+            return _Code(f"_missing_m(data, {spread}, m, {path})")
         fewest = _FEWEST_COMPUTED.get(op, 0)
         if fewest:
             spread = f"_at_least({spread}, {self.const(fewest)}, {path})"
@@ -1501,6 +1916,8 @@ class _Compiler:
 
     def simple(self, op: str, codes: list[_Code], op_path: str, u: _Unit) -> _Code:  # noqa: PLR0911, PLR0912
         srcs = "".join(f"{c.src}, " for c in codes)
+        if op in _SIZED and _data_sized(op, codes):
+            return self.sized(op, codes, op_path, u)
         if op == "var":
             return self.var(codes, u)
         if op == "val":
@@ -1547,6 +1964,30 @@ class _Compiler:
         if op == "throw":
             return _Code(f"_throw({codes[0].src}, {self.const(op_path)})")
         raise AssertionError(op)  # pragma: no cover - every operator is handled above
+
+    def sized(self, op: str, codes: list[_Code], op_path: str, u: _Unit) -> _Code:  # noqa: PLR0911
+        """Generate an operator whose cost grows with operands the data decides (metered)."""
+        self.meter()
+        srcs = "".join(f"{c.src}, " for c in codes)
+        path = self.const(op_path)
+        if op == "var":
+            default = codes[1].src if len(codes) > 1 else "None"
+            return _Code(f"_var_m(data, {codes[0].src}, {default}, m, {path})")
+        if op == "val":
+            u.uses_up = True
+            return _Code(f"_val_m(data, up, [{srcs}], m, {path})")
+        if op == "exists":
+            u.uses_up = True
+            return _Code(f"_exists_m(data, up, ({srcs}), m, {path})", True)
+        if op == "in":
+            return _Code(f"_in_m({codes[0].src}, {codes[1].src}, m, {path})", True)
+        if op == "substr":
+            return _Code(f"_substr_m(m, {path}, {srcs})")
+        if op == "missing_some":
+            return _Code(f"_missing_some_m(data, {srcs}m, {path})")
+        if op == "missing":
+            return _Code(f"_missing_m(data, ({srcs}), m, {path})")
+        return _Code(f"{(op == 'cat' and '_cat_m') or '_merge_m'}(({srcs}), m, {path})")
 
     # -- operators -------------------------------------------------------------------------
 
@@ -1775,7 +2216,8 @@ class _Compiler:
             climbs = climbs or nu.uses_up
         if climbs:
             u.uses_up = True
-        return _Code(f"_try(({', '.join(arms)},), data, {'up' if climbs else 'None'})")
+        helper, meter = ("_try_m", ", m") if self.metered else ("_try", "")
+        return _Code(f"{helper}(({', '.join(arms)},), data, {'up' if climbs else 'None'}{meter})")
 
     def if_chain(self, nodes: list[object], paths: list[str], depth: int, u: _Unit) -> _Code:
         """Generate ``if`` / ``?:``: condition, value, condition, value, ..., [else]."""
@@ -1833,14 +2275,34 @@ class _Compiler:
         return _Code("(" + " ".join(pieces) + " " + tail.src + ")", all_bool and tail.is_bool)
 
     def iterate(
-        self, op: str, nodes: list[object], paths: list[str], *, depth: int, u: _Unit
+        self, op: str, op_path: str, nodes: list[object], paths: list[str], *, depth: int, u: _Unit
     ) -> _Code:
         items = self.expr(nodes[0], paths[0], depth, u)
         if items.value is not _NOCONST and items.value.__class__ is not tuple:
             raise _refuse(f"{op!r} needs an array to go through", paths[0])
         if op in ("map", "filter", "reduce") and nodes[1] is None:
             raise _refuse(f"{op!r} needs logic to apply, not null", paths[1])
+        before = self.cost
         fn, _, nu = self.unit(lambda nu: self.expr(nodes[1], paths[1], depth, nu), depth)
+        each = self.cost - before  # the steps of one item (counted once so far)
+        literal = items.value.__class__ is tuple
+        if literal:  # the document alone says how many items: count them all now
+            self.cost += each * (len(items.value) - 1)  # type: ignore[arg-type]
+            self.over_budget(op_path)
+        else:
+            self.meter()  # the data says how many: the meter counts them as it runs
+        if self.metered:
+            return self.iterate_metered(
+                op=op,
+                items=items,
+                fn=fn,
+                each=0 if literal else each,
+                nu=nu,
+                u=u,
+                nodes=nodes,
+                paths=paths,
+                depth=depth,
+            )
         scope = ""
         if nu.uses_up:  # the logic climbs scopes: each item gets a frame
             u.uses_up = True
@@ -1853,12 +2315,44 @@ class _Compiler:
             return _Code(f"{helper}({fn}, {items.src}, {self.const(paths[0])}{scope})", True)
         return _Code(f"{_ITERATORS[op]}({fn}, {items.src}{scope})")
 
+    def iterate_metered(
+        self,
+        *,
+        op: str,
+        items: _Code,
+        fn: str,
+        each: int,
+        nu: _Unit,
+        u: _Unit,
+        nodes: list[object],
+        paths: list[str],
+        depth: int,
+    ) -> _Code:
+        """Generate an iteration that charges ``each`` steps per item from the data."""
+        scope = "None"
+        if nu.uses_up:
+            u.uses_up = True
+            scope = "(data, up)"
+        # The path of the array: what the data made too long, or what is no array.
+        tail = f"m, {self.const(each)}, {self.const(paths[0])}, {scope}"
+        if op == "reduce":
+            initial = self.expr(nodes[2], paths[2], depth, u).src if len(nodes) > 2 else "None"
+            return _Code(f"_reduce_m({fn}, {items.src}, {initial}, {tail})")
+        return _Code(f"_{op}_m({fn}, {items.src}, {tail})", op in _QUANTIFIERS)
 
-def _generate(rule: object, max_depth: int, max_nodes: int) -> tuple[str, dict[str, object]]:
-    """Return the generated source and its constants (exposed for tests and debugging)."""
-    compiler = _Compiler(max_depth, max_nodes)
+
+def _generate(
+    rule: object, max_depth: int, max_nodes: int, budget: Budget = DEFAULT_BUDGET
+) -> tuple[str, dict[str, object]]:
+    """Return the generated source and its constants (exposed for tests and debugging).
+
+    A document whose cost the data can change is compiled again with a meter (see Budget).
+    """
     try:
-        compiler.unit(lambda u: compiler.expr(rule, "$", 0, u), 0, entry=True)
+        try:
+            compiler = _compile(rule, max_depth, max_nodes, budget, metered=False)
+        except _NeedsMeter:
+            compiler = _compile(rule, max_depth, max_nodes, budget, metered=True)
     except CriteriaError:
         raise
     except RecursionError:  # pragma: no cover - the depth limit keeps the stack shallow
@@ -1868,8 +2362,40 @@ def _generate(rule: object, max_depth: int, max_nodes: int) -> tuple[str, dict[s
     return "\n\n".join(reversed(compiler.units)) + "\n", compiler.consts
 
 
+def _compile(
+    rule: object, max_depth: int, max_nodes: int, budget: Budget, *, metered: bool
+) -> _Compiler:
+    compiler = _Compiler(max_depth, max_nodes, budget, metered=metered)
+    top, _, _ = compiler.unit(lambda u: compiler.expr(rule, "$", 0, u), 0, entry=True)
+    compiler.over_budget("$")
+    if metered:
+        left = budget.steps - compiler.cost  # what is known now is charged up front
+        meter = (
+            f"[{compiler.const(left)}, {compiler.const(budget.steps)}, "
+            f"{compiler.const(budget.size)}]"
+        )
+        compiler.units.append(
+            "\n".join(
+                [
+                    "def _f0(data):",
+                    "    try:",
+                    f"        return {top}(data, None, {meter})",
+                    "    except _CriteriaError:",
+                    "        raise",
+                    "    except Exception as e:",
+                    "        raise _wrap(e) from e",
+                ]
+            )
+        )
+    return compiler
+
+
 def compile_logic(
-    rule: object, *, max_depth: int = DEFAULT_MAX_DEPTH, max_nodes: int = DEFAULT_MAX_NODES
+    rule: object,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    budget: Budget = DEFAULT_BUDGET,
 ) -> CompiledLogic:
     """Validate a JSON Logic document and compile it into a function of the data.
 
@@ -1900,14 +2426,33 @@ def compile_logic(
         )
     if not isinstance(max_nodes, int) or max_nodes < 1:
         raise ValidationError("max_nodes must be a positive int", field="max_nodes")
-    source, consts = _generate(rule, max_depth, max_nodes)
+    if not isinstance(budget, Budget):
+        raise ValidationError(f"budget must be a Budget, not {_show(budget)}", field="budget")
+    source, consts = _generate(rule, max_depth, max_nodes, budget)
     namespace: dict[str, object] = {"__builtins__": {}, **_RUNTIME, **consts}
-    try:
-        code = compile(source, "<json-logic>", "exec")
-    except (RecursionError, MemoryError, SyntaxError) as e:  # pragma: no cover - limits prevent
-        raise CriteriaError("the document is too complex to compile") from e
+    code = _to_code(source)
     # The source comes only from the templates above (see _Compiler); no document text is in it.
     exec(code, namespace)  # noqa: S102
     entry = namespace["_f0"]
     assert callable(entry)
     return entry
+
+
+def _to_code(source: str) -> CodeType:
+    """Compile generated source; a warning the compiler gives (under ``-W error``) is no fault.
+
+    The templates never put a literal beside ``is`` (document values are named constants), so
+    no SyntaxWarning is expected; should one arise under warnings-as-errors, the code is
+    compiled again with that warning silenced, rather than the document refused.
+    """
+    try:
+        return compile(source, "<json-logic>", "exec")
+    except SyntaxError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            try:
+                return compile(source, "<json-logic>", "exec")
+            except (RecursionError, MemoryError, SyntaxError) as e:  # pragma: no cover
+                raise CriteriaError("the document cannot be compiled") from e
+    except (RecursionError, MemoryError) as e:  # pragma: no cover - the limits prevent it
+        raise CriteriaError("the document is too complex to compile") from e
