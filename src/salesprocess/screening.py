@@ -14,15 +14,18 @@ from datetime import datetime
 from functools import partial
 from typing import Final
 
-from salesprocess.account import Account
+from salesprocess.account import Account, Screening
 from salesprocess.commands.qualifying import require_screened_before, screen_batch
 from salesprocess.criteria import Criteria
+from salesprocess.criteria_sql import prefilter, translates
 from salesprocess.errors import NotFound
-from salesprocess.qualification import QualificationReport
+from salesprocess.events import DomainEvent, LeadScreened
+from salesprocess.qualification import LazyClauses, QualificationReport
 from salesprocess.stage import Stage
+from salesprocess.storage.selection import BulkScreening, Key, ScreenedOut
 from salesprocess.unit_of_work import UnitOfWork
 
-__all__ = ["SCREEN_BATCH", "Progress", "screen_accounts"]
+__all__ = ["SCREEN_BATCH", "Progress", "screen_accounts", "screen_stage"]
 
 #: Accounts per batch (per transaction).
 SCREEN_BATCH: Final = 1000
@@ -71,3 +74,84 @@ def screen_accounts(
         if progress is not None:
             progress(min(start + batch_size, len(accounts)), len(accounts))
     return reports
+
+
+def screen_stage(
+    uow: UnitOfWork,
+    *,
+    criteria: Criteria,
+    stage: Stage,
+    moment: datetime,
+    progress: Progress | None = None,
+    batch_size: int = SCREEN_BATCH,
+) -> list[QualificationReport]:
+    """Screen every account at ``stage`` at ``moment``, oldest first, a batch at a time.
+
+    With a repository that is a :class:`~salesprocess.storage.selection.BulkScreening` and
+    criteria that translate (:mod:`salesprocess.criteria_sql`), the store rules out in SQL
+    the prospects that surely fail and records their screening without decoding them; the
+    criteria judge the rest. Otherwise every prospect is read and judged in Python
+    (:func:`screen_accounts`). The records, events and reports are the same either way.
+    """
+    repository = uow.repository
+    check = prefilter(criteria)
+    if not (isinstance(repository, BulkScreening) and translates(check)):
+        prospects = list(repository.with_stage(stage))
+        return screen_accounts(
+            uow, prospects, criteria=criteria, stage=stage, moment=moment,
+            progress=progress, batch_size=batch_size,
+        )  # fmt: skip
+    latest = repository.latest_screening(stage=stage)
+    if latest is not None and moment < latest:
+        require_screened_before(repository.with_stage(stage), moment)  # names who, raises
+    total = repository.count_by_stage().get(stage, 0)
+    failed = Screening(moment, criteria.name, criteria.version, False)
+    reports: list[QualificationReport] = []
+    after: Key | None = None
+    done = 0
+    while True:
+        with repository.atomic():
+            page = repository.screen_out(
+                check, stage=stage, screening=failed, after=after, limit=batch_size
+            )
+            judged = screen_batch(page.may_pass, moment, criteria=criteria, stage=stage)
+            for account in judged.writes:
+                repository.save(account, expected_version=account.version)
+            batch, events = _merged(page, judged.result, judged.events, criteria, failed)
+            if events:
+                repository.after_commit(partial(uow.bus.publish, events))
+        reports.extend(batch)
+        done += len(page.order)
+        if progress is not None and page.order:
+            progress(min(done, max(total, done)), max(total, done))
+        if page.after is None:
+            return reports
+        after = page.after
+
+
+def _merged(
+    page: ScreenedOut,
+    judged: Sequence[QualificationReport],
+    judged_events: Sequence[DomainEvent],
+    criteria: Criteria,
+    failed: Screening,
+) -> tuple[list[QualificationReport], tuple[DomainEvent, ...]]:
+    """Return the page's reports and events in its accounts' order, as one by one gives them."""
+    reports = {report.account_id: report for report in judged}
+    events = {e.account_id: e for e in judged_events if isinstance(e, LeadScreened)}
+    in_order: list[QualificationReport] = []
+    published: list[DomainEvent] = []
+    for account_id in page.order:
+        stored = page.ruled_out.get(account_id)
+        if stored is not None:
+            in_order.append(
+                QualificationReport(
+                    account_id, criteria.name, criteria.version, failed.at, False,
+                    LazyClauses(criteria, stored),
+                )
+            )  # fmt: skip
+            published.append(LeadScreened(account_id, failed.at, failed))
+        elif account_id in reports:
+            in_order.append(reports[account_id])
+            published.append(events[account_id])
+    return in_order, tuple(published)

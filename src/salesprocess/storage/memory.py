@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from salesprocess.account import Account, unchecked_copy
+from salesprocess.criteria_sql import Prefilter, may_pass
 from salesprocess.errors import ConflictError, NotFound
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
@@ -172,6 +173,15 @@ class InMemoryRepository:
             matching = [a for a in self._accounts.values() if a.stage is stage]
         matching.sort(key=lambda a: (a.created_at, a.id))
         return iter(matching)
+
+    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
+
+        The reference of :class:`~salesprocess.storage.selection.CriteriaSelection`:
+        :func:`~salesprocess.criteria_sql.may_pass` on each account's attributes, the
+        predicate every SQL rendering must agree with.
+        """
+        return (a for a in self.with_stage(stage) if may_pass(check, a.attributes))
 
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage."""

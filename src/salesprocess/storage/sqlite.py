@@ -61,9 +61,10 @@ from datetime import date, datetime
 from typing import Final, Literal
 
 from salesprocess import reports
-from salesprocess.account import Account, Channel, unchecked_copy
+from salesprocess.account import Account, Channel, Screening, unchecked_copy
 from salesprocess.checks import require_number
 from salesprocess.clock import require_aware
+from salesprocess.criteria_sql import Prefilter
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
 from salesprocess.reports.flow import FlowPeriodName, flow_arguments, flow_periods, period_start
@@ -72,6 +73,7 @@ from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
+from salesprocess.storage.criteria_sql import screening_json, sqlite_where
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -91,7 +93,15 @@ from salesprocess.storage.readmodel import (
     is_lead,
     lead_columns,
 )
-from salesprocess.storage.serialise import created_key, dumps, loads, remember
+from salesprocess.storage.selection import ScreenedOut, StoredFacts
+from salesprocess.storage.serialise import (
+    cached_loads,
+    created_key,
+    dumps,
+    loads,
+    moment_from_text,
+    remember,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -908,6 +918,96 @@ class SQLiteRepository:
                     f"{_READ} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
                 ).fetchall()
         return self._accounts(rows, "paging accounts")
+
+    # --- criteria in SQL ----------------------------------------------------------------------
+
+    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
+
+        The prefilter runs in SQL (:mod:`salesprocess.storage.criteria_sql`): the accounts it
+        rules out are never fetched nor decoded. Read in pages, as :meth:`with_stage` is.
+        """
+        name = str(Stage(stage))
+        where, params = sqlite_where(check)
+        what = f"selecting prospects at {name}"
+
+        def fetch(after: Key | None) -> list[tuple[object, ...]]:
+            bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
+            keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+            with self._using(what) as connection:
+                return connection.execute(
+                    "SELECT created_at, id, data, stamp, purchase_count FROM accounts "  # noqa: S608 - ours
+                    f"WHERE stage = :stage {bound}AND ({where}) "
+                    "ORDER BY created_at, id LIMIT :limit",
+                    {**params, **keys, "stage": name, "limit": PAGE_SIZE},
+                ).fetchall()
+
+        return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
+
+    def latest_screening(self, *, stage: Stage) -> datetime | None:
+        """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
+        with self._using("reading the last screenings") as connection:
+            texts = connection.execute(
+                "SELECT DISTINCT json_extract(data, '$.screenings[#-1].at') FROM accounts "
+                "WHERE stage = ? AND json_array_length(data, '$.screenings') > 0",
+                (str(Stage(stage)),),
+            ).fetchall()
+        return max((moment_from_text(text) for (text,) in texts), default=None)
+
+    def screen_out(
+        self,
+        check: Prefilter,
+        *,
+        stage: Stage,
+        screening: Screening,
+        after: Key | None,
+        limit: int,
+    ) -> ScreenedOut:
+        """Record ``screening`` on the page's accounts ``check`` rules out; decode the rest.
+
+        The ruled-out accounts' JSON gains the screening in SQL (``json_set``), their version
+        goes up by one and their row gets a new stamp, all in one ``UPDATE``; nothing of them
+        is decoded.
+        """
+        name = str(Stage(stage))
+        where, params = sqlite_where(check)
+        record = screening_json(screening)
+        bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
+        keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+        what = f"screening prospects at {name}"
+        with self.atomic(), self._using(what) as connection:
+            page = connection.execute(
+                f"SELECT created_at, id, ({where}) FROM accounts "  # noqa: S608 - ours
+                f"WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
+                {**params, **keys, "stage": name, "limit": limit},
+            ).fetchall()
+            out = [row[1] for row in page if not row[2]]
+            kept = [row[1] for row in page if row[2]]
+            ruled_out: dict[str, object] = {}
+            for chunk in _chunks(out):
+                for account_id, data in connection.execute(
+                    "UPDATE accounts SET version = version + 1, "  # noqa: S608 - marks
+                    "stamp = (random() & 4611686018427387903) + 1, "
+                    "data = json_set(data, '$.version', version + 1, '$.screenings', json_insert("
+                    "coalesce(json_extract(data, '$.screenings'), '[]'), '$[#]', json(?))) "
+                    f"WHERE id IN ({_marks(len(chunk))}) RETURNING id, data",
+                    (record, *chunk),
+                ):
+                    ruled_out[account_id] = StoredFacts(data, cached_loads)
+            rows = [
+                row
+                for chunk in _chunks(kept)
+                for row in connection.execute(
+                    f"{_READ} WHERE id IN ({_marks(len(chunk))})", chunk
+                ).fetchall()
+            ]
+        by_id = {account.id: account for account in self._accounts(rows, what)}
+        return ScreenedOut(
+            order=tuple(row[1] for row in page),
+            ruled_out=ruled_out,
+            may_pass=tuple(by_id[i] for i in kept if i in by_id),
+            after=(page[-1][0], page[-1][1]) if len(page) == limit else None,
+        )
 
     # --- reports ----------------------------------------------------------------------------
 
