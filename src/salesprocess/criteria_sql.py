@@ -71,6 +71,7 @@ __all__ = [
     "Value",
     "kind_of",
     "may_pass",
+    "must_pass",
     "outcome_holds",
     "prefilter",
     "render",
@@ -460,10 +461,19 @@ def _holds(outcome: Outcome, value: object, must: bool) -> bool:  # noqa: PLR091
     return bool(a >= b)  # type: ignore[operator]
 
 
+def _exact(number: object) -> bool:
+    """Whether every store compares ``number`` exactly: an int within 2**53 (a real may not be)."""
+    return type(number) is int and -_SAFE < number < _SAFE
+
+
 def _judge(node: Prefilter, facts: Mapping[str, object], must: bool) -> bool:
     if isinstance(node, Test):
         value = _at(facts, node.path)
-        return _holds(node.outcome(kind_of(value)), value, must)
+        kind = kind_of(value)
+        outcome = node.outcome(kind)
+        if kind == "number" and isinstance(outcome, Compare | OneOf) and not _exact(value):
+            outcome = UNKNOWN
+        return _holds(outcome, value, must)
     if isinstance(node, Const):
         return _holds(node.outcome, None, must)
     if isinstance(node, Not):
@@ -476,10 +486,21 @@ def _judge(node: Prefilter, facts: Mapping[str, object], must: bool) -> bool:
 def may_pass(check: Prefilter, facts: Mapping[str, object]) -> bool:
     """Return whether the prospect whose stored attributes are ``facts`` may pass.
 
-    ``False`` means the criteria surely do not pass it; ``True`` that Python must judge. This
-    is what every adapter's SQL rendering of ``check`` must select, row for row.
+    ``False`` means the criteria surely do not pass it; ``True`` that Python must judge. It is
+    the reference for the stores: each selects every prospect the criteria pass and none that
+    ``may_pass`` rules out. Numbers are compared here only when they are ints within 2**53 (as
+    SQLite can); a store that compares more exactly (PostgreSQL's ``numeric``) may select fewer.
     """
     return _judge(check, facts, must=False)
+
+
+def must_pass(check: Prefilter, facts: Mapping[str, object]) -> bool:
+    """Return whether the criteria surely pass the prospect whose attributes are ``facts``.
+
+    ``True`` means no evaluation in Python is needed: it passes. Where the types make the
+    answer certain, ``must_pass`` and :func:`may_pass` agree (and equal the criteria's verdict).
+    """
+    return _judge(check, facts, must=True)
 
 
 def translates(node: Prefilter) -> bool:
@@ -503,14 +524,16 @@ def render(
     *,
     true: str = "1",
     false: str = "0",
+    must: bool = False,
 ) -> str:
     """Return ``check`` as SQL: ``test(leaf, must)`` renders a :class:`Test` in a dialect.
 
-    The result selects every row the criteria may pass (``must`` false); under a negation the
+    The result selects every row the criteria may pass, or with ``must`` every row they surely
+    pass (each unknown outcome then drops the row); under a negation the
     operand is rendered as what *surely* passes (``must`` true) and negated, so an unknown or
     erroneous outcome keeps the row either way. Constants fold away.
     """
-    folded = _render(check, test, must=False)
+    folded = _render(check, test, must=must)
     if folded is True:
         return true
     if folded is False:

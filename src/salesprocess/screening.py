@@ -88,10 +88,11 @@ def screen_stage(
     """Screen every account at ``stage`` at ``moment``, oldest first, a batch at a time.
 
     With a repository that is a :class:`~salesprocess.storage.selection.BulkScreening` and
-    criteria that translate (:mod:`salesprocess.criteria_sql`), the store rules out in SQL
-    the prospects that surely fail and records their screening without decoding them; the
-    criteria judge the rest. Otherwise every prospect is read and judged in Python
-    (:func:`screen_accounts`). The records, events and reports are the same either way.
+    criteria that translate (:mod:`salesprocess.criteria_sql`), the store decides in SQL
+    the prospects whose verdict the prefilter makes certain and records their screening
+    without decoding them; the criteria judge the rest in Python. Otherwise every prospect is
+    read and judged in Python (:func:`screen_accounts`). The records, events and reports are
+    the same either way.
     """
     repository = uow.repository
     check = prefilter(criteria)
@@ -106,18 +107,20 @@ def screen_stage(
         require_screened_before(repository.with_stage(stage), moment)  # names who, raises
     total = repository.count_by_stage().get(stage, 0)
     failed = Screening(moment, criteria.name, criteria.version, False)
+    passed = Screening(moment, criteria.name, criteria.version, True)
     reports: list[QualificationReport] = []
     after: Key | None = None
     done = 0
     while True:
         with repository.atomic():
             page = repository.screen_out(
-                check, stage=stage, screening=failed, after=after, limit=batch_size
-            )
-            judged = screen_batch(page.may_pass, moment, criteria=criteria, stage=stage)
+                check, stage=stage, passed=passed, failed=failed, after=after,
+                limit=batch_size,
+            )  # fmt: skip
+            judged = screen_batch(page.undecided, moment, criteria=criteria, stage=stage)
             for account in judged.writes:
                 repository.save(account, expected_version=account.version)
-            batch, events = _merged(page, judged.result, judged.events, criteria, failed)
+            batch, events = _merged(page, judged.result, judged.events, criteria, (failed, passed))
             if events:
                 repository.after_commit(partial(uow.bus.publish, events))
         reports.extend(batch)
@@ -134,23 +137,25 @@ def _merged(
     judged: Sequence[QualificationReport],
     judged_events: Sequence[DomainEvent],
     criteria: Criteria,
-    failed: Screening,
+    records: tuple[Screening, Screening],
 ) -> tuple[list[QualificationReport], tuple[DomainEvent, ...]]:
     """Return the page's reports and events in its accounts' order, as one by one gives them."""
     reports = {report.account_id: report for report in judged}
     events = {e.account_id: e for e in judged_events if isinstance(e, LeadScreened)}
     in_order: list[QualificationReport] = []
     published: list[DomainEvent] = []
+    name, version = criteria.name, criteria.version
     for account_id in page.order:
-        stored = page.ruled_out.get(account_id)
-        if stored is not None:
+        decided = page.decided.get(account_id)
+        if decided is not None:
+            verdict, stored = decided
+            record = records[verdict]
             in_order.append(
                 QualificationReport(
-                    account_id, criteria.name, criteria.version, failed.at, False,
-                    LazyClauses(criteria, stored),
+                    account_id, name, version, record.at, verdict, LazyClauses(criteria, stored)
                 )
-            )  # fmt: skip
-            published.append(LeadScreened(account_id, failed.at, failed))
+            )
+            published.append(LeadScreened(account_id, record.at, record))
         elif account_id in reports:
             in_order.append(reports[account_id])
             published.append(events[account_id])

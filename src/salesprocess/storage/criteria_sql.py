@@ -37,13 +37,16 @@ from salesprocess.criteria_sql import (
 )
 from salesprocess.storage.serialise import converter
 
-__all__ = ["postgres_where", "screening_json", "sqlite_where"]
+__all__ = ["Params", "postgres_where", "screening_json", "sqlite_where"]
 
 _SAFE: Final = 2**53 - 1
 
 
-class _Params(dict[str, object]):
+class Params(dict[str, object]):
+    """Named parameters of one statement, named ``p0``, ``p1``, ... as they are added."""
+
     def add(self, value: object) -> str:
+        """Add ``value``; return its name."""
         name = f"p{len(self)}"
         self[name] = value
         return name
@@ -67,7 +70,7 @@ def _sqlite_path(path: tuple[str, ...]) -> str:
     return "$.attributes" + "".join(f'."{key}"' for key in path)  # keys are identifiers
 
 
-def _integer_test(value: str, outcome: Compare | OneOf, params: _Params) -> str:
+def _integer_test(value: str, outcome: Compare | OneOf, params: Params) -> str:
     """``outcome`` on an integer ``value`` (the literal made an integer bound where needed)."""
     if isinstance(outcome, OneOf):
         whole = [
@@ -87,7 +90,7 @@ def _integer_test(value: str, outcome: Compare | OneOf, params: _Params) -> str:
     return f"{value} {op} :{params.add(int(literal))}"
 
 
-def _text_test(value: str, outcome: Compare | OneOf, params: _Params, mark: str) -> str:
+def _text_test(value: str, outcome: Compare | OneOf, params: Params, mark: str) -> str:
     if isinstance(outcome, OneOf):
         texts = [t for t in outcome.literals if isinstance(t, str)]
         if not texts:
@@ -96,7 +99,7 @@ def _text_test(value: str, outcome: Compare | OneOf, params: _Params, mark: str)
     return f"{value} {outcome.op} {mark.format(params.add(outcome.literal))}"
 
 
-def _sqlite_test(leaf: Test, must: bool, params: _Params, column: str) -> str:
+def _sqlite_test(leaf: Test, must: bool, params: Params, column: str) -> str:
     path = ":" + params.add(_sqlite_path(leaf.path))
     value = f"json_extract({column}, {path})"
     branches = []
@@ -128,20 +131,23 @@ def _sqlite_test(leaf: Test, must: bool, params: _Params, column: str) -> str:
     return f"CASE {kind} {' '.join(branches)} ELSE {'0' if must else '1'} END"
 
 
-def sqlite_where(check: Prefilter, column: str = "data") -> tuple[str, dict[str, object]]:
+def sqlite_where(
+    check: Prefilter, column: str = "data", *, must: bool = False, params: Params | None = None
+) -> tuple[str, dict[str, object]]:
     """Return ``check`` as an SQLite expression over ``column`` and its named parameters.
 
-    The expression is 1 for every row whose account the criteria may pass.
+    The expression is 1 for every row whose account the criteria may pass (``must``: surely
+    pass). ``params`` collects the parameters of several expressions of one statement.
     """
-    params = _Params()
-    sql = render(check, lambda leaf, must: _sqlite_test(leaf, must, params, column))
+    params = Params() if params is None else params
+    sql = render(check, lambda leaf, m: _sqlite_test(leaf, m, params, column), must=must)
     return sql, dict(params)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_number(outcome: Compare | OneOf, value: str, params: _Params) -> str:
+def _pg_number(outcome: Compare | OneOf, value: str, params: Params) -> str:
     def literal(n: object) -> str:
         exact = Decimal(repr(n)) if isinstance(n, float) else n
         return f"%({params.add(exact)})s::numeric"
@@ -158,7 +164,7 @@ def _pg_bool(sql: str) -> str:
     return {"1": "TRUE", "0": "FALSE"}.get(sql, sql)
 
 
-def _postgres_test(leaf: Test, must: bool, params: _Params, column: str) -> str:
+def _postgres_test(leaf: Test, must: bool, params: Params, column: str) -> str:
     path = f"%({params.add(['attributes', *leaf.path])})s::text[]"
     found = f"({column} #> {path})"
     raw = f"({column} #>> {path})"
@@ -201,17 +207,21 @@ def _postgres_test(leaf: Test, must: bool, params: _Params, column: str) -> str:
     return f"CASE {kind} {' '.join(branches)} ELSE {keep} END"
 
 
-def postgres_where(check: Prefilter, column: str = "data") -> tuple[str, dict[str, object]]:
+def postgres_where(
+    check: Prefilter, column: str = "data", *, must: bool = False, params: Params | None = None
+) -> tuple[str, dict[str, object]]:
     """Return ``check`` as a PostgreSQL condition over the ``json`` ``column``, with parameters.
 
-    The condition is true for every row whose account the criteria may pass.
+    The condition is true for every row whose account the criteria may pass (``must``: surely
+    pass). ``params`` collects the parameters of several conditions of one statement.
     """
-    params = _Params()
+    params = Params() if params is None else params
     sql = render(
         check,
-        lambda leaf, must: _postgres_test(leaf, must, params, column),
+        lambda leaf, m: _postgres_test(leaf, m, params, column),
         true="TRUE",
         false="FALSE",
+        must=must,
     )
     return sql, dict(params)
 

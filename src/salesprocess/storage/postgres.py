@@ -77,7 +77,7 @@ from salesprocess.reports.flow import FlowPeriodName
 from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import postgres_where, screening_json
+from salesprocess.storage.criteria_sql import Params, postgres_where, screening_json
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -905,48 +905,54 @@ class PostgresRepository:
         check: Prefilter,
         *,
         stage: Stage,
-        screening: Screening,
+        passed: Screening,
+        failed: Screening,
         after: Key | None,
         limit: int,
     ) -> ScreenedOut:
-        """Record ``screening`` on the page's accounts ``check`` rules out; decode the rest.
+        """Record the page's screenings that ``check`` decides in SQL; decode the rest.
 
-        The ruled-out rows are locked, their JSON gains the screening as plain JSON (no
-        account is decoded) and is written back with the version raised by one and a new
-        stamp.
+        The page's rows are locked; those the prefilter surely passes gain ``passed``, those
+        it rules out ``failed``, appended to their JSON as plain JSON (no account is decoded)
+        and written back with the version raised by one and a new stamp.
         """
         name = str(Stage(stage))
-        where, params = postgres_where(check)
-        record = json.loads(screening_json(screening))
+        params = Params()
+        may, _ = postgres_where(check, params=params)
+        must, _ = postgres_where(check, must=True, params=params)
+        records = {
+            True: json.loads(screening_json(passed)),
+            False: json.loads(screening_json(failed)),
+        }
         bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
         keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
         what = f"screening prospects at {name}"
         with self.atomic(), self._using(what) as connection:
             page = connection.execute(
-                f"SELECT created_at, id, ({where}), version, CASE WHEN ({where}) THEN NULL "  # noqa: S608 - ours
-                "ELSE data::text END FROM salesprocess_accounts "
-                f"WHERE stage = %(stage)s {bound}ORDER BY created_at, id LIMIT %(limit)s "
-                "FOR UPDATE",
+                f"SELECT created_at, id, ({must}), ({may}), version, data::text "  # noqa: S608
+                f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}"
+                "ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE",
                 {**params, **keys, "stage": name, "limit": limit},
             ).fetchall()
-            ruled_out: dict[str, object] = {}
+            decided: dict[str, tuple[bool, object]] = {}
             writes = []
-            for _at, key, may, version, text in page:
-                if may:
+            for _at, key, surely, maybe, version, text in page:
+                if maybe and not surely:
                     continue
                 value = json.loads(text)
-                value.setdefault("screenings", []).append(record)
+                value.setdefault("screenings", []).append(records[bool(surely)])
                 value["version"] = version + 1
                 data = encode_json(value)
                 writes.append((data, version + 1, readmodel.new_stamp(), key))
-                ruled_out[_unkey(key)] = StoredFacts(data, cached_loads)
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    "UPDATE salesprocess_accounts SET data = %s::json, version = %s, stamp = %s "
-                    "WHERE id = %s",
-                    writes,
-                )
-            kept = [row[1] for row in page if row[2]]
+                decided[_unkey(key)] = (bool(surely), StoredFacts(data, cached_loads))
+            if writes:
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        "UPDATE salesprocess_accounts SET data = %s::json, version = %s, "
+                        "stamp = %s WHERE id = %s",
+                        writes,
+                    )
+            kept = [row[1] for row in page if _unkey(row[1]) not in decided]
             rows = (
                 connection.execute(f"{_READ} WHERE id = ANY(%s)", (kept,)).fetchall()
                 if kept
@@ -955,8 +961,8 @@ class PostgresRepository:
         by_id = {account.id: account for account in self._accounts(rows, what)}
         return ScreenedOut(
             order=tuple(_unkey(row[1]) for row in page),
-            ruled_out=ruled_out,
-            may_pass=tuple(by_id[_unkey(k)] for k in kept if _unkey(k) in by_id),
+            decided=decided,
+            undecided=tuple(by_id[_unkey(k)] for k in kept if _unkey(k) in by_id),
             after=(page[-1][0], page[-1][1]) if len(page) == limit else None,
         )
 

@@ -45,22 +45,22 @@ class CriteriaSelection(Protocol):
 class ScreenedOut:
     """One page of a bulk screen as :meth:`BulkScreening.screen_out` left it.
 
-    ``order`` is the page's account ids, oldest first; ``ruled_out`` maps the ids that the
-    prefilter ruled out (now screened, failed) to an object whose ``facts()`` are the account's
-    facts as stored, read only when called; ``may_pass`` are the other accounts, decoded and
-    unchanged, for the criteria to judge. ``after`` is where the next page starts (``None``:
-    this was the last).
+    ``order`` is the page's account ids, oldest first. ``decided`` maps the ids the prefilter
+    decided (and whose screening is now stored) to the verdict and an object whose ``facts()``
+    are the account's facts as stored, read only when called; ``undecided`` are the other
+    accounts, decoded and unchanged, for the criteria to judge. ``after`` is where the next
+    page starts (``None``: this was the last).
     """
 
     order: tuple[str, ...]
-    ruled_out: Mapping[str, object]
-    may_pass: tuple[Account, ...]
+    decided: Mapping[str, tuple[bool, object]]
+    undecided: tuple[Account, ...]
     after: Key | None
 
 
 @runtime_checkable
 class BulkScreening(CriteriaSelection, Protocol):
-    """A store that records the screenings of ruled-out prospects without decoding them."""
+    """A store that records the screenings its prefilter decides without decoding accounts."""
 
     def latest_screening(self, *, stage: Stage) -> datetime | None:
         """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
@@ -71,15 +71,18 @@ class BulkScreening(CriteriaSelection, Protocol):
         check: Prefilter,
         *,
         stage: Stage,
-        screening: Screening,
+        passed: Screening,
+        failed: Screening,
         after: Key | None,
         limit: int,
     ) -> ScreenedOut:
         """Take the next ``limit`` accounts at ``stage`` after ``after``, oldest first.
 
-        Each one ``check`` rules out gets ``screening`` appended to its screenings and its
-        version raised by one, as saving it would; the others are returned decoded. Runs in
-        one transaction (the caller's ``atomic()`` block when one is open).
+        Each one ``check`` surely passes (:func:`~salesprocess.criteria_sql.must_pass`) gets
+        ``passed`` appended to its screenings, each it rules out (not
+        :func:`~salesprocess.criteria_sql.may_pass`) gets ``failed``, its version raised by
+        one, as saving it would; the others are returned decoded. Runs in one transaction (the
+        caller's ``atomic()`` block when one is open).
         """
         ...
 

@@ -73,7 +73,7 @@ from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import screening_json, sqlite_where
+from salesprocess.storage.criteria_sql import Params, screening_json, sqlite_where
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -959,41 +959,49 @@ class SQLiteRepository:
         check: Prefilter,
         *,
         stage: Stage,
-        screening: Screening,
+        passed: Screening,
+        failed: Screening,
         after: Key | None,
         limit: int,
     ) -> ScreenedOut:
-        """Record ``screening`` on the page's accounts ``check`` rules out; decode the rest.
+        """Record the page's screenings that ``check`` decides in SQL; decode the rest.
 
-        The ruled-out accounts' JSON gains the screening in SQL (``json_set``), their version
-        goes up by one and their row gets a new stamp, all in one ``UPDATE``; nothing of them
-        is decoded.
+        One ``UPDATE`` appends ``passed`` to the accounts the prefilter surely passes and
+        ``failed`` to those it rules out (``json_set`` on their JSON), raises their version by
+        one and gives their rows a new stamp; nothing of them is decoded.
         """
         name = str(Stage(stage))
-        where, params = sqlite_where(check)
-        record = screening_json(screening)
+        params = Params()
+        may, _ = sqlite_where(check, params=params)
+        must, _ = sqlite_where(check, must=True, params=params)
         bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
         keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
         what = f"screening prospects at {name}"
         with self.atomic(), self._using(what) as connection:
             page = connection.execute(
-                f"SELECT created_at, id, ({where}) FROM accounts "  # noqa: S608 - ours
-                f"WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
-                {**params, **keys, "stage": name, "limit": limit},
+                f"SELECT created_at, id FROM accounts WHERE stage = :stage {bound}"  # noqa: S608
+                "ORDER BY created_at, id LIMIT :limit",
+                {**keys, "stage": name, "limit": limit},
             ).fetchall()
-            out = [row[1] for row in page if not row[2]]
-            kept = [row[1] for row in page if row[2]]
-            ruled_out: dict[str, object] = {}
-            for chunk in _chunks(out):
-                for account_id, data in connection.execute(
-                    "UPDATE accounts SET version = version + 1, "  # noqa: S608 - marks
+            decided: dict[str, tuple[bool, object]] = {}
+            if page:
+                for account_id, verdict, data in connection.execute(
+                    "UPDATE accounts SET version = version + 1, "  # noqa: S608 - ours
                     "stamp = (random() & 4611686018427387903) + 1, "
-                    "data = json_set(data, '$.version', version + 1, '$.screenings', json_insert("
-                    "coalesce(json_extract(data, '$.screenings'), '[]'), '$[#]', json(?))) "
-                    f"WHERE id IN ({_marks(len(chunk))}) RETURNING id, data",
-                    (record, *chunk),
-                ):
-                    ruled_out[account_id] = StoredFacts(data, cached_loads)
+                    "data = json_set(data, '$.version', version + 1, '$.screenings', "
+                    "json_insert(coalesce(json_extract(data, '$.screenings'), '[]'), '$[#]', "
+                    f"json(CASE WHEN ({must}) THEN :passed ELSE :failed END))) "
+                    f"WHERE stage = :stage {bound}AND (created_at, id) <= (:last_at, :last_id) "
+                    f"AND (({must}) OR NOT ({may})) "
+                    "RETURNING id, json_extract(data, '$.screenings[#-1].passed'), data",
+                    {
+                        **params, **keys, "stage": name, "last_at": page[-1][0],
+                        "last_id": page[-1][1], "passed": screening_json(passed),
+                        "failed": screening_json(failed),
+                    },
+                ):  # fmt: skip
+                    decided[account_id] = (bool(verdict), StoredFacts(data, cached_loads))
+            kept = [row[1] for row in page if row[1] not in decided]
             rows = [
                 row
                 for chunk in _chunks(kept)
@@ -1004,8 +1012,8 @@ class SQLiteRepository:
         by_id = {account.id: account for account in self._accounts(rows, what)}
         return ScreenedOut(
             order=tuple(row[1] for row in page),
-            ruled_out=ruled_out,
-            may_pass=tuple(by_id[i] for i in kept if i in by_id),
+            decided=decided,
+            undecided=tuple(by_id[i] for i in kept if i in by_id),
             after=(page[-1][0], page[-1][1]) if len(page) == limit else None,
         )
 
