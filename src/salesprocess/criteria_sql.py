@@ -62,12 +62,12 @@ __all__ = [
     "Compare",
     "Const",
     "Kind",
+    "Leaf",
     "NonEmpty",
     "Not",
     "OneOf",
     "Outcome",
     "Prefilter",
-    "Test",
     "Value",
     "kind_of",
     "may_pass",
@@ -122,7 +122,7 @@ UNKNOWN: Final = "unknown"
 #: An outcome where JSON Logic raises an error (the criteria then fail the prospect).
 ERROR: Final = "error"
 
-#: What a :class:`Test` gives for one kind of stored value.
+#: What a :class:`Leaf` gives for one kind of stored value.
 Outcome: TypeAlias = bool | Literal["unknown", "error"] | Compare | OneOf | NonEmpty
 
 
@@ -131,7 +131,7 @@ def _outcomes(given: Mapping[Kind, Outcome]) -> Mapping[Kind, Outcome]:
 
 
 @attrs.frozen
-class Test:
+class Leaf:
     """A clause over one stored value: its outcome for each kind of value found at ``path``.
 
     ``path`` is the attribute's keys (``("address", "country")``); a kind not in
@@ -175,7 +175,7 @@ class AnyOf:
 
 
 #: The predicate tree: is the criteria's result truthy for this prospect?
-Prefilter: TypeAlias = Const | Not | AllOf | AnyOf | Test
+Prefilter: TypeAlias = Const | Not | AllOf | AnyOf | Leaf
 
 
 # -- translating -------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def _path(args: list[object]) -> tuple[tuple[str, ...], object] | None:
 
 
 def _variable(args: list[object], rule: Callable[[Kind], Outcome], clause: object) -> Prefilter:
-    """Return a :class:`Test` of a ``var`` by ``rule``, the kinds of one value judged in Python.
+    """Return a :class:`Leaf` of a ``var`` by ``rule``, the kinds of one value judged in Python.
 
     ``clause`` is the JSON Logic the test stands for: evaluated on a missing value, ``null``,
     ``true`` and ``false``, it gives those outcomes exactly, defaults and all.
@@ -327,7 +327,7 @@ def _variable(args: list[object], rule: Callable[[Kind], Outcome], clause: objec
         outcomes[kind] = _evaluate(clause, data)  # type: ignore[index]
     for kind in ("number", "text", "array", "object"):
         outcomes[kind] = rule(kind)  # type: ignore[index, arg-type]
-    return Test(path, outcomes)
+    return Leaf(path, outcomes)
 
 
 def _evaluate(document: object, data: object) -> bool | Literal["error"]:
@@ -434,18 +434,20 @@ def _at(facts: Mapping[str, object], path: tuple[str, ...]) -> object:
     return value
 
 
-def _holds(outcome: Outcome, value: object, must: bool) -> bool:  # noqa: PLR0911
+def _holds(outcome: Outcome, value: object, truthy: bool) -> bool:
+    """Whether ``outcome`` on ``value`` is surely ``truthy`` (evaluated, and without error)."""
     if outcome is True or outcome is False:
-        return outcome
-    if outcome == UNKNOWN:
-        return not must
-    if outcome == ERROR:
-        return must
+        return outcome is truthy
+    if outcome in (UNKNOWN, ERROR):
+        return False
+    return _exactly(outcome, value) is truthy  # type: ignore[arg-type]
+
+
+def _exactly(outcome: Compare | OneOf | NonEmpty, value: object) -> bool:  # noqa: PLR0911
     if isinstance(outcome, NonEmpty):
         return len(value) > 0  # type: ignore[arg-type]
     if isinstance(outcome, OneOf):
         return any(value == literal for literal in outcome.literals)
-    assert isinstance(outcome, Compare)
     a, b = value, outcome.literal
     op = outcome.op
     if op == "=":
@@ -466,41 +468,48 @@ def _exact(number: object) -> bool:
     return type(number) is int and -_SAFE < number < _SAFE
 
 
-def _judge(node: Prefilter, facts: Mapping[str, object], must: bool) -> bool:
-    if isinstance(node, Test):
+def _judge(node: Prefilter, facts: Mapping[str, object], truthy: bool) -> bool:
+    """Whether ``node`` is surely ``truthy`` on ``facts``: evaluated without error, so."""
+    if isinstance(node, Leaf):
         value = _at(facts, node.path)
         kind = kind_of(value)
         outcome = node.outcome(kind)
         if kind == "number" and isinstance(outcome, Compare | OneOf) and not _exact(value):
             outcome = UNKNOWN
-        return _holds(outcome, value, must)
+        return _holds(outcome, value, truthy)
     if isinstance(node, Const):
-        return _holds(node.outcome, None, must)
+        return _holds(node.outcome, None, truthy)
     if isinstance(node, Not):
-        return not _judge(node.operand, facts, not must)
-    if isinstance(node, AllOf):
-        return all(_judge(p, facts, must) for p in node.operands)
-    return any(_judge(p, facts, must) for p in node.operands)
+        return _judge(node.operand, facts, not truthy)
+    deciding = not isinstance(node, AllOf)  # an AND stops at a falsy operand, an OR at a truthy
+    for operand in node.operands:
+        if _judge(operand, facts, deciding):
+            return truthy is deciding
+        if not _judge(operand, facts, not deciding):
+            return False  # unknown, or an error: nothing is sure
+    return truthy is not deciding
 
 
 def may_pass(check: Prefilter, facts: Mapping[str, object]) -> bool:
     """Return whether the prospect whose stored attributes are ``facts`` may pass.
 
-    ``False`` means the criteria surely do not pass it; ``True`` that Python must judge. It is
-    the reference for the stores: each selects every prospect the criteria pass and none that
-    ``may_pass`` rules out. Numbers are compared here only when they are ints within 2**53 (as
-    SQLite can); a store that compares more exactly (PostgreSQL's ``numeric``) may select fewer.
+    ``False`` means the criteria surely do not pass it (they evaluate, without error, to a
+    falsy value); ``True`` that they may. It is the reference for the stores: each selects
+    every prospect the criteria pass and none that ``may_pass`` rules out. Numbers are
+    compared here only when they are ints within 2**53 (as SQLite can); a store that compares
+    more exactly (PostgreSQL's ``numeric``) may select fewer.
     """
-    return _judge(check, facts, must=False)
+    return not _judge(check, facts, truthy=False)
 
 
 def must_pass(check: Prefilter, facts: Mapping[str, object]) -> bool:
     """Return whether the criteria surely pass the prospect whose attributes are ``facts``.
 
-    ``True`` means no evaluation in Python is needed: it passes. Where the types make the
-    answer certain, ``must_pass`` and :func:`may_pass` agree (and equal the criteria's verdict).
+    ``True`` means they evaluate, without error, to a truthy value: no evaluation in Python is
+    needed. Where the types make the answer certain, ``must_pass`` equals :func:`may_pass`
+    (and the criteria's verdict).
     """
-    return _judge(check, facts, must=True)
+    return _judge(check, facts, truthy=True)
 
 
 def translates(node: Prefilter) -> bool:
@@ -509,7 +518,7 @@ def translates(node: Prefilter) -> bool:
 
 
 def _translated(node: Prefilter) -> bool:
-    if isinstance(node, Test):
+    if isinstance(node, Leaf):
         return True
     if isinstance(node, Const):
         return node.outcome != UNKNOWN
@@ -520,20 +529,23 @@ def _translated(node: Prefilter) -> bool:
 
 def render(
     check: Prefilter,
-    test: Callable[[Test, bool], str],
+    test: Callable[[Leaf, bool], str],
     *,
     true: str = "1",
     false: str = "0",
     must: bool = False,
 ) -> str:
-    """Return ``check`` as SQL: ``test(leaf, must)`` renders a :class:`Test` in a dialect.
+    """Return ``check`` as SQL; ``test(leaf, truthy)`` renders a :class:`Leaf` in a dialect.
 
-    The result selects every row the criteria may pass, or with ``must`` every row they surely
-    pass (each unknown outcome then drops the row); under a negation the
-    operand is rendered as what *surely* passes (``must`` true) and negated, so an unknown or
-    erroneous outcome keeps the row either way. Constants fold away.
+    ``test(leaf, truthy)`` must select the rows where the leaf surely evaluates, without error,
+    to a truthy (``truthy``) or falsy value. The result selects the rows the criteria may
+    pass (those not surely falsy), or with ``must`` those they surely pass. ``and`` / ``or``
+    are rendered with their short-circuit, so an error in an operand that JSON Logic never
+    evaluates changes nothing. Constants fold away.
     """
-    folded = _render(check, test, must=must)
+    folded = _render(check, test, truthy=must)
+    if not must:
+        folded = (not folded) if isinstance(folded, bool) else f"NOT ({folded})"
     if folded is True:
         return true
     if folded is False:
@@ -541,29 +553,41 @@ def render(
     return folded
 
 
-def _render(node: Prefilter, test: Callable[[Test, bool], str], must: bool) -> str | bool:
-    if isinstance(node, Const):
-        return _holds(node.outcome, None, must)
-    if isinstance(node, Test):
-        return test(node, must)
-    if isinstance(node, Not):
-        inner = _render(node.operand, test, not must)
-        return (not inner) if isinstance(inner, bool) else f"NOT ({inner})"
-    parts: list[str] = []
-    conjunction = isinstance(node, AllOf)
-    for operand in node.operands:
-        rendered = _render(operand, test, must)
-        if rendered is (not conjunction):  # a false in an AND, a true in an OR decides
+def _both(parts: list[str | bool], conjunction: bool) -> str | bool:
+    """Fold constants out of an AND (``conjunction``) or OR of rendered parts."""
+    texts: list[str] = []
+    for part in parts:
+        if part is (not conjunction):
             return not conjunction
-        if isinstance(rendered, str):
-            parts.append(f"({rendered})")
-    if not parts:
+        if isinstance(part, str):
+            texts.append(f"({part})")
+    if not texts:
         return conjunction
-    return (" AND " if conjunction else " OR ").join(parts)
+    return (" AND " if conjunction else " OR ").join(texts)
 
 
-def outcome_holds(outcome: Outcome, must: bool) -> bool | None:
-    """Return a fixed outcome as the row's verdict (``None`` when it needs the value)."""
+def _render(node: Prefilter, test: Callable[[Leaf, bool], str], truthy: bool) -> str | bool:
+    if isinstance(node, Const):
+        return _holds(node.outcome, None, truthy)
+    if isinstance(node, Leaf):
+        return test(node, truthy)
+    if isinstance(node, Not):
+        return _render(node.operand, test, not truthy)
+    deciding = not isinstance(node, AllOf)
+    # Surely ``truthy``: some operand surely decides (all before it surely do not), or, when
+    # no operand decides, every one surely does not.
+    if truthy is deciding:
+        options: list[str | bool] = []
+        before: list[str | bool] = []
+        for operand in node.operands:
+            options.append(_both([*before, _render(operand, test, deciding)], conjunction=True))
+            before.append(_render(operand, test, not deciding))
+        return _both(options, conjunction=False)
+    return _both([_render(o, test, not deciding) for o in node.operands], conjunction=True)
+
+
+def outcome_holds(outcome: Outcome, truthy: bool) -> bool | None:
+    """Return whether a fixed outcome is surely ``truthy`` (``None``: it needs the value)."""
     if isinstance(outcome, Compare | OneOf | NonEmpty):
         return None
-    return _holds(outcome, None, must)
+    return _holds(outcome, None, truthy)

@@ -1,6 +1,6 @@
 r"""The criteria prefilter (:mod:`salesprocess.criteria_sql`) in SQLite's and PostgreSQL's SQL.
 
-Each :class:`~salesprocess.criteria_sql.Test` becomes a ``CASE`` over the JSON type of the
+Each :class:`~salesprocess.criteria_sql.Leaf` becomes a ``CASE`` over the JSON type of the
 stored value, so a comparison only ever meets values of the type it is exact for:
 
 - SQLite reads ``json_type`` / ``json_extract`` of the ``data`` column. A number is compared
@@ -27,11 +27,11 @@ from salesprocess.account import Screening
 from salesprocess.criteria_sql import (
     Compare,
     Kind,
+    Leaf,
     NonEmpty,
     OneOf,
     Outcome,
     Prefilter,
-    Test,
     outcome_holds,
     render,
 )
@@ -52,15 +52,17 @@ class Params(dict[str, object]):
         return name
 
 
-def _fixed(outcome: Outcome, must: bool) -> str | None:
-    held = outcome_holds(outcome, must)
-    return None if held is None else ("1" if held else "0")
+def _otherwise(outcome: Outcome, truthy: bool) -> str:
+    """Return whether a fixed outcome is surely ``truthy``; an exact test is not sure here."""
+    held = outcome_holds(outcome, truthy)
+    return "1" if held else "0"
 
 
-def _otherwise(outcome: Outcome, must: bool) -> str:
-    """Return the fixed verdict, or keep the row when the SQL cannot judge exactly."""
-    fixed = _fixed(outcome, must)
-    return fixed if fixed is not None else ("0" if must else "1")
+def _sure(exact: str, truthy: bool) -> str:
+    """Return the exact test ``exact`` (never NULL) as: surely ``truthy``."""
+    if exact in ("0", "1"):
+        return exact if truthy else ("1" if exact == "0" else "0")
+    return exact if truthy else f"NOT ({exact})"
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -99,36 +101,48 @@ def _text_test(value: str, outcome: Compare | OneOf, params: Params, mark: str) 
     return f"{value} {outcome.op} {mark.format(params.add(outcome.literal))}"
 
 
-def _sqlite_test(leaf: Test, must: bool, params: Params, column: str) -> str:
+def _case(kind: str, branches: list[tuple[str, str]], missing: str) -> str:
+    """Return ``CASE kind WHEN label THEN sql ... ELSE missing END``, short.
+
+    The labels that give what ``missing`` gives are left to the ``ELSE``: a missing value's
+    kind is NULL, which no ``WHEN`` matches.
+    """
+    whens = " ".join(f"WHEN '{label}' THEN {sql}" for label, sql in branches if sql != missing)
+    return f"CASE {kind} {whens} ELSE {missing} END" if whens else missing
+
+
+def _sqlite_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
+    """Return the SQL that ``leaf`` surely evaluates to a ``must`` (truthy or falsy) value."""
     path = ":" + params.add(_sqlite_path(leaf.path))
     value = f"json_extract({column}, {path})"
-    branches = []
-    for kind, label in (("missing", "missing"), ("null", "null"), ("true", "true"),
-                        ("false", "false")):  # fmt: skip
-        branches.append(f"WHEN '{label}' THEN {_otherwise(leaf.outcome(kind), must)}")  # type: ignore[arg-type]
+    keep = "0"  # a value the SQL cannot judge exactly: nothing is sure
+    branches = [
+        (label, _otherwise(leaf.outcome(label), must)) for label in ("null", "true", "false")
+    ]
     number = leaf.outcome("number")
     if isinstance(number, Compare | OneOf):
-        exact = _integer_test(value, number, params)
-        guard = f"typeof({value}) = 'integer' AND {value} BETWEEN -{_SAFE} AND {_SAFE}"
-        keep = "0" if must else "1"
-        branches.append(f"WHEN 'integer' THEN CASE WHEN {guard} THEN {exact} ELSE {keep} END")
-        branches.append(f"WHEN 'real' THEN {keep}")
+        # An integer beyond 2**53 (or beyond 64 bits, which SQLite reads as a real) is left
+        # to Python: the range check fails for it.
+        exact = _sure(_integer_test(value, number, params), must)
+        guard = f"{value} BETWEEN -{_SAFE} AND {_SAFE}"
+        branches.append(("integer", f"CASE WHEN {guard} THEN {exact} ELSE {keep} END"))
+        branches.append(("real", keep))
     else:
-        branches.append(f"WHEN 'integer' THEN {_otherwise(number, must)}")
-        branches.append(f"WHEN 'real' THEN {_otherwise(number, must)}")
+        branches.append(("integer", _otherwise(number, must)))
+        branches.append(("real", _otherwise(number, must)))
     text = leaf.outcome("text")
     if isinstance(text, Compare | OneOf):
-        branches.append(f"WHEN 'text' THEN {_text_test(value, text, params, ':{}')}")
+        branches.append(("text", _sure(_text_test(value, text, params, ":{}"), must)))
     else:
-        branches.append(f"WHEN 'text' THEN {_otherwise(text, must)}")
+        branches.append(("text", _otherwise(text, must)))
     array = leaf.outcome("array")
     if isinstance(array, NonEmpty):
-        branches.append(f"WHEN 'array' THEN json_array_length({column}, {path}) > 0")
+        branches.append(("array", _sure(f"json_array_length({column}, {path}) > 0", must)))
     else:
-        branches.append(f"WHEN 'array' THEN {_otherwise(array, must)}")
-    branches.append(f"WHEN 'object' THEN {_otherwise(leaf.outcome('object'), must)}")
-    kind = f"coalesce(json_type({column}, {path}), 'missing')"
-    return f"CASE {kind} {' '.join(branches)} ELSE {'0' if must else '1'} END"
+        branches.append(("array", _otherwise(array, must)))
+    branches.append(("object", _otherwise(leaf.outcome("object"), must)))
+    missing = _otherwise(leaf.outcome("missing"), must)
+    return _case(f"json_type({column}, {path})", branches, missing)
 
 
 def sqlite_where(
@@ -155,7 +169,7 @@ def _pg_number(outcome: Compare | OneOf, value: str, params: Params) -> str:
     if isinstance(outcome, OneOf):
         numbers = [n for n in outcome.literals if not isinstance(n, str)]
         if not numbers:
-            return "FALSE"
+            return "0"
         return f"{value} IN ({', '.join(literal(n) for n in numbers)})"
     return f"{value} {outcome.op} {literal(outcome.literal)}"
 
@@ -164,47 +178,46 @@ def _pg_bool(sql: str) -> str:
     return {"1": "TRUE", "0": "FALSE"}.get(sql, sql)
 
 
-def _postgres_test(leaf: Test, must: bool, params: Params, column: str) -> str:
+def _postgres_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
     path = f"%({params.add(['attributes', *leaf.path])})s::text[]"
     found = f"({column} #> {path})"
     raw = f"({column} #>> {path})"
-    keep = "FALSE" if must else "TRUE"
+    keep = "FALSE"  # a value the SQL cannot judge exactly: nothing is sure
 
     def otherwise(kind: Kind) -> str:
         return _pg_bool(_otherwise(leaf.outcome(kind), must))
 
+    true, false = otherwise("true"), otherwise("false")
     branches = [
-        f"WHEN 'missing' THEN {otherwise('missing')}",
-        f"WHEN 'null' THEN {otherwise('null')}",
-        f"WHEN 'boolean' THEN CASE WHEN {raw} = 'true' THEN {otherwise('true')} "
-        f"ELSE {otherwise('false')} END",
+        ("null", otherwise("null")),
+        (
+            "boolean",
+            true if true == false else f"CASE WHEN {raw} = 'true' THEN {true} ELSE {false} END",
+        ),
     ]
     number = leaf.outcome("number")
     if isinstance(number, Compare | OneOf):
-        exact = _pg_number(number, f"{raw}::numeric", params)
+        exact = _pg_bool(_sure(_pg_number(number, f"{raw}::numeric", params), must))
         branches.append(
-            f"WHEN 'number' THEN CASE WHEN abs({raw}::numeric) <= {_SAFE} THEN {exact} "
-            f"ELSE {keep} END"
+            ("number", f"CASE WHEN abs({raw}::numeric) <= {_SAFE} THEN {exact} ELSE {keep} END")
         )
     else:
-        branches.append(f"WHEN 'number' THEN {otherwise('number')}")
+        branches.append(("number", otherwise("number")))
     text = leaf.outcome("text")
     if isinstance(text, Compare | OneOf):
-        exact = _pg_bool(_text_test(f'{raw} COLLATE "C"', text, params, "%({})s"))
+        exact = _pg_bool(_sure(_text_test(f'{raw} COLLATE "C"', text, params, "%({})s"), must))
         branches.append(
-            f"WHEN 'string' THEN CASE WHEN strpos({found}::text, '\\u') = 0 THEN {exact} "
-            f"ELSE {keep} END"
+            ("string", f"CASE WHEN strpos({found}::text, '\\u') = 0 THEN {exact} ELSE {keep} END")
         )
     else:
-        branches.append(f"WHEN 'string' THEN {otherwise('text')}")
+        branches.append(("string", otherwise("text")))
     array = leaf.outcome("array")
     if isinstance(array, NonEmpty):
-        branches.append(f"WHEN 'array' THEN json_array_length({found}) > 0")
+        branches.append(("array", _sure(f"json_array_length({found}) > 0", must)))
     else:
-        branches.append(f"WHEN 'array' THEN {otherwise('array')}")
-    branches.append(f"WHEN 'object' THEN {otherwise('object')}")
-    kind = f"coalesce(json_typeof({found}), 'missing')"
-    return f"CASE {kind} {' '.join(branches)} ELSE {keep} END"
+        branches.append(("array", otherwise("array")))
+    branches.append(("object", otherwise("object")))
+    return _case(f"json_typeof({found})", branches, otherwise("missing"))
 
 
 def postgres_where(

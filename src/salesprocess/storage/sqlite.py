@@ -985,22 +985,28 @@ class SQLiteRepository:
             ).fetchall()
             decided: dict[str, tuple[bool, object]] = {}
             if page:
-                for account_id, verdict, data in connection.execute(
-                    "UPDATE accounts SET version = version + 1, "  # noqa: S608 - ours
-                    "stamp = (random() & 4611686018427387903) + 1, "
-                    "data = json_set(data, '$.version', version + 1, '$.screenings', "
-                    "json_insert(coalesce(json_extract(data, '$.screenings'), '[]'), '$[#]', "
-                    f"json(CASE WHEN ({must}) THEN :passed ELSE :failed END))) "
-                    f"WHERE stage = :stage {bound}AND (created_at, id) <= (:last_at, :last_id) "
-                    f"AND (({must}) OR NOT ({may})) "
-                    "RETURNING id, json_extract(data, '$.screenings[#-1].passed'), data",
-                    {
-                        **params, **keys, "stage": name, "last_at": page[-1][0],
-                        "last_id": page[-1][1], "passed": screening_json(passed),
-                        "failed": screening_json(failed),
-                    },
-                ):  # fmt: skip
-                    decided[account_id] = (bool(verdict), StoredFacts(data, cached_loads))
+                bounds = {
+                    **params, **keys, "stage": name, "last_at": page[-1][0],
+                    "last_id": page[-1][1],
+                }  # fmt: skip
+                # Those that surely pass first: the second statement's "may not pass" is
+                # false for them, so no row is screened twice.
+                for verdict, record, condition in (
+                    (True, passed, f"({must})"),
+                    (False, failed, f"NOT ({may})"),
+                ):
+                    for account_id, data in connection.execute(
+                        "UPDATE accounts SET version = version + 1, "  # noqa: S608 - ours
+                        "stamp = (random() & 4611686018427387903) + 1, "
+                        "data = json_set(data, '$.version', version + 1, '$.screenings', "
+                        "json_insert(coalesce(json_extract(data, '$.screenings'), '[]'), "
+                        "'$[#]', json(:record))) "
+                        f"WHERE stage = :stage {bound}"
+                        f"AND (created_at, id) <= (:last_at, :last_id) AND {condition} "
+                        "RETURNING id, data",
+                        {**bounds, "record": screening_json(record)},
+                    ):
+                        decided[account_id] = (verdict, StoredFacts(data, cached_loads))
             kept = [row[1] for row in page if row[1] not in decided]
             rows = [
                 row
