@@ -39,6 +39,7 @@ from typing import Any, Final, overload
 
 import attrs
 
+from salesprocess.account import Account
 from salesprocess.checks import text_validator
 from salesprocess.errors import CriteriaError
 from salesprocess.jsonlogic import (
@@ -322,6 +323,36 @@ def _data_of(subject: object) -> object:
     return facts() if callable(facts) else subject
 
 
+#: The facts an account gives from its own fields (:meth:`Account.facts`): they win over
+#: attributes of the same name.
+ACCOUNT_FIELDS: Final = frozenset(
+    {"id", "name", "email", "phone", "stage", "do_not_contact", "source"}
+)
+_READS_ANY: Final = frozenset({"val", "exists", "missing", "missing_some"})
+
+
+def _attributes_only(node: object) -> bool:
+    """Whether ``node`` reads nothing of an account but attributes, by constant names.
+
+    Then an account's attributes answer it as its whole facts would, without building them.
+    """
+    if isinstance(node, Mapping):
+        operation = _operation(node)
+        if operation is None:
+            return not node
+        op, args = operation
+        if op in _READS_ANY:
+            return False
+        if op == "var":
+            first = args[0] if args else ""
+            if not isinstance(first, str) or not first or first.split(".")[0] in ACCOUNT_FIELDS:
+                return False
+        return all(_attributes_only(a) for a in args)
+    if isinstance(node, list | tuple):
+        return all(_attributes_only(item) for item in node)
+    return True
+
+
 def _restore(document: object, name: str, version: str) -> Criteria:
     return Criteria(name=name, version=version, document=document)
 
@@ -340,6 +371,7 @@ class Criteria:
     document: object = attrs.field(hash=False)
     _run: CompiledLogic = attrs.field(init=False, repr=False, eq=False, hash=False)
     _clauses: tuple[_Clause, ...] = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _attributes_only: bool = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         run = compile_logic(self.document, max_depth=DEFAULT_MAX_DEPTH, max_nodes=DEFAULT_MAX_NODES)
@@ -357,6 +389,7 @@ class Criteria:
         )
         object.__setattr__(self, "_run", run)
         object.__setattr__(self, "_clauses", clauses)
+        object.__setattr__(self, "_attributes_only", _attributes_only(self.document))
         # The compiled function itself answers ``criteria.apply(data)``: no wrapper call.
         object.__setattr__(self, "apply", run)
 
@@ -457,8 +490,14 @@ class Criteria:
         not met), without the clause-by-clause account or :meth:`evaluate`'s reason: the cheap
         check a bulk screen makes for every prospect.
         """
+        # A bulk screen's hot path: criteria that read attributes alone skip building facts.
+        data = (
+            subject.attributes
+            if self._attributes_only and type(subject) is Account
+            else _data_of(subject)
+        )
         try:
-            return truthy(self._run(_data_of(subject)))
+            return truthy(self._run(data))
         except CriteriaError:
             return False
 

@@ -48,7 +48,7 @@ from typing import Final, Literal, TypeAlias
 
 import attrs
 
-from salesprocess.criteria import Criteria
+from salesprocess.criteria import ACCOUNT_FIELDS, Criteria
 from salesprocess.errors import CriteriaError
 from salesprocess.jsonlogic import compile_logic, truthy
 
@@ -84,10 +84,6 @@ KINDS: Final[tuple[Kind, ...]] = (
     "missing", "null", "true", "false", "number", "text", "array", "object",
 )  # fmt: skip
 
-#: The facts an account gives criteria from its own fields: they win over attributes.
-ACCOUNT_FIELDS: Final = frozenset(
-    {"id", "name", "email", "phone", "stage", "do_not_contact", "source"}
-)
 
 #: A scalar literal a translated comparison holds: an int, a finite float or text.
 Value: TypeAlias = int | float | str
