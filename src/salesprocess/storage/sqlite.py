@@ -978,33 +978,25 @@ class SQLiteRepository:
         keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
         what = f"screening prospects at {name}"
         with self.atomic(), self._using(what) as connection:
+            # One evaluation of the prefilter per row: 1 surely passes, 0 surely fails,
+            # NULL is Python's to judge.
             page = connection.execute(
-                f"SELECT created_at, id FROM accounts WHERE stage = :stage {bound}"  # noqa: S608
-                "ORDER BY created_at, id LIMIT :limit",
-                {**keys, "stage": name, "limit": limit},
+                f"SELECT created_at, id, CASE WHEN ({must}) THEN 1 WHEN NOT ({may}) THEN 0 END "  # noqa: S608
+                f"FROM accounts WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
+                {**params, **keys, "stage": name, "limit": limit},
             ).fetchall()
             decided: dict[str, tuple[bool, object]] = {}
-            if page:
-                bounds = {
-                    **params, **keys, "stage": name, "last_at": page[-1][0],
-                    "last_id": page[-1][1],
-                }  # fmt: skip
-                # Those that surely pass first: the second statement's "may not pass" is
-                # false for them, so no row is screened twice.
-                for verdict, record, condition in (
-                    (True, passed, f"({must})"),
-                    (False, failed, f"NOT ({may})"),
-                ):
+            for verdict, record in ((True, passed), (False, failed)):
+                ids = [row[1] for row in page if row[2] == verdict]
+                for chunk in _chunks(ids):
                     for account_id, data in connection.execute(
-                        "UPDATE accounts SET version = version + 1, "  # noqa: S608 - ours
+                        "UPDATE accounts SET version = version + 1, "  # noqa: S608 - marks
                         "stamp = (random() & 4611686018427387903) + 1, "
                         "data = json_set(data, '$.version', version + 1, '$.screenings', "
                         "json_insert(coalesce(json_extract(data, '$.screenings'), '[]'), "
-                        "'$[#]', json(:record))) "
-                        f"WHERE stage = :stage {bound}"
-                        f"AND (created_at, id) <= (:last_at, :last_id) AND {condition} "
+                        f"'$[#]', json(?))) WHERE id IN ({_marks(len(chunk))}) "
                         "RETURNING id, data",
-                        {**bounds, "record": screening_json(record)},
+                        (screening_json(record), *chunk),
                     ):
                         decided[account_id] = (verdict, StoredFacts(data, cached_loads))
             kept = [row[1] for row in page if row[1] not in decided]
