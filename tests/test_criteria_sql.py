@@ -216,3 +216,25 @@ def test_call_list_asks_the_store_for_the_prospects_that_may_pass(tmp_path):
         assert [a.attributes for a in listed] == [
             a.attributes for a in repository.with_stage(sp.Stage.PROSPECT) if rule.passes(a)
         ]
+
+
+def test_every_store_refuses_a_bulk_screen_earlier_than_a_last_screening(any_repository):
+    """The check runs before anything is stored, on the stores that screen in SQL too.
+
+    A later bulk screen then runs, reporting its progress.
+    """
+    sales = _sales(any_repository, criteria(BENCH_RULE))
+    for number, attributes in enumerate(ROWS[:3]):
+        sales.capture_lead(f"Lead {number}", email=f"l{number}@x.example",
+                           channel="cold_outreach", attributes=attributes)  # fmt: skip
+    first, second, _ = sales.repository.with_stage(sp.Stage.PROSPECT)
+    sales.screen(second.id, at=T0 + timedelta(days=3))
+    before = list(sales.repository.page())
+    with pytest.raises(sp.ValidationError, match="earlier than the last screening of 1 "):
+        sales.screen_all(at=T0 + timedelta(days=2))
+    assert list(sales.repository.page()) == before
+    ticks: list[tuple[int, int]] = []
+    reports = sales.screen_all(at=T0 + timedelta(days=4), progress=lambda *t: ticks.append(t))
+    assert ticks[-1] == (3, 3)
+    assert [r.account_id for r in reports][:2] == [first.id, second.id]
+    assert len(sales.get(second.id).screenings) == 2

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from typing import Final
+from typing import Final, Literal
 
 from salesprocess.account import Screening
 from salesprocess.criteria_sql import (
@@ -37,7 +37,7 @@ from salesprocess.criteria_sql import (
 )
 from salesprocess.storage.serialise import converter
 
-__all__ = ["Params", "postgres_where", "screening_json", "sqlite_where"]
+__all__ = ["Params", "postgres_where", "screening_json", "sqlite_where", "verdicts"]
 
 _SAFE: Final = 2**53 - 1
 
@@ -242,3 +242,24 @@ def postgres_where(
 def screening_json(screening: Screening) -> str:
     """Return a screening as the JSON an account's ``screenings`` array holds it in."""
     return json.dumps(converter.unstructure(screening), ensure_ascii=False, separators=(",", ":"))
+
+
+#: The last few renderings of :func:`verdicts`, by the identity of the prefilter: a bulk screen
+#: asks for the same one once per page.
+_RENDERED: list[tuple[Prefilter, str, tuple[str, str, dict[str, object]]]] = []
+
+
+def verdicts(
+    check: Prefilter, dialect: Literal["sqlite", "postgres"]
+) -> tuple[str, str, dict[str, object]]:
+    """Return ``check`` as "may pass" and "surely passes" in ``dialect``, with their parameters."""
+    for seen, kind, rendered in list(_RENDERED):
+        if seen is check and kind == dialect:
+            return rendered
+    params = Params()
+    where = sqlite_where if dialect == "sqlite" else postgres_where
+    may, _ = where(check, params=params)
+    must, _ = where(check, must=True, params=params)
+    rendered = (may, must, dict(params))
+    _RENDERED[:] = [(check, dialect, rendered), *_RENDERED[:3]]
+    return rendered

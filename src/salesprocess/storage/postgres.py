@@ -77,7 +77,7 @@ from salesprocess.reports.flow import FlowPeriodName
 from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import Params, postgres_where, screening_json
+from salesprocess.storage.criteria_sql import postgres_where, screening_json, verdicts
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -917,9 +917,7 @@ class PostgresRepository:
         and written back with the version raised by one and a new stamp.
         """
         name = str(Stage(stage))
-        params = Params()
-        may, _ = postgres_where(check, params=params)
-        must, _ = postgres_where(check, must=True, params=params)
+        may, must, params = verdicts(check, "postgres")
         records = {
             True: json.loads(screening_json(passed)),
             False: json.loads(screening_json(failed)),

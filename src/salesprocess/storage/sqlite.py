@@ -73,7 +73,7 @@ from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import Params, screening_json, sqlite_where
+from salesprocess.storage.criteria_sql import screening_json, sqlite_where, verdicts
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -971,9 +971,7 @@ class SQLiteRepository:
         one and gives their rows a new stamp; nothing of them is decoded.
         """
         name = str(Stage(stage))
-        params = Params()
-        may, _ = sqlite_where(check, params=params)
-        must, _ = sqlite_where(check, must=True, params=params)
+        may, must, params = verdicts(check, "sqlite")
         bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
         keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
         what = f"screening prospects at {name}"
