@@ -37,9 +37,11 @@ from salesprocess.criteria_sql import (
 )
 from salesprocess.storage.serialise import converter
 
-__all__ = ["Params", "postgres_where", "screening_json", "sqlite_where", "verdicts"]
+__all__ = ["NUL_ESCAPE", "Params", "postgres_where", "screening_json", "sqlite_where", "verdicts"]
 
 _SAFE: Final = 2**53 - 1
+#: A PostgreSQL condition: the ``json`` column holds a ``\u0000`` escape somewhere.
+NUL_ESCAPE: Final = "strpos({}::text, '\\u0000') > 0"
 
 
 class Params(dict[str, object]):
@@ -236,7 +238,12 @@ def postgres_where(
         false="FALSE",
         must=must,
     )
-    return sql, dict(params)
+    if sql in ("TRUE", "FALSE"):
+        return sql, dict(params)
+    # PostgreSQL's JSON functions refuse a whole document holding a \u0000 escape (text cannot
+    # hold NUL): such a row is not judged in SQL, but kept for Python.
+    unsure = "FALSE" if must else "TRUE"
+    return f"CASE WHEN {NUL_ESCAPE.format(column)} THEN {unsure} ELSE ({sql}) END", dict(params)
 
 
 def screening_json(screening: Screening) -> str:

@@ -77,7 +77,12 @@ from salesprocess.reports.flow import FlowPeriodName
 from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import postgres_where, screening_json, verdicts
+from salesprocess.storage.criteria_sql import (
+    NUL_ESCAPE,
+    postgres_where,
+    screening_json,
+    verdicts,
+)
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -892,13 +897,23 @@ class PostgresRepository:
 
     def latest_screening(self, *, stage: Stage) -> datetime | None:
         """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
+        nul = NUL_ESCAPE.format("data")
         with self._using("reading the last screenings") as connection, self._scope(connection):
             texts = connection.execute(
-                "SELECT DISTINCT data -> 'screenings' -> -1 ->> 'at' FROM salesprocess_accounts "
-                "WHERE stage = %s AND json_array_length(data -> 'screenings') > 0",
+                "SELECT DISTINCT data -> 'screenings' -> -1 ->> 'at' FROM salesprocess_accounts "  # noqa: S608 - ours
+                f"WHERE stage = %s AND CASE WHEN {nul} THEN FALSE "  # CASE: checked first
+                "ELSE json_array_length(data -> 'screenings') > 0 END",
                 (str(Stage(stage)),),
             ).fetchall()
-        return max((moment_from_text(text) for (text,) in texts), default=None)
+            # JSON functions refuse a document holding \u0000: read those few in Python.
+            for (data,) in connection.execute(
+                f"SELECT data::text FROM salesprocess_accounts WHERE stage = %s AND {nul}",  # noqa: S608 - ours
+                (str(Stage(stage)),),
+            ):
+                screenings = json.loads(data).get("screenings") or []
+                if screenings:
+                    texts.append((screenings[-1]["at"],))
+        return max((moment_from_text(text) for (text,) in texts if text), default=None)
 
     def screen_out(
         self,
