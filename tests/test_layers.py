@@ -25,6 +25,7 @@ DOMAIN = {
     "clock",
     "contact",
     "criteria",
+    "criteria_sql",
     "customer_service",
     "errors",
     "events",
@@ -37,7 +38,7 @@ DOMAIN = {
     "rules",
     "stage",
 }
-PROTOCOL = {"storage.protocol"}
+PROTOCOL = {"storage.protocol", "storage.selection"}
 COMMANDS = {"commands"}
 #: Each layer: a predicate for its modules, and what (besides itself) they may import.
 ALLOWED: dict[str, set[str]] = {

@@ -604,6 +604,27 @@ unchecked_advance: Callable[[Account, Stage, tuple[HistoryEntry, ...]], Account]
     ],
 )
 
+#: ``unchecked_screened(account, screenings)``: ``unchecked_copy`` with new screenings, without
+#: keyword parsing. Internal to bulk screening, which appends an already valid screening.
+unchecked_screened: Callable[[Account, tuple[Screening, ...]], Account] = _compile(
+    Account,
+    "screened",
+    "account, screenings",
+    [
+        f"_set_{name}(new, {name if name == 'screenings' else 'account.' + name})"
+        for name in _FIELDS
+    ],
+)
+
+#: ``unchecked_versioned(account, version)``: ``unchecked_copy`` at another version. Internal to
+#: the stores, which stamp the stored version on what they save.
+unchecked_versioned: Callable[[Account, int], Account] = _compile(
+    Account,
+    "versioned",
+    "account, version",
+    [f"_set_{name}(new, {name if name == 'version' else 'account.' + name})" for name in _FIELDS],
+)
+
 _CHANGE_FIELDS: Final = tuple(field.name for field in attrs.fields(HistoryEntry))
 
 #: ``unchecked_history_entry(from_stage, to_stage, event, at, actor, reason)``: a

@@ -40,6 +40,7 @@ from typing import Any, Final, overload
 
 import attrs
 
+from salesprocess.account import Account
 from salesprocess.checks import text_validator
 from salesprocess.errors import CriteriaError
 from salesprocess.jsonlogic import (
@@ -363,6 +364,36 @@ def _truth(value: object) -> bool:
         raise _wrap(e) from e
 
 
+#: The facts an account gives from its own fields (:meth:`Account.facts`): they win over
+#: attributes of the same name.
+ACCOUNT_FIELDS: Final = frozenset(
+    {"id", "name", "email", "phone", "stage", "do_not_contact", "source"}
+)
+_READS_ANY: Final = frozenset({"val", "exists", "missing", "missing_some"})
+
+
+def _attributes_only(node: object) -> bool:
+    """Whether ``node`` reads nothing of an account but attributes, by constant names.
+
+    Then an account's attributes answer it as its whole facts would, without building them.
+    """
+    if isinstance(node, Mapping):
+        operation = _operation(node)
+        if operation is None:
+            return not node
+        op, args = operation
+        if op in _READS_ANY:
+            return False
+        if op == "var":
+            first = args[0] if args else ""
+            if not isinstance(first, str) or not first or first.split(".")[0] in ACCOUNT_FIELDS:
+                return False
+        return all(_attributes_only(a) for a in args)
+    if isinstance(node, list | tuple):
+        return all(_attributes_only(item) for item in node)
+    return True
+
+
 def _restore(
     document: object, name: str, version: str, budget: Budget = DEFAULT_BUDGET
 ) -> Criteria:
@@ -388,6 +419,7 @@ class Criteria:
     budget: Budget = attrs.field(default=DEFAULT_BUDGET, kw_only=True, repr=False, eq=False)
     _run: CompiledLogic = attrs.field(init=False, repr=False, eq=False, hash=False)
     _clauses: tuple[_Clause, ...] = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _attributes_only: bool = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         run = compile_logic(
@@ -410,6 +442,7 @@ class Criteria:
         )
         object.__setattr__(self, "_run", run)
         object.__setattr__(self, "_clauses", clauses)
+        object.__setattr__(self, "_attributes_only", _attributes_only(self.document))
         # The compiled function itself answers ``criteria.apply(data)``: no wrapper call.
         object.__setattr__(self, "apply", run)
 
@@ -523,8 +556,14 @@ class Criteria:
         not met), without the clause-by-clause account or :meth:`evaluate`'s reason: the cheap
         check a bulk screen makes for every prospect.
         """
+        # A bulk screen's hot path: criteria that read attributes alone skip building facts.
         try:
-            return _truth(self._run(_data_of(subject)))
+            data = (
+                subject.attributes
+                if self._attributes_only and type(subject) is Account
+                else _data_of(subject)
+            )
+            return _truth(self._run(data))
         except CriteriaError:
             return False
 

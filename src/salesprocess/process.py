@@ -69,6 +69,7 @@ from salesprocess.reports import (
 from salesprocess.rules import QualificationRule
 from salesprocess.screening import Progress
 from salesprocess.stage import Stage
+from salesprocess.storage import selection
 from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository, every_account
 from salesprocess.unit_of_work import UnitOfWork
@@ -268,12 +269,9 @@ class SalesProcess:
         prospect's last screening. A prospect that moves on meanwhile is left out.
         """
         _optional(progress, "progress", Callable)
-        moment = self._moment(at)
-        prospect = self.transitions.initial
-        prospects = list(self.repository.with_stage(prospect))
-        return screening.screen_accounts(
-            self._uow, prospects, criteria=self._criteria(), stage=prospect,
-            moment=moment, progress=progress,
+        return screening.screen_stage(
+            self._uow, criteria=self._criteria(), stage=self.transitions.initial,
+            moment=self._moment(at), progress=progress,
         )  # fmt: skip
 
     def screen_many(
@@ -298,8 +296,8 @@ class SalesProcess:
         See :func:`salesprocess.reports.call_list` for who is left out and the ranking.
         """
         limit = require_int(limit, "limit", low=1)
-        prospects = self.repository.with_stage(self.transitions.initial)
         criteria, scoring = self._criteria(), self.scoring
+        prospects = selection.prospects(self.repository, criteria, self.transitions.initial)
         return reports.call_list(
             prospects, self._moment(at), criteria=criteria, scoring=scoring, limit=limit
         )

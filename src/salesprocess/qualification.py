@@ -8,13 +8,13 @@ is the default; any object with ``missing(account, at)`` is a :class:`Qualificat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, overload, runtime_checkable
 
 import attrs
 
-from salesprocess.account import Account, CallOutcome
+from salesprocess.account import Account, CallOutcome, _compile
 from salesprocess.clock import require_aware
 from salesprocess.criteria import ClauseResult
 
@@ -102,6 +102,9 @@ class LazyClauses(Sequence[ClauseResult]):
         return repr(self._judged())
 
 
+_REPORT_FIELDS: Final = ("account_id", "criteria", "version", "at", "passed", "clauses")
+
+
 def _clauses(value: Sequence[ClauseResult]) -> Sequence[ClauseResult]:
     return value if isinstance(value, LazyClauses) else tuple(value)
 
@@ -126,3 +129,16 @@ class QualificationReport:
         lines = [f"{verdict}: {self.criteria} {self.version}, account {self.account_id}"]
         lines.extend(f"  {clause}" for clause in self.clauses)
         return "\n".join(lines)
+
+
+#: ``unchecked_report(account_id, criteria, version, at, passed, clauses)``: a
+#: :class:`QualificationReport` from values already checked (an aware moment checked once for a
+#: whole bulk screen), NOT validated again. Internal to bulk screening.
+unchecked_report: Callable[
+    [str, str, str, datetime, bool, Sequence[ClauseResult]], QualificationReport
+] = _compile(
+    QualificationReport,
+    "unchecked_report",
+    ", ".join(_REPORT_FIELDS),
+    [f"_set_{name}(new, {name})" for name in _REPORT_FIELDS],
+)

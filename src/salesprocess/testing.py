@@ -91,10 +91,17 @@ from salesprocess.account import (
     Screening,
     Source,
 )
+from salesprocess.clock import FixedClock
+from salesprocess.criteria import Criteria
+from salesprocess.criteria_sql import may_pass, prefilter
 from salesprocess.errors import ConflictError, NotFound, StaleWrite, ValidationError
+from salesprocess.events import EventBus
 from salesprocess.money import ISO_4217_CODES, Money
+from salesprocess.screening import screen_stage
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import MAX_PAGE, MAX_VERSION, AccountRepository, every_account
+from salesprocess.storage.selection import CriteriaSelection, prospects
+from salesprocess.unit_of_work import UnitOfWork
 
 __all__ = [
     "HOSTILE_TEXT",
@@ -676,6 +683,98 @@ def report_accounts(ids: st.SearchStrategy[str] = _ID_TEXT) -> st.SearchStrategy
 
 
 # --- the contract -----------------------------------------------------------------------------
+
+
+# -- random criteria and the attributes they read (the corners of JSON Logic's coercions) ----
+
+_CORNER_TEXT: Final = (
+    "", "0", "1", "5", " 5 ", "0x10", "1e3", "EU", "eu", "abc", "\u00e9x", "a\x00b", "EU\n",
+)  # fmt: skip
+_CRITERIA_KEYS: Final = ("a", "b", "n.a", "missing", "name", "a.0")
+
+
+def _corner_scalars() -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 60),
+        st.sampled_from([2**53 - 1, 2**53 + 1, -(2**60)]),
+        st.sampled_from([0.0, -0.0, 0.5, 1.5, 50.0, 1e20, 0.1]),
+        st.sampled_from(_CORNER_TEXT),
+    )
+
+
+def _attribute_values() -> st.SearchStrategy[object]:
+    return st.one_of(
+        _corner_scalars(),
+        st.sampled_from([[], [0], ["x", 1], {}, {"a": 1}, Decimal("0"), Decimal("1.5")]),
+    )
+
+
+def _prospect_attributes() -> st.SearchStrategy[dict[str, object]]:
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "a": _attribute_values(),
+            "b": _attribute_values(),
+            "n": st.one_of(st.fixed_dictionaries({}, optional={"a": _attribute_values()}),
+                           _attribute_values()),
+        },
+    )  # fmt: skip
+
+
+def _variables() -> st.SearchStrategy[object]:
+    plain = st.sampled_from(_CRITERIA_KEYS).map(lambda key: {"var": key})
+    with_default = st.tuples(st.sampled_from(_CRITERIA_KEYS), _corner_scalars()).map(
+        lambda pair: {"var": list(pair)}
+    )
+    return st.one_of(plain, with_default)
+
+
+def _clauses() -> st.SearchStrategy[object]:
+    operand = st.one_of(_variables(), _corner_scalars())
+    compare = st.tuples(
+        st.sampled_from(["==", "!=", "===", "!==", "<", "<=", ">", ">="]),
+        st.lists(operand, min_size=2, max_size=3),
+    ).map(lambda pair: {pair[0]: pair[1]})
+    member = st.tuples(_variables(), st.lists(_corner_scalars(), max_size=4)).map(
+        lambda pair: {"in": [pair[0], pair[1]]}
+    )
+    untranslated = st.sampled_from([{"missing": ["a"]}, {">": [{"+": [{"var": "a"}, 1]}, 2]}])
+    return st.one_of(compare, member, _variables(), _corner_scalars(), untranslated)
+
+
+def _criteria_documents() -> st.SearchStrategy[object]:
+    return st.recursive(
+        _clauses(),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3).map(lambda parts: {"and": parts}),
+            st.lists(inner, max_size=3).map(lambda parts: {"or": parts}),
+            inner.map(lambda part: {"!": [part]}),
+            inner.map(lambda part: {"!!": [part]}),
+            st.lists(inner, min_size=1, max_size=4).map(lambda parts: {"if": parts}),
+        ),
+        max_leaves=6,
+    )
+
+
+def _control_text(value: object) -> bool:
+    """Whether ``value`` holds text with a control character (JSON writes it escaped)."""
+    if isinstance(value, str):
+        return any(ord(c) < 0x20 for c in value)
+    if isinstance(value, Mapping):
+        return any(_control_text(k) or _control_text(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_control_text(item) for item in value)
+    return False
+
+
+def _prospects(rows: list[dict[str, object]]) -> list[Account]:
+    return [
+        _account(f"acc-{number:02d}", created_at=_T0 - timedelta(minutes=number % 3),
+                 attributes=attributes)
+        for number, attributes in enumerate(rows)
+    ]  # fmt: skip
 
 
 class RepositoryContract:
@@ -1531,6 +1630,94 @@ class RepositoryContract:
             try:
                 repository.add_many(batch)
                 assert_reports_agree(repository, as_of=as_of)
+            finally:
+                self.dispose_repository(repository)
+
+        agree()
+
+    # -- criteria inside the store -------------------------------------------------------
+
+    def test_criteria_select_exactly_the_prospects_python_passes(self) -> None:
+        """Random criteria and attributes: the store's pick, judged, is Python's verdict.
+
+        The pick (:func:`salesprocess.storage.selection.prospects`) holds every prospect the
+        criteria pass; a store that is a ``CriteriaSelection`` picks, oldest first, every
+        prospect they pass and none the reference prefilter (``criteria_sql.may_pass``) rules
+        out (but text with control characters, which a store may leave to Python), loose
+        equality and truthiness corners included.
+        """
+
+        @settings(self.round_trip_settings, max_examples=30)
+        @given(document=_criteria_documents(), rows=st.lists(_prospect_attributes(), max_size=8))
+        def agree(document: object, rows: list[dict[str, object]]) -> None:
+            criteria = Criteria.from_dict(document, name="random", version="1")
+            check = prefilter(criteria)
+            repository = self.make_repository()
+            try:
+                repository.add_many(_prospects(rows))
+                stored = list(repository.with_stage(Stage.PROSPECT))
+                passing = [a.id for a in stored if criteria.passes(a)]
+                kept = [a.id for a in stored if may_pass(check, a.attributes)]
+                assert set(passing) <= set(kept)
+                if isinstance(repository, CriteriaSelection):
+                    matching = [
+                        a.id for a in repository.prospects_matching(check, stage=Stage.PROSPECT)
+                    ]
+                    # A store may keep, unjudged, what it cannot read in SQL (PostgreSQL's
+                    # JSON functions refuse text holding NUL): control characters.
+                    unsure = {a.id for a in stored if _control_text(a.attributes)}
+                    assert set(passing) <= set(matching) <= set(kept) | unsure
+                    assert matching == [i for i in kept if i in set(matching)]  # oldest first
+                picked = prospects(repository, criteria, Stage.PROSPECT)
+                assert [a.id for a in picked if criteria.passes(a)] == passing
+            finally:
+                self.dispose_repository(repository)
+
+        agree()
+
+    def test_bulk_screening_records_what_screening_one_by_one_records(self) -> None:
+        """Random criteria: screen_stage's records, events, reports equal Python's verdicts.
+
+        For a store that is a ``BulkScreening`` the ruled-out prospects are screened inside it;
+        every prospect still gets one screening with the criteria's verdict, its version raised
+        by one, a ``LeadScreened`` event in oldest-first order and a report that explains.
+        """
+
+        @settings(self.round_trip_settings, max_examples=20)
+        @given(
+            document=_criteria_documents(),
+            rows=st.lists(_prospect_attributes(), max_size=7),
+            batch=st.integers(1, 4),
+        )
+        def agree(document: object, rows: list[dict[str, object]], batch: int) -> None:
+            criteria = Criteria.from_dict(document, name="random", version="1")
+            repository = self.make_repository()
+            try:
+                repository.add_many(_prospects(rows))
+                before = list(repository.with_stage(Stage.PROSPECT))
+                bus = EventBus()
+                seen: list[object] = []
+                bus.subscribe(seen.append)
+                uow = UnitOfWork(repository, clock=FixedClock(_T0), bus=bus, max_retries=0)
+                moment = _T0 + timedelta(days=1)
+                reports = screen_stage(
+                    uow, criteria=criteria, stage=Stage.PROSPECT, moment=moment,
+                    batch_size=batch,
+                )  # fmt: skip
+                verdicts = [criteria.passes(a) for a in before]
+                assert [(r.account_id, r.passed) for r in reports] == [
+                    (a.id, v) for a, v in zip(before, verdicts, strict=True)
+                ]
+                assert [r.clauses for r in reports] == [criteria.judge(a).clauses for a in before]
+                for account, verdict in zip(before, verdicts, strict=True):
+                    after = repository.get(account.id)
+                    record = Screening(moment, criteria.name, criteria.version, verdict)
+                    assert_same_account(
+                        attrs.evolve(account, screenings=(record,), version=2), after
+                    )
+                assert [(e.account_id, e.screening.passed) for e in seen] == [  # type: ignore[attr-defined]
+                    (a.id, v) for a, v in zip(before, verdicts, strict=True)
+                ]
             finally:
                 self.dispose_repository(repository)
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from salesprocess.account import Account, Screening
+from salesprocess.account import Account, Screening, unchecked_screened
 from salesprocess.chronology import last_at, require_in_order
 from salesprocess.commands.decision import Decision, changed, recorded, unchanged
 from salesprocess.criteria import Criteria
 from salesprocess.errors import QualificationRefused, ValidationError
 from salesprocess.events import DomainEvent, LeadScreened, stage_event
 from salesprocess.lifecycle import Transitions
-from salesprocess.qualification import LazyClauses, QualificationPolicy, QualificationReport
+from salesprocess.qualification import (
+    LazyClauses,
+    QualificationPolicy,
+    QualificationReport,
+    unchecked_report,
+)
 from salesprocess.stage import Stage
 
 __all__ = [
@@ -187,10 +192,11 @@ def screen_batch(
         )  # fmt: skip
         passed = criteria.passes(account)
         screening = records[passed]
-        writes.append(account.with_changes(screenings=(*account.screenings, screening)))
+        # A valid account with one more valid screening: nothing to check again.
+        writes.append(unchecked_screened(account, (*account.screenings, screening)))
         events.append(LeadScreened(account.id, moment, screening))
         reports.append(
-            QualificationReport(
+            unchecked_report(
                 account.id,
                 criteria.name,
                 criteria.version,

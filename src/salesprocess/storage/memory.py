@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from salesprocess.account import Account, unchecked_copy
+from salesprocess.account import Account, unchecked_copy, unchecked_versioned
 from salesprocess.checks import require_items, shown, unencodable
+from salesprocess.criteria_sql import Prefilter, may_pass
 from salesprocess.errors import ConflictError, NotFound, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
@@ -108,8 +109,16 @@ class InMemoryRepository:
             current = self.get(account.id)
             if current.version != expected_version:
                 raise stale_write(account.id, current.version, expected_version)
+            stored = unchecked_versioned(account, expected_version + 1)
+            if (account.email, account.phone, account.referral_code) == (
+                current.email, current.phone, current.referral_code,
+            ):  # fmt: skip
+                # The same keys (a screening, a call): the indexes already hold them.
+                if self._undo is not None:
+                    self._undo.append((account.id, current))
+                self._accounts[account.id] = stored
+                return stored
             self._check_contacts(account)
-            stored = unchecked_copy(account, version=expected_version + 1)
             self._put(account.id, stored, current)
             return stored
 
@@ -192,6 +201,15 @@ class InMemoryRepository:
             matching = [a for a in self._accounts.values() if a.stage is stage]
         matching.sort(key=lambda a: (a.created_at, a.id))
         return iter(matching)
+
+    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
+
+        The reference of :class:`~salesprocess.storage.selection.CriteriaSelection`:
+        :func:`~salesprocess.criteria_sql.may_pass` on each account's attributes, the
+        predicate every SQL rendering must agree with.
+        """
+        return (a for a in self.with_stage(stage) if may_pass(check, a.attributes))
 
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage."""

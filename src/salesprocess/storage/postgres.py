@@ -53,6 +53,7 @@ whole of an ``atomic()`` block. Use one repository per thread, or per process, f
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -71,13 +72,20 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
         "salesprocess.storage.postgres needs psycopg 3: pip install 'salesprocess[postgres]'"
     ) from error
 
-from salesprocess.account import Account, Channel, unchecked_copy
+from salesprocess.account import Account, Channel, Screening, unchecked_copy
+from salesprocess.criteria_sql import Prefilter
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
 from salesprocess.reports.flow import FlowPeriodName
 from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
+from salesprocess.storage.criteria_sql import (
+    NUL_ESCAPE,
+    postgres_where,
+    screening_json,
+    verdicts,
+)
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -91,7 +99,16 @@ from salesprocess.storage.protocol import (
     stale_write,
 )
 from salesprocess.storage.readmodel import PROGRESS_COLUMNS, Plan
-from salesprocess.storage.serialise import created_key, dumps, loads, remember
+from salesprocess.storage.selection import ScreenedOut, StoredFacts
+from salesprocess.storage.serialise import (
+    cached_loads,
+    created_key,
+    dumps,
+    encode_json,
+    loads,
+    moment_from_text,
+    remember,
+)
 from salesprocess.storage.sqlite import SQLReports
 
 __all__ = ["FILLED_BY", "MIGRATIONS", "SCHEMA_VERSION", "TABLES", "PostgresRepository"]
@@ -870,6 +887,115 @@ class PostgresRepository:
                     (stage, *after, PAGE_SIZE),
                 )
             return cursor.fetchall()
+
+    # --- criteria in SQL ----------------------------------------------------------------------
+
+    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
+
+        The prefilter runs in SQL (:mod:`salesprocess.storage.criteria_sql`): the accounts it
+        rules out are never fetched nor decoded. Read in pages, as :meth:`with_stage` is.
+        """
+        name = str(Stage(stage))
+        where, params = postgres_where(check)
+        what = f"selecting prospects at {name}"
+
+        def fetch(after: Key | None) -> list[tuple[Any, ...]]:
+            bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
+            keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+            with self._using(what) as connection, self._scope(connection):
+                return connection.execute(
+                    "SELECT created_at, id, data::text, stamp, purchase_count "  # noqa: S608 - ours
+                    f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}AND ({where}) "
+                    "ORDER BY created_at, id LIMIT %(limit)s",
+                    {**params, **keys, "stage": name, "limit": PAGE_SIZE},
+                ).fetchall()
+
+        return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
+
+    def latest_screening(self, *, stage: Stage) -> datetime | None:
+        """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
+        nul = NUL_ESCAPE.format("data")
+        with self._using("reading the last screenings") as connection, self._scope(connection):
+            texts = connection.execute(
+                "SELECT DISTINCT data -> 'screenings' -> -1 ->> 'at' FROM salesprocess_accounts "  # noqa: S608 - ours
+                f"WHERE stage = %s AND CASE WHEN {nul} THEN FALSE "  # CASE: checked first
+                "ELSE json_array_length(data -> 'screenings') > 0 END",
+                (str(Stage(stage)),),
+            ).fetchall()
+            # JSON functions refuse a document holding \u0000: read those few in Python.
+            for (data,) in connection.execute(
+                f"SELECT data::text FROM salesprocess_accounts WHERE stage = %s AND {nul}",  # noqa: S608 - ours
+                (str(Stage(stage)),),
+            ):
+                screenings = json.loads(data).get("screenings") or []
+                if screenings:
+                    texts.append((screenings[-1]["at"],))
+        return max((moment_from_text(text) for (text,) in texts if text), default=None)
+
+    def screen_out(
+        self,
+        check: Prefilter,
+        *,
+        stage: Stage,
+        passed: Screening,
+        failed: Screening,
+        after: Key | None,
+        limit: int,
+    ) -> ScreenedOut:
+        """Record the page's screenings that ``check`` decides in SQL; decode the rest.
+
+        The page's rows are locked; those the prefilter surely passes gain ``passed``, those
+        it rules out ``failed``, appended to their JSON as plain JSON (no account is decoded)
+        and written back with the version raised by one and a new stamp.
+        """
+        name = str(Stage(stage))
+        may, must, params = verdicts(check, "postgres")
+        records = {
+            True: json.loads(screening_json(passed)),
+            False: json.loads(screening_json(failed)),
+        }
+        bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
+        keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+        what = f"screening prospects at {name}"
+        with self.atomic(), self._using(what) as connection:
+            page = connection.execute(
+                f"SELECT created_at, id, ({must}), ({may}), version, data::text "  # noqa: S608
+                f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}"
+                "ORDER BY created_at, id LIMIT %(limit)s FOR UPDATE",
+                {**params, **keys, "stage": name, "limit": limit},
+            ).fetchall()
+            decided: dict[str, tuple[bool, object]] = {}
+            writes = []
+            for _at, key, surely, maybe, version, text in page:
+                if maybe and not surely:
+                    continue
+                value = json.loads(text)
+                value.setdefault("screenings", []).append(records[bool(surely)])
+                value["version"] = version + 1
+                data = encode_json(value)
+                writes.append((data, version + 1, readmodel.new_stamp(), key))
+                decided[_unkey(key)] = (bool(surely), StoredFacts(data, cached_loads))
+            if writes:
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        "UPDATE salesprocess_accounts SET data = %s::json, version = %s, "
+                        "stamp = %s WHERE id = %s",
+                        writes,
+                    )
+            kept = [row[1] for row in page if _unkey(row[1]) not in decided]
+            rows = (
+                connection.execute(f"{_READ} WHERE id = ANY(%s)", (kept,)).fetchall()
+                if kept
+                else []
+            )
+        by_id = {account.id: account for account in self._accounts(rows, what)}
+        return ScreenedOut(
+            order=tuple(_unkey(row[1]) for row in page),
+            decided=decided,
+            undecided=tuple(by_id[_unkey(k)] for k in kept if _unkey(k) in by_id),
+            after=(page[-1][0], page[-1][1]) if len(page) == limit else None,
+        )
 
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage (one ``GROUP BY`` over the stage index)."""

@@ -80,6 +80,7 @@ __all__ = [
     "converter",
     "created_key",
     "dumps",
+    "encode_json",
     "from_json_value",
     "loads",
     "misfiled",
@@ -513,6 +514,11 @@ if _orjson is not None:
 
     _encode = _encode_orjson
 _decode = json.JSONDecoder().decode
+
+
+def encode_json(value: object) -> str:
+    """Return JSON values (as :func:`to_json_value` gives them) as the text :func:`dumps` writes."""
+    return _encode(value)
 
 
 def to_json_value(account: Account) -> dict[str, Any]:

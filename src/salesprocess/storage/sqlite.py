@@ -62,9 +62,10 @@ from datetime import date, datetime
 from typing import Final, Literal
 
 from salesprocess import reports
-from salesprocess.account import Account, Channel, unchecked_copy
+from salesprocess.account import Account, Channel, Screening, unchecked_copy
 from salesprocess.checks import clipped, require_items, require_number, shown, unencodable
 from salesprocess.clock import require_aware
+from salesprocess.criteria_sql import Prefilter
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
 from salesprocess.reports.flow import FlowPeriodName, flow_arguments, flow_periods, period_start
@@ -73,6 +74,7 @@ from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
+from salesprocess.storage.criteria_sql import screening_json, sqlite_where, verdicts
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -92,7 +94,15 @@ from salesprocess.storage.readmodel import (
     is_lead,
     lead_columns,
 )
-from salesprocess.storage.serialise import created_key, dumps, loads, remember
+from salesprocess.storage.selection import ScreenedOut, StoredFacts
+from salesprocess.storage.serialise import (
+    cached_loads,
+    created_key,
+    dumps,
+    loads,
+    moment_from_text,
+    remember,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -933,6 +943,100 @@ class SQLiteRepository:
                     f"{_READ} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
                 ).fetchall()
         return self._accounts(rows, "paging accounts")
+
+    # --- criteria in SQL ----------------------------------------------------------------------
+
+    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
+
+        The prefilter runs in SQL (:mod:`salesprocess.storage.criteria_sql`): the accounts it
+        rules out are never fetched nor decoded. Read in pages, as :meth:`with_stage` is.
+        """
+        name = str(Stage(stage))
+        where, params = sqlite_where(check)
+        what = f"selecting prospects at {name}"
+
+        def fetch(after: Key | None) -> list[tuple[object, ...]]:
+            bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
+            keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+            with self._using(what) as connection:
+                return connection.execute(
+                    "SELECT created_at, id, data, stamp, purchase_count FROM accounts "  # noqa: S608 - ours
+                    f"WHERE stage = :stage {bound}AND ({where}) "
+                    "ORDER BY created_at, id LIMIT :limit",
+                    {**params, **keys, "stage": name, "limit": PAGE_SIZE},
+                ).fetchall()
+
+        return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
+
+    def latest_screening(self, *, stage: Stage) -> datetime | None:
+        """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
+        with self._using("reading the last screenings") as connection:
+            texts = connection.execute(
+                "SELECT DISTINCT json_extract(data, '$.screenings[#-1].at') FROM accounts "
+                "WHERE stage = ? AND json_array_length(data, '$.screenings') > 0",
+                (str(Stage(stage)),),
+            ).fetchall()
+        return max((moment_from_text(text) for (text,) in texts), default=None)
+
+    def screen_out(
+        self,
+        check: Prefilter,
+        *,
+        stage: Stage,
+        passed: Screening,
+        failed: Screening,
+        after: Key | None,
+        limit: int,
+    ) -> ScreenedOut:
+        """Record the page's screenings that ``check`` decides in SQL; decode the rest.
+
+        One ``UPDATE`` appends ``passed`` to the accounts the prefilter surely passes and
+        ``failed`` to those it rules out (``json_set`` on their JSON), raises their version by
+        one and gives their rows a new stamp; nothing of them is decoded.
+        """
+        name = str(Stage(stage))
+        may, must, params = verdicts(check, "sqlite")
+        bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
+        keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+        what = f"screening prospects at {name}"
+        with self.atomic(), self._using(what) as connection:
+            # One evaluation of the prefilter per row: 1 surely passes, 0 surely fails,
+            # NULL is Python's to judge.
+            page = connection.execute(
+                f"SELECT created_at, id, CASE WHEN ({must}) THEN 1 WHEN NOT ({may}) THEN 0 END "  # noqa: S608
+                f"FROM accounts WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
+                {**params, **keys, "stage": name, "limit": limit},
+            ).fetchall()
+            decided: dict[str, tuple[bool, object]] = {}
+            for verdict, record in ((True, passed), (False, failed)):
+                ids = [row[1] for row in page if row[2] == verdict]
+                for chunk in _chunks(ids):
+                    for account_id, data in connection.execute(
+                        "UPDATE accounts SET version = version + 1, "  # noqa: S608 - marks
+                        "stamp = (random() & 4611686018427387903) + 1, "
+                        "data = json_set(data, '$.version', version + 1, '$.screenings', "
+                        "json_insert(coalesce(json_extract(data, '$.screenings'), '[]'), "
+                        f"'$[#]', json(?))) WHERE id IN ({_marks(len(chunk))}) "
+                        "RETURNING id, data",
+                        (screening_json(record), *chunk),
+                    ):
+                        decided[account_id] = (verdict, StoredFacts(data, cached_loads))
+            kept = [row[1] for row in page if row[1] not in decided]
+            rows = [
+                row
+                for chunk in _chunks(kept)
+                for row in connection.execute(
+                    f"{_READ} WHERE id IN ({_marks(len(chunk))})", chunk
+                ).fetchall()
+            ]
+        by_id = {account.id: account for account in self._accounts(rows, what)}
+        return ScreenedOut(
+            order=tuple(row[1] for row in page),
+            decided=decided,
+            undecided=tuple(by_id[i] for i in kept if i in by_id),
+            after=(page[-1][0], page[-1][1]) if len(page) == limit else None,
+        )
 
     # --- reports ----------------------------------------------------------------------------
 

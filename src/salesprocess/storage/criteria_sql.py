@@ -1,0 +1,272 @@
+r"""The criteria prefilter (:mod:`salesprocess.criteria_sql`) in SQLite's and PostgreSQL's SQL.
+
+Each :class:`~salesprocess.criteria_sql.Leaf` becomes a ``CASE`` over the JSON type of the
+stored value, so a comparison only ever meets values of the type it is exact for:
+
+- SQLite reads ``json_type`` / ``json_extract`` of the ``data`` column. A number is compared
+  in SQL only when SQLite holds it as an integer within 2**53 (SQLite's own text-to-double
+  conversion is not guaranteed to round as Python's does, so a stored real is left to
+  Python); text compares by UTF-8 bytes, which is code point order, as in Python.
+- PostgreSQL reads the ``json`` column with ``#>`` / ``#>>``. Numbers compare as ``numeric``,
+  exactly as written (within 2**53, where a float's shortest text and its binary value order
+  alike); text compares in the ``"C"`` collation (code point order), unless its JSON text holds
+  a ``\\u`` escape, which is left to Python.
+
+Every expression is NULL-free (each ``CASE`` has an ``ELSE``), so a ``NOT`` never turns an
+unknown into a rejection. Literals travel as named parameters, collected in ``params``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Final, Literal
+
+from salesprocess.account import Screening
+from salesprocess.criteria_sql import (
+    Compare,
+    Kind,
+    Leaf,
+    NonEmpty,
+    OneOf,
+    Outcome,
+    Prefilter,
+    outcome_holds,
+    render,
+)
+from salesprocess.storage.serialise import converter
+
+__all__ = ["NUL_ESCAPE", "Params", "postgres_where", "screening_json", "sqlite_where", "verdicts"]
+
+_SAFE: Final = 2**53 - 1
+#: A PostgreSQL condition: the ``json`` column holds a ``\u0000`` escape somewhere.
+NUL_ESCAPE: Final = "strpos({}::text, '\\u0000') > 0"
+
+
+class Params(dict[str, object]):
+    """Named parameters of one statement, named ``p0``, ``p1``, ... as they are added."""
+
+    def add(self, value: object) -> str:
+        """Add ``value``; return its name."""
+        name = f"p{len(self)}"
+        self[name] = value
+        return name
+
+
+def _otherwise(outcome: Outcome, truthy: bool) -> str:
+    """Return whether a fixed outcome is surely ``truthy``; an exact test is not sure here."""
+    held = outcome_holds(outcome, truthy)
+    return "1" if held else "0"
+
+
+def _sure(exact: str, truthy: bool) -> str:
+    """Return the exact test ``exact`` (never NULL) as: surely ``truthy``."""
+    if exact in ("0", "1"):
+        return exact if truthy else ("1" if exact == "0" else "0")
+    return exact if truthy else f"NOT ({exact})"
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _sqlite_path(path: tuple[str, ...]) -> str:
+    return "$.attributes" + "".join(f'."{key}"' for key in path)  # keys are identifiers
+
+
+def _integer_test(value: str, outcome: Compare | OneOf, params: Params) -> str:
+    """``outcome`` on an integer ``value`` (the literal made an integer bound where needed)."""
+    if isinstance(outcome, OneOf):
+        whole = [
+            int(n) for n in outcome.literals if isinstance(n, int | float) and float(n).is_integer()
+        ]
+        if not whole:
+            return "0"
+        return f"{value} IN ({', '.join(':' + params.add(n) for n in whole)})"
+    literal, op = outcome.literal, outcome.op
+    assert isinstance(literal, int | float)
+    if isinstance(literal, float) and not literal.is_integer():
+        if op in ("=", "!="):
+            return "0" if op == "=" else "1"
+        bound = math.floor(literal) if op in ("<", "<=") else math.ceil(literal)
+        op = {"<": "<=", "<=": "<=", ">": ">=", ">=": ">="}[op]  # type: ignore[assignment]
+        literal = bound
+    return f"{value} {op} :{params.add(int(literal))}"
+
+
+def _text_test(value: str, outcome: Compare | OneOf, params: Params, mark: str) -> str:
+    if isinstance(outcome, OneOf):
+        texts = [t for t in outcome.literals if isinstance(t, str)]
+        if not texts:
+            return "0"
+        return f"{value} IN ({', '.join(mark.format(params.add(t)) for t in texts)})"
+    return f"{value} {outcome.op} {mark.format(params.add(outcome.literal))}"
+
+
+def _case(kind: str, branches: list[tuple[str, str]], missing: str) -> str:
+    """Return ``CASE kind WHEN label THEN sql ... ELSE missing END``, short.
+
+    The labels that give what ``missing`` gives are left to the ``ELSE``: a missing value's
+    kind is NULL, which no ``WHEN`` matches.
+    """
+    whens = " ".join(f"WHEN '{label}' THEN {sql}" for label, sql in branches if sql != missing)
+    return f"CASE {kind} {whens} ELSE {missing} END" if whens else missing
+
+
+def _sqlite_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
+    """Return the SQL that ``leaf`` surely evaluates to a ``must`` (truthy or falsy) value."""
+    path = ":" + params.add(_sqlite_path(leaf.path))
+    value = f"json_extract({column}, {path})"
+    keep = "0"  # a value the SQL cannot judge exactly: nothing is sure
+    branches = [
+        (label, _otherwise(leaf.outcome(label), must)) for label in ("null", "true", "false")
+    ]
+    number = leaf.outcome("number")
+    if isinstance(number, Compare | OneOf):
+        # An integer beyond 2**53 (or beyond 64 bits, which SQLite reads as a real) is left
+        # to Python: the range check fails for it.
+        exact = _sure(_integer_test(value, number, params), must)
+        guard = f"{value} BETWEEN -{_SAFE} AND {_SAFE}"
+        branches.append(("integer", f"CASE WHEN {guard} THEN {exact} ELSE {keep} END"))
+        branches.append(("real", keep))
+    else:
+        branches.append(("integer", _otherwise(number, must)))
+        branches.append(("real", _otherwise(number, must)))
+    text = leaf.outcome("text")
+    if isinstance(text, Compare | OneOf):
+        branches.append(("text", _sure(_text_test(value, text, params, ":{}"), must)))
+    else:
+        branches.append(("text", _otherwise(text, must)))
+    array = leaf.outcome("array")
+    if isinstance(array, NonEmpty):
+        branches.append(("array", _sure(f"json_array_length({column}, {path}) > 0", must)))
+    else:
+        branches.append(("array", _otherwise(array, must)))
+    branches.append(("object", _otherwise(leaf.outcome("object"), must)))
+    missing = _otherwise(leaf.outcome("missing"), must)
+    return _case(f"json_type({column}, {path})", branches, missing)
+
+
+def sqlite_where(
+    check: Prefilter, column: str = "data", *, must: bool = False, params: Params | None = None
+) -> tuple[str, dict[str, object]]:
+    """Return ``check`` as an SQLite expression over ``column`` and its named parameters.
+
+    The expression is 1 for every row whose account the criteria may pass (``must``: surely
+    pass). ``params`` collects the parameters of several expressions of one statement.
+    """
+    params = Params() if params is None else params
+    sql = render(check, lambda leaf, m: _sqlite_test(leaf, m, params, column), must=must)
+    return sql, dict(params)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_number(outcome: Compare | OneOf, value: str, params: Params) -> str:
+    def literal(n: object) -> str:
+        exact = Decimal(repr(n)) if isinstance(n, float) else n
+        return f"%({params.add(exact)})s::numeric"
+
+    if isinstance(outcome, OneOf):
+        numbers = [n for n in outcome.literals if not isinstance(n, str)]
+        if not numbers:
+            return "0"
+        return f"{value} IN ({', '.join(literal(n) for n in numbers)})"
+    return f"{value} {outcome.op} {literal(outcome.literal)}"
+
+
+def _pg_bool(sql: str) -> str:
+    return {"1": "TRUE", "0": "FALSE"}.get(sql, sql)
+
+
+def _postgres_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
+    path = f"%({params.add(['attributes', *leaf.path])})s::text[]"
+    found = f"({column} #> {path})"
+    raw = f"({column} #>> {path})"
+    keep = "FALSE"  # a value the SQL cannot judge exactly: nothing is sure
+
+    def otherwise(kind: Kind) -> str:
+        return _pg_bool(_otherwise(leaf.outcome(kind), must))
+
+    true, false = otherwise("true"), otherwise("false")
+    branches = [
+        ("null", otherwise("null")),
+        (
+            "boolean",
+            true if true == false else f"CASE WHEN {raw} = 'true' THEN {true} ELSE {false} END",
+        ),
+    ]
+    number = leaf.outcome("number")
+    if isinstance(number, Compare | OneOf):
+        exact = _pg_bool(_sure(_pg_number(number, f"{raw}::numeric", params), must))
+        branches.append(
+            ("number", f"CASE WHEN abs({raw}::numeric) <= {_SAFE} THEN {exact} ELSE {keep} END")
+        )
+    else:
+        branches.append(("number", otherwise("number")))
+    text = leaf.outcome("text")
+    if isinstance(text, Compare | OneOf):
+        exact = _pg_bool(_sure(_text_test(f'{raw} COLLATE "C"', text, params, "%({})s"), must))
+        branches.append(
+            ("string", f"CASE WHEN strpos({found}::text, '\\u') = 0 THEN {exact} ELSE {keep} END")
+        )
+    else:
+        branches.append(("string", otherwise("text")))
+    array = leaf.outcome("array")
+    if isinstance(array, NonEmpty):
+        branches.append(("array", _sure(f"json_array_length({found}) > 0", must)))
+    else:
+        branches.append(("array", otherwise("array")))
+    branches.append(("object", otherwise("object")))
+    return _case(f"json_typeof({found})", branches, otherwise("missing"))
+
+
+def postgres_where(
+    check: Prefilter, column: str = "data", *, must: bool = False, params: Params | None = None
+) -> tuple[str, dict[str, object]]:
+    """Return ``check`` as a PostgreSQL condition over the ``json`` ``column``, with parameters.
+
+    The condition is true for every row whose account the criteria may pass (``must``: surely
+    pass). ``params`` collects the parameters of several conditions of one statement.
+    """
+    params = Params() if params is None else params
+    sql = render(
+        check,
+        lambda leaf, m: _postgres_test(leaf, m, params, column),
+        true="TRUE",
+        false="FALSE",
+        must=must,
+    )
+    if sql in ("TRUE", "FALSE"):
+        return sql, dict(params)
+    # PostgreSQL's JSON functions refuse a whole document holding a \u0000 escape (text cannot
+    # hold NUL): such a row is not judged in SQL, but kept for Python.
+    unsure = "FALSE" if must else "TRUE"
+    return f"CASE WHEN {NUL_ESCAPE.format(column)} THEN {unsure} ELSE ({sql}) END", dict(params)
+
+
+def screening_json(screening: Screening) -> str:
+    """Return a screening as the JSON an account's ``screenings`` array holds it in."""
+    return json.dumps(converter.unstructure(screening), ensure_ascii=False, separators=(",", ":"))
+
+
+#: The last few renderings of :func:`verdicts`, by the identity of the prefilter: a bulk screen
+#: asks for the same one once per page.
+_RENDERED: list[tuple[Prefilter, str, tuple[str, str, dict[str, object]]]] = []
+
+
+def verdicts(
+    check: Prefilter, dialect: Literal["sqlite", "postgres"]
+) -> tuple[str, str, dict[str, object]]:
+    """Return ``check`` as "may pass" and "surely passes" in ``dialect``, with their parameters."""
+    for seen, kind, rendered in list(_RENDERED):
+        if seen is check and kind == dialect:
+            return rendered
+    params = Params()
+    where = sqlite_where if dialect == "sqlite" else postgres_where
+    may, _ = where(check, params=params)
+    must, _ = where(check, must=True, params=params)
+    rendered = (may, must, dict(params))
+    _RENDERED[:] = [(check, dialect, rendered), *_RENDERED[:3]]
+    return rendered
