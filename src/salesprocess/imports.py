@@ -182,6 +182,7 @@ class LeadImport:
 
 #: The fields of a lead row; any other key is refused (a misspelt column must not vanish).
 LEAD_FIELDS: Final = ("name", "email", "phone", "campaign", "attributes", "at")
+_LEAD_KEYS: Final = frozenset(LEAD_FIELDS)
 
 
 def _lead(
@@ -190,9 +191,9 @@ def _lead(
     try:
         if not isinstance(row, Mapping):
             raise TypeError(f"a row is a mapping, not {type(row).__name__}")
-        unknown = sorted(set(row) - set(LEAD_FIELDS))
-        if unknown:
-            raise TypeError(f"unknown field {', '.join(map(str, unknown))}")
+        if not _LEAD_KEYS.issuperset(row):
+            unknown = sorted(map(str, set(row) - _LEAD_KEYS))
+            raise TypeError(f"unknown field {', '.join(unknown)}")
         return position, build(**row)
     except SalesProcessError as error:
         return RowError(position, str(error), getattr(error, "field", None))
@@ -203,16 +204,24 @@ def _lead(
 def _known_contacts(
     uow: UnitOfWork, leads: list[tuple[int, Account]]
 ) -> dict[tuple[str, str], Account]:
+    """Return the stored accounts holding the batch's emails and phones, two queries a batch.
+
+    Only the contacts someone holds cost a read of the account: a new list costs its look-ups.
+    """
     repository = uow.repository
+    holders = {
+        kind: repository.find_ids(kind, {v for _, lead in leads if (v := getattr(lead, kind))})
+        for kind in ("email", "phone")
+    }
+    accounts: dict[str, Account] = {}
     found: dict[tuple[str, str], Account] = {}
-    for _, lead in leads:
-        for kind, value in (("email", lead.email), ("phone", lead.phone)):
-            if value is None or (kind, value) in found:
-                continue
-            account_id = repository.find_id(**{kind: value})
-            if account_id is not None:
-                with contextlib.suppress(NotFound):
-                    found[kind, value] = repository.get(account_id)
+    for kind, held in holders.items():
+        for value, account_id in held.items():
+            if account_id not in accounts:
+                with contextlib.suppress(NotFound):  # removed since: nobody holds it
+                    accounts[account_id] = repository.get(account_id)
+            if account_id in accounts:
+                found[kind, value] = accounts[account_id]
     return found
 
 

@@ -520,12 +520,10 @@ class SalesProcess:
         Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
         ``attributes`` and ``at``.
         """
-        channel = Channel.parse(channel)
-
-        def build(name: str, **details: Any) -> Account:
-            details.setdefault("campaign", campaign)
-            return self._lead(name, channel, details)  # type: ignore[arg-type]
-
+        build = leads.lead_builder(
+            Channel.parse(channel), campaign=campaign, stage=self.transitions.initial,
+            new_id=self._new_id, moment=self._moment,
+        )  # fmt: skip
         return imports.import_leads(self._uow, rows, build=build, all_or_nothing=all_or_nothing)
 
     # -- recurring revenue and the read side ------------------------------------------------

@@ -22,6 +22,7 @@ from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
     require_account,
+    require_keys,
     require_new,
     require_one_key,
     require_page,
@@ -164,6 +165,13 @@ class InMemoryRepository:
         kind, value = require_one_key(email, phone, referral_code)
         with self._lock:
             return self._indexes[kind].get(value)
+
+    def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
+        """Return ``{value: id}`` for the ``values`` an account holds as its ``kind``."""
+        wanted = require_keys(kind, values)
+        with self._lock:
+            index = self._indexes[kind]
+            return {value: index[value] for value in wanted if value in index}
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first."""

@@ -81,6 +81,7 @@ from salesprocess.storage.protocol import (
     call_all,
     every_account,
     require_account,
+    require_keys,
     require_new,
     require_one_key,
     require_page,
@@ -820,6 +821,20 @@ class PostgresRepository:
         with self._using(what) as connection, self._scope(connection):
             row = connection.execute(query, (_key(value),)).fetchone()
         return None if row is None else _unkey(row[0])
+
+    def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
+        """Return ``{value: id}`` for the ``values`` an account holds as its ``kind``.
+
+        One ``SELECT ... = ANY(...)`` through the unique index, no JSON fetched.
+        """
+        wanted = require_keys(kind, values)
+        what = f"finding ids by {kind.replace('_', ' ')}"
+        with self._using(what) as connection, self._scope(connection):
+            rows = connection.execute(
+                f"SELECT {kind}, id FROM salesprocess_accounts WHERE {kind} = ANY(%s)",  # noqa: S608 - kind is checked
+                ([_key(value) for value in wanted],),
+            ).fetchall()
+        return {_unkey(value): _unkey(account_id) for value, account_id in rows}
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.
