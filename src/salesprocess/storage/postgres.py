@@ -72,6 +72,7 @@ from salesprocess.account import Account, Channel, unchecked_copy
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
 from salesprocess.reports.flow import FlowPeriodName
+from salesprocess.reports.referrals import ReferralReport
 from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
@@ -284,6 +285,11 @@ _DROP_ROWS: Final = (
     "DELETE FROM salesprocess_stage_changes WHERE account_id = %(id)s",
 )
 _READ: Final = "SELECT id, data::text, stamp, purchase_count FROM salesprocess_accounts"
+# The referral report's rows (readmodel.REFERRERS); json keeps the text as written.
+_REFERRERS: Final = (
+    "SELECT id, data::text, mask FROM salesprocess_accounts "
+    "WHERE strpos(data::text, '\"referrals\":') > 0"
+)
 #: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
 TABLES: Final = readmodel.Tables(
     "salesprocess_accounts",
@@ -383,7 +389,9 @@ class PostgresRepository:
         self._depth = 0  # atomic() blocks open
         self._after_commit = AfterCommit()
         self._memo = readmodel.Memo()
-        self._reports = SQLReports(self._reader, DIALECT, TABLES, lambda: every_account(self))
+        self._reports = SQLReports(
+            self._reader, DIALECT, TABLES, lambda: every_account(self), _REFERRERS
+        )
         if isinstance(dsn_or_connection, psycopg.Connection):
             self._connection: psycopg.Connection[Any] | None = dsn_or_connection
             self._owned = False
@@ -924,6 +932,10 @@ class PostgresRepository:
     ) -> Funnel:
         """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
         return self._reports.funnel(as_of, channel, campaign)
+
+    def report_referral_stats(self) -> ReferralReport:
+        """Answer :func:`salesprocess.reports.referral_stats` in SQL; see :class:`SQLReports`."""
+        return self._reports.referral_stats()
 
     def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
         """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""

@@ -66,7 +66,7 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from salesprocess.account import Account, Attributes, HistoryEntry, Source
+from salesprocess.account import Account, Attributes, HistoryEntry, Referral, Source
 from salesprocess.checks import require_int
 from salesprocess.errors import SalesProcessError, StorageError, ValidationError
 from salesprocess.stage import Stage
@@ -85,6 +85,7 @@ __all__ = [
     "loads",
     "moment_from_text",
     "moment_text",
+    "referrals_of",
     "remember",
     "to_json_value",
 ]
@@ -668,6 +669,29 @@ def loads(text: str | bytes) -> Account:
     except RecursionError:
         raise StorageError("a stored account nests too deeply to be read as JSON") from None
     return from_json_value(value)
+
+
+def referrals_of(text: str) -> tuple[Referral, ...]:
+    """Return the referrals of the account ``text`` (written by :func:`dumps`) holds.
+
+    Only that part is decoded: a report reading the referrals of many accounts need not
+    build each whole account. Raises ``StorageError`` as :func:`loads` does.
+    """
+    try:
+        value = _decode(text)
+    except (ValueError, TypeError) as exc:
+        raise StorageError(f"a stored account is not JSON text: {exc}") from None
+    except RecursionError:
+        raise StorageError("a stored account nests too deeply to be read as JSON") from None
+    if type(value) is not dict:
+        raise StorageError(f"a stored account is not a JSON object: {_describe(value)}")
+    try:
+        found: tuple[Referral, ...] = converter.structure(
+            value.get("referrals", []), tuple[Referral, ...]
+        )
+    except Exception as exc:  # cattrs raises many kinds; each means a bad row
+        raise StorageError(f"the referrals of a stored account cannot be read: {exc}") from None
+    return found
 
 
 class CacheInfo(NamedTuple):

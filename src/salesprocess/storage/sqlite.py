@@ -68,6 +68,7 @@ from salesprocess.errors import ConflictError, NotFound, StorageError, Validatio
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
 from salesprocess.reports.flow import FlowPeriodName, flow_arguments, flow_periods, period_start
 from salesprocess.reports.funnel import LADDER, funnel_arguments, funnel_of
+from salesprocess.reports.referrals import ReferralReport, referral_report
 from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
@@ -229,6 +230,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         f"CREATE INDEX accounts_leads ON accounts ({_CREATED_DAY}, channel)",
         f"CREATE INDEX accounts_qualified "
         f"ON accounts ({_QUALIFIED_DAY}, first_qualified_at, created_at)",
+    ),
+    # 4 -> 5: the accounts that may hold referrals, for the referral report (a partial index:
+    # a few rows, each found without reading the others' JSON).
+    (
+        "CREATE INDEX accounts_referring ON accounts (id) "
+        f"WHERE {readmodel.REFERRERS.partition(' WHERE ')[2]}",
     ),
 )
 
@@ -964,6 +971,10 @@ class SQLiteRepository:
         """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
         return self._reports.funnel(as_of, channel, campaign)
 
+    def report_referral_stats(self) -> ReferralReport:
+        """Answer :func:`salesprocess.reports.referral_stats` in SQL; see :class:`SQLReports`."""
+        return self._reports.referral_stats()
+
     def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
         """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""
         return self._reports.time_in_stage(as_of)
@@ -1060,11 +1071,13 @@ class SQLReports:
         dialect: readmodel.Dialect,
         tables: readmodel.Tables,
         accounts: Callable[[], Iterable[Account]],
+        referrers: str = readmodel.REFERRERS,
     ) -> None:
         self._reader = reader
         self._dialect = dialect
         self._tables = tables
         self._accounts = accounts
+        self._referrers = referrers
 
     def revenue(self, since: object, until: object) -> RevenueReport:
         """Return :func:`salesprocess.reports.revenue` of every stored account."""
@@ -1120,6 +1133,16 @@ class SQLReports:
                 if mask & bits[here] and mask & bits[following]:
                     onward[here] = onward.get(here, 0) + number
         return funnel_of(moment, now, reached, onward)
+
+    def referral_stats(self) -> ReferralReport:
+        """Return :func:`salesprocess.reports.referral_stats` of every stored account.
+
+        Only the accounts holding referrals are read (``referrers``, the adapter's form of
+        :data:`~salesprocess.storage.readmodel.REFERRERS`); who bought is each row's ``mask``.
+        """
+        with self._reader() as fetch:
+            counted = readmodel.referral_counts(fetch, self._tables, self._dialect, self._referrers)
+        return referral_report(*counted)
 
     def time_in_stage(self, as_of: object) -> Mapping[Stage, StageTime]:
         """Return :func:`salesprocess.reports.time_in_stage` of every stored account."""
