@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -245,18 +246,37 @@ def test_usage_errors_exit_2():
     assert run("import-leads")[0] == 2
 
 
-def test_report_json_has_the_documented_shape(tmp_path):
-    """report --json: funnel, revenue, lead_flow and referrals, amounts as strings."""
+def test_report_json_is_the_librarys_json_views(tmp_path):
+    """report --json: it parses, and each part is sp.to_json of the library's report."""
     db = tmp_path / "s.db"
     run("demo", "--db", str(db))
-    code, out, _ = run("report", "--json", "--db", str(db))
+    code, out, _ = run("report", "--json", "--db", str(db), "--as-of", "2026-04-12",
+                       "--since", "2026-02-01", "--target", "3")  # fmt: skip
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"as_of", "funnel", "revenue", "lead_flow", "referrals"}
+    as_of, since = datetime(2026, 4, 12, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    with SQLiteRepository(db) as repository:
+        sales = sp.SalesProcess(repository)
+        expected = {
+            "as_of": as_of.isoformat(), "since": since.isoformat(), "until": as_of.isoformat(),
+            "target": 3,
+            "funnel": sp.to_json(sales.funnel(as_of=as_of)),
+            "revenue": sp.to_json(sales.revenue(since=since, until=as_of)),
+            "lead_flow": sp.to_json(sales.lead_flow(period="week", target=3, as_of=as_of)),
+            "referrals": sp.to_json(sales.referral_stats()),
+        }  # fmt: skip
+    assert data == expected
     assert [r["stage"] for r in data["funnel"]["ladder"]] == [
         "prospect", "qualified", "customer", "repeat", "referrer",
     ]  # fmt: skip
-    assert isinstance(data["revenue"]["EUR"]["total"], str)
+    assert data["referrals"]["overall"]["referrals"] > 0  # the demo's quarter refers
+    assert isinstance(data["revenue"]["by_currency"]["EUR"]["total"]["amount"], str)
+    assert sp.from_json(sp.Funnel, data["funnel"]) == sales_funnel(db, as_of)
+
+
+def sales_funnel(db: Path, as_of: datetime) -> sp.Funnel:
+    with SQLiteRepository(db) as repository:
+        return sp.SalesProcess(repository).funnel(as_of=as_of)
 
 
 def test_a_hundred_thousand_leads_import(tmp_path):
@@ -322,3 +342,29 @@ def test_a_criteria_device_is_refused(tmp_path):
     code, _, err = run("screen", "--criteria", "/dev/zero", "--db", str(tmp_path / "s.db"))
     assert code == 1
     assert "not a regular file" in err
+
+
+def test_imports_are_quiet_off_a_terminal_and_draw_a_bar_on_one(tmp_path):
+    """No bar in a pipe or a log; on a terminal a bar that follows the rows."""
+    import io  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from salesprocess.cli import app  # noqa: PLC0415
+
+    db = tmp_path / "s.db"
+    rows = "".join(f"Lead {i},lead{i}@list.example\n" for i in range(2500))
+    csv = write(tmp_path / "list.csv", "name,email\n" + rows)
+    code, out, err = run("import-leads", str(csv), "--channel", "marketing_list", "--db", str(db))
+    assert (code, err) == (0, "")
+    assert "2500 leads captured" in out
+    with app._progress("quiet", Console(file=io.StringIO())) as progress:
+        assert progress is None
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80)
+    with app._progress("importing list.csv", terminal) as progress:
+        assert progress is not None
+        progress(1000, 2500)
+        progress(2500, 2500)
+    assert "importing list.csv" in screen.getvalue()
+    assert "2500/2500" in screen.getvalue()

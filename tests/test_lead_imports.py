@@ -131,3 +131,28 @@ def test_the_bulk_builder_makes_what_new_lead_makes(
     if campaign is not lead_keep:
         row["campaign"] = campaign
     assert built(lambda: build(name, **row)) == expected
+
+
+def test_progress_hears_of_every_row_in_order(sales):
+    """progress(done, total): from the rows read to all of them, never backwards."""
+    heard: list[tuple[int, int]] = []
+    rows = [{"name": f"Lead {i}", "email": f"lead{i}@list.example"} for i in range(2500)]
+    rows[7] = {"name": "No contact"}
+    done = sales.import_leads(
+        rows, channel="marketing_list", all_or_nothing=False, progress=lambda *p: heard.append(p)
+    )
+    assert done.captured == 2499
+    assert heard[0] == (1, 2500)  # the bad row is decided once read
+    assert heard[-1] == (2500, 2500)
+    assert all(total == 2500 for _, total in heard)
+    assert [d for d, _ in heard] == sorted(d for d, _ in heard)
+    assert len(heard) == 1 + 3  # and after each of the three batches
+    purchases: list[tuple[int, int]] = []
+    sales.import_purchases(
+        [{"email": "lead1@list.example", "amount": sp.Money("5", "EUR"), "at": T0,
+          "reference": "R-1"}],
+        progress=lambda *p: purchases.append(p), all_or_nothing=False,
+    )  # fmt: skip
+    assert purchases[-1] == (1, 1)
+    with pytest.raises(sp.ValidationError, match="progress"):
+        sales.import_leads(rows[:1], channel="referral", progress="loud")

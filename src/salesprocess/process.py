@@ -514,17 +514,20 @@ class SalesProcess:
         channel: Channel | str,
         campaign: str | None = None,
         all_or_nothing: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> LeadImport:
         """Capture many leads from ``channel`` a batch at a time; see :mod:`salesprocess.imports`.
 
         Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
-        ``attributes`` and ``at``.
+        ``attributes`` and ``at``. ``progress(done, total)`` hears of the rows decided.
         """
         build = leads.lead_builder(
             Channel.parse(channel), campaign=campaign, stage=self.transitions.initial,
             new_id=self._new_id, moment=self._moment,
         )  # fmt: skip
-        return imports.import_leads(self._uow, rows, build=build, all_or_nothing=all_or_nothing)
+        return imports.import_leads(
+            self._uow, rows, build=build, all_or_nothing=all_or_nothing, progress=progress
+        )
 
     # -- recurring revenue and the read side ------------------------------------------------
 
@@ -534,11 +537,15 @@ class SalesProcess:
         *,
         channel: Channel | str = Channel.INBOUND_INQUIRY,
         all_or_nothing: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> PurchaseImport:
-        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`."""
+        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`.
+
+        ``progress(done, total)`` hears of the rows decided.
+        """
         return imports.import_purchases(
             self._uow, rows, transitions=self.transitions, new_id=self._new_id,
-            channel=channel, all_or_nothing=all_or_nothing,
+            channel=channel, all_or_nothing=all_or_nothing, progress=progress,
         )  # fmt: skip
 
     def _report(self, report: Callable[..., _Result], **options: Any) -> _Result:
