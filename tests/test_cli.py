@@ -222,13 +222,92 @@ def test_screen_call_record_and_qualify(tmp_path):
     assert "cannot be qualified yet" in err
 
 
-def test_criteria_that_are_not_json_logic_are_one_line(tmp_path):
-    """A criteria file that is not JSON Logic: exit 1, naming the fault."""
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ('{"nosuchop": [1]}', "unknown operator 'nosuchop'"),
+        ('{">=": [{"var": "employees"}', "malformed JSON"),
+        ("", "malformed JSON"),
+    ],
+)
+def test_criteria_that_are_not_json_logic_are_one_line(tmp_path, document, message):
+    """A criteria file that is not JSON Logic: exit 1, one line naming the file and fault."""
     db = tmp_path / "s.db"
-    criteria = write(tmp_path / "criteria.json", '{"nosuchop": [1]}')
+    leads = write(tmp_path / "leads.csv", "name,email\nBig,big@x.example\n")
+    run("import-leads", str(leads), "--channel", "cold_outreach", "--db", str(db))
+    before = stored(db)
+    criteria = write(tmp_path / "criteria.json", document)
     code, _, err = run("screen", "--criteria", str(criteria), "--db", str(db))
     assert code == 1
     assert err.startswith("error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert "criteria.json" in err
+    assert message in err
+    assert stored(db) == before
+
+
+def test_a_malformed_date_or_amount_names_its_line_and_stores_nothing(tmp_path):
+    """Purchase rows with a date or amount that is none: every one by line, nothing stored."""
+    db = tmp_path / "s.db"
+    good = write(tmp_path / "good.csv", "email,amount,currency,at,reference\n"
+                 "w@in.example,40.00,EUR,2026-03-01,POS-1\n")  # fmt: skip
+    assert run("import-purchases", str(good), "--db", str(db))[0] == 0
+    before = stored(db)
+    bad = write(
+        tmp_path / "bad.csv",
+        "email,amount,currency,at,reference\n"
+        "w@in.example,12.00,EUR,yesterday,POS-2\n"
+        "w@in.example,12.00,EUR,2026-03-05T10:00,POS-3\n"
+        "w@in.example,1O.00,EUR,2026-03-06,POS-4\n"
+        "w@in.example,-5,EUR,2026-03-07,POS-5\n"
+        "w@in.example,5.00,EUR,2026-03-08,POS-6\n",
+    )
+    code, _, err = run("import-purchases", str(bad), "--db", str(db))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines[:-1]] == [f"{bad}:{n}" for n in (2, 3, 4, 5)]
+    assert "at" in lines[0]
+    assert "Traceback" not in err
+    assert stored(db) == before
+
+
+def test_a_locked_database_is_one_line_and_left_as_it_was(tmp_path, monkeypatch):
+    """Another process holding the write lock: exit 1 once the wait is over, nothing stored."""
+    import functools  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from salesprocess.cli import app  # noqa: PLC0415
+
+    db = tmp_path / "s.db"
+    first = write(tmp_path / "first.csv", "name,email\nA,a@x.example\n")
+    run("import-leads", str(first), "--channel", "referral", "--db", str(db))
+    before = stored(db)
+    # The wait for the lock is SQLite's busy timeout (5 s by default); a short one here.
+    monkeypatch.setattr(app, "SQLiteRepository", functools.partial(SQLiteRepository, timeout=0.2))
+    more = write(tmp_path / "more.csv", "name,email\nB,b@x.example\n")
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        code, _, err = run("import-leads", str(more), "--channel", "referral", "--db", str(db))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "locked" in err
+    assert str(db) in err
+    assert len(err.strip().splitlines()) == 1
+    assert stored(db) == before
+
+
+def test_an_unreachable_postgresql_is_one_line():
+    """--dsn naming a server nobody answers on: exit 1, one line, no traceback."""
+    code, _, err = run("report", "--dsn", "postgresql://nobody@127.0.0.1:1/none")
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "PostgreSQL" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
 
 
 def test_a_foreign_database_is_refused_without_a_traceback(tmp_path):

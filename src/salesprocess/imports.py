@@ -169,9 +169,9 @@ def import_purchases(
     require_int(batch_size, "batch_size", low=1)
     told = _progress(progress)
     parsed = list(_parsed(rows))
+    # A malformed row does not stop the others being decided (in a block then rolled back):
+    # the error lists every bad row, those the rules refuse too, for one round of fixing.
     bad = [row for row in parsed if isinstance(row, RowError)]
-    if bad and all_or_nothing:
-        raise BadRows("purchase import", tuple(bad))
     good = [row for row in parsed if not isinstance(row, RowError)]
     recorded = duplicates = 0
     created: list[str] = []
@@ -277,9 +277,7 @@ def import_leads(
     require_int(batch_size, "batch_size", low=1)
     told = _progress(progress)
     parsed = [_lead(position, row, build) for position, row in enumerate(rows, start=1)]
-    rejected = [row for row in parsed if isinstance(row, RowError)]
-    if rejected and all_or_nothing:
-        raise BadRows("lead import", tuple(rejected))
+    rejected = [row for row in parsed if isinstance(row, RowError)]  # listed with the others
     good = [row for row in parsed if not isinstance(row, RowError)]
     captured = known = 0
     block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()

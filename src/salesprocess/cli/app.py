@@ -32,7 +32,8 @@ def _out() -> Console:
 
 
 def _fail(message: str) -> None:
-    _err.print(f"error: {message}", markup=False)
+    # One line, always: a driver's message may run over several (psycopg adds a hint line).
+    _err.print(f"error: {' '.join(message.split())}", markup=False)
     raise SystemExit(1)
 
 
@@ -44,7 +45,12 @@ def _criteria(path: Path) -> sp.Criteria:
     the file was called later. ``from_json`` reads the file, with its checks (a regular file,
     at most 1 MiB).
     """
-    read = sp.Criteria.from_json(path, name=path.stem, version="file")
+    try:
+        read = sp.Criteria.from_json(path, name=path.stem, version="file")
+    except sp.ValidationError as error:
+        if str(path) in str(error):
+            raise
+        raise sp.ValidationError(f"{path}: {error}", field=error.field) from None
     digest = hashlib.sha256(read.to_json().encode("utf-8")).hexdigest()[:12]
     return sp.Criteria.from_dict(read.document, name=path.stem, version=f"sha256:{digest}")
 
