@@ -201,8 +201,9 @@ def test_screen_call_record_and_qualify(tmp_path):
         tmp_path / "leads.csv", "name,email,employees\nBig,big@x.example,120\nSmall,s@x.example,3\n"
     )
     run("import-leads", str(leads), "--channel", "cold_outreach", "--db", str(db))
-    code, out, _ = run("screen", "--criteria", str(criteria), "--db", str(db))
+    code, out, err = run("screen", "--criteria", str(criteria), "--db", str(db))
     assert (code, "2 prospects screened, 1 passed" in out) == (0, True)
+    assert err == ""  # no progress bar off a terminal
     calls = tmp_path / "calls.csv"
     code, out, _ = run(
         "call-list", "--criteria", str(criteria), "--db", str(db), "--out", str(calls)

@@ -339,8 +339,8 @@ def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object
 @click.option("--criteria", type=click.Path(path_type=Path), required=True, help="JSON Logic file.")
 def screen(*, db: str, dsn: str | None, criteria: Path) -> None:
     """Screen every prospect against marketing's criteria and record each screening."""
-    with _process(db, dsn, criteria) as sales:
-        reports = sales.screen_all()
+    with _process(db, dsn, criteria) as sales, _progress("screening") as progress:
+        reports = sales.screen_all(progress=progress)
         passed = sum(1 for report in reports if report.passed)
         _out().print(f"{len(reports)} prospects screened, {passed} passed", markup=False)
 
