@@ -221,7 +221,7 @@ def _lead(
     position: int, row: Mapping[str, object], build: Callable[..., Account]
 ) -> tuple[int, Account] | RowError:
     try:
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):
             raise TypeError(f"a row is a mapping, not {type(row).__name__}")
         if not _LEAD_KEYS.issuperset(row):
             unknown = sorted(map(str, set(row) - _LEAD_KEYS))
