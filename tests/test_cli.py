@@ -352,6 +352,12 @@ def test_report_json_is_the_librarys_json_views(tmp_path):
     assert data["referrals"]["overall"]["referrals"] > 0  # the demo's quarter refers
     assert isinstance(data["revenue"]["by_currency"]["EUR"]["total"]["amount"], str)
     assert sp.from_json(sp.Funnel, data["funnel"]) == sales_funnel(db, as_of)
+    import jsonschema  # noqa: PLC0415
+
+    parts = {"funnel": sp.Funnel, "revenue": sp.RevenueReport,
+             "lead_flow": list[sp.FlowPeriod], "referrals": sp.ReferralReport}  # fmt: skip
+    for key, kind in parts.items():  # each part is what the library's schema describes
+        jsonschema.validate(data[key], sp.json_schema(kind))
 
 
 def sales_funnel(db: Path, as_of: datetime) -> sp.Funnel:
