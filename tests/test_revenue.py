@@ -351,6 +351,7 @@ def test_revenue_keeps_currencies_apart_and_windows_purchases(sales):
     assert list(everything) == ["EUR", "USD"]
     assert everything["EUR"].repeat_customers == 0
     assert everything["EUR"].repeat_share == Decimal("0.0000")
+    assert str(everything["EUR"].repeat_revenue.amount) == "0.00"  # the total's places, not "0"
     assert everything["USD"].repeat_revenue == sp.Money("10", "USD")
     window = sales.revenue(since=at(2026, 3, 2), until=at(2026, 3, 5))
     assert list(window) == ["USD"]
@@ -394,6 +395,15 @@ def test_lead_flow_lists_every_week_and_flags_the_short_ones(sales):
     ]
     (month,) = sales.lead_flow(period="month")
     assert (month.new_leads[sp.Channel.INBOUND_INQUIRY], month.below_target) == (3, None)
+
+
+@pytest.mark.parametrize("period", ["week", "month"])
+def test_lead_flow_ends_at_the_last_period_of_the_calendar(period):
+    """A lead in the calendar's last week or month is listed; stepping past it is not tried."""
+    late = sp.SalesProcess(clock=sp.FixedClock(datetime(9999, 12, 29, tzinfo=UTC)))
+    late.capture_lead("Late", email="late@x.example", channel="referral")
+    (row,) = late.lead_flow(period=period, as_of=datetime(9999, 12, 29, 12, tzinfo=UTC))
+    assert (row.leads, row.start.year) == (1, 9999)
 
 
 def test_time_in_stage_counts_completed_stays(sales):

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, Final, NoReturn, TypeVar
 
 import attrs
@@ -412,7 +413,9 @@ def _tuple_of(kind: type) -> Any:
     def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value.__class__ is tuple and not value:  # most accounts have none yet: skip the loop
             return
-        if not isinstance(value, tuple) or not all(isinstance(item, kind) for item in value):
+        # map() keeps the loop in C: the 10,000th purchase re-checks 9,999 held ones, ~2x
+        # faster than a generator (a prefix test would call the items' own __eq__).
+        if not isinstance(value, tuple) or not all(map(isinstance, value, repeat(kind))):
             raise ValidationError(
                 f"{attribute.name} must be a tuple of {kind.__name__}", field=attribute.name
             )

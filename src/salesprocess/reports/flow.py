@@ -141,7 +141,7 @@ def flow_periods(
     last = max(leads.keys() | qualified.keys())
     if end is not None:
         last = period_start(utc_day(end), unit)
-    rows = []
+    rows: list[FlowPeriod] = []
     start = min(leads)
     while start <= last:
         counts = leads.get(start, {})
@@ -154,5 +154,7 @@ def flow_periods(
                 None if goal is None else done < goal,
             )
         )
+        if start == last:  # stepping past the last period could leave the calendar
+            return rows
         start = _next(start, unit)
     return rows

@@ -184,7 +184,8 @@ def revenue_figures(currency: str, tallied: Tally) -> Revenue:
     return Revenue(
         currency=currency,
         total=Money(total, currency),
-        repeat_revenue=Money(repeat, currency),
+        # No repeat customer sums to a bare 0; show it with the total's places (0.00 EUR).
+        repeat_revenue=Money(repeat if repeat else total * 0, currency),
         repeat_share=ratio(repeat, total) if total else None,
         purchases=purchases,
         customers=customers,
