@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -200,8 +201,9 @@ def test_screen_call_record_and_qualify(tmp_path):
         tmp_path / "leads.csv", "name,email,employees\nBig,big@x.example,120\nSmall,s@x.example,3\n"
     )
     run("import-leads", str(leads), "--channel", "cold_outreach", "--db", str(db))
-    code, out, _ = run("screen", "--criteria", str(criteria), "--db", str(db))
+    code, out, err = run("screen", "--criteria", str(criteria), "--db", str(db))
     assert (code, "2 prospects screened, 1 passed" in out) == (0, True)
+    assert err == ""  # no progress bar off a terminal
     calls = tmp_path / "calls.csv"
     code, out, _ = run(
         "call-list", "--criteria", str(criteria), "--db", str(db), "--out", str(calls)
@@ -221,13 +223,92 @@ def test_screen_call_record_and_qualify(tmp_path):
     assert "cannot be qualified yet" in err
 
 
-def test_criteria_that_are_not_json_logic_are_one_line(tmp_path):
-    """A criteria file that is not JSON Logic: exit 1, naming the fault."""
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ('{"nosuchop": [1]}', "unknown operator 'nosuchop'"),
+        ('{">=": [{"var": "employees"}', "malformed JSON"),
+        ("", "malformed JSON"),
+    ],
+)
+def test_criteria_that_are_not_json_logic_are_one_line(tmp_path, document, message):
+    """A criteria file that is not JSON Logic: exit 1, one line naming the file and fault."""
     db = tmp_path / "s.db"
-    criteria = write(tmp_path / "criteria.json", '{"nosuchop": [1]}')
+    leads = write(tmp_path / "leads.csv", "name,email\nBig,big@x.example\n")
+    run("import-leads", str(leads), "--channel", "cold_outreach", "--db", str(db))
+    before = stored(db)
+    criteria = write(tmp_path / "criteria.json", document)
     code, _, err = run("screen", "--criteria", str(criteria), "--db", str(db))
     assert code == 1
     assert err.startswith("error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert "criteria.json" in err
+    assert message in err
+    assert stored(db) == before
+
+
+def test_a_malformed_date_or_amount_names_its_line_and_stores_nothing(tmp_path):
+    """Purchase rows with a date or amount that is none: every one by line, nothing stored."""
+    db = tmp_path / "s.db"
+    good = write(tmp_path / "good.csv", "email,amount,currency,at,reference\n"
+                 "w@in.example,40.00,EUR,2026-03-01,POS-1\n")  # fmt: skip
+    assert run("import-purchases", str(good), "--db", str(db))[0] == 0
+    before = stored(db)
+    bad = write(
+        tmp_path / "bad.csv",
+        "email,amount,currency,at,reference\n"
+        "w@in.example,12.00,EUR,yesterday,POS-2\n"
+        "w@in.example,12.00,EUR,2026-03-05T10:00,POS-3\n"
+        "w@in.example,1O.00,EUR,2026-03-06,POS-4\n"
+        "w@in.example,-5,EUR,2026-03-07,POS-5\n"
+        "w@in.example,5.00,EUR,2026-03-08,POS-6\n",
+    )
+    code, _, err = run("import-purchases", str(bad), "--db", str(db))
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines[:-1]] == [f"{bad}:{n}" for n in (2, 3, 4, 5)]
+    assert "at" in lines[0]
+    assert "Traceback" not in err
+    assert stored(db) == before
+
+
+def test_a_locked_database_is_one_line_and_left_as_it_was(tmp_path, monkeypatch):
+    """Another process holding the write lock: exit 1 once the wait is over, nothing stored."""
+    import functools  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from salesprocess.cli import app  # noqa: PLC0415
+
+    db = tmp_path / "s.db"
+    first = write(tmp_path / "first.csv", "name,email\nA,a@x.example\n")
+    run("import-leads", str(first), "--channel", "referral", "--db", str(db))
+    before = stored(db)
+    # The wait for the lock is SQLite's busy timeout (5 s by default); a short one here.
+    monkeypatch.setattr(app, "SQLiteRepository", functools.partial(SQLiteRepository, timeout=0.2))
+    more = write(tmp_path / "more.csv", "name,email\nB,b@x.example\n")
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        code, _, err = run("import-leads", str(more), "--channel", "referral", "--db", str(db))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "locked" in err
+    assert str(db) in err
+    assert len(err.strip().splitlines()) == 1
+    assert stored(db) == before
+
+
+def test_an_unreachable_postgresql_is_one_line():
+    """--dsn naming a server nobody answers on: exit 1, one line, no traceback."""
+    code, _, err = run("report", "--dsn", "postgresql://nobody@127.0.0.1:1/none")
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "PostgreSQL" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
 
 
 def test_a_foreign_database_is_refused_without_a_traceback(tmp_path):
@@ -245,18 +326,43 @@ def test_usage_errors_exit_2():
     assert run("import-leads")[0] == 2
 
 
-def test_report_json_has_the_documented_shape(tmp_path):
-    """report --json: funnel, revenue, lead_flow and referrals, amounts as strings."""
+def test_report_json_is_the_librarys_json_views(tmp_path):
+    """report --json: it parses, and each part is sp.to_json of the library's report."""
     db = tmp_path / "s.db"
     run("demo", "--db", str(db))
-    code, out, _ = run("report", "--json", "--db", str(db))
+    code, out, _ = run("report", "--json", "--db", str(db), "--as-of", "2026-04-12",
+                       "--since", "2026-02-01", "--target", "3")  # fmt: skip
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"as_of", "funnel", "revenue", "lead_flow", "referrals"}
+    as_of, since = datetime(2026, 4, 12, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    with SQLiteRepository(db) as repository:
+        sales = sp.SalesProcess(repository)
+        expected = {
+            "as_of": as_of.isoformat(), "since": since.isoformat(), "until": as_of.isoformat(),
+            "target": 3,
+            "funnel": sp.to_json(sales.funnel(as_of=as_of)),
+            "revenue": sp.to_json(sales.revenue(since=since, until=as_of)),
+            "lead_flow": sp.to_json(sales.lead_flow(period="week", target=3, as_of=as_of)),
+            "referrals": sp.to_json(sales.referral_stats()),
+        }  # fmt: skip
+    assert data == expected
     assert [r["stage"] for r in data["funnel"]["ladder"]] == [
         "prospect", "qualified", "customer", "repeat", "referrer",
     ]  # fmt: skip
-    assert isinstance(data["revenue"]["EUR"]["total"], str)
+    assert data["referrals"]["overall"]["referrals"] > 0  # the demo's quarter refers
+    assert isinstance(data["revenue"]["by_currency"]["EUR"]["total"]["amount"], str)
+    assert sp.from_json(sp.Funnel, data["funnel"]) == sales_funnel(db, as_of)
+    import jsonschema  # noqa: PLC0415
+
+    parts = {"funnel": sp.Funnel, "revenue": sp.RevenueReport,
+             "lead_flow": list[sp.FlowPeriod], "referrals": sp.ReferralReport}  # fmt: skip
+    for key, kind in parts.items():  # each part is what the library's schema describes
+        jsonschema.validate(data[key], sp.json_schema(kind))
+
+
+def sales_funnel(db: Path, as_of: datetime) -> sp.Funnel:
+    with SQLiteRepository(db) as repository:
+        return sp.SalesProcess(repository).funnel(as_of=as_of)
 
 
 def test_a_hundred_thousand_leads_import(tmp_path):
@@ -322,3 +428,29 @@ def test_a_criteria_device_is_refused(tmp_path):
     code, _, err = run("screen", "--criteria", "/dev/zero", "--db", str(tmp_path / "s.db"))
     assert code == 1
     assert "not a regular file" in err
+
+
+def test_imports_are_quiet_off_a_terminal_and_draw_a_bar_on_one(tmp_path):
+    """No bar in a pipe or a log; on a terminal a bar that follows the rows."""
+    import io  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from salesprocess.cli import app  # noqa: PLC0415
+
+    db = tmp_path / "s.db"
+    rows = "".join(f"Lead {i},lead{i}@list.example\n" for i in range(2500))
+    csv = write(tmp_path / "list.csv", "name,email\n" + rows)
+    code, out, err = run("import-leads", str(csv), "--channel", "marketing_list", "--db", str(db))
+    assert (code, err) == (0, "")
+    assert "2500 leads captured" in out
+    with app._progress("quiet", Console(file=io.StringIO())) as progress:
+        assert progress is None
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80)
+    with app._progress("importing list.csv", terminal) as progress:
+        assert progress is not None
+        progress(1000, 2500)
+        progress(2500, 2500)
+    assert "importing list.csv" in screen.getvalue()
+    assert "2500/2500" in screen.getvalue()

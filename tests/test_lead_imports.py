@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import salesprocess as sp
+from salesprocess.clock import require_aware
+from salesprocess.commands.leads import lead_builder, new_lead
 
 T0 = datetime(2026, 2, 1, 9, tzinfo=UTC)
 
@@ -72,3 +76,83 @@ def test_a_row_contradicting_a_known_lead_is_refused_not_merged(sales):
         sales.import_leads(
             [{"name": "A", "email": "b@x.example", "phone": "+49 30 111"}], channel="referral"
         )
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", " ", "a@b.cd"]))
+_CONTACT = st.one_of(
+    st.none(),
+    st.sampled_from(["Buyer@Acme.example", "no email", "+49 30 1234567", "12", "(030) 1234"]),
+    st.text(max_size=12),
+    st.integers(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.one_of(st.text(max_size=12), st.integers(), st.none()),
+    email=_CONTACT,
+    phone=_CONTACT,
+    campaign=st.one_of(_TEXT, st.integers(), st.just(lead_keep := object())),
+    attributes=st.one_of(
+        st.none(),
+        st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4), max_size=3),
+        st.just(["not", "a", "mapping"]),
+    ),
+    at=st.one_of(st.none(), st.just(T0), st.just(datetime(2026, 2, 1, 9)), st.just("2026-02-01")),
+    channel=st.sampled_from(list(sp.Channel)),
+    default=st.one_of(st.none(), st.just("spring-expo")),
+)
+def test_the_bulk_builder_makes_what_new_lead_makes(
+    name, email, phone, campaign, attributes, at, channel, default
+):
+    """lead_builder's lead equals new_lead's for the same row, or both refuse it alike."""
+    ids = iter(range(10))
+
+    def built(make):
+        try:
+            return make()
+        except sp.SalesProcessError as error:
+            return type(error), str(error)
+
+    def slow():
+        return new_lead(
+            f"id-{next(ids)}", name, channel, email=email, phone=phone,
+            campaign=default if campaign is lead_keep else campaign, attributes=attributes,
+            stage=sp.Stage.PROSPECT, at=T0 if at is None else require_aware(at), actor=None,
+        )  # fmt: skip
+
+    expected = built(slow)
+    ids = iter(range(10))
+    build = lead_builder(
+        channel, campaign=default, stage=sp.Stage.PROSPECT, new_id=lambda: f"id-{next(ids)}",
+        moment=lambda given: T0 if given is None else require_aware(given),
+    )  # fmt: skip
+    row = {"email": email, "phone": phone, "attributes": attributes, "at": at}
+    if campaign is not lead_keep:
+        row["campaign"] = campaign
+    assert built(lambda: build(name, **row)) == expected
+
+
+def test_progress_hears_of_every_row_in_order(sales):
+    """progress(done, total): from the rows read to all of them, never backwards."""
+    heard: list[tuple[int, int]] = []
+    rows = [{"name": f"Lead {i}", "email": f"lead{i}@list.example"} for i in range(2500)]
+    rows[7] = {"name": "No contact"}
+    done = sales.import_leads(
+        rows, channel="marketing_list", all_or_nothing=False, progress=lambda *p: heard.append(p)
+    )
+    assert done.captured == 2499
+    assert heard[0] == (1, 2500)  # the bad row is decided once read
+    assert heard[-1] == (2500, 2500)
+    assert all(total == 2500 for _, total in heard)
+    assert [d for d, _ in heard] == sorted(d for d, _ in heard)
+    assert len(heard) == 1 + 3  # and after each of the three batches
+    purchases: list[tuple[int, int]] = []
+    sales.import_purchases(
+        [{"email": "lead1@list.example", "amount": sp.Money("5", "EUR"), "at": T0,
+          "reference": "R-1"}],
+        progress=lambda *p: purchases.append(p), all_or_nothing=False,
+    )  # fmt: skip
+    assert purchases[-1] == (1, 1)
+    with pytest.raises(sp.ValidationError, match="progress"):
+        sales.import_leads(rows[:1], channel="referral", progress="loud")

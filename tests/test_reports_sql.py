@@ -423,3 +423,50 @@ def test_moments_of_one_zone_compare_as_python_compares_them(
     _same(sales.lead_flow(as_of=as_of), reports.lead_flow(accounts, as_of=as_of))
     _same(sales.time_in_stage(as_of=as_of), reports.time_in_stage(accounts, as_of=as_of))
     assert_reports_agree(any_repository, as_of=as_of)
+
+
+def _referral_store(draw: st.DrawFn) -> list[sp.Account]:
+    """Accounts holding referrals of every kind: new and linked, to accounts stored or not."""
+    prefix = f"x{next(_counter)}-"  # the store is the test's: each example adds to it
+    names = st.sampled_from(["a", "b", "c", "d", "e", "f\x00g", "h'i"])
+    ids = [prefix + i for i in draw(st.lists(names, min_size=1, max_size=7, unique=True))]
+    accounts = []
+    for number, account_id in enumerate(ids):
+        referrals = tuple(
+            sp.Referral(target, T0 + timedelta(hours=hour), new=new)
+            for target, hour, new in draw(
+                st.lists(
+                    st.tuples(st.sampled_from([*ids, "gone"]), st.integers(0, 9), st.booleans()),
+                    max_size=4,
+                )
+            )
+        )
+        bought = draw(st.booleans())
+        attributes = {"referrals": "a key of the same name"} if draw(st.booleans()) else {}
+        accounts.append(
+            sp.Account(
+                account_id, f"Account {number}", sp.Source("referral"), T0,
+                attributes=attributes, referrals=referrals,
+                purchases=(sp.Purchase(sp.Money("5", "EUR"), T0),) if bought else (),
+            )
+        )  # fmt: skip
+    return accounts
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_referral_stats_of_any_store_are_the_oracles(any_repository: Any, data: Any) -> None:
+    """Referrals new and linked, to stored accounts and to none, attributes named referrals.
+
+    Each example adds its accounts to the store; the answer is compared over all of them.
+    """
+    any_repository.add_many(data.draw(st.composite(_referral_store)()))
+    accounts = list(every_account(any_repository))
+    sales = sp.SalesProcess(repository=any_repository, clock=sp.FixedClock(T0))
+    _same(sales.referral_stats(), reports.referral_stats(accounts))
+    if hasattr(any_repository, "report_referral_stats"):
+        _same(any_repository.report_referral_stats(), reports.referral_stats(accounts))

@@ -260,7 +260,10 @@ def test_an_import_with_bad_rows_stores_nothing_and_names_every_row(sales):
     ]
     with pytest.raises(sp.BadRows) as info:
         sales.import_purchases(rows)
-    assert [row.position for row in info.value.rows] == [2, 3, 4, 7]  # read before anything
+    # Every bad row at once: those that cannot be read, and those the rules refuse.
+    assert [row.position for row in info.value.rows] == [2, 3, 4, 5, 6, 7]
+    assert {a.id: a for a in sales.repository.page()} == before
+    assert seen == []
     rows = [rows[0], rows[4], rows[5]]
     with pytest.raises(sp.BadRows) as info:
         sales.import_purchases(rows)

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import settings
 
 from salesprocess import FixedClock, SalesProcess
-from salesprocess.account import Account, Source
+from salesprocess.account import Account, Referral, Source
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.money import Money
-from salesprocess.storage import serialise
+from salesprocess.storage import readmodel, serialise
 from salesprocess.storage.protocol import AccountRepository
 from salesprocess.storage.sqlite import (
     APPLICATION_ID,
@@ -427,11 +427,34 @@ def test_a_schema_3_file_gains_the_read_model_and_answers_reports(tmp_path: Path
             "SELECT count(*) FROM purchases WHERE account_id = 'm-buyer'"
         ).fetchone()[0]
     migrated.close()
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
     assert rows == len(bought.purchases)
     with SQLiteRepository(path) as again:  # opens without migrating twice
         assert_same_account(bought, again.get("m-buyer"))
         assert_reports_agree(again, as_of=_T0 + timedelta(days=40))
+
+
+def test_the_referral_report_reads_only_the_indexed_referrers(tmp_path: Path) -> None:
+    """Schema 5: a partial index holds the rows that may hold referrals; the report uses it."""
+    path = tmp_path / "referrals.db"
+    referrer = Account(
+        "referrer", "Referrer", Source("referral"), _T0, version=1,
+        referrals=(Referral("m-buyer", _T0), Referral("gone", _T0, new=False)),
+    )  # fmt: skip
+    namesake = Account(
+        "namesake", "Namesake", Source("referral"), _T0, version=1, attributes={"referrals": 3}
+    )
+    stored = [attrs.evolve(account, version=1) for account in sample_accounts()]
+    _file_at_schema_3(path, *stored, referrer, namesake)
+    with SQLiteRepository(path) as repository:
+        assert_reports_agree(repository, as_of=_T0)
+        assert repository.report_referral_stats().by_referrer["referrer"].referrals == 1
+    with sqlite3.connect(path) as migrated:
+        plan = migrated.execute(f"EXPLAIN QUERY PLAN {readmodel.REFERRERS}").fetchall()
+        indexed = {row[0] for row in migrated.execute(readmodel.REFERRERS)}
+    migrated.close()
+    assert "USING INDEX accounts_referring" in str(plan)
+    assert indexed == {"referrer", "namesake"}
 
 
 def test_a_schema_3_file_with_an_unreadable_account_is_left_as_it_was(tmp_path: Path) -> None:

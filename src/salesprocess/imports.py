@@ -26,14 +26,39 @@ from salesprocess.account import Account, Channel
 from salesprocess.checks import require_bool, require_int
 from salesprocess.commands.leads import capture_many
 from salesprocess.commands.purchases import Loaded, PurchaseRow, record_purchases
-from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError
+from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError, ValidationError
 from salesprocess.lifecycle import Transitions
 from salesprocess.unit_of_work import UnitOfWork
 
-__all__ = ["BATCH", "LeadImport", "PurchaseImport", "import_leads", "import_purchases"]
+__all__ = [
+    "BATCH",
+    "LeadImport",
+    "Progress",
+    "PurchaseImport",
+    "import_leads",
+    "import_purchases",
+]
 
 #: Rows per batch (per transaction).
 BATCH: Final = 1000
+
+#: ``progress(done, total)``: how many of the ``total`` rows an import has decided so far.
+Progress = Callable[[int, int], None]
+
+
+def _progress(progress: object) -> Progress:
+    if progress is None:
+        return _quiet
+    if not callable(progress):
+        raise ValidationError(
+            f"progress must be a callable or None, not {type(progress).__name__}",
+            field="progress",
+        )
+    return progress
+
+
+def _quiet(_done: int, _total: int) -> None:
+    """Tell nobody."""
 
 
 @attrs.frozen
@@ -131,24 +156,29 @@ def import_purchases(
     channel: Channel | str = Channel.INBOUND_INQUIRY,
     all_or_nothing: bool = True,
     batch_size: int = BATCH,
+    progress: Progress | None = None,
 ) -> PurchaseImport:
     """Store ``rows`` (purchase rows, or mappings of their fields) a batch at a time.
 
     Raises :class:`~salesprocess.errors.BadRows` listing every bad row, storing nothing, unless
     ``all_or_nothing`` is false. ``channel`` is where walk-in customers are said to come from.
+    ``progress(done, total)`` is told of the rows decided, once read and after each batch.
     """
     channel = Channel.parse(channel)
     require_bool(all_or_nothing, "all_or_nothing")
     require_int(batch_size, "batch_size", low=1)
+    told = _progress(progress)
     parsed = list(_parsed(rows))
+    # A malformed row does not stop the others being decided (in a block then rolled back):
+    # the error lists every bad row, those the rules refuse too, for one round of fixing.
     bad = [row for row in parsed if isinstance(row, RowError)]
-    if bad and all_or_nothing:
-        raise BadRows("purchase import", tuple(bad))
     good = [row for row in parsed if not isinstance(row, RowError)]
     recorded = duplicates = 0
     created: list[str] = []
     rejected: list[RowError] = list(bad)
     block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
+    done = len(bad)
+    told(done, len(parsed))
     with block:
         for batch in _batches(uow, good, batch_size):
             outcome = uow.run(
@@ -160,6 +190,8 @@ def import_purchases(
             duplicates += outcome.duplicates
             created.extend(outcome.created)
             rejected.extend(outcome.rejected)
+            done += len(batch)
+            told(done, len(parsed))
         if rejected and all_or_nothing:
             raise BadRows("purchase import", tuple(sorted(rejected, key=lambda r: r.position)))
     rejected.sort(key=lambda row: row.position)
@@ -182,17 +214,18 @@ class LeadImport:
 
 #: The fields of a lead row; any other key is refused (a misspelt column must not vanish).
 LEAD_FIELDS: Final = ("name", "email", "phone", "campaign", "attributes", "at")
+_LEAD_KEYS: Final = frozenset(LEAD_FIELDS)
 
 
 def _lead(
     position: int, row: Mapping[str, object], build: Callable[..., Account]
 ) -> tuple[int, Account] | RowError:
     try:
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):
             raise TypeError(f"a row is a mapping, not {type(row).__name__}")
-        unknown = sorted(set(row) - set(LEAD_FIELDS))
-        if unknown:
-            raise TypeError(f"unknown field {', '.join(map(str, unknown))}")
+        if not _LEAD_KEYS.issuperset(row):
+            unknown = sorted(map(str, set(row) - _LEAD_KEYS))
+            raise TypeError(f"unknown field {', '.join(unknown)}")
         return position, build(**row)
     except SalesProcessError as error:
         return RowError(position, str(error), getattr(error, "field", None))
@@ -203,16 +236,24 @@ def _lead(
 def _known_contacts(
     uow: UnitOfWork, leads: list[tuple[int, Account]]
 ) -> dict[tuple[str, str], Account]:
+    """Return the stored accounts holding the batch's emails and phones, two queries a batch.
+
+    Only the contacts someone holds cost a read of the account: a new list costs its look-ups.
+    """
     repository = uow.repository
+    holders = {
+        kind: repository.find_ids(kind, {v for _, lead in leads if (v := getattr(lead, kind))})
+        for kind in ("email", "phone")
+    }
+    accounts: dict[str, Account] = {}
     found: dict[tuple[str, str], Account] = {}
-    for _, lead in leads:
-        for kind, value in (("email", lead.email), ("phone", lead.phone)):
-            if value is None or (kind, value) in found:
-                continue
-            account_id = repository.find_id(**{kind: value})
-            if account_id is not None:
-                with contextlib.suppress(NotFound):
-                    found[kind, value] = repository.get(account_id)
+    for kind, held in holders.items():
+        for value, account_id in held.items():
+            if account_id not in accounts:
+                with contextlib.suppress(NotFound):  # removed since: nobody holds it
+                    accounts[account_id] = repository.get(account_id)
+            if account_id in accounts:
+                found[kind, value] = accounts[account_id]
     return found
 
 
@@ -223,22 +264,24 @@ def import_leads(
     build: Callable[..., Account],
     all_or_nothing: bool = True,
     batch_size: int = BATCH,
+    progress: Progress | None = None,
 ) -> LeadImport:
     """Capture the leads of ``rows`` (mappings of :data:`LEAD_FIELDS`) a batch at a time.
 
     ``build(**row)`` makes the validated lead of a row (the facade's, with the channel and
     campaign given). Raises :class:`~salesprocess.errors.BadRows` listing every bad row,
-    storing nothing, unless ``all_or_nothing`` is false.
+    storing nothing, unless ``all_or_nothing`` is false. ``progress(done, total)`` is told of
+    the rows decided, once read and after each batch.
     """
     require_bool(all_or_nothing, "all_or_nothing")
     require_int(batch_size, "batch_size", low=1)
+    told = _progress(progress)
     parsed = [_lead(position, row, build) for position, row in enumerate(rows, start=1)]
-    rejected = [row for row in parsed if isinstance(row, RowError)]
-    if rejected and all_or_nothing:
-        raise BadRows("lead import", tuple(rejected))
+    rejected = [row for row in parsed if isinstance(row, RowError)]  # listed with the others
     good = [row for row in parsed if not isinstance(row, RowError)]
     captured = known = 0
     block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
+    told(len(rejected), len(parsed))
     with block:
         for start in range(0, len(good), batch_size):
             batch = good[start : start + batch_size]
@@ -248,6 +291,7 @@ def import_leads(
             captured += outcome.captured
             known += outcome.known
             rejected.extend(outcome.rejected)
+            told(len(parsed) - len(good) + start + len(batch), len(parsed))
         if rejected and all_or_nothing:
             raise BadRows("lead import", tuple(sorted(rejected, key=lambda r: r.position)))
     rejected.sort(key=lambda row: row.position)

@@ -532,21 +532,24 @@ class SalesProcess:
         channel: Channel | str,
         campaign: str | None = None,
         all_or_nothing: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> LeadImport:
         """Capture many leads from ``channel`` a batch at a time; see :mod:`salesprocess.imports`.
 
         Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
-        ``attributes`` and ``at``.
+        ``attributes`` and ``at``. ``progress(done, total)`` hears of the rows decided.
         """
-        channel = Channel.parse(channel)
+        checked_channel = Channel.parse(channel)
         optional_text(campaign, "campaign")
-        rows = require_items(rows, "rows")
-
-        def build(name: str, **details: Any) -> Account:
-            details.setdefault("campaign", campaign)
-            return self._lead(name, channel, details)  # type: ignore[arg-type]
-
-        return imports.import_leads(self._uow, rows, build=build, all_or_nothing=all_or_nothing)
+        checked = require_items(rows, "rows")
+        _optional(progress, "progress", Callable)
+        build = leads.lead_builder(
+            checked_channel, campaign=campaign, stage=self.transitions.initial,
+            new_id=self._new_id, moment=self._moment,
+        )  # fmt: skip
+        return imports.import_leads(
+            self._uow, checked, build=build, all_or_nothing=all_or_nothing, progress=progress
+        )
 
     # -- recurring revenue and the read side ------------------------------------------------
 
@@ -556,12 +559,17 @@ class SalesProcess:
         *,
         channel: Channel | str = Channel.INBOUND_INQUIRY,
         all_or_nothing: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> PurchaseImport:
-        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`."""
+        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`.
+
+        ``progress(done, total)`` hears of the rows decided.
+        """
         checked = require_items(rows, "rows")
+        _optional(progress, "progress", Callable)
         return imports.import_purchases(
             self._uow, checked, transitions=self.transitions, new_id=self._new_id,
-            channel=channel, all_or_nothing=all_or_nothing,
+            channel=channel, all_or_nothing=all_or_nothing, progress=progress,
         )  # fmt: skip
 
     def _report(self, report: Callable[..., _Result], **options: Any) -> _Result:

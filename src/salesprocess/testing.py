@@ -1255,6 +1255,53 @@ class RepositoryContract:
         )
         assert misses == (None,) * len(misses)
 
+    def test_find_ids_answers_a_batch_as_find_id_does(self) -> None:
+        """find_ids() maps each held value to its id, as find_id() would; misses are absent."""
+        repository = self.repository()
+        nul = HOSTILE_TEXT[6]
+        repository.add(
+            _account("a", email="ann@acme.example", phone="+4930123456", referral_code="K7M4PQ2X")
+        )
+        repository.add(_account("b", email="bob@acme.example"))
+        repository.add(_account(nul, phone="0301234567", referral_code="ABCD"))
+        repository.add_many(
+            _account(f"many-{i:04d}", email=f"lead{i}@list.example") for i in range(1200)
+        )
+        asked = {
+            "email": [
+                "ann@acme.example", "eve@x.example", "bob@acme.example", "ann@acme.example",
+                "' OR '1'='1", *(f"lead{i}@list.example" for i in range(0, 1300, 7)),
+            ],
+            "phone": ["+4930123456", "0301234567", "ann@acme.example", "+15551234567"],
+            "referral_code": ["ABCD", "K7M4PQ2X", "a", "ZZZZ9999"],
+        }  # fmt: skip
+        for kind, values in asked.items():
+            found = repository.find_ids(kind, iter(values))
+            expected = {}
+            for value in values:
+                account_id = repository.find_id(**{kind: value})
+                if account_id is not None:
+                    expected[value] = account_id
+            assert found == expected, kind
+            assert all(type(key) is str and type(i) is str for key, i in found.items())
+        assert repository.find_ids("email", []) == {}
+
+    def test_find_ids_refuses_a_bad_kind_or_value(self) -> None:
+        """find_ids() with another kind, a value not a str, or a str for values: ValidationError."""
+        repository = self.repository()
+        repository.add(_account("a", email="ann@acme.example"))
+        for kind, values in (
+            ("id", ["a"]),
+            ("name", ["Acme GmbH"]),
+            ("email", ["ann@acme.example", 5]),
+            ("email", [None]),
+            ("email", "ann@acme.example"),
+            ("phone", 5),
+        ):
+            with _raises(ValidationError):
+                repository.find_ids(kind, values)  # type: ignore[arg-type]
+        assert repository.find_ids("email", ["ann@acme.example"]) == {"ann@acme.example": "a"}
+
     def test_find_id_refuses_zero_or_two_keys(self) -> None:
         """find_id() with no key, two or three keys, or a key not a str raises ValidationError."""
         repository = self.repository()

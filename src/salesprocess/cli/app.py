@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -26,11 +27,13 @@ _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped or redirected, rich would assume 80 columns and cut a long amount short.
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def _fail(message: str) -> None:
-    _err.print(f"error: {message}", markup=False)
+    # One line, always: a driver's message may run over several (psycopg adds a hint line).
+    _err.print(f"error: {' '.join(message.split())}", markup=False)
     raise SystemExit(1)
 
 
@@ -42,7 +45,12 @@ def _criteria(path: Path) -> sp.Criteria:
     the file was called later. ``from_json`` reads the file, with its checks (a regular file,
     at most 1 MiB).
     """
-    read = sp.Criteria.from_json(path, name=path.stem, version="file")
+    try:
+        read = sp.Criteria.from_json(path, name=path.stem, version="file")
+    except sp.ValidationError as error:
+        if str(path) in str(error):
+            raise
+        raise sp.ValidationError(f"{path}: {error}", field=error.field) from None
     digest = hashlib.sha256(read.to_json().encode("utf-8")).hexdigest()[:12]
     return sp.Criteria.from_dict(read.document, name=path.stem, version=f"sha256:{digest}")
 
@@ -84,6 +92,30 @@ def _store_options(command: _Command) -> _Command:
         show_default=True,
         help="SQLite file to keep the accounts in.",
     )(command)
+
+
+@contextmanager
+def _progress(
+    what: str, console: Console | None = None
+) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield ``progress(done, total)`` drawing a bar on a terminal; ``None`` (quiet) elsewhere.
+
+    A log file or a pipe must not fill with a bar's redraws, so the bar is shown only when
+    stderr is a terminal (``console`` stands for stderr in the tests).
+    """
+    console = console or _err
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415 - only on a terminal
+
+    bar = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True,
+    )  # fmt: skip
+    task = bar.add_task(what, total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _renames(mappings: Sequence[str]) -> dict[str, str]:
@@ -161,7 +193,7 @@ def demo_command(*, db: str, dsn: str | None, seed: int, accounts: int, force: b
         console = _out()
         console.print(story, markup=False)
         end = demo.START + timedelta(days=98)
-        render.report(console, render.figures(sales, as_of=end, target=3))
+        render.report(console, render.figures(render.gather(sales, as_of=end, target=3)))
 
 
 @cli.command("import-leads")
@@ -202,11 +234,13 @@ def import_leads(
             renames=_renames(mappings),
         )  # fmt: skip
         leads = [render.lead_row(row) for row in rows]
-        done = _guard_rows(
-            file, lines, lambda: sales.import_leads(
-                leads, channel=channel, campaign=campaign, all_or_nothing=not skip_bad
-            ),
-        )  # fmt: skip
+        with _progress(f"importing {file.name}") as progress:
+            done = _guard_rows(
+                file, lines, lambda: sales.import_leads(
+                    leads, channel=channel, campaign=campaign, all_or_nothing=not skip_bad,
+                    progress=progress,
+                ),
+            )  # fmt: skip
         what = f"{done.captured} leads captured, {done.known} known, {len(done.rejected)} rejected"
         _report_import(done, what, file, lines, rejects=rejects, rows=rows)
 
@@ -245,9 +279,12 @@ def import_purchases(
             allowed=_PURCHASE_FIELDS,
         )  # fmt: skip
         purchases = [_purchase_row(row, currency) for row in rows]
-        done = _guard_rows(
-            file, lines, lambda: sales.import_purchases(purchases, all_or_nothing=not skip_bad)
-        )
+        with _progress(f"importing {file.name}") as progress:
+            done = _guard_rows(
+                file, lines, lambda: sales.import_purchases(
+                    purchases, all_or_nothing=not skip_bad, progress=progress
+                ),
+            )  # fmt: skip
         what = (
             f"{done.recorded} purchases recorded, {done.duplicates} already known, "
             f"{len(done.created)} new customers, {len(done.rejected)} rejected"
@@ -302,8 +339,8 @@ def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object
 @click.option("--criteria", type=click.Path(path_type=Path), required=True, help="JSON Logic file.")
 def screen(*, db: str, dsn: str | None, criteria: Path) -> None:
     """Screen every prospect against marketing's criteria and record each screening."""
-    with _process(db, dsn, criteria) as sales:
-        reports = sales.screen_all()
+    with _process(db, dsn, criteria) as sales, _progress("screening") as progress:
+        reports = sales.screen_all(progress=progress)
         passed = sum(1 for report in reports if report.passed)
         _out().print(f"{len(reports)} prospects screened, {passed} passed", markup=False)
 
@@ -385,9 +422,10 @@ def report(
     if as_of_text is not None and until is None:
         until = as_of  # the report is of that moment: no revenue from after it
     with _process(db, dsn) as sales:
-        figures = render.figures(sales, as_of=as_of, target=target, since=since, until=until)
+        found = render.gather(sales, as_of=as_of, target=target, since=since, until=until)
+        figures = render.figures(found)
         if as_json:
-            click.echo(json.dumps(figures, indent=2))
+            click.echo(json.dumps(render.views(found), indent=2))
         else:
             render.report(_out(), figures)
         if plot is not None:

@@ -88,7 +88,7 @@ def _rows(
         values = next(reader, None)
         if values is None:
             break
-        if not any(value.strip() for value in values):
+        if not "".join(values).strip():  # a blank line, or one of empty fields
             continue
         if len(values) != len(header):
             raise ValidationError(

@@ -6,14 +6,23 @@ import csv
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
 
 import salesprocess as sp
 
-__all__ = ["call_list", "figures", "lead_row", "report", "write_call_list"]
+__all__ = [
+    "Reports",
+    "call_list",
+    "figures",
+    "gather",
+    "lead_row",
+    "report",
+    "views",
+    "write_call_list",
+]
 
 _LEAD_FIELDS = ("name", "email", "phone", "campaign")
 
@@ -31,15 +40,59 @@ def lead_row(row: dict[str, str]) -> dict[str, object]:
     return lead
 
 
-def figures(
+class Reports(NamedTuple):
+    """The reports ``salesprocess report`` shows, as the library returns them."""
+
+    as_of: datetime
+    since: datetime | None
+    until: datetime | None
+    target: int
+    funnel: sp.Funnel
+    revenue: sp.RevenueReport
+    lead_flow: list[sp.FlowPeriod]
+    referrals: sp.ReferralReport
+
+
+def gather(
     sales: sp.SalesProcess,
     *,
     as_of: datetime,
     target: int,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> dict[str, Any]:
-    """Return the report's figures as JSON-ready data (the shape ``report --json`` prints).
+) -> Reports:
+    """Ask the library for the report's parts: each once, whatever prints them."""
+    return Reports(
+        as_of, since, until, target,
+        funnel=sales.funnel(as_of=as_of),
+        revenue=sales.revenue(since=since, until=until),
+        lead_flow=sales.lead_flow(period="week", target=target, as_of=as_of),
+        referrals=sales.referral_stats(),
+    )  # fmt: skip
+
+
+def views(found: Reports) -> dict[str, Any]:
+    """Return what ``report --json`` prints: the library's JSON views of the reports.
+
+    ``as_of``, ``since`` and ``until`` (ISO 8601, or null), ``target``, then
+    ``sp.to_json`` of each report: ``funnel`` (a ``Funnel``), ``revenue`` (a
+    ``RevenueReport``), ``lead_flow`` (every week's ``FlowPeriod`` up to ``as_of``) and
+    ``referrals`` (a ``ReferralReport``). The shapes are those of :mod:`salesprocess.json_views`.
+    """
+    return {
+        "as_of": found.as_of.isoformat(),
+        "since": None if found.since is None else found.since.isoformat(),
+        "until": None if found.until is None else found.until.isoformat(),
+        "target": found.target,
+        "funnel": sp.to_json(found.funnel),
+        "revenue": sp.to_json(found.revenue),
+        "lead_flow": sp.to_json(found.lead_flow),
+        "referrals": sp.to_json(found.referrals),
+    }
+
+
+def figures(found: Reports) -> dict[str, Any]:
+    """Return the figures the tables and the charts show, as plain data.
 
     ``funnel``: per rung ``stage``, ``now``, ``reached``, ``conversion`` (a decimal string or
     null), and ``side`` for disqualified and churned; ``revenue``: per currency, amounts and
@@ -47,7 +100,8 @@ def figures(
     ``qualified``, ``below_target``; ``referrals``: ``referrals``, ``converted``,
     ``conversion_rate``, ``k_factor``.
     """
-    funnel = sales.funnel(as_of=as_of)
+    as_of, target = found.as_of, found.target
+    funnel = found.funnel
 
     def rung(r: sp.Rung) -> dict[str, Any]:
         rate = None if r.conversion is None else str(r.conversion)
@@ -64,10 +118,10 @@ def figures(
             "average_order_value": str(figure.average_order_value.amount),
             "purchases": figure.purchases,
         }
-        for code, figure in sales.revenue(since=since, until=until).items()
+        for code, figure in found.revenue.items()
     }
-    weeks = sales.lead_flow(period="week", target=target, as_of=as_of)[-8:]
-    stats = sales.referral_stats().overall
+    weeks = found.lead_flow[-8:]
+    stats = found.referrals.overall
     return {
         "as_of": as_of.isoformat(),
         "funnel": {

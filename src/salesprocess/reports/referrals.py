@@ -9,7 +9,7 @@ live on the referrer's account (:class:`~salesprocess.account.Referral`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
@@ -20,7 +20,7 @@ from salesprocess.reports.ratios import ratio
 if TYPE_CHECKING:
     from salesprocess.account import Account
 
-__all__ = ["ReferralReport", "ReferralStats", "referral_stats"]
+__all__ = ["ReferralReport", "ReferralStats", "referral_report", "referral_stats"]
 
 
 @attrs.frozen
@@ -80,12 +80,25 @@ def referral_stats(accounts: Iterable[Account]) -> ReferralReport:
         brought = [referral.account_id for referral in account.referrals if referral.new]
         if account.referrals:
             referred_by[account.id] = brought
+    won = {i for ids in referred_by.values() for i in ids}
+    seed = len((bought | referred_by.keys()) - won)
+    return referral_report(referred_by, bought, seed)
+
+
+def referral_report(
+    referred_by: Mapping[str, Sequence[str]], bought: Container[str], seed: int
+) -> ReferralReport:
+    """Return the report of :func:`referral_stats` from what it counts.
+
+    ``referred_by`` maps each account holding referrals to the ids of the new leads they
+    brought; ``bought`` holds (at least) those of them that made a purchase; ``seed`` is the
+    number of accounts that bought or referred, less those a referral brought. The SQL
+    adapters count these in SQL and build the report here, as the walk does.
+    """
     by_referrer = {
         referrer: _stats(len(ids), sum(1 for i in ids if i in bought), 1)
         for referrer, ids in sorted(referred_by.items())
     }
     total = sum(stats.referrals for stats in by_referrer.values())
     converted = sum(stats.converted for stats in by_referrer.values())
-    won = {i for ids in referred_by.values() for i in ids}
-    seed = len((bought | referred_by.keys()) - won)
     return ReferralReport(_stats(total, converted, seed), by_referrer)

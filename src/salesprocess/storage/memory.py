@@ -24,6 +24,7 @@ from salesprocess.storage.protocol import (
     AfterCommit,
     call_all,
     require_account,
+    require_keys,
     require_new,
     require_one_key,
     require_page,
@@ -193,6 +194,13 @@ class InMemoryRepository:
         if found is None:
             _no_surrogates(value, kind)
         return found
+
+    def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
+        """Return ``{value: id}`` for the ``values`` an account holds as its ``kind``."""
+        wanted = require_keys(kind, values)
+        with self._lock:
+            index = self._indexes[kind]
+            return {value: index[value] for value in wanted if value in index}
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first."""

@@ -77,6 +77,7 @@ from salesprocess.criteria_sql import Prefilter
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
 from salesprocess.reports.flow import FlowPeriodName
+from salesprocess.reports.referrals import ReferralReport
 from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
@@ -92,6 +93,7 @@ from salesprocess.storage.protocol import (
     call_all,
     every_account,
     require_account,
+    require_keys,
     require_new,
     require_one_key,
     require_page,
@@ -303,6 +305,11 @@ _DROP_ROWS: Final = (
     "DELETE FROM salesprocess_stage_changes WHERE account_id = %(id)s",
 )
 _READ: Final = "SELECT id, data::text, stamp, purchase_count FROM salesprocess_accounts"
+# The referral report's rows (readmodel.REFERRERS); json keeps the text as written.
+_REFERRERS: Final = (
+    "SELECT id, data::text, mask FROM salesprocess_accounts "
+    "WHERE strpos(data::text, '\"referrals\":') > 0"
+)
 #: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
 TABLES: Final = readmodel.Tables(
     "salesprocess_accounts",
@@ -402,7 +409,9 @@ class PostgresRepository:
         self._depth = 0  # atomic() blocks open
         self._after_commit = AfterCommit()
         self._memo = readmodel.Memo()
-        self._reports = SQLReports(self._reader, DIALECT, TABLES, lambda: every_account(self))
+        self._reports = SQLReports(
+            self._reader, DIALECT, TABLES, lambda: every_account(self), _REFERRERS
+        )
         if isinstance(dsn_or_connection, psycopg.Connection):
             # Every statement reads its rows by position: a dict_row connection would fail at
             # the first read with a bare KeyError. The factory is the app's, not ours to change.
@@ -856,6 +865,20 @@ class PostgresRepository:
             row = connection.execute(query, (_key(value),)).fetchone()
         return None if row is None else _unkey(row[0])
 
+    def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
+        """Return ``{value: id}`` for the ``values`` an account holds as its ``kind``.
+
+        One ``SELECT ... = ANY(...)`` through the unique index, no JSON fetched.
+        """
+        wanted = require_keys(kind, values)
+        what = f"finding ids by {kind.replace('_', ' ')}"
+        with self._using(what) as connection, self._scope(connection):
+            rows = connection.execute(
+                f"SELECT {kind}, id FROM salesprocess_accounts WHERE {kind} = ANY(%s)",  # noqa: S608 - kind is checked
+                ([_key(value) for value in wanted],),
+            ).fetchall()
+        return {_unkey(value): _unkey(account_id) for value, account_id in rows}
+
     def with_stage(self, stage: Stage) -> Iterator[Account]:
         """Yield the accounts at ``stage`` (a ``Stage`` or its name), oldest first.
 
@@ -1053,6 +1076,10 @@ class PostgresRepository:
     ) -> Funnel:
         """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
         return self._reports.funnel(as_of, channel, campaign)
+
+    def report_referral_stats(self) -> ReferralReport:
+        """Answer :func:`salesprocess.reports.referral_stats` in SQL; see :class:`SQLReports`."""
+        return self._reports.referral_stats()
 
     def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
         """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""

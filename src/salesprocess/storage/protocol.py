@@ -38,6 +38,7 @@ __all__ = [
     "every_account",
     "require_account",
     "require_callback",
+    "require_keys",
     "require_new",
     "require_one_key",
     "require_page",
@@ -122,6 +123,16 @@ class AccountRepository(Protocol):
         that is not a ``str`` raises ``ValidationError``. It is the duplicate check: answered
         from the unique index without fetching or decoding the account's data, so it costs
         what the raw indexed query costs.
+        """
+        ...
+
+    def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
+        """Return ``{value: id}`` for those ``values`` an account holds as its ``kind``.
+
+        The batch form of :meth:`find_id` (a bulk load checks a thousand contacts at once):
+        ``kind`` is ``"email"``, ``"phone"`` or ``"referral_code"``, each value normalised as
+        stored; values nobody holds are absent from the answer. Another ``kind``, or a value
+        that is not a ``str``, raises ``ValidationError`` (``require_keys`` checks it).
         """
         ...
 
@@ -237,6 +248,23 @@ def require_one_key(
         )
     kind = given[0]
     return kind, require_instance(values[_KEYS.index(kind)], kind, str)  # a str subclass too
+
+
+def require_keys(kind: object, values: Iterable[object]) -> list[str]:
+    """Check ``find_ids()`` arguments; return the values, once each, in their first order."""
+    if kind not in _KEYS:
+        raise ValidationError(
+            f"find_ids() looks up email, phone or referral_code, not {kind!r}", field="kind"
+        )
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"find_ids() takes an iterable of {kind} values, not {type(values).__name__}",
+            field=str(kind),
+        )
+    checked: dict[str, None] = {}
+    for value in values:
+        checked[require_instance(value, str(kind), str)] = None
+    return list(checked)
 
 
 def stale_write(account_id: str, stored_version: int, expected_version: int) -> StaleWrite:

@@ -51,6 +51,7 @@ from salesprocess.storage.serialise import (
     misfiled,
     moment_from_text,
     moment_text,
+    referrals_of,
 )
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "moment_key",
     "plan",
     "quick",
+    "referral_counts",
     "revenue_tallies",
     "stays",
     "zone_of",
@@ -1082,3 +1084,46 @@ def ambiguous(fetch: Fetch, tables: Tables, bounds: Iterable[datetime | None]) -
         if fetch(tables.sql(_AMBIGUOUS), one * 4):
             return True
     return False
+
+
+#: The accounts rows that may hold referrals, as SQLite selects them (``id``, ``data``,
+#: ``mask``): every account holding some has the key in its JSON (a written account leaves
+#: empty lists out). An attribute of that name passes too, so the referrals are decoded from
+#: the rows found. A partial index holds exactly these rows (schema 5).
+REFERRERS: Final = "SELECT id, data, mask FROM accounts WHERE instr(data, '\"referrals\":') > 0"
+_BOUGHT = f"SELECT count(*) FROM {{accounts}} WHERE (mask & {_CUSTOMER}) <> 0"  # noqa: S608 - our names
+_CHUNK = 500
+
+
+def referral_counts(
+    fetch: Fetch, tables: Tables, dialect: Dialect, referrers: str
+) -> tuple[dict[str, list[str]], set[str], int]:
+    """Return what :func:`salesprocess.reports.referral_report` takes, counted in SQL.
+
+    The accounts holding referrals are the rows passing ``referring`` (the adapter's form of
+    :data:`REFERRING`) whose JSON has some; an account has bought when its ``mask`` has the
+    customer bit (its first purchase sets it). ``bought`` holds the new referrals that bought.
+    """
+    referred_by: dict[str, list[str]] = {}
+    referrer_bought: dict[str, bool] = {}
+    for key, data, mask in fetch(referrers, []):
+        referrals = referrals_of(data)
+        if not referrals:
+            continue  # the key was an attribute's
+        account_id = dialect.untext(key)
+        referred_by[account_id] = [r.account_id for r in referrals if r.new]
+        referrer_bought[account_id] = bool(mask & _CUSTOMER)
+    won = sorted({i for ids in referred_by.values() for i in ids})
+    bought: set[str] = set()
+    for start in range(0, len(won), _CHUNK):
+        chunk = won[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        query = tables.sql(
+            f"SELECT id FROM {{accounts}} WHERE id IN ({marks}) AND (mask & {_CUSTOMER}) <> 0"  # noqa: S608 - marks
+        )
+        found = fetch(query, [dialect.text(i) for i in chunk])
+        bought.update(dialect.untext(key) for (key,) in found)
+    (everyone,) = fetch(tables.sql(_BOUGHT), [])[0]
+    referrers_only = sum(1 for did in referrer_bought.values() if not did)
+    won_counted = sum(1 for i in won if i in bought or i in referrer_bought)
+    return referred_by, bought, int(everyone) + referrers_only - won_counted

@@ -66,7 +66,7 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.fns import identity
 from cattrs.gen import make_dict_unstructure_fn, override
 
-from salesprocess.account import Account, Attributes
+from salesprocess.account import Account, Attributes, HistoryEntry, Referral, Source
 from salesprocess.checks import clipped, require_int
 from salesprocess.errors import SalesProcessError, StorageError, ValidationError
 from salesprocess.stage import Stage
@@ -80,12 +80,14 @@ __all__ = [
     "converter",
     "created_key",
     "dumps",
+    "dumps_lead",
     "encode_json",
     "from_json_value",
     "loads",
     "misfiled",
     "moment_from_text",
     "moment_text",
+    "referrals_of",
     "remember",
     "to_json_value",
 ]
@@ -546,6 +548,72 @@ def dumps(account: Account, *, version: int | None = None) -> str:
         raise _unwritable(account, exc) from None
 
 
+def dumps_lead(account: Account, *, version: int) -> str:
+    """Return ``dumps(account, version=version)``: the same text, sooner for a bare lead.
+
+    A lead as a capture makes it (one history entry; no purchase, call, screening, referral,
+    code, preference or asset; not do-not-contact) is a bulk load's every row: its value is
+    built here from its fields, in the order and with the omissions of the converter's, rather
+    than by the generic walk. Any other account is written by :func:`dumps`.
+    """
+    history = account.history
+    if (
+        type(account) is not Account
+        or len(history) != 1
+        or account.purchases
+        or account.calls
+        or account.screenings
+        or account.do_not_contact
+        or account.referral_code is not None
+        or account.referral_requests
+        or account.referrals
+        or account.referral_cards
+        or account.preferences
+        or account.assets
+        or type(history[0]) is not HistoryEntry
+        or type(account.source) is not Source
+    ):
+        return dumps(account, version=version)
+    entry = history[0]
+    source = account.source
+    created = _datetime_to_text(account.created_at)
+    origin: dict[str, object] = {"channel": source.channel.value}
+    if source.campaign is not None:
+        origin["campaign"] = source.campaign
+    if source.referred_by is not None:
+        origin["referred_by"] = source.referred_by
+    change: dict[str, object] = {
+        "from_stage": entry.from_stage,
+        "to_stage": entry.to_stage,
+        "event": entry.event,
+        "at": created if entry.at is account.created_at else _datetime_to_text(entry.at),
+    }
+    if entry.actor is not None:
+        change["actor"] = entry.actor
+    if entry.reason is not None:
+        change["reason"] = entry.reason
+    value: dict[str, object] = {
+        "id": account.id,
+        "name": account.name,
+        "source": origin,
+        "created_at": created,
+        "attributes": _attributes_to_json(account.attributes),
+        "stage": account.stage,
+    }
+    if account.email is not None:
+        value["email"] = account.email
+    if account.phone is not None:
+        value["phone"] = account.phone
+    value["history"] = [change]
+    value["version"] = version
+    try:
+        return _encode(value)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, SalesProcessError):
+            raise
+        raise _unwritable(account, exc) from None
+
+
 def _unwritable(account: Account, exc: BaseException) -> ValidationError:
     where = "attributes"
     with suppress(RecursionError):  # nested too deeply to walk: name the attributes
@@ -620,6 +688,29 @@ def loads(text: str | bytes) -> Account:
     except RecursionError:
         raise StorageError("a stored account nests too deeply to be read as JSON") from None
     return from_json_value(value)
+
+
+def referrals_of(text: str) -> tuple[Referral, ...]:
+    """Return the referrals of the account ``text`` (written by :func:`dumps`) holds.
+
+    Only that part is decoded: a report reading the referrals of many accounts need not
+    build each whole account. Raises ``StorageError`` as :func:`loads` does.
+    """
+    try:
+        value = _decode(text)
+    except (ValueError, TypeError) as exc:
+        raise StorageError(f"a stored account is not JSON text: {exc}") from None
+    except RecursionError:
+        raise StorageError("a stored account nests too deeply to be read as JSON") from None
+    if type(value) is not dict:
+        raise StorageError(f"a stored account is not a JSON object: {_describe(value)}")
+    try:
+        found: tuple[Referral, ...] = converter.structure(
+            value.get("referrals", []), tuple[Referral, ...]
+        )
+    except Exception as exc:  # cattrs raises many kinds; each means a bad row
+        raise StorageError(f"the referrals of a stored account cannot be read: {exc}") from None
+    return found
 
 
 class CacheInfo(NamedTuple):
