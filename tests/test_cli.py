@@ -14,7 +14,7 @@ import salesprocess as sp
 from salesprocess.cli.app import cli
 from salesprocess.storage import SQLiteRepository
 
-COMMANDS = ("demo", "import-leads", "import-purchases", "screen", "call-list", "record-call",
+COMMANDS = ("migrate", "demo", "import-leads", "import-purchases", "screen", "call-list", "record-call",
             "qualify", "report")  # fmt: skip
 
 

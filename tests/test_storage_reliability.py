@@ -464,15 +464,17 @@ def test_postgres_errors_are_translated(postgres_schema: Callable[[], str]) -> N
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(StorageError):
         repository.get("x")
-    repository.close()
-    # a connection closed under it
-    repository = PostgresRepository(dsn, migrate=True)
-    repository.connection.close()
-    with pytest.raises(StorageError, match="closed"):
-        repository.get("x")
+    assert repository.get("x").version == 1  # its own connection: the next call reconnects
     repository.close()
     with pytest.raises(StorageError, match="closed"):
         repository.get("x")
+    # the app's connection closed under it: the app owns it, so it stays closed
+    app = psycopg.connect(dsn)
+    repository = PostgresRepository(app)
+    app.close()
+    with pytest.raises(StorageError, match="closed"):
+        repository.get("x")
+    repository.close()
     # an app connection whose transaction already failed
     app = psycopg.connect(dsn)
     repository = PostgresRepository(app, migrate=True)
