@@ -25,6 +25,7 @@ DOMAIN = {
     "clock",
     "contact",
     "criteria",
+    "currencies",
     "customer_service",
     "errors",
     "events",

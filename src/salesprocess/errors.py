@@ -41,7 +41,29 @@ class ValidationError(SalesProcessError, ValueError):
 
 
 class CurrencyMismatch(ValidationError):
-    """Two amounts in different currencies were combined or compared."""
+    """Amounts in different currencies were combined, compared, or put on one account.
+
+    Raised by ``Money`` arithmetic across currencies, and for a purchase in a currency the
+    process's :class:`~salesprocess.currencies.CurrencyRule` refuses: not the house currency,
+    or not the currency the account's first purchase fixed; nothing is stored. It is a
+    ``ValidationError``, not a ``ConflictError``: the purchase as given can never be
+    recorded on that account, and retrying it cannot help; the caller has to send another
+    amount. ``expected`` and ``given`` are the currency codes, when known.
+
+    A web API would usually answer it with **422 Unprocessable Content**.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        expected: str | None = None,
+        given: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.expected = expected
+        self.given = given
 
 
 class CriteriaError(ValidationError):
