@@ -109,12 +109,9 @@ def test_the_batch_command_applies_the_rule_it_is_given() -> None:
     sales = sp.SalesProcess(clock=sp.FixedClock(T0))
     account = customer(sales)
     sales.record_purchase(account.id, sp.Money("1.00", "EUR"))
-    loaded = __import__("salesprocess.commands.purchases", fromlist=["Loaded"]).Loaded(
-        {("id", account.id): sales.get(account.id)}, {}
-    )
-    rows = [
-        (1, PurchaseRow(sp.Money("2.00", "USD"), T0 + timedelta(days=1), account_id=account.id))
-    ]
+    loaded = Loaded({("id", account.id): sales.get(account.id)}, {})
+    row = PurchaseRow(sp.Money("2.00", "USD"), T0 + timedelta(days=1), account_id=account.id)
+    rows = [(1, row)]
     strict = record_purchases(
         loaded, T0, transitions=sales.transitions, rows=rows, channel=sp.Channel.REFERRAL
     )
