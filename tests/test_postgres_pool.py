@@ -144,6 +144,16 @@ def test_the_check_runs_once_per_pool(pool: Any) -> None:
     assert statements == []
 
 
+def test_the_check_runs_once_per_app_connection(dsn: str) -> None:
+    """A repository made per request over the app's connection checks the schema once."""
+    with psycopg.connect(dsn, autocommit=True) as app:
+        PostgresRepository(app)
+        with traced(app) as statements:
+            for _ in range(5):
+                PostgresRepository(app)
+        assert statements == []
+
+
 def test_the_cli_migrates(postgres_schema: Callable[[], str]) -> None:
     """``salesprocess migrate --dsn`` is the deploy step; the other commands only check."""
     from click.testing import CliRunner  # noqa: PLC0415

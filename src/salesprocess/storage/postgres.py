@@ -649,7 +649,7 @@ class _AppConnection(_Source):
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self.connection: psycopg.Connection[Any] | None = connection
         self.serial = threading.RLock()
-        self.owner = None
+        self.owner = connection  # a repository per request on one connection: one check
 
     def acquire(self) -> psycopg.Connection[Any]:
         connection = self.connection
