@@ -19,36 +19,54 @@ savepoint) as the account, from which ``revenue``, ``funnel``, ``lead_flow`` and
 orders ids by code point, as Python does. PostgreSQL text cannot hold NUL characters, so key
 columns (and the read model's text) store ``\x00`` and ``\x01`` escaped (an order-keeping
 escape) and the informational ``name`` column stores ``\x00`` as U+FFFD; ``data`` holds every
-value exactly. The schema
-version lives in ``salesprocess_schema``; opening a repository runs the missing forward
-migrations under an advisory lock and refuses a database written by a newer salesprocess.
-Tables are created in the connection's current schema (``search_path``), so one database can
-hold several independent sets.
+value exactly. The schema version lives in ``salesprocess_schema``. Creating and migrating
+the tables is an explicit step (:meth:`PostgresRepository.migrate`, ``migrate=True``, or
+``salesprocess migrate``), run under an advisory lock; a repository otherwise only checks the
+version (one statement, once per pool, factory or connection) and refuses any other. Tables
+are created in the connection's current schema (``search_path``), so one database can hold
+several independent sets.
 
-Transactions, and joining the app's. ``PostgresRepository`` takes a DSN (it then opens, owns
-and closes an autocommit connection) or an open :class:`psycopg.Connection` that the app owns.
-The rule for a connection the app owns: the repository never commits, rolls back or closes a
-transaction or connection it did not begin.
+Connections. ``PostgresRepository`` takes a DSN (it then opens, owns and closes an autocommit
+connection, and opens another after a drop), a ``psycopg_pool.ConnectionPool`` (a connection
+per call or per ``atomic()`` block, in autocommit while it is ours), a callable returning a
+new connection (owned like a DSN's), or an open :class:`psycopg.Connection` that the app
+owns. The rule for a connection the app owns: the repository never commits, rolls back or
+closes a transaction or connection it did not begin.
 
-- If the connection has a transaction open when a method runs, the method's writes join that
-  transaction inside a savepoint: a failed write (a conflict, say) is undone without aborting
-  the app's transaction, and the rest becomes durable only when the app commits.
-- If no transaction is open, each method runs in its own short transaction and commits it.
+Statements. A read is one statement (an account's purchases come in its row, as JSON, unless
+the repository remembers them at the row's stamp); an add is one statement (``ON CONFLICT DO
+NOTHING``, the conflict then named by a few reads); a save of an account this repository read
+at the stored row's stamp is one statement, which updates the row if it still has that version
+and stamp and appends the purchases and changes the account gained (:func:`save_statement`).
+A save of any other account reads the row's state first (``FOR UPDATE``) and rewrites its rows
+if it must. The statements are module-level, for another adapter over the same tables.
+
+- If the connection has a transaction open when a method runs, the method joins it, without a
+  savepoint: reads and adds cannot fail on the data, and a save that changes a unique key
+  (email, phone, referral code), or reads the row first, runs in a savepoint, so that a
+  conflict is undone without aborting the app's transaction. Everything becomes durable only
+  when the app commits.
+- If no transaction is open, each statement commits on its own (autocommit), or, on an app's
+  connection outside autocommit, runs in a short transaction of its own.
   A report runs in one ``REPEATABLE READ`` transaction of its own (one snapshot); inside the
   app's transaction it sees what that transaction's isolation level shows.
-- ``atomic()`` is ``connection.transaction()``: a transaction of its own when none is open, a
-  savepoint inside the app's otherwise; nested blocks are savepoints.
+- ``atomic()`` is ``connection.transaction()`` on a connection kept for the block (this
+  thread's): a transaction of its own when none is open, a savepoint inside the app's
+  otherwise; nested blocks are savepoints.
 - A connection whose transaction has already failed raises ``StorageError``: roll it back first.
 - ``after_commit`` callbacks (how ``SalesProcess`` publishes its events) wait for the outermost
   ``atomic()`` block. The repository cannot see the commit of a transaction the app began
   itself, so there they run when the outermost block ends (or at once, outside any block):
   to publish only what is committed, let ``atomic()`` begin the transaction.
 
-Every psycopg error is translated: a unique violation becomes ``ConflictError``, anything else
-(connection lost, server shut down, permission denied) ``StorageError``.
+Every psycopg error leaves through one choke point (``_translated``): a unique violation
+becomes ``ConflictError``, anything else (connection lost, server shut down, permission denied,
+a pool exhausted or closed) ``StorageError``. A broken connection is then dropped: the pool
+replaces it, a DSN or factory repository makes another on the next call.
 
-Threads: one connection per repository, behind a re-entrant lock held for each call and for the
-whole of an ``atomic()`` block. Use one repository per thread, or per process, for parallelism.
+Threads: over a pool, each thread's calls take their own connection, and an ``atomic()`` block
+keeps one for its thread. Over one connection (a DSN's, a factory's or the app's), a
+re-entrant lock is held for each call and for the whole of an ``atomic()`` block.
 """
 
 from __future__ import annotations
@@ -100,7 +118,22 @@ from salesprocess.storage.readmodel import PROGRESS_COLUMNS, Plan
 from salesprocess.storage.serialise import created_key, dumps, loads, remember
 from salesprocess.storage.sqlite import SQLReports
 
-__all__ = ["FILLED_BY", "MIGRATIONS", "SCHEMA_VERSION", "TABLES", "PostgresRepository"]
+__all__ = [
+    "FILLED_BY",
+    "MIGRATIONS",
+    "READ_COLUMNS",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_QUERY",
+    "TABLES",
+    "PostgresRepository",
+    "SharedMemo",
+    "add_parameters",
+    "add_statement",
+    "read_one",
+    "save_parameters",
+    "save_statement",
+    "state_of",
+]
 
 _CREATED_DAY: Final = readmodel.day_expression("created_at")
 _QUALIFIED_DAY: Final = readmodel.day_expression("first_qualified_at")
