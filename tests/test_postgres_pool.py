@@ -449,3 +449,16 @@ class TestPostgresOnPool(RepositoryContract):
         repository.close()
         for pool in self.pools:
             pool.close()
+
+
+def test_a_conflict_on_an_idle_app_connection_leaves_no_transaction_open(dsn: str) -> None:
+    """Naming a conflict reads; on the app's idle connection those reads commit on their own."""
+    with psycopg.connect(dsn) as app:
+        repository = PostgresRepository(app)
+        sales = new_process(repository)
+        sales.capture_lead("a", channel="inbound_inquiry", email="a@example.com")
+        with pytest.raises(ConflictError, match="already belongs"):
+            repository.add(
+                sp.Account("other", "b", sp.Source("referral"), T0, email="a@example.com")
+            )
+        assert app.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

@@ -1148,9 +1148,16 @@ class PostgresRepository:
     ) -> ConflictError:
         """Name the first uniqueness rule ``accounts`` (in order) break; nothing was written.
 
-        Runs after the failed statement's savepoint or transaction was rolled back, so it sees
-        the database as it was before the write.
+        Runs after the failed statement's savepoint or transaction was rolled back (or after
+        an add that wrote nothing), so it sees the database as it was before the write.
         """
+        with _plain(connection):  # on an app's idle connection, leave no transaction open
+            return self._first_conflict(connection, accounts, new=new)
+
+    @staticmethod
+    def _first_conflict(
+        connection: psycopg.Connection[Any], accounts: list[Account], *, new: bool
+    ) -> ConflictError:
         stored_ids: set[str] = set()
         if new:
             rows = connection.execute(
