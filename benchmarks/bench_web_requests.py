@@ -8,10 +8,11 @@ same run. For each, a request as a web app makes it:
 
 1. constructing a repository for the request (over the app's connection inside its
    transaction, and, now, over a pool): statements and time;
-2. a GET (``sales.get``) and two commands (``record_purchase``, ``record_call``) on a customer
-   with purchases, each with a repository made for the request, inside the app's transaction:
-   statements (read off libpq's trace) and time per request;
-3. the same with one repository for the process over a pool (new adapter only).
+2. a GET (``sales.get``) and two commands (``record_purchase``, ``record_call``) on customers
+   with purchases (30 of them in turn, so that none grows without bound), each with a
+   repository made for the request, inside the app's transaction: statements (read off
+   libpq's trace) and time per request;
+3. the same over a pool, a repository per request (new adapter only).
 
 Targets (issue 12): a GET is 1 round trip, a command at most 3 statements. Times are the
 median of ``--rounds`` requests; they move with the machine's load, the ratios less so.
@@ -109,8 +110,21 @@ def fresh_schema(dsn: str) -> str:
     return psycopg.conninfo.make_conninfo(dsn, options=f"-c search_path={name}")
 
 
-def customer(sales: sp.SalesProcess) -> str:
-    lead = sales.capture_lead("Acme", channel="inbound_inquiry", email="buyer@acme.example")
+#: Requests go round these many customers, so that no account grows without bound.
+CUSTOMERS = 30
+
+
+def customers(sales: sp.SalesProcess) -> Callable[[], str]:
+    """Make ``CUSTOMERS`` customers; return a function giving the next one's id, in turn."""
+    ids = [customer(sales, number) for number in range(CUSTOMERS)]
+    turn = iter(range(10**9))
+    return lambda: ids[next(turn) % len(ids)]
+
+
+def customer(sales: sp.SalesProcess, number: int = 0) -> str:
+    lead = sales.capture_lead(
+        f"Acme {number}", channel="inbound_inquiry", email=f"buyer{number}@acme.example"
+    )
     sales.qualify(lead.id, override="walk-in purchase", at=T0)
     for day in range(1, 5):
         sales.record_purchase(lead.id, sp.Money("10.00", "EUR"), at=T0 + timedelta(days=day))
@@ -128,13 +142,49 @@ class Moments:
         return self.now
 
 
+def construct_costs(before: ModuleType | None, dsn: str, rounds: int) -> None:
+    """Time the constructor alone, per request, the way each adapter is used."""
+    print("(1) constructing a repository for a request: statements, median µs")
+    rows: list[tuple[str, Callable[[], object], Any]] = []
+    with (
+        psycopg.connect(dsn, autocommit=True) as idle,
+        psycopg.connect(dsn) as busy,
+        psycopg_pool.ConnectionPool(dsn, min_size=1, max_size=1, open=True) as pool,
+    ):
+        busy.execute("SELECT 1")  # the app's transaction is open
+        pooled = pool.getconn()
+        pool.putconn(pooled)
+        if before is not None:
+            rows.append(("before, app connection", lambda: before.PostgresRepository(idle), idle))
+            rows.append(("before, in app's txn", lambda: before.PostgresRepository(busy), busy))
+        rows.append(("after, app connection", lambda: after_module.PostgresRepository(idle), idle))
+        rows.append(("after, in app's txn", lambda: after_module.PostgresRepository(busy), busy))
+        rows.append(("after, pool", lambda: after_module.PostgresRepository(pool), pooled))
+        first = None
+        for label, make, connection in rows:
+            make()
+            with traced(connection) as statements:
+                make()
+            took = median_us(make, rounds)
+            first = first or took
+            print(
+                f"  {label:<24} {len(statements):>2} statements {took:>8.1f} µs  "
+                f"{took / first:5.2f}x"
+            )
+        after_module._CHECKED.clear()
+        with traced(idle) as statements:
+            after_module.PostgresRepository(idle)
+        print(f"  {'after, first check':<24} {len(statements):>2} statement  {statements}")
+        busy.rollback()
+
+
 def in_app_transaction(
     label: str, make: Callable[[Any], Any], dsn: str, rounds: int
 ) -> dict[str, tuple[int, float]]:
     """Requests on the app's connection inside its transaction, a repository per request."""
     results: dict[str, tuple[int, float]] = {}
     with psycopg.connect(dsn) as app:
-        account_id = customer(sp.SalesProcess(make(app), clock=sp.FixedClock(T0)))
+        account_id = customers(sp.SalesProcess(make(app), clock=sp.FixedClock(T0)))
         app.commit()
         moment = Moments()
 
@@ -147,12 +197,12 @@ def in_app_transaction(
 
         works: dict[str, Callable[[sp.SalesProcess], object]] = {
             "construct": lambda sales: None,
-            "GET": lambda sales: sales.get(account_id),
+            "GET": lambda sales: sales.get(account_id()),
             "record_purchase": lambda sales: sales.record_purchase(
-                account_id, sp.Money("5.00", "EUR"), at=moment()
+                account_id(), sp.Money("5.00", "EUR"), at=moment()
             ),
             "record_call": lambda sales: sales.record_call(
-                account_id, sp.CallOutcome.NO_ANSWER, at=moment()
+                account_id(), sp.CallOutcome.NO_ANSWER, at=moment()
             ),
         }
         for name, work in works.items():
@@ -172,19 +222,19 @@ def over_pool(dsn: str, rounds: int) -> dict[str, tuple[int, float]]:
     results: dict[str, tuple[int, float]] = {}
     with psycopg_pool.ConnectionPool(dsn, min_size=1, max_size=1, open=True) as pool:
         repository = after_module.PostgresRepository(pool)
-        account_id = customer(sp.SalesProcess(repository, clock=sp.FixedClock(T0)))
+        account_id = customers(sp.SalesProcess(repository, clock=sp.FixedClock(T0)))
         moment = Moments()
         connection = pool.getconn()
         pool.putconn(connection)
         works: dict[str, Callable[[], object]] = {
             "construct": lambda: after_module.PostgresRepository(pool),
-            "GET": lambda: sp.SalesProcess(after_module.PostgresRepository(pool)).get(account_id),
+            "GET": lambda: sp.SalesProcess(after_module.PostgresRepository(pool)).get(account_id()),
             "record_purchase": lambda: sp.SalesProcess(
                 after_module.PostgresRepository(pool)
-            ).record_purchase(account_id, sp.Money("5.00", "EUR"), at=moment()),
+            ).record_purchase(account_id(), sp.Money("5.00", "EUR"), at=moment()),
             "record_call": lambda: sp.SalesProcess(
                 after_module.PostgresRepository(pool)
-            ).record_call(account_id, sp.CallOutcome.NO_ANSWER, at=moment()),
+            ).record_call(account_id(), sp.CallOutcome.NO_ANSWER, at=moment()),
         }
         for name, run in works.items():
             run()
@@ -212,7 +262,11 @@ def main() -> None:
         dsn = server.dsn
     try:
         before = load_before(args.before)
-        print("statements per request (read off libpq's trace), inside the app's transaction:")
+        schema = fresh_schema(dsn)
+        after_module.PostgresRepository(schema, migrate=True).close()
+        construct_costs(before, schema, args.rounds)
+        print()
+        print("(2) statements per request (read off libpq's trace), inside the app's transaction:")
         old: dict[str, tuple[int, float]] = {}
         if before is not None:
             schema = fresh_schema(dsn)
@@ -223,6 +277,7 @@ def main() -> None:
         new = in_app_transaction("after", after_module.PostgresRepository, schema, args.rounds)
         schema = fresh_schema(dsn)
         after_module.PostgresRepository(schema, migrate=True).close()
+        print("(3) the same over a pool of one connection, a repository per request:")
         pooled = over_pool(schema, args.rounds)
         print()
         print(f"median time per request, {args.rounds} requests each (µs):")
