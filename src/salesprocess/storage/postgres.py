@@ -281,10 +281,6 @@ _ALL_COLUMNS: Final = (
     *PROGRESS_COLUMNS,
 )
 _COLUMNS: Final = ", ".join(_ALL_COLUMNS)
-_INSERT: Final = (
-    f"INSERT INTO salesprocess_accounts ({_COLUMNS}) "  # noqa: S608 - our own names
-    f"VALUES ({', '.join(['%s'] * len(_ALL_COLUMNS))})"
-)
 _UPDATE: Final = (
     "UPDATE salesprocess_accounts SET "  # noqa: S608 - our own names
     f"{', '.join(f'{column} = %s' for column in _ALL_COLUMNS[1:])} "
@@ -915,8 +911,8 @@ class PostgresRepository:
     not by every app server at start-up: a migration takes locks and may need rights the app
     does not have, and while servers of two releases run side by side, the older must not
     see its tables changed under it. So by default the constructor only checks, with one
-    statement, that the database is at :data:`SCHEMA_VERSION` (once per pool or factory in
-    the process), and refuses any other with a ``StorageError`` that says what to run.
+    statement, that the database is at :data:`SCHEMA_VERSION` (once per pool, factory or
+    connection in the process), and refuses any other with a ``StorageError`` that says what to run.
     ``migrate=True`` migrates first instead: the way to keep a script, a test or a
     single-process app working as before, when it opened a fresh database and let the
     repository create the tables.
