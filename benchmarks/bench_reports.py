@@ -325,7 +325,7 @@ def bench_postgres(dsn: str, count: int, purchases: int, runs: int) -> None:
 
     print(f"(2) PostgreSQL: {count:,} accounts, {purchases:,} purchases")
     where = schema(dsn)
-    with PostgresRepository(where) as repository:
+    with PostgresRepository(where, migrate=True) as repository:
         took = fill(repository, count, purchases)
         print(f"    (built with add_many (COPY) in {took:.0f} s)")
         with psycopg.connect(where, autocommit=True) as admin:
@@ -444,7 +444,7 @@ def main() -> None:
         from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
         bench_postgres(dsn, count, purchases, args.runs)
-        bench_long(lambda: PostgresRepository(schema(dsn)), "PostgreSQL", args.rounds)
+        bench_long(lambda: PostgresRepository(schema(dsn), migrate=True), "PostgreSQL", args.rounds)
 
 
 if __name__ == "__main__":

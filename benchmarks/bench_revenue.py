@@ -123,7 +123,7 @@ def postgres_factory(dsn: str | None) -> tuple[Callable[[], sp.SalesProcess] | N
             admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             admin.execute(f'CREATE SCHEMA "{schema}"')
         scoped = psycopg.conninfo.make_conninfo(dsn, options=f"-c search_path={schema}")
-        return sp.SalesProcess(PostgresRepository(scoped), clock=sp.FixedClock(T0))
+        return sp.SalesProcess(PostgresRepository(scoped, migrate=True), clock=sp.FixedClock(T0))
 
     return make, server
 

@@ -367,12 +367,14 @@ def bench_postgres(dsn: str | None, count: int, runs: int) -> None:
                 admin.execute(f"CREATE SCHEMA {schema}")
                 admin.execute(f"CREATE SCHEMA {schema}_raw")
             options = f"-c search_path={schema}"
-            with PostgresRepository(psycopg.conninfo.make_conninfo(dsn, options=options)) as repo:
+            with PostgresRepository(
+                psycopg.conninfo.make_conninfo(dsn, options=options), migrate=True
+            ) as repo:
                 started = time.perf_counter()
                 repo.add_many(accounts)
                 timings_ours.append(time.perf_counter() - started)
             raw_dsn = psycopg.conninfo.make_conninfo(dsn, options=f"{options}_raw")
-            PostgresRepository(raw_dsn).close()
+            PostgresRepository(raw_dsn, migrate=True).close()
             with psycopg.connect(raw_dsn) as connection:
                 started = time.perf_counter()
                 with connection.cursor().copy(

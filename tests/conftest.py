@@ -91,7 +91,7 @@ def any_repository(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
         from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
         made = request.getfixturevalue("postgres_schema")
-        with PostgresRepository(made()) as postgres:
+        with PostgresRepository(made(), migrate=True) as postgres:
             yield postgres
         return
     path = tmp_path / "sales.db" if request.param == "sqlite-file" else ":memory:"

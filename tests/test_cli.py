@@ -15,8 +15,8 @@ import salesprocess as sp
 from salesprocess.cli.app import cli
 from salesprocess.storage import SQLiteRepository
 
-COMMANDS = ("demo", "import-leads", "import-purchases", "screen", "call-list", "record-call",
-            "qualify", "report")  # fmt: skip
+COMMANDS = ("migrate", "demo", "import-leads", "import-purchases", "screen", "call-list",
+            "record-call", "qualify", "report")  # fmt: skip
 
 
 def run(*args: str) -> tuple[int, str, str]:

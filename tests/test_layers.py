@@ -26,6 +26,7 @@ DOMAIN = {
     "contact",
     "criteria",
     "criteria_sql",
+    "currencies",
     "customer_service",
     "errors",
     "events",

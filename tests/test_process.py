@@ -779,8 +779,9 @@ def test_purchase_by_a_prospect_points_to_the_override(sales):
     assert sales.get(account.id) == account
 
 
-def test_purchases_in_two_currencies_are_kept_apart(sales):
-    """An account may buy in two currencies; each purchase keeps its own."""
+def test_purchases_in_two_currencies_are_kept_apart_when_the_rule_allows(clock):
+    """With the per-account rule off, an account may buy in two currencies, each kept."""
+    sales = sp.SalesProcess(clock=clock, currency=sp.CurrencyRule(per_account=False))
     account = qualified(sales)
     account = sales.record_purchase(account.id, sp.Money("10", "EUR"), at=at(2026, 3, 1))
     account = sales.record_purchase(account.id, sp.Money("20", "USD"), at=at(2026, 3, 2))

@@ -285,7 +285,10 @@ def test_a_save_that_rewrites_history_is_answered_alike(any_repository: Any) -> 
 def test_a_long_customer_reads_back_exactly(any_repository: Any) -> None:
     """Purchases appended one save at a time come back exactly, read from the rows."""
     clock = sp.FixedClock(T0)
-    sales = sp.SalesProcess(repository=any_repository, clock=clock)
+    # Two currencies on one account: the per-account currency rule is turned off.
+    sales = sp.SalesProcess(
+        repository=any_repository, clock=clock, currency=sp.CurrencyRule(per_account=False)
+    )
     lead = sales.capture_lead(
         "Long", email=f"long{next(_counter)}@x.example", channel="referral", at=T0
     )

@@ -39,7 +39,7 @@ class TestPostgresRepository(RepositoryContract):
         self.new_schema = postgres_schema
 
     def make_repository(self) -> AccountRepository:
-        return PostgresRepository(self.new_schema())
+        return PostgresRepository(self.new_schema(), migrate=True)
 
 
 class TestPostgresOnAppConnection(RepositoryContract):
@@ -50,7 +50,7 @@ class TestPostgresOnAppConnection(RepositoryContract):
         self.new_schema = postgres_schema
 
     def make_repository(self) -> AccountRepository:
-        return PostgresRepository(psycopg.connect(self.new_schema()))
+        return PostgresRepository(psycopg.connect(self.new_schema()), migrate=True)
 
     def dispose_repository(self, repository: AccountRepository) -> None:
         assert isinstance(repository, PostgresRepository)
@@ -70,7 +70,7 @@ class TestPostgresInsideAppTransaction(RepositoryContract):
     def make_repository(self) -> AccountRepository:
         connection: Any = psycopg.connect(self.new_schema())
         connection.execute("SELECT 1")  # opens the app's transaction
-        return PostgresRepository(connection)
+        return PostgresRepository(connection, migrate=True)
 
     def dispose_repository(self, repository: AccountRepository) -> None:
         assert isinstance(repository, PostgresRepository)
@@ -97,7 +97,7 @@ def test_add_many_on_a_failed_transaction_raises_storage_error_cleanly(
 ) -> None:
     """add_many() on a connection whose transaction failed raises StorageError, logs nothing."""
     with psycopg.connect(postgres_schema()) as connection:
-        repository = PostgresRepository(connection)
+        repository = PostgresRepository(connection, migrate=True)
         with pytest.raises(psycopg.errors.DivisionByZero):
             connection.execute("SELECT 1 / 0")
         with (
@@ -120,7 +120,7 @@ def test_add_many_closes_its_cursor(postgres_schema: Callable[[], str]) -> None:
             opened.append(self)
             return super().copy(*args, **kwargs)
 
-    with PostgresRepository(postgres_schema()) as repository:
+    with PostgresRepository(postgres_schema(), migrate=True) as repository:
         repository.connection.cursor_factory = Tracked
         assert repository.add_many([_prospect("a"), _prospect("b")]) == 2
         with pytest.raises(ConflictError):
@@ -137,7 +137,7 @@ def test_add_many_inside_the_apps_transaction_survives_a_conflict(
 ) -> None:
     """A conflicting add_many() in the app's transaction is undone alone; the app's work stays."""
     with psycopg.connect(postgres_schema()) as connection:
-        repository = PostgresRepository(connection)
+        repository = PostgresRepository(connection, migrate=True)
         with connection.transaction():
             repository.add(_prospect("a", email="ann@acme.example"))
             with pytest.raises(ConflictError):
@@ -148,7 +148,7 @@ def test_add_many_inside_the_apps_transaction_survives_a_conflict(
 
 def test_a_version_beyond_the_integer_column_is_refused(postgres_schema: Callable[[], str]) -> None:
     """save(expected_version=2**31 - 1) would store 2**31: refused with ValidationError."""
-    with PostgresRepository(postgres_schema()) as repository:
+    with PostgresRepository(postgres_schema(), migrate=True) as repository:
         stored = repository.add(_prospect("a"))
         with pytest.raises(ValidationError, match="expected_version"):
             repository.save(stored, expected_version=2**31 - 1)
@@ -185,7 +185,7 @@ def test_a_schema_2_database_is_migrated_to_referral_codes(
                 row[:8],
             )
     assert postgres.SCHEMA_VERSION >= 3
-    with PostgresRepository(dsn) as repository:
+    with PostgresRepository(dsn, migrate=True) as repository:
         assert_same_account(attrs.evolve(old, version=1), repository.get("old-1"))
         assert repository.find_by_referral_code("K7M4PQ2X") is None
         saved = repository.save(
@@ -219,7 +219,7 @@ def test_referral_code_conflicts_name_the_code_and_its_owner(
 ) -> None:
     """UniqueViolation on referral_code (INSERT, UPDATE, COPY) names the code and its owner."""
     owner = HOSTILE_TEXT[6]  # an id with a NUL inside is named as it is, not escaped
-    with PostgresRepository(postgres_schema()) as repository:
+    with PostgresRepository(postgres_schema(), migrate=True) as repository:
         repository.add(_prospect(owner, referral_code="K7M4PQ2X"))
         b = repository.add(_prospect("b"))
         expected = f"referral code K7M4PQ2X already belongs to account {owner}"
@@ -251,7 +251,7 @@ def test_get_after_a_write_returns_the_account_written_without_decoding(
 ) -> None:
     """The json column gives back the text written, so get() after add/save decodes nothing."""
     serialise.cached_loads.cache_clear()
-    with PostgresRepository(postgres_schema()) as repository:
+    with PostgresRepository(postgres_schema(), migrate=True) as repository:
         monkeypatch.setattr(serialise, "loads", _refuse_to_decode)
         hostile = _prospect(
             HOSTILE_TEXT[6],
@@ -273,7 +273,7 @@ def test_a_rolled_back_write_that_primed_the_cache_is_never_read(
     """After the app's transaction rolls back a primed write, get() returns what is stored."""
     serialise.cached_loads.cache_clear()
     with psycopg.connect(postgres_schema()) as connection:
-        repository = PostgresRepository(connection)
+        repository = PostgresRepository(connection, migrate=True)
         stored = repository.add(_prospect("a"))
         connection.commit()
         with connection.transaction(force_rollback=True):
@@ -305,7 +305,7 @@ def test_a_schema_3_database_gains_the_read_model_and_answers_reports(
                 "version, data, referral_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _old_row(account),
             )
-    with PostgresRepository(dsn) as repository:
+    with PostgresRepository(dsn, migrate=True) as repository:
         for account in stored:
             assert_same_account(account, repository.get(account.id))
         for days in (-400, 0, 3, 10, 400):
@@ -328,7 +328,7 @@ def test_a_schema_3_database_gains_the_read_model_and_answers_reports(
 def test_reports_join_the_apps_transaction(postgres_schema: Callable[[], str]) -> None:
     """Inside the app's transaction a report sees its uncommitted writes, and leaves it open."""
     with psycopg.connect(postgres_schema()) as connection:
-        repository = PostgresRepository(connection)
+        repository = PostgresRepository(connection, migrate=True)
         sales = SalesProcess(repository=repository, clock=FixedClock(_T0))
         connection.commit()
         with connection.transaction(force_rollback=True):

@@ -56,7 +56,7 @@ def open_repository(kind: str, target: str) -> AccountRepository:
         return SQLiteRepository(target)
     from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
-    return PostgresRepository(target)
+    return PostgresRepository(target, migrate=True)
 
 
 @pytest.fixture
@@ -449,7 +449,8 @@ def test_postgres_errors_are_translated(postgres_schema: Callable[[], str]) -> N
     dsn = postgres_schema()
     # a lock held by another session, past lock_timeout
     repository = PostgresRepository(
-        psycopg.conninfo.make_conninfo(dsn, options=_options(dsn) + " -c lock_timeout=50")
+        psycopg.conninfo.make_conninfo(dsn, options=_options(dsn) + " -c lock_timeout=50"),
+        migrate=True,
     )
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE salesprocess_accounts IN ACCESS EXCLUSIVE MODE")
@@ -463,18 +464,20 @@ def test_postgres_errors_are_translated(postgres_schema: Callable[[], str]) -> N
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(StorageError):
         repository.get("x")
-    repository.close()
-    # a connection closed under it
-    repository = PostgresRepository(dsn)
-    repository.connection.close()
-    with pytest.raises(StorageError, match="closed"):
-        repository.get("x")
+    assert repository.get("x").version == 1  # its own connection: the next call reconnects
     repository.close()
     with pytest.raises(StorageError, match="closed"):
         repository.get("x")
-    # an app connection whose transaction already failed
+    # the app's connection closed under it: the app owns it, so it stays closed
     app = psycopg.connect(dsn)
     repository = PostgresRepository(app)
+    app.close()
+    with pytest.raises(StorageError, match="closed"):
+        repository.get("x")
+    repository.close()
+    # an app connection whose transaction already failed
+    app = psycopg.connect(dsn)
+    repository = PostgresRepository(app, migrate=True)
     with pytest.raises(psycopg.errors.DivisionByZero):
         app.execute("SELECT 1 / 0")
     with pytest.raises(StorageError, match="roll it back"):
@@ -487,7 +490,9 @@ def test_postgres_errors_are_translated(postgres_schema: Callable[[], str]) -> N
     app.close()
     # a server that is not there
     with pytest.raises(StorageError, match="cannot connect"):
-        PostgresRepository("host=/nonexistent-socket-dir dbname=nothing connect_timeout=1")
+        PostgresRepository(
+            "host=/nonexistent-socket-dir dbname=nothing connect_timeout=1", migrate=True
+        )
 
 
 def _options(dsn: str) -> str:
@@ -501,7 +506,7 @@ def test_postgres_unique_violation_becomes_conflict(postgres_schema: Callable[[]
     pytest.importorskip("psycopg")
     from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
-    with PostgresRepository(postgres_schema()) as repository:
+    with PostgresRepository(postgres_schema(), migrate=True) as repository:
         repository.add(prospect("a", email="ann@example.com", phone="+4930123456"))
         b = repository.add(prospect("b"))
         with pytest.raises(ConflictError, match=r"ann@example.com already belongs to account a"):
@@ -523,11 +528,11 @@ def test_postgres_joins_the_apps_transaction(postgres_schema: Callable[[], str])
     from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
     dsn = postgres_schema()
-    PostgresRepository(dsn).close()  # create the schema
+    PostgresRepository(dsn, migrate=True).close()  # create the schema
     with psycopg.connect(dsn) as app, psycopg.connect(dsn, autocommit=True) as other:
         app.execute("CREATE TABLE orders (account_id text)")
         app.commit()
-        repository = PostgresRepository(app)
+        repository = PostgresRepository(app, migrate=True)
         with app.transaction():
             repository.add(prospect("rolled-back"))
             app.execute("INSERT INTO orders VALUES ('rolled-back')")
@@ -564,7 +569,7 @@ def test_postgres_schema_versions(postgres_schema: Callable[[], str]) -> None:
         admin.execute("INSERT INTO salesprocess_schema VALUES (1)")
         for statement in postgres.MIGRATIONS[0]:
             admin.execute(statement)
-    with postgres.PostgresRepository(dsn) as repository:
+    with postgres.PostgresRepository(dsn, migrate=True) as repository:
         repository.add(prospect("a"))
     with psycopg.connect(dsn, autocommit=True) as admin:
         assert admin.execute("SELECT version FROM salesprocess_schema").fetchone() == (
@@ -572,12 +577,12 @@ def test_postgres_schema_versions(postgres_schema: Callable[[], str]) -> None:
         )
         admin.execute("UPDATE salesprocess_schema SET version = 99")
     with pytest.raises(StorageError, match="newer salesprocess"):
-        postgres.PostgresRepository(dsn)
+        postgres.PostgresRepository(dsn, migrate=True)
     foreign = postgres_schema()
     with psycopg.connect(foreign, autocommit=True) as admin:
         admin.execute("CREATE TABLE salesprocess_accounts (x int)")
     with pytest.raises(StorageError, match="not ours"):
-        postgres.PostgresRepository(foreign)
+        postgres.PostgresRepository(foreign, migrate=True)
 
 
 # --- packaging: optional dependencies name their extra ----------------------------------------

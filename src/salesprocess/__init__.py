@@ -36,6 +36,7 @@ from salesprocess.commands import Decision, LeadCapture
 from salesprocess.commands.leads import LeadDetails
 from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.criteria import ClauseResult, Criteria, Explanation
+from salesprocess.currencies import CurrencyRule
 from salesprocess.customer_service import (
     RepairOrReplacePolicy,
     ServiceAction,
@@ -145,6 +146,7 @@ __all__ = [
     "Criteria",
     "CriteriaError",
     "CurrencyMismatch",
+    "CurrencyRule",
     "Decision",
     "DomainEvent",
     "EventBus",

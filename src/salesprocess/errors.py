@@ -6,6 +6,10 @@ exception (``ValueError``, ``LookupError``) so that generic handlers keep workin
 
 Messages name what was wrong and where: the account, its stage, the event or the field.
 The same facts are kept as attributes for programs.
+
+Each class says the HTTP status a web API would usually answer it with (the table of
+:doc:`/web` gathers them): check the most specific class first, as a subclass may answer
+otherwise than its base.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class SalesProcessError(Exception):
 
     A message longer than :data:`MAX_MESSAGE` characters keeps its start and says how long it
     was: an error about a megabyte of input is not a megabyte itself.
+
+    A web API would usually answer **500 Internal Server Error** only for one of these that no
+    subclass below names (a misconfigured process, say); each subclass names its own status.
     """
 
     def __init__(self, *args: object) -> None:
@@ -52,7 +59,12 @@ class SalesProcessError(Exception):
 
 
 class ValidationError(SalesProcessError, ValueError):
-    """A value given to the library is malformed; ``field`` names the input at fault."""
+    """A value given to the library is malformed; ``field`` names the input at fault.
+
+    Nothing was stored. A web API would usually answer **422 Unprocessable Content**, with
+    ``field`` to point at the input (400 Bad Request also does, for a body that is not even
+    the right shape).
+    """
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -60,7 +72,29 @@ class ValidationError(SalesProcessError, ValueError):
 
 
 class CurrencyMismatch(ValidationError):
-    """Two amounts in different currencies were combined or compared."""
+    """Amounts in different currencies were combined, compared, or put on one account.
+
+    Raised by ``Money`` arithmetic across currencies, and for a purchase in a currency the
+    process's :class:`~salesprocess.currencies.CurrencyRule` refuses: not the house currency,
+    or not the currency the account's first purchase fixed; nothing is stored. It is a
+    ``ValidationError``, not a ``ConflictError``: the purchase as given can never be
+    recorded on that account, and retrying it cannot help; the caller has to send another
+    amount. ``expected`` and ``given`` are the currency codes, when known.
+
+    A web API would usually answer it with **422 Unprocessable Content**.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        expected: str | None = None,
+        given: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field)
+        self.expected = expected
+        self.given = given
 
 
 class CriteriaError(ValidationError):
@@ -74,6 +108,8 @@ class CriteriaError(ValidationError):
     ``"type"`` of a thrown object). ``error_value`` is then the error object a ``try``
     fallback sees as its data (``{"type": "NaN"}``, or the thrown object). Both are ``None``
     for other faults: malformed JSON, a limit, a failure of the data itself.
+
+    A web API would usually answer **422 Unprocessable Content**, with ``path``.
     """
 
     def __init__(
@@ -93,11 +129,18 @@ class CriteriaError(ValidationError):
 
 
 class NotFound(SalesProcessError, LookupError):
-    """No account (or other stored item) has the given id."""
+    """No account (or other stored item) has the given id.
+
+    A web API would usually answer **404 Not Found**.
+    """
 
 
 class InvalidTransition(SalesProcessError):
-    """The account's stage does not allow the event; the account is left as it was."""
+    """The account's stage does not allow the event; the account is left as it was.
+
+    The request was well formed, but the account's state forbids it: a web API would usually
+    answer **409 Conflict**, naming ``stage`` and ``event``.
+    """
 
     def __init__(self, message: str, *, account_id: str | None, stage: str, event: str) -> None:
         super().__init__(message)
@@ -110,6 +153,9 @@ class QualificationRefused(InvalidTransition):
     """``qualify`` was refused: the policy did not approve and no override was given.
 
     ``missing`` lists, for a person, each requirement that was not met.
+
+    A web API would usually answer **409 Conflict** (as for any refused transition), with
+    ``missing``.
     """
 
     def __init__(
@@ -126,6 +172,8 @@ class ConflictError(SalesProcessError):
     belongs to another account, or contact details that contradict a known account's. Retrying
     the same write cannot help. :class:`StaleWrite`, its subclass, is the one kind a retry on
     fresh data can cure.
+
+    A web API would usually answer **409 Conflict**.
     """
 
 
@@ -136,11 +184,20 @@ class StaleWrite(ConflictError):
     unit of work also raises it when a lead it found unknown was captured by another writer
     before its own add. ``SalesProcess`` commands reload and retry a bounded number of times
     before it reaches the caller.
+
+    Reaching an API, it means the retries were used up by concurrent writers: a web API would
+    usually answer **409 Conflict** (the client may send the request again).
     """
 
 
 class StorageError(SalesProcessError):
-    """The storage backend failed or holds data it cannot read (corrupt or foreign file)."""
+    """The storage backend failed or holds data it cannot read (corrupt or foreign file).
+
+    A lost or refused connection, an exhausted or closed pool, a timeout, an unmigrated
+    database: the request was not served, and the transaction around it is whole or absent.
+    A web API would usually answer **503 Service Unavailable** (and log the message, which
+    may name the database, rather than show it).
+    """
 
 
 @attrs.frozen
@@ -156,7 +213,10 @@ class RowError:
 
 
 class BadRows(ValidationError):
-    """A bulk load was refused as a whole: ``rows`` lists every bad row; nothing was stored."""
+    """A bulk load was refused as a whole: ``rows`` lists every bad row; nothing was stored.
+
+    A web API would usually answer **422 Unprocessable Content**, listing ``rows``.
+    """
 
     #: How many rows the message lists before it says how many more there are.
     SHOWN = 5

@@ -23,9 +23,10 @@ from typing import Final
 import attrs
 
 from salesprocess.account import Account, Channel
-from salesprocess.checks import require_bool, require_int
+from salesprocess.checks import require_bool, require_instance, require_int
 from salesprocess.commands.leads import capture_many
 from salesprocess.commands.purchases import Loaded, PurchaseRow, record_purchases
+from salesprocess.currencies import CurrencyRule
 from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError, ValidationError
 from salesprocess.lifecycle import Transitions
 from salesprocess.unit_of_work import UnitOfWork
@@ -157,13 +158,19 @@ def import_purchases(
     all_or_nothing: bool = True,
     batch_size: int = BATCH,
     progress: Progress | None = None,
+    currency: CurrencyRule | None = None,
 ) -> PurchaseImport:
     """Store ``rows`` (purchase rows, or mappings of their fields) a batch at a time.
 
     Raises :class:`~salesprocess.errors.BadRows` listing every bad row, storing nothing, unless
     ``all_or_nothing`` is false. ``channel`` is where walk-in customers are said to come from.
     ``progress(done, total)`` is told of the rows decided, once read and after each batch.
+    ``currency`` is the rule a row's currency must keep (default :class:`CurrencyRule`: one
+    currency per account): a row it refuses is a bad row, its error a ``CurrencyMismatch``.
     """
+    rule = (
+        CurrencyRule() if currency is None else require_instance(currency, "currency", CurrencyRule)
+    )
     channel = Channel.parse(channel)
     require_bool(all_or_nothing, "all_or_nothing")
     require_int(batch_size, "batch_size", low=1)
@@ -183,7 +190,13 @@ def import_purchases(
         for batch in _batches(uow, good, batch_size):
             outcome = uow.run(
                 partial(_load, uow, batch, new_id),
-                partial(record_purchases, transitions=transitions, rows=batch, channel=channel),
+                partial(
+                    record_purchases,
+                    transitions=transitions,
+                    rows=batch,
+                    channel=channel,
+                    currency=rule,
+                ),
                 at=None,
             )
             recorded += outcome.recorded

@@ -43,6 +43,7 @@ from salesprocess.commands.leads import LeadCapture, LeadDetails
 from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.criteria import Criteria
+from salesprocess.currencies import CurrencyRule
 from salesprocess.customer_service import (
     RepairOrReplacePolicy,
     ServicePolicy,
@@ -101,7 +102,9 @@ class SalesProcess:
     :meth:`recommend_service` (default :class:`RepairOrReplacePolicy`). ``lifecycle`` may be a
     subclass of :class:`~salesprocess.lifecycle.Lifecycle`. ``max_retries`` bounds the retries
     of a command overtaken by a concurrent write. ``id_factory`` makes ids (accounts, referral
-    requests, assets; default random UUIDs), ``code_factory`` referral codes.
+    requests, assets; default random UUIDs), ``code_factory`` referral codes. ``currency`` is
+    the :class:`~salesprocess.currencies.CurrencyRule` purchases keep, or the house currency's
+    ISO 4217 code; by default an account's currency is fixed by its first purchase.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class SalesProcess:
         max_retries: int = 3,
         id_factory: Callable[[], str] | None = None,
         code_factory: Callable[[], str] | None = None,
+        currency: CurrencyRule | str | None = None,
     ) -> None:
         # Checked here, so that a miswired process fails now and not in its first command.
         store: AccountRepository = (
@@ -134,6 +138,7 @@ class SalesProcess:
             _optional(service_policy, "service_policy", ServicePolicy) or RepairOrReplacePolicy()
         )
         self.transitions = Transitions.of(lifecycle)
+        self.currency_rule = CurrencyRule.of(currency)
         self._new_id = _optional(id_factory, "id_factory", Callable) or (lambda: uuid.uuid4().hex)
         self._new_code = _optional(code_factory, "code_factory", Callable) or new_referral_code
         self._bus = EventBus()
@@ -374,12 +379,13 @@ class SalesProcess:
     ) -> Account:
         """Record a purchase; the first makes a customer, one on a later day a repeat customer.
 
-        A zero amount is allowed; a negative one, or one before the last purchase, is refused.
+        A zero amount is allowed; a negative one, or one before the last purchase, is refused;
+        so is one in a currency the process's ``currency`` rule refuses (``CurrencyMismatch``).
         """
         purchase = Purchase(amount, self._moment(at), reference)
         decide = partial(
             purchases.record_purchase, transitions=self.transitions, purchase=purchase,
-            actor=actor,
+            actor=actor, currency=self.currency_rule,
         )  # fmt: skip
         return self._run(account_id, decide, at)
 
@@ -570,6 +576,7 @@ class SalesProcess:
         return imports.import_purchases(
             self._uow, checked, transitions=self.transitions, new_id=self._new_id,
             channel=channel, all_or_nothing=all_or_nothing, progress=progress,
+            currency=self.currency_rule,
         )  # fmt: skip
 
     def _report(self, report: Callable[..., _Result], **options: Any) -> _Result:

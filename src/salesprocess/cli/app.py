@@ -168,6 +168,33 @@ def cli() -> None:
     """Run the sales process on a SQLite file (or PostgreSQL): leads, purchases, reports."""
 
 
+@cli.command("migrate")
+@_store_options
+def migrate_command(*, db: str, dsn: str | None) -> None:
+    """Create the tables, or bring them to this version's schema (once per release).
+
+    On PostgreSQL the app's repositories only check the schema version; this is the step that
+    changes it (safe to run twice, or from several machines at once). A SQLite file is
+    migrated whenever it is opened: this opens it.
+    """
+    try:
+        if dsn:
+            from salesprocess.storage import postgres  # noqa: PLC0415
+
+            with postgres.PostgresRepository(dsn, migrate=True):
+                version = postgres.SCHEMA_VERSION
+        else:
+            from salesprocess.storage import sqlite  # noqa: PLC0415
+
+            with SQLiteRepository(db):
+                version = sqlite.SCHEMA_VERSION
+    except sp.SalesProcessError as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(f"{error.filename or 'a file'}: {error.strerror or error}")
+    _out().print(f"{'PostgreSQL' if dsn else db}: salesprocess schema version {version}")
+
+
 @cli.command("demo")
 @_store_options
 @click.option("--seed", default=7, show_default=True, help="The same seed, the same quarter.")

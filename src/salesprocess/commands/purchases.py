@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Final
 
 import attrs
 
@@ -21,6 +22,7 @@ from salesprocess.clock import require_aware
 from salesprocess.commands.decision import Decision, changed, stamped, unchanged
 from salesprocess.commands.qualifying import transition
 from salesprocess.contact import normalise_email, normalise_phone
+from salesprocess.currencies import CurrencyRule
 from salesprocess.errors import ConflictError, RowError, SalesProcessError, ValidationError
 from salesprocess.events import DomainEvent, LeadCaptured, PurchaseRecorded, stage_event
 from salesprocess.lifecycle import Transitions
@@ -37,6 +39,9 @@ __all__ = [
     "record_purchases",
     "walk_in",
 ]
+
+# What a caller that names no rule gets from buy(): the default rule, one currency per account.
+_ANY_RULE: Final = CurrencyRule()
 
 #: The reason a walk-in customer's qualification gives: it bought before anyone qualified it.
 WALK_IN = "walk-in purchase: first seen in a purchase import"
@@ -62,16 +67,22 @@ def known_purchase(account: Account, purchase: Purchase) -> bool:
 
 
 def buy(
-    account: Account, purchase: Purchase, transitions: Transitions, actor: str | None
+    account: Account,
+    purchase: Purchase,
+    transitions: Transitions,
+    actor: str | None,
+    currency: CurrencyRule = _ANY_RULE,
 ) -> tuple[Account, tuple[DomainEvent, ...]] | None:
     """Return ``account`` after ``purchase``, and the events; ``None`` for a known reference.
 
     The rules of a purchase, written once for one and for a batch: a known reference is the
-    same purchase (or a ``ConflictError``), purchases come in time order, and the lifecycle's
-    ``purchase`` event moves the stage.
+    same purchase (or a ``ConflictError``), ``currency`` accepts its currency (or
+    ``CurrencyMismatch``), purchases come in time order, and the lifecycle's ``purchase``
+    event moves the stage.
     """
     if known_purchase(account, purchase):
         return None
+    currency.check(account.id, account.purchases, purchase.amount)
     require_in_order(
         account, "a purchase", purchase.at, since="its last purchase",
         earlier=last_at(account.purchases),
@@ -90,12 +101,14 @@ def record_purchase(
     transitions: Transitions,
     purchase: Purchase,
     actor: str | None,
+    currency: CurrencyRule = _ANY_RULE,
 ) -> Decision[Account]:
     """Record ``purchase``: the first makes a customer, one on a later day a repeat customer.
 
-    Purchases are kept in time order, so that "the first purchase" is the first made.
+    Purchases are kept in time order, so that "the first purchase" is the first made; one in a
+    currency ``currency`` refuses raises ``CurrencyMismatch``.
     """
-    bought = buy(account, stamped(purchase, moment), transitions, actor)
+    bought = buy(account, stamped(purchase, moment), transitions, actor, currency)
     return unchanged(account) if bought is None else changed(bought[0], *bought[1])
 
 
@@ -211,12 +224,14 @@ def record_purchases(
     transitions: Transitions,
     rows: Sequence[tuple[int, PurchaseRow]],
     channel: Channel,
+    currency: CurrencyRule = _ANY_RULE,
 ) -> Decision[BatchOutcome]:
     """Record a batch of purchase rows, each ``(position, row)``.
 
     Each customer's rows are applied in time order (then by position) by the rules of
-    :func:`record_purchase`; a row those rules refuse is rejected with its position and reason,
-    and the others stand. An unknown customer is created by :func:`walk_in` (through
+    :func:`record_purchase` (``currency`` among them: a new customer's currency is fixed by
+    its first row); a row those rules refuse is rejected with its position and reason, and
+    the others stand. An unknown customer is created by :func:`walk_in` (through
     ``channel``), unless none of its rows could be recorded. ``moment`` is unused: each
     purchase has its own.
     """
@@ -254,7 +269,7 @@ def record_purchases(
         bought = 0
         for position, row in entries:
             try:
-                done = buy(account, row.purchase, transitions, None)
+                done = buy(account, row.purchase, transitions, None, currency)
             except SalesProcessError as error:
                 rejected.append(RowError(position, str(error), getattr(error, "field", None)))
                 continue

@@ -19,45 +19,66 @@ savepoint) as the account, from which ``revenue``, ``funnel``, ``lead_flow`` and
 orders ids by code point, as Python does. PostgreSQL text cannot hold NUL characters, so key
 columns (and the read model's text) store ``\x00`` and ``\x01`` escaped (an order-keeping
 escape) and the informational ``name`` column stores ``\x00`` as U+FFFD; ``data`` holds every
-value exactly. The schema
-version lives in ``salesprocess_schema``; opening a repository runs the missing forward
-migrations under an advisory lock and refuses a database written by a newer salesprocess.
-Tables are created in the connection's current schema (``search_path``), so one database can
-hold several independent sets.
+value exactly. The schema version lives in ``salesprocess_schema``. Creating and migrating
+the tables is an explicit step (:meth:`PostgresRepository.migrate`, ``migrate=True``, or
+``salesprocess migrate``), run under an advisory lock; a repository otherwise only checks the
+version (one statement, once per pool, factory or connection) and refuses any other. Tables
+are created in the connection's current schema (``search_path``), so one database can hold
+several independent sets.
 
-Transactions, and joining the app's. ``PostgresRepository`` takes a DSN (it then opens, owns
-and closes an autocommit connection) or an open :class:`psycopg.Connection` that the app owns.
-The rule for a connection the app owns: the repository never commits, rolls back or closes a
-transaction or connection it did not begin.
+Connections. ``PostgresRepository`` takes a DSN (it then opens, owns and closes an autocommit
+connection, and opens another after a drop), a ``psycopg_pool.ConnectionPool`` (a connection
+per call or per ``atomic()`` block, in autocommit while it is ours), a callable returning a
+new connection (owned like a DSN's), or an open :class:`psycopg.Connection` that the app
+owns. The rule for a connection the app owns: the repository never commits, rolls back or
+closes a transaction or connection it did not begin.
 
-- If the connection has a transaction open when a method runs, the method's writes join that
-  transaction inside a savepoint: a failed write (a conflict, say) is undone without aborting
-  the app's transaction, and the rest becomes durable only when the app commits.
-- If no transaction is open, each method runs in its own short transaction and commits it.
+Statements. A read is one statement (an account's purchases come in its row, as JSON, unless
+the repository remembers them at the row's stamp); an add is one statement (``ON CONFLICT DO
+NOTHING``, the conflict then named by a few reads); a save of an account this repository read
+at the stored row's stamp is one statement, which updates the row if it still has that version
+and stamp and appends the purchases and changes the account gained (:func:`save_statement`).
+A save of any other account reads the row's state first (``FOR UPDATE``) and rewrites its rows
+if it must. The statements are module-level, for another adapter over the same tables.
+
+- If the connection has a transaction open when a method runs, the method joins it, without a
+  savepoint: reads and adds cannot fail on the data, and a save that changes a unique key
+  (email, phone, referral code), or reads the row first, runs in a savepoint, so that a
+  conflict is undone without aborting the app's transaction. Everything becomes durable only
+  when the app commits.
+- If no transaction is open, each statement commits on its own (autocommit), or, on an app's
+  connection outside autocommit, runs in a short transaction of its own.
   A report runs in one ``REPEATABLE READ`` transaction of its own (one snapshot); inside the
   app's transaction it sees what that transaction's isolation level shows.
-- ``atomic()`` is ``connection.transaction()``: a transaction of its own when none is open, a
-  savepoint inside the app's otherwise; nested blocks are savepoints.
+- ``atomic()`` is ``connection.transaction()`` on a connection kept for the block (this
+  thread's): a transaction of its own when none is open, a savepoint inside the app's
+  otherwise; nested blocks are savepoints.
 - A connection whose transaction has already failed raises ``StorageError``: roll it back first.
 - ``after_commit`` callbacks (how ``SalesProcess`` publishes its events) wait for the outermost
   ``atomic()`` block. The repository cannot see the commit of a transaction the app began
   itself, so there they run when the outermost block ends (or at once, outside any block):
   to publish only what is committed, let ``atomic()`` begin the transaction.
 
-Every psycopg error is translated: a unique violation becomes ``ConflictError``, anything else
-(connection lost, server shut down, permission denied) ``StorageError``.
+Every psycopg error leaves through one choke point (``_translated``): a unique violation
+becomes ``ConflictError``, anything else (connection lost, server shut down, permission denied,
+a pool exhausted or closed) ``StorageError``. A broken connection is then dropped: the pool
+replaces it, a DSN or factory repository makes another on the next call.
 
-Threads: one connection per repository, behind a re-entrant lock held for each call and for the
-whole of an ``atomic()`` block. Use one repository per thread, or per process, for parallelism.
+Threads: over a pool, each thread's calls take their own connection, and an ``atomic()`` block
+keeps one for its thread. Over one connection (a DSN's, a factory's or the app's), a
+re-entrant lock is held for each call and for the whole of an ``atomic()`` block.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
+from functools import cache
 from typing import Any, Final
 
 from salesprocess.checks import require_items, shown, unencodable
@@ -71,6 +92,11 @@ except ImportError as error:  # pragma: no cover - exercised where psycopg is mi
     raise ImportError(
         "salesprocess.storage.postgres needs psycopg 3: pip install 'salesprocess[postgres]'"
     ) from error
+
+try:
+    from psycopg_pool import ConnectionPool
+except ImportError:  # pragma: no cover - psycopg_pool comes with the postgres extra
+    ConnectionPool = None  # type: ignore[assignment,misc]
 
 from salesprocess.account import Account, Channel, Screening, unchecked_copy
 from salesprocess.criteria_sql import Prefilter
@@ -93,6 +119,7 @@ from salesprocess.storage.protocol import (
     call_all,
     every_account,
     require_account,
+    require_callback,
     require_keys,
     require_new,
     require_one_key,
@@ -113,7 +140,22 @@ from salesprocess.storage.serialise import (
 )
 from salesprocess.storage.sqlite import SQLReports
 
-__all__ = ["FILLED_BY", "MIGRATIONS", "SCHEMA_VERSION", "TABLES", "PostgresRepository"]
+__all__ = [
+    "FILLED_BY",
+    "MIGRATIONS",
+    "READ_COLUMNS",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_QUERY",
+    "TABLES",
+    "PostgresRepository",
+    "SharedMemo",
+    "add_parameters",
+    "add_statement",
+    "read_one",
+    "save_parameters",
+    "save_statement",
+    "state_of",
+]
 
 _CREATED_DAY: Final = readmodel.day_expression("created_at")
 _QUALIFIED_DAY: Final = readmodel.day_expression("first_qualified_at")
@@ -261,10 +303,6 @@ _ALL_COLUMNS: Final = (
     *PROGRESS_COLUMNS,
 )
 _COLUMNS: Final = ", ".join(_ALL_COLUMNS)
-_INSERT: Final = (
-    f"INSERT INTO salesprocess_accounts ({_COLUMNS}) "  # noqa: S608 - our own names
-    f"VALUES ({', '.join(['%s'] * len(_ALL_COLUMNS))})"
-)
 _UPDATE: Final = (
     "UPDATE salesprocess_accounts SET "  # noqa: S608 - our own names
     f"{', '.join(f'{column} = %s' for column in _ALL_COLUMNS[1:])} "
@@ -398,109 +436,601 @@ def _tally_rows(key: str, plan: Plan) -> list[tuple[object, ...]]:
     return [(currency, key, *tally) for currency, tally in plan.tallies.items()]
 
 
-class PostgresRepository:
-    """Accounts in PostgreSQL, through a DSN or an app-owned ``psycopg.Connection``.
+# --- the statements of a request --------------------------------------------------------------
+#
+# What a web request runs is one statement per read and one per write, so that a GET is one
+# round trip and a command (load, decide, write) two or three. They are module-level so that
+# another adapter over the same tables (an async one) runs the very same SQL.
 
-    See the module documentation for how it joins an app's transactions.
+#: The columns :data:`READ_ONE` selects before the purchase rows: the row as a read needs it
+#: (``id, data, stamp, purchase_count``), then ``readmodel.STATE_COLUMNS``.
+READ_COLUMNS: Final = ("id", "data::text", "stamp", "purchase_count", *readmodel.STATE_COLUMNS)
+
+
+def read_one(column: str) -> str:
+    """Return the one statement that reads an account by ``column`` (``id``, ``email``, ...).
+
+    Parameters: the stamp of the account as the reader remembers it (or ``None``), then the
+    key. The last column holds the account's purchase rows as JSON arrays ``[position, at,
+    currency, amount, moment, reference]`` in position order, unless the row still has the
+    remembered stamp (then ``NULL``: the reader has them) or no purchases.
+    """
+    return _READ_ONE[column]
+
+
+_READ_ONE: Final = {
+    column: (
+        f"SELECT {', '.join(READ_COLUMNS)}, "  # noqa: S608 - our own names
+        "CASE WHEN a.purchase_count > 0 AND a.stamp IS DISTINCT FROM %s THEN ("
+        "SELECT json_agg(json_build_array(p.position, p.at, p.currency, p.amount, p.moment, "
+        "p.reference) ORDER BY p.position) FROM salesprocess_purchases p "
+        "WHERE p.account_id = a.id) END "
+        f"FROM salesprocess_accounts a WHERE a.{column} = %s"
+    )
+    for column in ("id", "email", "phone", "referral_code")
+}
+
+#: The version check: one statement (it fails with ``UndefinedTable`` on a database without
+#: salesprocess tables).
+SCHEMA_VERSION_QUERY: Final = "SELECT max(version) FROM salesprocess_schema"
+
+_PURCHASE_TYPES: Final = (
+    "text",
+    "integer",
+    "bigint",
+    "integer",
+    "text",
+    "numeric",
+    "integer",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bigint",
+)
+_CHANGE_TYPES: Final = (
+    "text",
+    "integer",
+    "text",
+    "text",
+    "text",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bigint",
+)
+_TALLY_TYPES: Final = ("text", "text", "numeric", "integer", "integer", "integer", "integer")
+
+
+def _rows_of(guard: str, table: str, columns: str, types: Sequence[str]) -> str:
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    return (
+        f"INSERT INTO {table} AS t ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608 - ours
+        f"WHERE EXISTS (SELECT FROM {guard})"
+    )
+
+
+def _gains(guard: str, *, history: bool, purchases: bool, merge: bool) -> str:
+    """Return the ``WITH`` items that append the rows a write gains, if ``guard`` wrote."""
+    items = []
+    if history:
+        items.append(
+            "changes AS ("
+            + _rows_of(guard, "salesprocess_stage_changes", _CHANGE_COLUMNS, _CHANGE_TYPES)
+            + ")"
+        )
+    if purchases:
+        items.append(
+            "bought AS ("
+            + _rows_of(guard, "salesprocess_purchases", _PURCHASE_COLUMNS, _PURCHASE_TYPES)
+            + ")"
+        )
+        tallied = _rows_of(guard, "salesprocess_purchase_tallies", _TALLY_COLUMNS, _TALLY_TYPES)
+        if merge:  # a save's tallies are of its new purchases: add them to the stored ones
+            tallied += (
+                " ON CONFLICT (currency, account_id) DO UPDATE SET "
+                "units = t.units + EXCLUDED.units, purchases = t.purchases + EXCLUDED.purchases, "
+                "first_day = least(t.first_day, EXCLUDED.first_day), "
+                "last_day = greatest(t.last_day, EXCLUDED.last_day), "
+                "min_exponent = least(t.min_exponent, EXCLUDED.min_exponent)"
+            )
+        items.append(f"tallied AS ({tallied})")
+    return "".join(f", {item}" for item in items)
+
+
+@cache
+def add_statement(*, history: bool, purchases: bool) -> str:
+    """Return the one statement that adds an account and its rows; it returns ``(added,)``.
+
+    ``added`` is 0 when an id, email, phone or referral code is taken (``ON CONFLICT DO
+    NOTHING``: the statement never fails on one, so it needs no savepoint inside a
+    transaction). Parameters: :func:`add_parameters`.
+    """
+    marks = ", ".join(["%s"] * len(_ALL_COLUMNS))
+    return (
+        f"WITH added AS (INSERT INTO salesprocess_accounts ({_COLUMNS}) VALUES ({marks}) "  # noqa: S608 - ours
+        "ON CONFLICT DO NOTHING RETURNING 1)"
+        + _gains("added", history=history, purchases=purchases, merge=False)
+        + " SELECT count(*) FROM added"
+    )
+
+
+@cache
+def save_statement(*, history: bool, purchases: bool) -> str:
+    """Return the one statement that saves an account read at a known stamp, and its new rows.
+
+    It updates the row only if it still has the expected version and stamp, appends the rows
+    the account gained and adds its new purchases to the tallies, and returns ``(saved,
+    version)``: ``saved`` 1 or 0, and the stored version as the statement found it (``None``:
+    no such account). Parameters: :func:`save_parameters`.
+    """
+    sets = ", ".join(f"{column} = %s" for column in _ALL_COLUMNS[1:])
+    return (
+        f"WITH saved AS (UPDATE salesprocess_accounts SET {sets} "  # noqa: S608 - ours
+        "WHERE id = %s AND version = %s AND stamp = %s RETURNING 1)"
+        + _gains("saved", history=history, purchases=purchases, merge=True)
+        + " SELECT (SELECT count(*) FROM saved), "
+        "(SELECT version FROM salesprocess_accounts WHERE id = %s)"
+    )
+
+
+def _columns_of(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
+def _gained(plan: Plan, key: str) -> list[object]:
+    """Return the array parameters of the rows ``plan`` adds, in :func:`_gains`'s order."""
+    params: list[object] = []
+    if plan.history:
+        params.extend(_columns_of(plan.history, len(_CHANGE_TYPES)))
+    if plan.purchases:
+        params.extend(_columns_of(plan.purchases, len(_PURCHASE_TYPES)))
+        params.extend(_columns_of(_tally_rows(key, plan), len(_TALLY_TYPES)))
+    return params
+
+
+def add_parameters(account: Account, plan: Plan) -> tuple[str, list[object]]:
+    """Return :func:`add_statement` and its parameters for ``account`` (at version 1)."""
+    key = _key(account.id)
+    statement = add_statement(history=bool(plan.history), purchases=bool(plan.purchases))
+    return statement, [*_full_row(account, 1, plan), *_gained(plan, key)]
+
+
+def save_parameters(
+    account: Account, plan: Plan, expected_version: int, stamp: int
+) -> tuple[str, list[object]]:
+    """Return :func:`save_statement` and its parameters: ``account`` is the one to store.
+
+    ``plan`` must append (``plan.rewrite`` false) to the account stored at
+    ``expected_version`` with ``stamp``; its tallies are those of the new purchases alone.
+    """
+    key = _key(account.id)
+    row = _full_row(account, expected_version + 1, plan)
+    statement = save_statement(history=bool(plan.history), purchases=bool(plan.purchases))
+    return statement, [*row[1:], key, expected_version, stamp, *_gained(plan, key), key]
+
+
+#: Where each of ``readmodel.STATE_COLUMNS`` but the version is among ``PROGRESS_COLUMNS``.
+_STATE_AT: Final = tuple(PROGRESS_COLUMNS.index(column) for column in readmodel.STATE_COLUMNS[1:])
+
+
+def state_of(version: int, plan: Plan) -> tuple[Any, ...]:
+    """Return the ``readmodel.STATE_COLUMNS`` of the row ``plan`` writes at ``version``."""
+    progress = plan.progress
+    return (version, *(progress[index] for index in _STATE_AT))
+
+
+class SharedMemo(readmodel.Memo):
+    """The memo of a repository that threads share, and the state of each remembered row.
+
+    The state (``readmodel.STATE_COLUMNS``) lets a save of an account read at a stamp append
+    its new rows in one statement, without reading the row again first.
     """
 
-    def __init__(self, dsn_or_connection: str | psycopg.Connection[Any]) -> None:
-        self._lock = threading.RLock()
-        self._depth = 0  # atomic() blocks open
-        self._after_commit = AfterCommit()
-        self._memo = readmodel.Memo()
-        self._reports = SQLReports(
-            self._reader, DIALECT, TABLES, lambda: every_account(self), _REFERRERS
-        )
-        if isinstance(dsn_or_connection, psycopg.Connection):
-            # Every statement reads its rows by position: a dict_row connection would fail at
-            # the first read with a bare KeyError. The factory is the app's, not ours to change.
-            if getattr(dsn_or_connection, "row_factory", tuple_row) is not tuple_row:
-                raise ValidationError(
-                    "PostgresRepository needs a connection that returns tuples (row_factory="
-                    "psycopg.rows.tuple_row, the default); this one has row_factory="
-                    f"{shown(dsn_or_connection.row_factory)}: pass a DSN, or a connection "
-                    "of its own",
-                    field="dsn_or_connection",
-                )
-            self._connection: psycopg.Connection[Any] | None = dsn_or_connection
-            self._owned = False
-        elif isinstance(dsn_or_connection, str):
-            try:
-                self._connection = psycopg.connect(dsn_or_connection, autocommit=True)
-            except psycopg.Error as exc:
-                raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-            self._owned = True
-        else:
-            raise ValidationError(
-                "PostgresRepository takes a DSN string or a psycopg.Connection, not "
-                f"{type(dsn_or_connection).__name__}",
-                field="dsn_or_connection",
-            )
-        try:
-            self._migrate()
-        except BaseException:
-            if self._owned:
-                self.close()
-            raise
+    __slots__ = ("_guard", "_states")
 
-    @property
-    def connection(self) -> psycopg.Connection[Any]:
-        """The psycopg connection in use (``StorageError`` once closed)."""
-        return self._live()
+    def __init__(self, maxsize: int = 4096) -> None:
+        super().__init__(maxsize)
+        self._guard = threading.Lock()
+        self._states: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 
-    def __repr__(self) -> str:
-        state = "closed" if self._connection is None or self._connection.closed else "open"
-        owner = "own" if self._owned else "app's"
-        return f"<PostgresRepository on the {owner} connection, {state}>"
+    def get(self, account_id: str, stamp: int | None) -> Account | None:
+        """Return the account remembered for ``account_id`` at ``stamp``, if any."""
+        with self._guard:
+            return super().get(account_id, stamp)
 
-    # --- plumbing ---------------------------------------------------------------------------
+    def put(self, account_id: str, stamp: int, account: Account) -> None:
+        """Remember ``account`` as the one stored under ``account_id`` at ``stamp``."""
+        with self._guard:
+            super().put(account_id, stamp, account)
 
-    def _live(self) -> psycopg.Connection[Any]:
-        connection = self._connection
+    def clear(self) -> None:
+        """Forget every account and state."""
+        with self._guard:
+            super().clear()
+            self._states.clear()
+
+    def stamp_of(self, account_id: str) -> int | None:
+        """Return the stamp of the account remembered for ``account_id``, if any."""
+        with self._guard:
+            entry = self._entries.get(account_id)
+        return None if entry is None else entry[0]
+
+    def put_state(self, account_id: str, state: Sequence[Any]) -> None:
+        """Remember the stored row's ``STATE_COLUMNS`` for ``account_id``."""
+        with self._guard:
+            states = self._states
+            states[account_id] = tuple(state)
+            states.move_to_end(account_id)
+            if len(states) > self.maxsize:
+                states.popitem(last=False)
+
+    def state(self, account_id: str) -> tuple[Any, ...] | None:
+        """Return the remembered ``STATE_COLUMNS`` of ``account_id``'s row, if any."""
+        with self._guard:
+            return self._states.get(account_id)
+
+
+# --- where connections come from --------------------------------------------------------------
+
+_IN_ERROR: Final = (
+    "the connection's transaction has failed: roll it back before using the repository"
+)
+
+
+class _Source:
+    """Where the repository's connections come from; ``serial`` guards one shared connection."""
+
+    serial: AbstractContextManager[Any]
+    owner: object  # what the schema check is remembered for (weakly), or None
+
+    def acquire(self) -> psycopg.Connection[Any]:
+        raise NotImplementedError  # pragma: no cover
+
+    def release(self, connection: psycopg.Connection[Any]) -> None:
+        """Give back what :meth:`acquire` gave (a broken connection is dropped)."""
+
+    def current(self) -> psycopg.Connection[Any]:
+        return self.acquire()
+
+    def close(self) -> None:
+        """Close what the repository owns."""
+
+
+class _AppConnection(_Source):
+    """The app's own connection: used as it is, never committed, rolled back or closed."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection: psycopg.Connection[Any] | None = connection
+        self.serial = threading.RLock()
+        self.owner = connection  # a repository per request on one connection: one check
+
+    def acquire(self) -> psycopg.Connection[Any]:
+        connection = self.connection
         if connection is None:
             raise StorageError("PostgreSQL repository is closed")
         if connection.closed:
             raise StorageError("PostgreSQL repository's connection is closed")
         return connection
 
-    @contextmanager
-    def _using(self, what: str) -> Iterator[psycopg.Connection[Any]]:
-        """Hold the lock and yield the live connection; translate every driver error."""
-        with self._lock:
-            connection = self._live()
-            try:
-                yield connection
-            except pg_errors.UniqueViolation as exc:
-                raise ConflictError(f"{what}: {exc.diag.message_detail or exc}") from exc
-            except psycopg.Error as exc:
-                raise StorageError(f"PostgreSQL: {what} failed: {exc}") from exc
-            except UnicodeEncodeError as exc:
-                raise ValidationError(
-                    f"{what}: text that is not valid Unicode cannot be stored ({exc.reason})"
-                ) from exc
+    def close(self) -> None:
+        self.connection = None
 
-    def _scope(self, connection: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
-        """Return the transaction a statement needs: none in autocommit, else one of its own.
+    def __str__(self) -> str:
+        return "the app's connection"
 
-        Inside an open transaction that is a savepoint, so that a failing statement (a
-        conflict) does not abort the transaction around it.
-        """
-        status = connection.info.transaction_status
-        if status == TransactionStatus.IDLE and connection.autocommit:
-            return nullcontext()
-        if status == TransactionStatus.INERROR:
+
+class _Factory(_Source):
+    """Connections the repository makes (from a DSN or the app's factory) and owns.
+
+    It keeps one at a time, in autocommit, and makes another once it is closed or broken.
+    """
+
+    def __init__(self, make: Callable[[], object], what: str, owner: object) -> None:
+        self.make = make
+        self.what = what
+        self.owner = owner
+        self.connection: psycopg.Connection[Any] | None = None
+        self.closed = False
+        self.serial = threading.RLock()
+
+    def acquire(self) -> psycopg.Connection[Any]:
+        if self.closed:
+            raise StorageError("PostgreSQL repository is closed")
+        connection = self.connection
+        if connection is not None and not connection.closed and not connection.broken:
+            return connection
+        self.connection = None
+        try:
+            made = self.make()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        if not isinstance(made, psycopg.Connection):
             raise StorageError(
-                "the connection's transaction has failed: roll it back before using the repository"
+                f"the connection factory returned {type(made).__name__}, not a psycopg.Connection"
             )
-        return connection.transaction()
+        if not made.autocommit and made.info.transaction_status == TransactionStatus.IDLE:
+            made.autocommit = True  # ours: each call commits on its own, atomic() begins
+        self.connection = made
+        return made
+
+    def release(self, connection: psycopg.Connection[Any]) -> None:
+        if connection.closed or connection.broken:
+            self.connection = None
+            connection.close()
 
     def close(self) -> None:
-        """Close the connection if the repository opened it (never an app's connection)."""
-        with self._lock:
-            connection, self._connection = self._connection, None
-            if connection is not None and self._owned:
-                connection.close()
+        self.closed = True
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+    def __str__(self) -> str:
+        return f"connections from {self.what}"
+
+
+class _Pool(_Source):
+    """A ``psycopg_pool.ConnectionPool``: a connection per call or ``atomic()`` block."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.owner = pool
+        self.serial = nullcontext()
+        self.closed = False
+        self._switched: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+    def acquire(self) -> psycopg.Connection[Any]:
+        if self.closed:
+            raise StorageError("PostgreSQL repository is closed")
+        connection: psycopg.Connection[Any] = self.pool.getconn()
+        if not connection.autocommit:
+            try:
+                connection.autocommit = True  # given back as it came, in release()
+            except BaseException:
+                self.pool.putconn(connection)
+                raise
+            self._switched.add(connection)
+        return connection
+
+    def release(self, connection: psycopg.Connection[Any]) -> None:
+        if connection in self._switched:
+            self._switched.discard(connection)
+            if not connection.closed and not connection.broken:
+                idle = connection.info.transaction_status == TransactionStatus.IDLE
+                if idle:
+                    connection.autocommit = False
+        self.pool.putconn(connection)
+
+    def current(self) -> psycopg.Connection[Any]:
+        raise StorageError(
+            "a repository over a pool has a connection only inside atomic(): use "
+            "repository.connection there"
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __str__(self) -> str:
+        return f"pool {getattr(self.pool, 'name', '')!s}".rstrip()
+
+
+class _Block:
+    """This thread's open ``atomic()`` block: its connection, depth and held callbacks."""
+
+    __slots__ = ("after_commit", "connection", "depth")
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+        self.depth = 0
+        self.after_commit = AfterCommit()
+
+
+#: Pools and factories whose database was found at ``SCHEMA_VERSION`` (the check runs once).
+_CHECKED: Final[weakref.WeakKeyDictionary[object, bool]] = weakref.WeakKeyDictionary()
+
+_FOREIGN: Final = (
+    "table salesprocess_accounts exists but has no salesprocess schema version: it is not "
+    "ours, refusing to touch it"
+)
+
+
+def _newer(version: int) -> StorageError:
+    return StorageError(
+        f"the database has salesprocess schema version {version}, written by a newer "
+        f"salesprocess; this version reads up to {SCHEMA_VERSION}: upgrade salesprocess"
+    )
+
+
+def _taken(connection: psycopg.Connection[Any]) -> bool:
+    """Whether a table ``salesprocess_accounts`` exists (without a schema version: not ours)."""
+    row = connection.execute("SELECT to_regclass('salesprocess_accounts') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def _source(source: object) -> _Source:
+    if isinstance(source, psycopg.Connection):
+        # Every statement reads its rows by position: a dict_row connection would fail at the
+        # first read with a bare KeyError. The factory is the app's, not ours to change.
+        if getattr(source, "row_factory", tuple_row) is not tuple_row:
+            raise ValidationError(
+                "PostgresRepository needs a connection that returns tuples (row_factory="
+                "psycopg.rows.tuple_row, the default); this one has row_factory="
+                f"{shown(source.row_factory)}: pass a DSN, or a connection of its own",
+                field="source",
+            )
+        return _AppConnection(source)
+    if isinstance(source, str):
+        dsn = source
+
+        def connect() -> psycopg.Connection[Any]:
+            return psycopg.connect(dsn, autocommit=True)
+
+        return _Factory(connect, "a DSN", None)
+    if ConnectionPool is not None and isinstance(source, ConnectionPool):
+        return _Pool(source)
+    if callable(source):
+        return _Factory(source, "a factory", source)
+    raise ValidationError(
+        "PostgresRepository takes a DSN string, a psycopg.Connection, a "
+        "psycopg_pool.ConnectionPool or a callable returning a psycopg.Connection, not "
+        f"{type(source).__name__}",
+        field="source",
+    )
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Translate every driver error: the one choke point psycopg errors leave the adapter by.
+
+    A unique violation becomes ``ConflictError``; any other driver error (a dropped
+    connection, an exhausted or closed pool, a lock timeout) ``StorageError``.
+    """
+    try:
+        yield
+    except pg_errors.UniqueViolation as exc:
+        raise ConflictError(f"{what}: {exc.diag.message_detail or exc}") from exc
+    except psycopg.Error as exc:
+        raise StorageError(f"PostgreSQL: {what} failed: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{what}: text that is not valid Unicode cannot be stored ({exc.reason})"
+        ) from exc
+
+
+def _plain(connection: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Return the scope of a statement that cannot fail on the data (a read, an add): none.
+
+    No savepoint: inside a transaction the statement simply joins it. Only on an idle
+    connection outside autocommit (an app's) it runs in a transaction of its own, so as not to
+    leave one open.
+    """
+    status = connection.info.transaction_status
+    if status == TransactionStatus.IDLE:
+        return nullcontext() if connection.autocommit else connection.transaction()
+    if status == TransactionStatus.INERROR:
+        raise StorageError(_IN_ERROR)
+    return nullcontext()
+
+
+def _guarded(connection: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Return the scope of one statement that may fail on the data (a unique key it changes).
+
+    In autocommit the statement is atomic alone; inside a transaction it gets a savepoint, so
+    that its failure does not abort the transaction around it.
+    """
+    status = connection.info.transaction_status
+    if status == TransactionStatus.IDLE and connection.autocommit:
+        return nullcontext()
+    if status == TransactionStatus.INERROR:
+        raise StorageError(_IN_ERROR)
+    return connection.transaction()
+
+
+class PostgresRepository:
+    """Accounts in PostgreSQL: over a DSN, the app's connection, a pool, or a factory.
+
+    ``source`` is one of:
+
+    - a DSN (``str``): the repository opens, owns and closes an autocommit connection, and
+      opens a new one on the next call after it was dropped;
+    - a ``psycopg.Connection`` the app owns: used as it is, joining the app's transactions; a
+      dropped connection stays dropped (the app owns it), every call raising ``StorageError``;
+    - a ``psycopg_pool.ConnectionPool``: each call, and each ``atomic()`` block, takes a
+      connection from the pool and gives it back; threads share the repository without
+      waiting for each other, and a connection that broke is replaced by the pool;
+    - a callable returning a new ``psycopg.Connection`` (a factory): the repository owns
+      what it returns, keeps one at a time, and calls it again once that one is dropped.
+
+    The schema is migrated by an explicit step, :meth:`migrate` (or ``salesprocess migrate``),
+    not by every app server at start-up: a migration takes locks and may need rights the app
+    does not have, and while servers of two releases run side by side, the older must not
+    see its tables changed under it. So by default the constructor only checks, with one
+    statement, that the database is at :data:`SCHEMA_VERSION` (once per pool, factory or
+    connection in the process), and refuses any other with a ``StorageError`` that says what to run.
+    ``migrate=True`` migrates first instead: the way to keep a script, a test or a
+    single-process app working as before, when it opened a fresh database and let the
+    repository create the tables.
+
+    See the module documentation for how it joins an app's transactions.
+    """
+
+    def __init__(self, source: object, *, migrate: bool = False) -> None:
+        self._memo = SharedMemo()
+        self._local = threading.local()
+        self._reports = SQLReports(
+            self._reader, DIALECT, TABLES, lambda: every_account(self), _REFERRERS
+        )
+        self._source = _source(source)
+        try:
+            if migrate:
+                self.migrate()
+            else:
+                self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The psycopg connection in use (``StorageError`` once closed).
+
+        Inside an ``atomic()`` block, the block's connection, for the app's own statements in
+        the same transaction; outside one, over a pool, there is none (``StorageError``).
+        """
+        block = self._block()
+        if block is not None:
+            return block.connection
+        with self._source.serial:
+            return self._source.current()
+
+    def __repr__(self) -> str:
+        closed = getattr(self._source, "closed", False) or (
+            isinstance(self._source, _AppConnection)
+            and (self._source.connection is None or self._source.connection.closed)
+        )
+        return f"<PostgresRepository on {self._source}, {'closed' if closed else 'open'}>"
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _block(self) -> _Block | None:
+        block: _Block | None = getattr(self._local, "block", None)
+        return block
+
+    @contextmanager
+    def _using(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """Yield a connection for one call; the one place driver errors are translated.
+
+        Inside this thread's ``atomic()`` block that is the block's connection; otherwise one
+        from the source (over a shared connection, holding its lock for the call), given back
+        afterwards: a broken one is dropped, and the next call gets a fresh one.
+        """
+        block = self._block()
+        if block is not None:
+            with _translated(what):
+                yield block.connection
+            return
+        source = self._source
+        with source.serial:
+            with _translated(what):
+                connection = source.acquire()
+            try:
+                with _translated(what):
+                    yield connection
+            finally:
+                with _translated(what):
+                    source.release(connection)
+
+    def close(self) -> None:
+        """Close what the repository owns: its connection from a DSN or a factory.
+
+        Never the app's connection or pool; a closed repository raises ``StorageError``.
+        """
+        source: _Source | None = getattr(self, "_source", None)
+        if source is not None:
+            with source.serial:
+                source.close()
 
     def __enter__(self) -> PostgresRepository:
         return self
@@ -510,48 +1040,94 @@ class PostgresRepository:
 
     # --- schema -----------------------------------------------------------------------------
 
-    def _version(self, connection: psycopg.Connection[Any]) -> int | None:
+    @staticmethod
+    def _version(connection: psycopg.Connection[Any]) -> int | None:
         exists = connection.execute(
             "SELECT to_regclass('salesprocess_schema') IS NOT NULL"
         ).fetchone()
         if not exists or not exists[0]:
             return None
-        row = connection.execute("SELECT max(version) FROM salesprocess_schema").fetchone()
+        row = connection.execute(SCHEMA_VERSION_QUERY).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def _migrate(self) -> None:
-        with self._using("preparing the schema") as connection:
-            with self._scope(connection):
+    def _check_schema(self) -> None:
+        """Refuse a database that is not at ``SCHEMA_VERSION``: one statement, once per source.
+
+        In autocommit a missing table costs nothing but the error; inside a transaction the
+        check asks the catalogue first, so as not to abort it.
+        """
+        owner = self._source.owner
+        if owner is not None and _CHECKED.get(owner):
+            return
+        with self._using("checking the schema version") as connection:
+            status = connection.info.transaction_status
+            if status == TransactionStatus.INERROR:
+                raise StorageError(_IN_ERROR)
+            if status == TransactionStatus.IDLE and connection.autocommit:
+                try:
+                    row = connection.execute(SCHEMA_VERSION_QUERY).fetchone()
+                    version = None if row is None or row[0] is None else int(row[0])
+                except pg_errors.UndefinedTable:
+                    version = None
+            else:
+                with _plain(connection):
+                    version = self._version(connection)
+            if version is None:
+                with _plain(connection):
+                    foreign = _taken(connection)
+        if version is None and foreign:
+            raise StorageError(_FOREIGN)
+        if version is None or version < SCHEMA_VERSION:
+            raise StorageError(
+                f"the database has {'no salesprocess tables' if version is None else ''}"
+                f"{'' if version is None else f'salesprocess schema version {version}'}; this "
+                f"salesprocess needs version {SCHEMA_VERSION}: migrate it once with "
+                "`salesprocess migrate --dsn DSN`, PostgresRepository(..., migrate=True) or "
+                "repository.migrate()"
+            )
+        if version > SCHEMA_VERSION:
+            raise _newer(version)
+        if owner is not None:
+            _CHECKED[owner] = True
+
+    def migrate(self) -> int:
+        """Create the tables, or migrate them forward to ``SCHEMA_VERSION``; return the old one.
+
+        The version the database had is returned (0 for one without salesprocess tables).
+        Safe to run from several processes at once (an advisory lock orders them), and a
+        no-op on a database that is already at ``SCHEMA_VERSION``. Refuses, with
+        ``StorageError``, tables named like ours that are not, and a database written by a
+        newer salesprocess.
+        """
+        with self._using("migrating the schema") as connection:
+            with _plain(connection):
                 version = self._version(connection)
-            if version == SCHEMA_VERSION:
-                return
-            with connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                version = self._version(connection)
-                if version is None:
-                    taken = connection.execute(
-                        "SELECT to_regclass('salesprocess_accounts') IS NOT NULL"
-                    ).fetchone()
-                    if taken and taken[0]:
-                        raise StorageError(
-                            "table salesprocess_accounts exists but has no salesprocess "
-                            "schema version: it is not ours, refusing to touch it"
-                        )
-                    connection.execute("CREATE TABLE salesprocess_schema (version integer)")
-                    connection.execute("INSERT INTO salesprocess_schema VALUES (0)")
-                    version = 0
-                if version > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"the database has salesprocess schema version {version}, written by "
-                        f"a newer salesprocess; this version reads up to {SCHEMA_VERSION}: "
-                        "upgrade salesprocess"
+            found = version or 0
+            if version != SCHEMA_VERSION:
+                with connection.transaction():
+                    connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                    version = self._version(connection)
+                    if version is None:
+                        if _taken(connection):
+                            raise StorageError(_FOREIGN)
+                        connection.execute("CREATE TABLE salesprocess_schema (version integer)")
+                        connection.execute("INSERT INTO salesprocess_schema VALUES (0)")
+                        version = 0
+                    found = version
+                    if version > SCHEMA_VERSION:
+                        raise _newer(version)
+                    for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                        for statement in step:
+                            connection.execute(statement)
+                        if reached in FILLED_BY:
+                            self._fill_read_model(connection)
+                    connection.execute(
+                        "UPDATE salesprocess_schema SET version = %s", (SCHEMA_VERSION,)
                     )
-                for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                    for statement in step:
-                        connection.execute(statement)
-                    if reached in FILLED_BY:
-                        self._fill_read_model(connection)
-                connection.execute("UPDATE salesprocess_schema SET version = %s", (SCHEMA_VERSION,))
+        owner = self._source.owner
+        if owner is not None:
+            _CHECKED[owner] = True
+        return found
 
     def _fill_read_model(self, connection: psycopg.Connection[Any]) -> None:
         """Fill the read model from every account's JSON (migration to schema 4).
@@ -606,9 +1182,16 @@ class PostgresRepository:
     ) -> ConflictError:
         """Name the first uniqueness rule ``accounts`` (in order) break; nothing was written.
 
-        Runs after the failed statement's savepoint or transaction was rolled back, so it sees
-        the database as it was before the write.
+        Runs after the failed statement's savepoint or transaction was rolled back (or after
+        an add that wrote nothing), so it sees the database as it was before the write.
         """
+        with _plain(connection):  # on an app's idle connection, leave no transaction open
+            return self._first_conflict(connection, accounts, new=new)
+
+    @staticmethod
+    def _first_conflict(
+        connection: psycopg.Connection[Any], accounts: list[Account], *, new: bool
+    ) -> ConflictError:
         stored_ids: set[str] = set()
         if new:
             rows = connection.execute(
@@ -658,23 +1241,21 @@ class PostgresRepository:
     def _writing(self, connection: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
         """Return the transaction a write runs in: its own, or a savepoint in the open one."""
         if connection.info.transaction_status == TransactionStatus.INERROR:
-            raise StorageError(
-                "the connection's transaction has failed: roll it back before using the repository"
-            )
+            raise StorageError(_IN_ERROR)
         return connection.transaction()
 
     def add(self, account: Account) -> Account:
-        """Store a new account at version 1."""
+        """Store a new account at version 1: one statement (``ON CONFLICT DO NOTHING``)."""
         account = require_new(account)
         stored = unchecked_copy(account, version=1)
         plan = _plan(stored, 1)
+        statement, params = add_parameters(stored, plan)
         with self._using(f"adding account {account.id}") as connection:
-            try:
-                with self._writing(connection), connection.cursor() as cursor:
-                    cursor.execute(_INSERT, _full_row(stored, 1, plan))
-                    self._append(cursor, _key(account.id), plan)
-            except pg_errors.UniqueViolation:
-                raise self._conflict(connection, [account], new=True) from None
+            with _plain(connection):
+                row = connection.execute(statement, params).fetchone()
+            if not row or not row[0]:
+                # Nothing was written, and no error aborted a transaction around it.
+                raise self._conflict(connection, [account], new=True)
         self._written(stored, plan)
         return stored
 
@@ -709,36 +1290,82 @@ class PostgresRepository:
 
         Only the purchases and stage changes the account gained are written, when it holds
         the very ones this repository last read or wrote; otherwise its rows are rewritten.
+        An account this repository read at the stored row's stamp is saved in one statement.
         """
         account = require_account(account)
         expected_version = require_version(expected_version)
         stored = unchecked_copy(account, version=expected_version + 1)
         key = _key(account.id)
         with self._using(f"saving account {account.id}") as connection:
-            try:
-                with self._writing(connection), connection.cursor() as cursor:
-                    state = cursor.execute(_STATE, (key,)).fetchone()
-                    if state is None:
-                        raise NotFound(f"no account with id {shown(account.id)}")
-                    if state[0] != expected_version:
-                        raise stale_write(account.id, state[0], expected_version)
-                    plan = _plan(
-                        stored,
-                        expected_version + 1,
-                        state=state,
-                        stored=self._memo.get(account.id, state[1]),
-                        known_tallies=lambda currencies: self._tallies(cursor, key, currencies),
-                    )
-                    row = _full_row(stored, stored.version, plan)
-                    cursor.execute(_UPDATE, (*row[1:], key, expected_version))
-                    if plan.rewrite:
-                        for statement in _DROP_ROWS:
-                            cursor.execute(statement, {"id": key})
-                    self._append(cursor, key, plan)
-            except pg_errors.UniqueViolation:
-                raise self._conflict(connection, [account], new=False) from None
+            plan = self._append_only(connection, stored, expected_version)
+            if plan is None:
+                plan = self._rewrite(connection, stored, key, expected_version)
         self._written(stored, plan)
         return stored
+
+    def _append_only(
+        self, connection: psycopg.Connection[Any], stored: Account, expected_version: int
+    ) -> Plan | None:
+        """Save ``stored`` in one statement if it extends the account read at a known stamp.
+
+        Returns the plan written, or ``None`` when the row must be read first (the account was
+        not read here, or the row changed since in a way the statement cannot tell).
+        """
+        state = self._memo.state(stored.id)
+        if state is None or state[0] != expected_version:
+            return None
+        known = self._memo.get(stored.id, state[1])
+        if known is None:
+            return None
+        plan = _plan(stored, expected_version + 1, state=state, stored=known)
+        if plan.rewrite:
+            return None
+        same_keys = (known.email, known.phone, known.referral_code) == (
+            stored.email,
+            stored.phone,
+            stored.referral_code,
+        )
+        statement, params = save_parameters(stored, plan, expected_version, state[1])
+        try:
+            with _plain(connection) if same_keys else _guarded(connection):
+                saved, version = connection.execute(statement, params).fetchone() or (0, None)
+        except pg_errors.UniqueViolation:
+            raise self._conflict(connection, [stored], new=False) from None
+        if saved:
+            return plan
+        if version is None:
+            raise NotFound(f"no account with id {shown(stored.id)}")
+        if version != expected_version:
+            raise stale_write(stored.id, version, expected_version)
+        return None
+
+    def _rewrite(
+        self, connection: psycopg.Connection[Any], stored: Account, key: str, expected_version: int
+    ) -> Plan:
+        """Save ``stored`` after reading its row's state: appending, or rewriting its rows."""
+        try:
+            with self._writing(connection), connection.cursor() as cursor:
+                state = cursor.execute(_STATE, (key,)).fetchone()
+                if state is None:
+                    raise NotFound(f"no account with id {shown(stored.id)}")
+                if state[0] != expected_version:
+                    raise stale_write(stored.id, state[0], expected_version)
+                plan = _plan(
+                    stored,
+                    expected_version + 1,
+                    state=state,
+                    stored=self._memo.get(stored.id, state[1]),
+                    known_tallies=lambda currencies: self._tallies(cursor, key, currencies),
+                )
+                row = _full_row(stored, stored.version, plan)
+                cursor.execute(_UPDATE, (*row[1:], key, expected_version))
+                if plan.rewrite:
+                    for statement in _DROP_ROWS:
+                        cursor.execute(statement, {"id": key})
+                self._append(cursor, key, plan)
+        except pg_errors.UniqueViolation:
+            raise self._conflict(connection, [stored], new=False) from None
+        return plan
 
     @staticmethod
     def _append(cursor: psycopg.Cursor[Any], key: str, plan: Plan) -> None:
@@ -762,8 +1389,8 @@ class PostgresRepository:
 
     def _written(self, stored: Account, plan: Plan) -> None:
         """Remember what was written: the next read of it in this process decodes nothing."""
-        with self._lock:
-            self._memo.put(stored.id, plan.progress[-1], stored)
+        self._memo.put(stored.id, plan.progress[-1], stored)
+        self._memo.put_state(stored.id, state_of(stored.version, plan))
         remember(plan.data, plan.prefix)
 
     # --- reads ------------------------------------------------------------------------------
@@ -776,7 +1403,7 @@ class PostgresRepository:
         def tails(ids: list[str]) -> readmodel.Tails:
             keys = [_key(account_id) for account_id in ids]
             purchases: dict[str, list[tuple[object, ...]]] = {}
-            with self._using(what) as connection, self._scope(connection):
+            with self._using(what) as connection, _plain(connection):
                 for key, *row in connection.execute(
                     "SELECT account_id, position, at, currency, amount, moment, reference "
                     "FROM salesprocess_purchases WHERE account_id = ANY(%s) "
@@ -793,36 +1420,57 @@ class PostgresRepository:
             return purchases, stamps
 
         def reread(ids: list[str]) -> list[readmodel.AccountRow]:
-            with self._using(what) as connection, self._scope(connection):
+            with self._using(what) as connection, _plain(connection):
                 found = connection.execute(
                     f"{_READ} WHERE id = ANY(%s)", ([_key(i) for i in ids],)
                 ).fetchall()
             return [(_unkey(row[0]), *row[1:]) for row in found]
 
         accounts = [(_unkey(row[0]), *row[1:]) for row in rows]
-        with self._lock:
-            return readmodel.assemble(
-                accounts,
-                self._memo,
-                tails,
-                reread,
-                DIALECT,
-                remember=remember,
-            )
+        return readmodel.assemble(accounts, self._memo, tails, reread, DIALECT, remember=remember)
 
     def _one(self, what: str, column: str, value: str) -> Account | None:
+        """Read one account by ``column`` in one statement, its purchase rows included."""
         if not isinstance(value, str):
             return None  # no account has a key that is not text (as in the other adapters)
-        with self._using(what) as connection, self._scope(connection):
-            row = connection.execute(
-                f"{_READ} WHERE {column} = %s",
-                (_key(value),),
-            ).fetchone()
+        memo = self._memo
+        statement = read_one(column)
+        key = _key(value)
+        known = memo.stamp_of(value) if column == "id" else None
+
+        def fetch(stamp: int | None) -> tuple[Any, ...] | None:
+            with self._using(what) as connection, _plain(connection):
+                found: tuple[Any, ...] | None = connection.execute(
+                    statement, (stamp, key)
+                ).fetchone()
+            return found
+
+        row = fetch(known)
         if row is None:
             return None
-        with self._lock:
-            found = readmodel.quick(self._memo, (_unkey(row[0]), *row[1:]))
-        return found if found is not None else self._accounts([row], what, remember=True)[0]
+        account_id = _unkey(row[0])
+        head: readmodel.AccountRow = (account_id, *row[1:4])
+        found = readmodel.quick(memo, head)
+        if found is None:
+            tail = [row]
+
+            def tails(_ids: list[str]) -> readmodel.Tails:
+                purchases = tail[0][-1]
+                if purchases is None:  # the remembered account was replaced meanwhile
+                    return {}, {}
+                return {account_id: purchases}, {account_id: tail[0][2]}
+
+            def reread(_ids: list[str]) -> list[readmodel.AccountRow]:
+                again = fetch(None)
+                if again is None:
+                    raise NotFound(f"account {account_id!r} was removed while it was read")
+                tail[0] = again
+                return [(account_id, *again[1:4])]
+
+            found = readmodel.assemble([head], memo, tails, reread, DIALECT, remember=True)[0]
+            row = tail[0]
+        memo.put_state(account_id, row[4 : 4 + len(readmodel.STATE_COLUMNS)])
+        return found
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
@@ -861,7 +1509,7 @@ class PostgresRepository:
         """
         kind, value = require_one_key(email, phone, referral_code)
         query, what = _ID_BY[kind]
-        with self._using(what) as connection, self._scope(connection):
+        with self._using(what) as connection, _plain(connection):
             row = connection.execute(query, (_key(value),)).fetchone()
         return None if row is None else _unkey(row[0])
 
@@ -872,7 +1520,7 @@ class PostgresRepository:
         """
         wanted = require_keys(kind, values)
         what = f"finding ids by {kind.replace('_', ' ')}"
-        with self._using(what) as connection, self._scope(connection):
+        with self._using(what) as connection, _plain(connection):
             rows = connection.execute(
                 f"SELECT {kind}, id FROM salesprocess_accounts WHERE {kind} = ANY(%s)",  # noqa: S608 - kind is checked
                 ([_key(value) for value in wanted],),
@@ -895,7 +1543,7 @@ class PostgresRepository:
 
     def _stage_page(self, stage: str, after: Key | None) -> list[tuple[Any, ...]]:
         columns = "created_at, id, data::text, stamp, purchase_count"
-        with self._using(f"listing stage {stage}") as connection, self._scope(connection):
+        with self._using(f"listing stage {stage}") as connection, _plain(connection):
             if after is None:
                 cursor = connection.execute(
                     f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
@@ -926,7 +1574,7 @@ class PostgresRepository:
         def fetch(after: Key | None) -> list[tuple[Any, ...]]:
             bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
             keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
-            with self._using(what) as connection, self._scope(connection):
+            with self._using(what) as connection, _plain(connection):
                 return connection.execute(
                     "SELECT created_at, id, data::text, stamp, purchase_count "  # noqa: S608 - ours
                     f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}AND ({where}) "
@@ -939,7 +1587,7 @@ class PostgresRepository:
     def latest_screening(self, *, stage: Stage) -> datetime | None:
         """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
         nul = NUL_ESCAPE.format("data")
-        with self._using("reading the last screenings") as connection, self._scope(connection):
+        with self._using("reading the last screenings") as connection, _plain(connection):
             texts = connection.execute(
                 "SELECT DISTINCT data -> 'screenings' -> -1 ->> 'at' FROM salesprocess_accounts "  # noqa: S608 - ours
                 f"WHERE stage = %s AND CASE WHEN {nul} THEN FALSE "  # CASE: checked first
@@ -1022,7 +1670,7 @@ class PostgresRepository:
 
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage (one ``GROUP BY`` over the stage index)."""
-        with self._using("counting by stage") as connection, self._scope(connection):
+        with self._using("counting by stage") as connection, _plain(connection):
             rows = connection.execute(
                 "SELECT stage, count(*) FROM salesprocess_accounts GROUP BY stage"
             ).fetchall()
@@ -1031,7 +1679,7 @@ class PostgresRepository:
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
         """Return up to ``limit`` accounts with ids greater than ``after``, by id."""
         require_page(after, limit)
-        with self._using("paging accounts") as connection, self._scope(connection):
+        with self._using("paging accounts") as connection, _plain(connection):
             if after is None:
                 rows = connection.execute(f"{_READ} ORDER BY id LIMIT %s", (limit,)).fetchall()
             else:
@@ -1047,10 +1695,7 @@ class PostgresRepository:
         """Yield ``fetch(sql, params)`` over one snapshot (REPEATABLE READ, or the app's)."""
         with self._using("answering a report") as connection:
             if connection.info.transaction_status == TransactionStatus.INERROR:
-                raise StorageError(
-                    "the connection's transaction has failed: roll it back before using the "
-                    "repository"
-                )
+                raise StorageError(_IN_ERROR)
             idle = connection.info.transaction_status == TransactionStatus.IDLE
             with connection.transaction():
                 if idle:
@@ -1101,42 +1746,67 @@ class PostgresRepository:
     def atomic(self) -> Iterator[None]:
         """Run the block in one transaction (a savepoint when nested or inside the app's).
 
-        Holds the repository's lock for the whole block.
+        The block keeps one connection for this thread (one from the pool, or the shared
+        connection, whose lock it holds throughout): every call of the repository in the
+        block, in this thread, runs on it. ``repository.connection`` is that connection, for
+        the app's own statements in the same transaction.
         """
-        with self._lock:
-            connection = self._live()
-            if connection.info.transaction_status == TransactionStatus.INERROR:
-                raise StorageError(
-                    "the connection's transaction has failed: roll it back before using the "
-                    "repository"
-                )
-            transaction = connection.transaction()
+        block = self._block()
+        if block is not None:
+            with self._transaction(block):
+                yield
+            return
+        source = self._source
+        with source.serial:
+            with _translated("opening a transaction"):
+                connection = source.acquire()
+            block = _Block(connection)
+            self._local.block = block
             try:
-                transaction.__enter__()
-            except psycopg.Error as exc:
-                raise StorageError(f"PostgreSQL: opening a transaction failed: {exc}") from exc
-            self._depth += 1
-            held = self._after_commit.mark()
-            try:
-                try:
+                with self._transaction(block):
                     yield
-                except BaseException as exc:
-                    self._after_commit.discard(held)
-                    transaction.__exit__(type(exc), exc, exc.__traceback__)
-                    raise
-                try:
-                    transaction.__exit__(None, None, None)
-                except psycopg.Error as exc:
-                    self._after_commit.discard(held)
-                    raise StorageError(f"PostgreSQL: committing failed: {exc}") from exc
             finally:
-                self._depth -= 1
-            committed = self._after_commit.take() if self._depth == 0 else []
-        call_all(committed)
+                self._local.block = None
+                with _translated("giving back the connection"):
+                    source.release(connection)
+        call_all(block.after_commit.take())
+
+    @contextmanager
+    def _transaction(self, block: _Block) -> Iterator[None]:
+        """One level of ``atomic()`` on the block's connection; callbacks wait for the top."""
+        connection = block.connection
+        if connection.info.transaction_status == TransactionStatus.INERROR:
+            raise StorageError(_IN_ERROR)
+        transaction = connection.transaction()
+        with _translated("opening a transaction"):
+            transaction.__enter__()
+        block.depth += 1
+        held = block.after_commit.mark()
+        try:
+            try:
+                yield
+            except BaseException as exc:
+                block.after_commit.discard(held)
+                with _translated("rolling back"):
+                    transaction.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            try:
+                with _translated("committing"):
+                    transaction.__exit__(None, None, None)
+            except StorageError:
+                block.after_commit.discard(held)
+                raise
+        finally:
+            block.depth -= 1
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` now, or when the outermost open ``atomic()`` block ends committed.
+        """Call ``callback`` now, or when this thread's outermost ``atomic()`` block commits.
 
         See the module documentation for a transaction the app began itself.
         """
-        self._after_commit.register(callback, self._lock, lambda: self._depth > 0)
+        checked = require_callback(callback)
+        block = self._block()
+        if block is not None and block.depth > 0:
+            block.after_commit.register(checked, nullcontext(), lambda: True)
+            return
+        call_all([checked])
