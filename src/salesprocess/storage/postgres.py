@@ -1535,41 +1535,15 @@ class PostgresRepository:
         meanwhile shows as its page found it.
         """
         name = str(Stage(stage))
-        what = f"listing stage {name}"
-        return accounts_in_pages(
-            lambda after: self._stage_page(name, after),
-            lambda page: self._accounts([row[1:] for row in page], what),
-        )
+        return self._stage_pages(name, f"listing stage {name}", "TRUE", {})
 
-    def _stage_page(self, stage: str, after: Key | None) -> list[tuple[Any, ...]]:
-        columns = "created_at, id, data::text, stamp, purchase_count"
-        with self._using(f"listing stage {stage}") as connection, _plain(connection):
-            if after is None:
-                cursor = connection.execute(
-                    f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
-                    "WHERE stage = %s ORDER BY created_at, id LIMIT %s",
-                    (stage, PAGE_SIZE),
-                )
-            else:
-                cursor = connection.execute(
-                    f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
-                    "WHERE stage = %s AND (created_at, id) > (%s, %s) "
-                    "ORDER BY created_at, id LIMIT %s",
-                    (stage, *after, PAGE_SIZE),
-                )
-            return cursor.fetchall()
+    def _stage_pages(
+        self, stage: str, what: str, where: str, params: Mapping[str, object]
+    ) -> Iterator[Account]:
+        """Read the accounts at ``stage`` whose rows meet ``where``, oldest first, in pages.
 
-    # --- criteria in SQL ----------------------------------------------------------------------
-
-    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
-        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
-
-        The prefilter runs in SQL (:mod:`salesprocess.storage.criteria_sql`): the accounts it
-        rules out are never fetched nor decoded. Read in pages, as :meth:`with_stage` is.
+        Keyset pagination by ``(created_at, id)``: the lock is not held between pages.
         """
-        name = str(Stage(stage))
-        where, params = postgres_where(check)
-        what = f"selecting prospects at {name}"
 
         def fetch(after: Key | None) -> list[tuple[Any, ...]]:
             bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
@@ -1579,10 +1553,20 @@ class PostgresRepository:
                     "SELECT created_at, id, data::text, stamp, purchase_count "  # noqa: S608 - ours
                     f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}AND ({where}) "
                     "ORDER BY created_at, id LIMIT %(limit)s",
-                    {**params, **keys, "stage": name, "limit": PAGE_SIZE},
+                    {**params, **keys, "stage": stage, "limit": PAGE_SIZE},
                 ).fetchall()
 
         return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
+
+    def prospects_matching(self, check: Prefilter, *, stage: Stage) -> Iterator[Account]:
+        """Yield the accounts at ``stage`` that ``check`` may pass, oldest first.
+
+        The prefilter runs in SQL (:mod:`salesprocess.storage.criteria_sql`): the accounts it
+        rules out are never fetched nor decoded. Read in pages, as :meth:`with_stage` is.
+        """
+        name = str(Stage(stage))
+        where, params = postgres_where(check)
+        return self._stage_pages(name, f"selecting prospects at {name}", where, params)
 
     def latest_screening(self, *, stage: Stage) -> datetime | None:
         """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""

@@ -924,28 +924,28 @@ class SQLiteRepository:
         an account written meanwhile shows as its page found it.
         """
         name = str(Stage(stage))
-        what = f"listing stage {name}"
-        return accounts_in_pages(
-            lambda after: self._stage_page(name, after),
-            lambda page: self._accounts([row[1:] for row in page], what),
-        )
+        return self._stage_pages(name, f"listing stage {name}", "1", {})
 
-    def _stage_page(self, stage: str, after: Key | None) -> list[tuple[object, ...]]:
-        with self._using(f"listing stage {stage}") as connection:
-            if after is None:
-                cursor = connection.execute(
-                    "SELECT created_at, id, data, stamp, purchase_count "
-                    "FROM accounts WHERE stage = ? ORDER BY created_at, id LIMIT ?",
-                    (stage, PAGE_SIZE),
-                )
-            else:
-                cursor = connection.execute(
-                    "SELECT created_at, id, data, stamp, purchase_count "
-                    "FROM accounts WHERE stage = ? AND (created_at, id) > (?, ?) "
-                    "ORDER BY created_at, id LIMIT ?",
-                    (stage, *after, PAGE_SIZE),
-                )
-            return cursor.fetchall()
+    def _stage_pages(
+        self, stage: str, what: str, where: str, params: Mapping[str, object]
+    ) -> Iterator[Account]:
+        """Read the accounts at ``stage`` whose rows meet ``where``, oldest first, in pages.
+
+        Keyset pagination by ``(created_at, id)``: the lock is not held between pages.
+        """
+
+        def fetch(after: Key | None) -> list[tuple[object, ...]]:
+            bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
+            keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+            with self._using(what) as connection:
+                return connection.execute(
+                    "SELECT created_at, id, data, stamp, purchase_count FROM accounts "  # noqa: S608 - ours
+                    f"WHERE stage = :stage {bound}AND ({where}) "
+                    "ORDER BY created_at, id LIMIT :limit",
+                    {**params, **keys, "stage": stage, "limit": PAGE_SIZE},
+                ).fetchall()
+
+        return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
 
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage (one ``GROUP BY`` over the stage index)."""
@@ -977,20 +977,7 @@ class SQLiteRepository:
         """
         name = str(Stage(stage))
         where, params = sqlite_where(check)
-        what = f"selecting prospects at {name}"
-
-        def fetch(after: Key | None) -> list[tuple[object, ...]]:
-            bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
-            keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
-            with self._using(what) as connection:
-                return connection.execute(
-                    "SELECT created_at, id, data, stamp, purchase_count FROM accounts "  # noqa: S608 - ours
-                    f"WHERE stage = :stage {bound}AND ({where}) "
-                    "ORDER BY created_at, id LIMIT :limit",
-                    {**params, **keys, "stage": name, "limit": PAGE_SIZE},
-                ).fetchall()
-
-        return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
+        return self._stage_pages(name, f"selecting prospects at {name}", where, params)
 
     def latest_screening(self, *, stage: Stage) -> datetime | None:
         """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
