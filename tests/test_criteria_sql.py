@@ -155,6 +155,44 @@ def test_what_does_not_translate_is_left_to_python(document):
     assert postgres_where(check)[0] == "TRUE"
 
 
+@pytest.mark.parametrize("operator", ["and", "or"])
+def test_each_operand_is_rendered_once_however_many_there_are(operator):
+    """The SQL grows with the operands, not with their square, and stays flat enough to parse.
+
+    Three hundred clauses render to SQL about thirty times as long as ten do (a form that
+    repeats the earlier operands for each later one would be about a thousand times).
+    """
+
+    def rendered(count: int) -> tuple[str, str]:
+        document = {operator: [{">=": [{"var": f"a{i}"}, i]} for i in range(count)]}
+        check = prefilter(criteria(document))
+        return sqlite_where(check)[0], postgres_where(check)[0]
+
+    for short, long in zip(rendered(10), rendered(300), strict=True):
+        assert len(long) < 40 * len(short)
+
+
+def test_a_long_conjunction_screens_in_sql_as_python_judges_it():
+    """Three hundred clauses: SQLite's parser takes the prefilter, the verdicts are Python's."""
+    document = {"and": [{">=": [{"var": f"a{i}"}, 0]} for i in range(300)]}
+    rule = criteria(document)
+    rows = [{f"a{i}": 1 for i in range(300)}]
+    rows.append({**rows[0], "a150": -1})
+    expected = _sales(None, rule)
+    with sp.storage.SQLiteRepository(":memory:") as db:
+        sales = _sales(db, rule)
+        for process in (expected, sales):
+            for number, attributes in enumerate(rows):
+                process.capture_lead(
+                    f"Lead {number}", email=f"l{number}@x.example", channel="cold_outreach",
+                    attributes=attributes, at=T0 - timedelta(minutes=2 - number),
+                )  # fmt: skip
+        moment = T0 + timedelta(days=1)
+        screened = sales.screen_all(at=moment)
+        assert [r.passed for r in screened] == [True, False]
+        assert screened == expected.screen_all(at=moment)
+
+
 def _sales(repository: Any, rule: sp.Criteria) -> sp.SalesProcess:
     counter = itertools.count(1)
     return sp.SalesProcess(

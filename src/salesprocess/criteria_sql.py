@@ -43,7 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal, TypeAlias
 
 import attrs
@@ -539,7 +539,7 @@ def render(
     are rendered with their short-circuit, so an error in an operand that JSON Logic never
     evaluates changes nothing. Constants fold away.
     """
-    folded = _render(check, test, truthy=must)
+    folded = _render(check, test, must, (false, true))
     if not must:
         folded = (not folded) if isinstance(folded, bool) else f"NOT ({folded})"
     if folded is True:
@@ -562,24 +562,56 @@ def _both(parts: list[str | bool], conjunction: bool) -> str | bool:
     return (" AND " if conjunction else " OR ").join(texts)
 
 
-def _render(node: Prefilter, test: Callable[[Leaf, bool], str], truthy: bool) -> str | bool:
+def _render(
+    node: Prefilter, test: Callable[[Leaf, bool], str], truthy: bool, literals: tuple[str, str]
+) -> str | bool:
     if isinstance(node, Const):
         return _holds(node.outcome, None, truthy)
     if isinstance(node, Leaf):
         return test(node, truthy)
     if isinstance(node, Not):
-        return _render(node.operand, test, not truthy)
+        return _render(node.operand, test, not truthy, literals)
     deciding = not isinstance(node, AllOf)
-    # Surely ``truthy``: some operand surely decides (all before it surely do not), or, when
-    # no operand decides, every one surely does not.
-    if truthy is deciding:
-        options: list[str | bool] = []
-        before: list[str | bool] = []
-        for operand in node.operands:
-            options.append(_both([*before, _render(operand, test, deciding)], conjunction=True))
-            before.append(_render(operand, test, not deciding))
-        return _both(options, conjunction=False)
-    return _both([_render(o, test, not deciding) for o in node.operands], conjunction=True)
+    if truthy is not deciding:  # every operand surely does not decide
+        return _both(
+            [_render(o, test, not deciding, literals) for o in node.operands], conjunction=True
+        )
+    return _first_deciding(node.operands, test, deciding, literals)
+
+
+def _first_deciding(
+    operands: Sequence[Prefilter],
+    test: Callable[[Leaf, bool], str],
+    deciding: bool,
+    literals: tuple[str, str],
+) -> str | bool:
+    """Return SQL for: some operand surely ``deciding``, and all before it surely not.
+
+    As a CASE, the first operand not surely undecided is the one whose verdict counts: each
+    operand is rendered (and evaluated) once, where OR-ing "D1", "N1 AND D2", "N1 AND N2 AND
+    D3" ... repeats every operand for each later one, and nested ORs overflow the parser.
+    """
+    whens: list[tuple[str, str | bool]] = []
+    last: str | bool = False  # no operand decides
+    for operand in operands:
+        undecided = _render(operand, test, not deciding, literals)
+        if undecided is True:
+            continue
+        decides = _render(operand, test, deciding, literals)
+        if undecided is False:
+            last = decides
+            break
+        whens.append((undecided, decides))
+    if not whens:
+        return last
+    if all(decides is True for _, decides in whens) and last is False:
+        return _both([f"NOT ({n})" for n, _ in whens], conjunction=False)
+
+    def literal(value: str | bool) -> str:
+        return literals[value] if isinstance(value, bool) else f"({value})"
+
+    branches = " ".join(f"WHEN NOT ({n}) THEN {literal(d)}" for n, d in whens)
+    return f"CASE {branches} ELSE {literal(last)} END"
 
 
 def outcome_holds(outcome: Outcome, truthy: bool) -> bool | None:
