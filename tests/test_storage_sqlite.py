@@ -8,18 +8,21 @@ import re
 import sqlite3
 import tempfile
 from contextlib import nullcontext, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from salesprocess import FixedClock, SalesProcess
-from salesprocess.account import Account, Referral, Source
+from salesprocess.account import Account, Referral, Screening, Source
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.money import Money
+from salesprocess.stage import Stage
 from salesprocess.storage import readmodel, serialise
 from salesprocess.storage.protocol import AccountRepository
 from salesprocess.storage.sqlite import (
@@ -32,6 +35,7 @@ from salesprocess.storage.sqlite import (
 )
 from salesprocess.testing import (
     RepositoryContract,
+    _accounts,
     _full_account,
     assert_reports_agree,
     assert_same_account,
@@ -427,7 +431,7 @@ def test_a_schema_3_file_gains_the_read_model_and_answers_reports(tmp_path: Path
             "SELECT count(*) FROM purchases WHERE account_id = 'm-buyer'"
         ).fetchone()[0]
     migrated.close()
-    assert version == SCHEMA_VERSION == 5
+    assert version == SCHEMA_VERSION == 6
     assert rows == len(bought.purchases)
     with SQLiteRepository(path) as again:  # opens without migrating twice
         assert_same_account(bought, again.get("m-buyer"))
@@ -490,3 +494,121 @@ def test_a_purchase_on_a_long_account_writes_one_row(tmp_path: Path) -> None:
             if statement.lstrip().upper().startswith(("INSERT", "DELETE"))
         ]
         assert written == ["purchases", "purchase_tallies"]
+
+
+# --- schema 6: screenings as rows ---------------------------------------------------------------
+
+
+def _file_at_schema_5(path: Path, accounts: list[Account]) -> list[Account]:
+    """Write ``path`` as salesprocess wrote files at schema 5; return the accounts as stored.
+
+    Schema 5 kept an account's screenings in its JSON: the file is written by this version,
+    then its screening rows are put back into each account's JSON and the table and columns
+    of schema 6 dropped.
+    """
+    with SQLiteRepository(path) as repository:
+        repository.add_many(accounts)
+        stored = list(repository.page(limit=10_000))
+    with sqlite3.connect(path, isolation_level=None) as old:
+        for account in stored:
+            prefix = attrs.evolve(account, purchases=())
+            old.execute(
+                "UPDATE accounts SET data = ? WHERE id = ?",
+                (serialise.dumps(prefix, version=account.version), account.id),
+            )
+        old.execute("DROP TABLE screenings")
+        old.execute("ALTER TABLE accounts DROP COLUMN screening_count")
+        old.execute("ALTER TABLE accounts DROP COLUMN screened_at")
+        old.execute("PRAGMA user_version = 5")
+    old.close()
+    return stored
+
+
+_SCREENED = (
+    Screening(_T0, "icp", "v1", passed=False),
+    Screening(_T0.astimezone(timezone(timedelta(hours=-5))), "icp", "v2", passed=True),
+    Screening(
+        datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin")), "i", "3", True
+    ),
+)
+
+
+def _screened_accounts() -> list[Account]:
+    base = sample_accounts()
+    screened = [
+        attrs.evolve(account, screenings=_SCREENED[: number % 4])
+        for number, account in enumerate(base)
+    ]
+    full = attrs.evolve(
+        _full_account(), id="full", email=None, phone=None, referral_code=None, version=0
+    )
+    return [*screened, full]
+
+
+def test_a_schema_5_file_moves_its_screenings_into_rows(tmp_path: Path) -> None:
+    """Schema 6 keeps screenings as rows: every account reads back equal, nothing in JSON."""
+    path = tmp_path / "schema5.db"
+    stored = _file_at_schema_5(path, _screened_accounts())
+    assert sum(len(account.screenings) for account in stored) > 3
+    with sqlite3.connect(path) as old:
+        in_json = old.execute(
+            "SELECT count(*) FROM accounts WHERE json_type(data, '$.screenings') IS NOT NULL"
+        ).fetchone()[0]
+        assert in_json == sum(1 for account in stored if account.screenings)
+    old.close()
+    with SQLiteRepository(path) as repository:
+        for account in stored:
+            assert_same_account(account, repository.get(account.id))
+        assert list(repository.page(limit=10_000)) == stored
+        assert_reports_agree(repository, as_of=_T0 + timedelta(days=3))
+        prospects = [a for a in stored if a.stage is Stage.PROSPECT and a.screenings]
+        if prospects:
+            latest = max(a.screenings[-1].at for a in prospects)
+            assert repository.latest_screening(stage=Stage.PROSPECT) == latest
+        # a later save appends to the rows the migration wrote
+        first = repository.get(stored[0].id)
+        more = attrs.evolve(first, screenings=(*first.screenings, Screening(_T0, "x", "1", True)))
+        saved = repository.save(more, expected_version=first.version)
+    with sqlite3.connect(path) as migrated:
+        version = migrated.execute("PRAGMA user_version").fetchone()[0]
+        rows = migrated.execute("SELECT count(*) FROM screenings").fetchone()[0]
+        in_json = migrated.execute(
+            "SELECT count(*) FROM accounts WHERE json_type(data, '$.screenings') IS NOT NULL"
+        ).fetchone()[0]
+    migrated.close()
+    assert version == SCHEMA_VERSION == 6
+    assert rows == sum(len(account.screenings) for account in stored) + 1
+    assert in_json == 0
+    with SQLiteRepository(path) as again:  # opens without migrating twice
+        assert again.get(saved.id) == saved
+        assert [again.get(a.id) for a in stored[1:]] == stored[1:]
+
+
+@settings(max_examples=30, deadline=None)
+@given(accounts=st.lists(_accounts(), max_size=4, unique_by=lambda a: a.id))
+def test_any_schema_5_file_migrates_to_equal_accounts(accounts: list[Account]) -> None:
+    """Whatever the accounts (zones, hostile text, every kind of part), they read back equal."""
+    unique = [
+        attrs.evolve(account, email=None, phone=None, referral_code=None) for account in accounts
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "schema5.db"
+        stored = _file_at_schema_5(path, unique)
+        with SQLiteRepository(path) as repository:
+            assert list(repository.page(limit=10_000)) == stored
+            for account in stored:
+                assert_same_account(account, repository.get(account.id))
+
+
+def test_a_schema_5_file_with_an_unreadable_account_is_left_as_it_was(tmp_path: Path) -> None:
+    """Moving the screenings stops at JSON that is not an account: the file is unchanged."""
+    path = tmp_path / "damaged5.db"
+    _file_at_schema_5(path, _screened_accounts()[:4])
+    with sqlite3.connect(path, isolation_level=None) as editor:
+        editor.execute("UPDATE accounts SET data = json_set(data, '$.stage', 42)")
+    editor.close()
+    with pytest.raises(StorageError, match="not a valid account"):
+        SQLiteRepository(path)
+    with sqlite3.connect(path) as untouched:
+        assert untouched.execute("PRAGMA user_version").fetchone()[0] == 5
+    untouched.close()

@@ -40,7 +40,7 @@ from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, getcontext
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
-from salesprocess.account import Account, HistoryEntry, Purchase, unchecked_copy
+from salesprocess.account import Account, HistoryEntry, Purchase, Screening, unchecked_copy
 from salesprocess.errors import SalesProcessError, StorageError
 from salesprocess.money import Money
 from salesprocess.stage import Stage
@@ -72,10 +72,14 @@ __all__ = [
     "funnel_counts",
     "lead_counts",
     "moment_key",
+    "moment_of",
+    "moment_text_of",
     "plan",
     "quick",
     "referral_counts",
     "revenue_tallies",
+    "same_start",
+    "screening_rows",
     "stays",
     "zone_of",
 ]
@@ -178,6 +182,16 @@ def _moment(key: int, text: str | None) -> datetime:
 
 def _text_of(moment: datetime) -> str | None:
     return None if moment.tzinfo is UTC else moment_text(moment)
+
+
+def moment_of(key: int, text: str | None) -> datetime:
+    """Return the moment a row keeps as its ``at`` key and text (``None``: UTC)."""
+    return _moment(key, text)
+
+
+def moment_text_of(moment: datetime) -> str | None:
+    """Return the text a row keeps beside a moment's key: ``None`` for a UTC moment."""
+    return _text_of(moment)
 
 
 _NO_ZONE: Final[tuple[None, None]] = (None, None)
@@ -590,6 +604,11 @@ def extends(stored: Account, account: Account, purchases: int, history: int) -> 
     )
 
 
+def same_start(stored: tuple[object, ...], given: tuple[object, ...]) -> bool:
+    """Return whether ``given`` starts with the very objects of ``stored``, in order."""
+    return _same_items(stored, given)
+
+
 def _same_items(stored: tuple[object, ...], given: tuple[object, ...]) -> bool:
     """Return whether ``given`` starts with the very objects of ``stored``, in order."""
     count = len(stored)
@@ -626,6 +645,28 @@ def _tuple_items() -> Callable[[tuple[object, ...], int], bytes] | None:
 
 
 _ITEMS: Final = _tuple_items()
+
+
+def screening_rows(
+    account_key: str, start: int, screenings: Sequence[Screening]
+) -> list[tuple[Any, ...]]:
+    """Return the ``screenings`` rows of ``screenings``, the first at position ``start``.
+
+    A row is account, position, ``at`` (the moment's key), the moment as text unless it is
+    in UTC, the criteria's name and version, and the verdict (1 passed, 0 failed).
+    """
+    return [
+        (
+            account_key,
+            position,
+            created_key(screening.at),
+            _text_of(screening.at),
+            screening.criteria,
+            screening.version,
+            1 if screening.passed else 0,
+        )
+        for position, screening in enumerate(screenings, start)
+    ]
 
 
 # --- reading accounts back --------------------------------------------------------------------
@@ -666,18 +707,23 @@ class Memo:
         self._entries.clear()
 
 
-#: An account's row as a read fetches it: id, data, stamp, purchase_count.
-AccountRow = tuple[str, str, int | None, int | None]
-#: Purchase rows by account id, and each account's stamp now.
-Tails = tuple[Mapping[str, Sequence[Sequence[Any]]], Mapping[str, int | None]]
+#: An account's row as a read fetches it: id, data, stamp, purchase_count; then, where the
+#: adapter keeps screenings as rows of their own (``screenings=True`` below), version and
+#: screening_count: such an adapter's ``data`` holds no screenings, and its version may be
+#: older than the row's (a bulk screen raises the row's alone).
+AccountRow = tuple[Any, ...]
+#: Purchase rows by account id, and each account's stamp now; then, where the adapter keeps
+#: them, screening rows by account id (position, at, moment, criteria, version, passed).
+Tails = tuple[Mapping[str, Any], ...]
 
 
-def quick(memo: Memo, row: AccountRow) -> Account | None:
+def quick(memo: Memo, row: AccountRow, *, screenings: bool = False) -> Account | None:
     """Return the account of ``row`` if no rows need reading: remembered, or all in its JSON.
 
     The hot read path; it remembers the account read. ``None``: :func:`assemble` it.
+    ``screenings``: the row carries version and screening_count (see :data:`AccountRow`).
     """
-    account_id, data, stamp, purchase_count = row
+    account_id, data, stamp, purchase_count = row[:4]
     account = memo.get(account_id, stamp)
     if account is not None:
         return account
@@ -686,6 +732,10 @@ def quick(memo: Memo, row: AccountRow) -> Account | None:
         raise misfiled(account_id, account)
     if purchase_count is not None and purchase_count > len(account.purchases):
         return None
+    if screenings:
+        if row[5] > len(account.screenings):
+            return None
+        account = _at_version(account, row[4])
     if stamp is not None:
         memo.put(account_id, stamp, account)
     return account
@@ -699,6 +749,7 @@ def assemble(
     dialect: Dialect,
     *,
     remember: bool = False,
+    screenings: bool = False,
 ) -> list[Account]:
     """Return the accounts of ``rows``, their purchases read from the purchase rows.
 
@@ -707,27 +758,35 @@ def assemble(
     purchase rows (position, at, currency, amount, moment, reference) of ``ids`` in position
     order, and then their stamps: an account whose stamp changed meanwhile (a write landed
     between the statements) is read again with ``reread(ids)``. With ``remember`` the accounts
-    go into ``memo``.
+    go into ``memo``. With ``screenings`` the rows carry version and screening_count (see
+    :data:`AccountRow`): the screenings are read from their rows too (``tails``' third
+    mapping), and the account takes the row's version.
     """
     found: dict[str, Account] = {}
     pending: Sequence[AccountRow] = rows
     for _attempt in range(8):
-        wanted: dict[str, tuple[Account, int | None]] = {}
-        for account_id, data, stamp, purchase_count in pending:
+        wanted: dict[str, tuple[Account, int | None, int | None]] = {}
+        for row in pending:
+            account_id, data, stamp, purchase_count = row[:4]
             account = memo.get(account_id, stamp)
             if account is None:
                 account = cached_loads(data)
                 if account.id != account_id:
                     raise misfiled(account_id, account)
-                if purchase_count is not None and purchase_count > len(account.purchases):
-                    wanted[account_id] = (account, stamp)
+                version = row[4] if screenings else None
+                if (purchase_count is not None and purchase_count > len(account.purchases)) or (
+                    screenings and row[5] > len(account.screenings)
+                ):
+                    wanted[account_id] = (account, stamp, version)
                     continue
+                if screenings:
+                    account = _at_version(account, version)
             found[account_id] = account
             if remember and stamp is not None:
                 memo.put(account_id, stamp, account)
         stale = _join(wanted, tails(list(wanted)), found, dialect) if wanted else []
         if remember:
-            for account_id, (_prefix, stamp) in wanted.items():
+            for account_id, (_prefix, stamp, _version) in wanted.items():
                 if account_id in found and stamp is not None:
                     memo.put(account_id, stamp, found[account_id])
         if not stale:
@@ -738,17 +797,25 @@ def assemble(
     )
 
 
+def _at_version(account: Account, version: int | None) -> Account:
+    """Return ``account`` at the row's ``version`` (``None``: the one its JSON holds)."""
+    if version is None or version == account.version:
+        return account
+    return unchecked_copy(account, version=version)
+
+
 def _join(
-    wanted: Mapping[str, tuple[Account, int | None]],
+    wanted: Mapping[str, tuple[Account, int | None, int | None]],
     rows: Tails,
     found: dict[str, Account],
     dialect: Dialect,
 ) -> list[str]:
     """Join each wanted account's rows to it into ``found``; return those whose stamp changed."""
-    purchases, stamps = rows
+    purchases, stamps = rows[0], rows[1]
+    screened: Mapping[str, Sequence[Sequence[Any]]] = rows[2] if len(rows) > 2 else {}
     stale = []
     untext = dialect.untext
-    for account_id, (prefix, stamp) in wanted.items():
+    for account_id, (prefix, stamp, version) in wanted.items():
         if stamps.get(account_id) != stamp:
             stale.append(account_id)
             continue
@@ -771,8 +838,33 @@ def _join(
             raise StorageError(
                 f"stored account {account_id} has a purchase that is not valid: {exc}"
             ) from None
-        found[account_id] = unchecked_copy(prefix, purchases=prefix.purchases + bought)
+        changes: dict[str, Any] = {"purchases": prefix.purchases + bought} if bought else {}
+        if version is not None and version != prefix.version:
+            changes["version"] = version
+        rows_of = screened.get(account_id)
+        if rows_of:
+            changes["screenings"] = prefix.screenings + _screenings(account_id, prefix, rows_of)
+        found[account_id] = unchecked_copy(prefix, **changes) if changes else prefix
     return stale
+
+
+def _screenings(
+    account_id: str, prefix: Account, rows: Sequence[Sequence[Any]]
+) -> tuple[Screening, ...]:
+    """Return the screenings of ``rows`` (in position order) that ``prefix`` does not hold."""
+    held = len(prefix.screenings)
+    try:
+        return tuple(
+            Screening(_moment(at, moment), criteria, version, bool(passed))
+            for position, at, moment, criteria, version, passed in rows
+            if position >= held
+        )
+    except (SalesProcessError, ValueError, TypeError) as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(
+            f"stored account {account_id} has a screening that is not valid: {exc}"
+        ) from None
 
 
 # --- reports ----------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ open repository across ``fork()``.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sqlite3
 import stat
@@ -75,7 +76,7 @@ from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import screening_json, sqlite_where, verdicts
+from salesprocess.storage.criteria_sql import sqlite_where, verdicts
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -103,7 +104,6 @@ from salesprocess.storage.serialise import (
     dumps,
     dumps_lead,
     loads,
-    moment_from_text,
     remember,
 )
 
@@ -249,13 +249,34 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX accounts_referring ON accounts (id) "
         f"WHERE {readmodel.REFERRERS.partition(' WHERE ')[2]}",
     ),
+    # 5 -> 6: screenings become rows of their own, appended and never rewritten, as purchases
+    # are: a bulk screen records one without rewriting the account's JSON. ``screening_count``
+    # says how many an account has, ``screened_at`` when the last was (its key). The
+    # screenings stored in ``data`` are moved out of it (:data:`FILLED_BY`).
+    (
+        "ALTER TABLE accounts ADD COLUMN screening_count INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE accounts ADD COLUMN screened_at INTEGER",
+        """
+        CREATE TABLE screenings (
+            account_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            moment TEXT,
+            criteria TEXT NOT NULL,
+            version TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            PRIMARY KEY (account_id, position)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 #: The schema version this module writes and reads.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
-#: The schema versions whose migration step is followed by filling the read model.
-FILLED_BY: Final = frozenset({4})
+#: The schema versions whose migration step is followed by filling rows from the accounts'
+#: JSON: the read model (4), the screenings (6).
+FILLED_BY: Final = frozenset({4, 6})
 
 
 #: The longest ``timeout`` in seconds: ``busy_timeout`` is a C int of milliseconds.
@@ -274,6 +295,8 @@ _COLUMNS: Final = (
     "data",
     "referral_code",
     *PROGRESS_COLUMNS,
+    "screening_count",
+    "screened_at",
 )
 _INSERT: Final = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - our own names
@@ -285,7 +308,9 @@ _UPDATE: Final = (
 _FILL: Final = (
     f"UPDATE accounts SET {', '.join(f'{column} = ?' for column in PROGRESS_COLUMNS)} WHERE id = ?"  # noqa: S608 - our own names
 )
-_STATE: Final = f"SELECT {', '.join(readmodel.STATE_COLUMNS)} FROM accounts WHERE id = ?"  # noqa: S608 - our own names
+_STATE: Final = (
+    f"SELECT {', '.join(readmodel.STATE_COLUMNS)}, screening_count FROM accounts WHERE id = ?"  # noqa: S608 - our own names
+)
 _INSERT_PURCHASE: Final = (
     "INSERT INTO purchases (account_id, position, at, day, currency, units, exponent, amount, "
     "moment, reference, zone, wall) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -304,8 +329,14 @@ _DROP_ROWS: Final = (
     "DELETE FROM purchases WHERE account_id = ?",
     "DELETE FROM stage_changes WHERE account_id = ?",
 )
+_INSERT_SCREENING: Final = (
+    "INSERT INTO screenings (account_id, position, at, moment, criteria, version, passed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DROP_SCREENINGS: Final = "DELETE FROM screenings WHERE account_id = ?"
 
-_READ: Final = "SELECT id, data, stamp, purchase_count FROM accounts"
+# An account's row as reads fetch it (readmodel.AccountRow, with screenings).
+_READ: Final = "SELECT id, data, stamp, purchase_count, version, screening_count FROM accounts"
 _BY_ID: Final = f"{_READ} WHERE id = ?"
 _BY_EMAIL: Final = f"{_READ} WHERE email = ?"
 _BY_PHONE: Final = f"{_READ} WHERE phone = ?"
@@ -333,12 +364,13 @@ Row = tuple[str, str, str | None, str | None, str, int, int, str, str | None]
 def account_row(account: Account, version: int | None = None) -> Row:
     """Return the first nine ``accounts`` columns that store ``account`` at ``version``.
 
-    ``data`` is the account's JSON without its purchases (they are rows of their own, see
-    :mod:`salesprocess.storage.readmodel`). ``version`` defaults to the account's own.
+    ``data`` is the account's JSON without its purchases and screenings (they are rows of their
+    own, see :mod:`salesprocess.storage.readmodel`). ``version`` defaults to the account's own.
     """
     if version is None:
         version = account.version
-    prefix = unchecked_copy(account, purchases=()) if account.purchases else account
+    prefix = _unscreened(account)
+    prefix = unchecked_copy(prefix, purchases=()) if prefix.purchases else prefix
     return (
         account.id,
         account.name,
@@ -352,12 +384,18 @@ def account_row(account: Account, version: int | None = None) -> Row:
     )
 
 
+def _unscreened(account: Account) -> Account:
+    """Return ``account`` without its screenings: ``data`` holds none, they are rows."""
+    return unchecked_copy(account, screenings=()) if account.screenings else account
+
+
 def _plan(account: Account, version: int, **known: object) -> Plan:
-    return readmodel.plan(account, version, account.id, SQLITE_MONEY, **known)  # type: ignore[arg-type]
+    return readmodel.plan(_unscreened(account), version, account.id, SQLITE_MONEY, **known)  # type: ignore[arg-type]
 
 
 def _row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
     """Return the ``_COLUMNS`` values of ``account`` at ``version``, as ``plan`` has them."""
+    screenings = account.screenings
     return (
         account.id,
         account.name,
@@ -369,6 +407,8 @@ def _row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
         plan.data,
         account.referral_code,
         *plan.progress,
+        len(screenings),
+        created_key(screenings[-1].at) if screenings else None,
     )
 
 
@@ -509,8 +549,10 @@ class SQLiteRepository:
             for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in step:
                     connection.execute(statement)
-                if reached in FILLED_BY:
+                if reached == 4:
                     self._fill_read_model(connection)
+                elif reached == 6:
+                    self._move_screenings(connection)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
         except BaseException:
@@ -545,6 +587,46 @@ class SQLiteRepository:
             connection.executemany(_INSERT_PURCHASE, purchases)
             connection.executemany(_INSERT_CHANGE, history)
             connection.executemany(_PUT_TALLY, tallies)
+
+    def _move_screenings(self, connection: sqlite3.Connection) -> None:
+        """Move every account's screenings out of its JSON into rows (migration to schema 6).
+
+        The account's JSON is written again without them (its row gets a new stamp); an
+        account whose JSON is not valid stops the migration (nothing is changed) with
+        ``StorageError``.
+        """
+        after = -1
+        while True:
+            rows = connection.execute(
+                "SELECT rowid, id, data FROM accounts WHERE rowid > ? "
+                "AND instr(data, '\"screenings\":') > 0 ORDER BY rowid LIMIT 1000",
+                (after,),
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            moved, screenings = [], []
+            for _rowid, account_id, data in rows:
+                account = loads(data)
+                if not account.screenings:  # the text was in some other field
+                    continue
+                held = account.screenings
+                moved.append(
+                    (
+                        dumps(unchecked_copy(account, screenings=())),
+                        len(held),
+                        created_key(held[-1].at),
+                        readmodel.new_stamp(),
+                        account_id,
+                    )
+                )
+                screenings.extend(readmodel.screening_rows(account_id, 0, held))
+            connection.executemany(
+                "UPDATE accounts SET data = ?, screening_count = ?, screened_at = ?, stamp = ? "
+                "WHERE id = ?",
+                moved,
+            )
+            connection.executemany(_INSERT_SCREENING, screenings)
 
     def _schema(self, connection: sqlite3.Connection) -> int:
         application = connection.execute("PRAGMA application_id").fetchone()[0]
@@ -660,6 +742,10 @@ class SQLiteRepository:
             except sqlite3.IntegrityError as exc:
                 raise self._conflict(connection, stored, exc, new=True) from None
             self._append(connection, account.id, plan)
+            if stored.screenings:
+                connection.executemany(
+                    _INSERT_SCREENING, readmodel.screening_rows(account.id, 0, stored.screenings)
+                )
         self._written(stored, plan)
         return stored
 
@@ -671,6 +757,7 @@ class SQLiteRepository:
         purchases: list[tuple[object, ...]] = []
         history: list[tuple[object, ...]] = []
         tallies: list[tuple[object, ...]] = []
+        screenings: list[tuple[object, ...]] = []
 
         def rows() -> Iterator[tuple[object, ...]]:
             nonlocal count, current
@@ -679,7 +766,7 @@ class SQLiteRepository:
                     require_new(account)
                 current = account
                 count += 1
-                if is_lead(account):  # a new lead: one row, no purchases, no later changes
+                if is_lead(account) and not account.screenings:  # a new lead: one row
                     created = created_key(account.created_at)
                     yield (
                         account.id,
@@ -692,9 +779,13 @@ class SQLiteRepository:
                         dumps_lead(account, version=1),
                         account.referral_code,
                         *lead_columns(account, created, 0, _same),
+                        0,
+                        None,
                     )
                     continue
-                plan = readmodel.plan(account, 1, account.id, SQLITE_MONEY, stamp=0)
+                plan = _plan(account, 1, stamp=0)
+                if account.screenings:
+                    screenings.extend(readmodel.screening_rows(account.id, 0, account.screenings))
                 if plan.purchases:
                     purchases.extend(plan.purchases)
                     tallies.extend(_tally_rows(account.id, plan))
@@ -711,6 +802,7 @@ class SQLiteRepository:
             connection.executemany(_INSERT_CHANGE, history)
             connection.executemany(_INSERT_PURCHASE, purchases)
             connection.executemany(_PUT_TALLY, tallies)
+            connection.executemany(_INSERT_SCREENING, screenings)
         return count
 
     def save(self, account: Account, *, expected_version: int) -> Account:
@@ -728,11 +820,12 @@ class SQLiteRepository:
                 raise NotFound(f"no account with id {shown(account.id)}")
             if state[0] != expected_version:
                 raise stale_write(account.id, state[0], expected_version)
+            known = self._memo.get(account.id, state[1])
             plan = _plan(
                 stored,
                 expected_version + 1,
                 state=state,
-                stored=self._memo.get(account.id, state[1]),
+                stored=known,
                 known_tallies=lambda currencies: self._tallies(connection, account.id, currencies),
             )
             try:
@@ -745,8 +838,36 @@ class SQLiteRepository:
                 for statement in _DROP_ROWS:
                     connection.execute(statement, (account.id,))
             self._append(connection, account.id, plan)
+            self._screened(connection, stored, known, state[-1])
         self._written(stored, plan)
         return stored
+
+    def _screened(
+        self, connection: sqlite3.Connection, account: Account, known: Account | None, held: int
+    ) -> None:
+        """Write the screening rows of a save: those ``account`` gained, or all of them.
+
+        Only the new ones when it holds the very screenings of ``known`` (the account as this
+        repository last read or wrote it) and they are the ``held`` ones stored.
+        """
+        screenings = account.screenings
+        if (
+            known is not None
+            and len(known.screenings) == held
+            and readmodel.same_start(known.screenings, screenings)
+        ):
+            if len(screenings) > held:
+                connection.executemany(
+                    _INSERT_SCREENING,
+                    readmodel.screening_rows(account.id, held, screenings[held:]),
+                )
+            return
+        if held:
+            connection.execute(_DROP_SCREENINGS, (account.id,))
+        if screenings:
+            connection.executemany(
+                _INSERT_SCREENING, readmodel.screening_rows(account.id, 0, screenings)
+            )
 
     def _append(self, connection: sqlite3.Connection, account_id: str, plan: Plan) -> None:
         """Write the rows ``plan`` adds: stage changes, purchases, and the touched tallies."""
@@ -805,7 +926,7 @@ class SQLiteRepository:
         if row is None:
             return None
         with self._lock:
-            found = readmodel.quick(self._memo, row)
+            found = readmodel.quick(self._memo, row, screenings=True)
         return found if found is not None else self._accounts([row], what, remember=True)[0]
 
     def _accounts(
@@ -815,6 +936,7 @@ class SQLiteRepository:
 
         def tails(ids: list[str]) -> readmodel.Tails:
             purchases: dict[str, list[tuple[object, ...]]] = {}
+            screenings: dict[str, list[tuple[object, ...]]] = {}
             stamps: dict[str, int | None] = {}
             with self._using(what) as connection:
                 for chunk in _chunks(ids):
@@ -826,13 +948,20 @@ class SQLiteRepository:
                         chunk,
                     ):
                         purchases.setdefault(account_id, []).append(tuple(row))
+                    for account_id, *row in connection.execute(
+                        "SELECT account_id, position, at, moment, criteria, version, passed "  # noqa: S608 - marks
+                        f"FROM screenings WHERE account_id IN ({marks}) "
+                        "ORDER BY account_id, position",
+                        chunk,
+                    ):
+                        screenings.setdefault(account_id, []).append(tuple(row))
                     stamps.update(
                         connection.execute(
                             f"SELECT id, stamp FROM accounts WHERE id IN ({marks})",  # noqa: S608
                             chunk,
                         ).fetchall()
                     )
-            return purchases, stamps
+            return purchases, stamps, screenings
 
         def reread(ids: list[str]) -> list[readmodel.AccountRow]:
             with self._using(what) as connection:
@@ -847,7 +976,7 @@ class SQLiteRepository:
 
         with self._lock:
             return readmodel.assemble(
-                rows, self._memo, tails, reread, SQLITE_MONEY, remember=remember
+                rows, self._memo, tails, reread, SQLITE_MONEY, remember=remember, screenings=True
             )
 
     def get(self, account_id: str) -> Account:
@@ -939,7 +1068,8 @@ class SQLiteRepository:
             keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
             with self._using(what) as connection:
                 return connection.execute(
-                    "SELECT created_at, id, data, stamp, purchase_count FROM accounts "  # noqa: S608 - ours
+                    "SELECT created_at, id, data, stamp, purchase_count, version, screening_count "  # noqa: S608 - ours
+                    "FROM accounts "
                     f"WHERE stage = :stage {bound}AND ({where}) "
                     "ORDER BY created_at, id LIMIT :limit",
                     {**params, **keys, "stage": stage, "limit": PAGE_SIZE},
@@ -980,14 +1110,19 @@ class SQLiteRepository:
         return self._stage_pages(name, f"selecting prospects at {name}", where, params)
 
     def latest_screening(self, *, stage: Stage) -> datetime | None:
-        """Return the latest last screening of the accounts at ``stage`` (``None``: none)."""
+        """Return the latest last screening of the accounts at ``stage`` (``None``: none).
+
+        From the rows' ``screened_at`` column and the one screening row it names: no JSON read.
+        """
         with self._using("reading the last screenings") as connection:
-            texts = connection.execute(
-                "SELECT DISTINCT json_extract(data, '$.screenings[#-1].at') FROM accounts "
-                "WHERE stage = ? AND json_array_length(data, '$.screenings') > 0",
+            row = connection.execute(
+                "SELECT s.at, s.moment FROM accounts AS a JOIN screenings AS s "
+                "ON s.account_id = a.id AND s.position = a.screening_count - 1 "
+                "WHERE a.stage = ? AND a.screened_at IS NOT NULL "
+                "ORDER BY a.screened_at DESC LIMIT 1",
                 (str(Stage(stage)),),
-            ).fetchall()
-        return max((moment_from_text(text) for (text,) in texts), default=None)
+            ).fetchone()
+        return None if row is None else readmodel.moment_of(*row)
 
     def screen_out(
         self,
@@ -1001,9 +1136,10 @@ class SQLiteRepository:
     ) -> ScreenedOut:
         """Record the page's screenings that ``check`` decides in SQL; decode the rest.
 
-        One ``UPDATE`` appends ``passed`` to the accounts the prefilter surely passes and
-        ``failed`` to those it rules out (``json_set`` on their JSON), raises their version by
-        one and gives their rows a new stamp; nothing of them is decoded.
+        One ``SELECT`` reads the page and its verdicts; for each verdict one ``INSERT ...
+        SELECT`` appends the screening rows of the accounts it decides, and one ``UPDATE``
+        raises their version by one, counts the screening and gives their rows a new stamp.
+        Their JSON is neither rewritten nor decoded.
         """
         name = str(Stage(stage))
         may, must, params = verdicts(check, "sqlite")
@@ -1014,37 +1150,43 @@ class SQLiteRepository:
             # One evaluation of the prefilter per row: 1 surely passes, 0 surely fails,
             # NULL is Python's to judge.
             page = connection.execute(
-                f"SELECT created_at, id, CASE WHEN ({must}) THEN 1 WHEN NOT ({may}) THEN 0 END "  # noqa: S608
+                f"SELECT created_at, id, CASE WHEN ({must}) THEN 1 WHEN NOT ({may}) THEN 0 END, "  # noqa: S608
+                "data, stamp, purchase_count, version, screening_count "
                 f"FROM accounts WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
                 {**params, **keys, "stage": name, "limit": limit},
             ).fetchall()
             decided: dict[str, tuple[bool, object]] = {}
             for verdict, record in ((True, passed), (False, failed)):
                 ids = [row[1] for row in page if row[2] == verdict]
-                for chunk in _chunks(ids):
-                    for account_id, data in connection.execute(
-                        "UPDATE accounts SET version = version + 1, "  # noqa: S608 - marks
-                        "stamp = (random() & 4611686018427387903) + 1, "
-                        "data = json_set(data, '$.version', version + 1, '$.screenings', "
-                        "json_insert(coalesce(json_extract(data, '$.screenings'), '[]'), "
-                        f"'$[#]', json(?))) WHERE id IN ({_marks(len(chunk))}) "
-                        "RETURNING id, data",
-                        (screening_json(record), *chunk),
-                    ):
-                        decided[account_id] = (verdict, StoredFacts(data, cached_loads))
-            kept = [row[1] for row in page if row[1] not in decided]
-            rows = [
-                row
-                for chunk in _chunks(kept)
-                for row in connection.execute(
-                    f"{_READ} WHERE id IN ({_marks(len(chunk))})", chunk
-                ).fetchall()
-            ]
-        by_id = {account.id: account for account in self._accounts(rows, what)}
+                if not ids:
+                    continue
+                listed = json.dumps(ids, ensure_ascii=False)
+                at = created_key(record.at)
+                connection.execute(
+                    "INSERT INTO screenings (account_id, position, at, moment, criteria, "
+                    "version, passed) SELECT id, screening_count, ?, ?, ?, ?, ? FROM accounts "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (at, readmodel.moment_text_of(record.at), record.criteria, record.version,
+                     int(verdict), listed),
+                )  # fmt: skip
+                connection.execute(
+                    "UPDATE accounts SET version = version + 1, "
+                    "stamp = (random() & 4611686018427387903) + 1, "
+                    "screening_count = screening_count + 1, screened_at = ? "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (at, listed),
+                )
+                decided.update(
+                    (row[1], (verdict, StoredFacts(row[3], cached_loads)))
+                    for row in page
+                    if row[2] == verdict
+                )
+            kept = [row[1:2] + row[3:] for row in page if row[2] is None]
+        undecided = self._accounts(kept, what) if kept else []
         return ScreenedOut(
             order=tuple(row[1] for row in page),
             decided=decided,
-            undecided=tuple(by_id[i] for i in kept if i in by_id),
+            undecided=tuple(undecided),
             after=(page[-1][0], page[-1][1]) if len(page) == limit else None,
         )
 
