@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,8 @@ from salesprocess.criteria_sql import (
     prefilter,
     translates,
 )
-from salesprocess.storage.criteria_sql import postgres_where, sqlite_where
+from salesprocess.storage import serialise
+from salesprocess.storage.criteria_sql import postgres_where, sqlite_verdict, sqlite_where
 from salesprocess.testing import _criteria_documents, _prospect_attributes
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -54,6 +56,28 @@ def test_the_prefilter_never_drops_a_pass_nor_passes_a_failure(document, attribu
         assert may_pass(check, account.attributes)
     if must_pass(check, account.attributes):
         assert passed
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=_criteria_documents(), attributes=_prospect_attributes())
+def test_the_sqlite_verdict_is_the_reference_prefilters(document, attributes):
+    """1 exactly where must_pass holds, 0 where may_pass does not, NULL elsewhere; and sound."""
+    rule = criteria(document)
+    check = prefilter(rule)
+    account = sp.Account("a-1", "Acme", sp.Source("referral"), T0, attributes=attributes)
+    sql, params = sqlite_verdict(check)
+    with sqlite3.connect(":memory:") as db:
+        (verdict,) = db.execute(
+            f"SELECT {sql} FROM (SELECT :stored_account AS data)",
+            {**params, "stored_account": serialise.dumps(account)},
+        ).fetchone()
+    db.close()
+    facts = account.attributes
+    expected = 1 if must_pass(check, facts) else 0 if not may_pass(check, facts) else None
+    if "\x00" not in serialise.dumps(account):  # the reference reads what SQLite may not
+        assert verdict == expected
+    if verdict is not None:
+        assert bool(verdict) is rule.passes(account)
 
 
 @settings(max_examples=200, deadline=None)

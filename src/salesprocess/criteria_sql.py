@@ -75,6 +75,7 @@ __all__ = [
     "outcome_holds",
     "prefilter",
     "render",
+    "render_verdict",
     "translates",
 ]
 
@@ -547,6 +548,80 @@ def render(
     if folded is False:
         return false
     return folded
+
+
+def render_verdict(
+    check: Prefilter,
+    test: Callable[[Leaf, bool], str],
+    *,
+    true: str = "1",
+    false: str = "0",
+    unknown: str = "NULL",
+) -> str:
+    """Return SQL for the verdict ``check`` makes certain: ``true``, ``false`` or ``unknown``.
+
+    ``true`` where the criteria surely pass, ``false`` where they surely fail, ``unknown``
+    (for Python to judge) elsewhere: one expression where ``must`` and "not may" from
+    :func:`render` would evaluate the operands before the deciding one twice. ``test`` is
+    :func:`render`'s.
+    """
+    return _verdict(check, test, {True: true, False: false, None: unknown}, (false, true))
+
+
+def _verdict(
+    node: Prefilter,
+    test: Callable[[Leaf, bool], str],
+    literals: dict[bool | None, str],
+    pairs: tuple[str, str],
+) -> str:
+    """Return the verdict of ``node`` as ``literals`` name them (swapped under a ``Not``).
+
+    ``pairs`` are the dialect's false and true, for the conditions :func:`_render` writes.
+    """
+
+    def surely(truthy: bool) -> str | bool:
+        return _render(node, test, truthy, pairs)
+
+    if isinstance(node, Not):
+        flipped = {True: literals[False], False: literals[True], None: literals[None]}
+        return _verdict(node.operand, test, flipped, pairs)
+    if not isinstance(node, AllOf | AnyOf):
+        return _verdict_case(
+            [(surely(True), literals[True]), (surely(False), literals[False])], literals
+        )
+    deciding = isinstance(node, AnyOf)
+    # The first operand that is not surely undecided gives the verdict: its own if it surely
+    # decides, else none; when every operand is surely undecided, the other verdict.
+    whens: list[tuple[str | bool, str]] = []
+    for operand in node.operands:
+        undecided = _render(operand, test, not deciding, pairs)
+        if undecided is True:
+            continue
+        decides = _render(operand, test, deciding, pairs)
+        verdict = _verdict_case([(decides, literals[deciding])], literals)
+        if undecided is False:
+            whens.append((True, verdict))
+            break
+        whens.append((f"NOT ({undecided})", verdict))
+    else:
+        whens.append((True, literals[not deciding]))
+    return _verdict_case(whens, literals)
+
+
+def _verdict_case(whens: list[tuple[str | bool, str]], literals: dict[bool | None, str]) -> str:
+    """Return ``CASE WHEN condition THEN result ... ELSE unknown END``, constants folded."""
+    branches: list[str] = []
+    for condition, result in whens:
+        if condition is False:
+            continue
+        if condition is True:
+            if not branches:
+                return result
+            return f"CASE {' '.join(branches)} ELSE {result} END"
+        branches.append(f"WHEN ({condition}) THEN {result}")
+    if not branches:
+        return literals[None]
+    return f"CASE {' '.join(branches)} ELSE {literals[None]} END"
 
 
 def _both(parts: list[str | bool], conjunction: bool) -> str | bool:

@@ -34,10 +34,19 @@ from salesprocess.criteria_sql import (
     Prefilter,
     outcome_holds,
     render,
+    render_verdict,
 )
 from salesprocess.storage.serialise import converter
 
-__all__ = ["NUL_ESCAPE", "Params", "postgres_where", "screening_json", "sqlite_where", "verdicts"]
+__all__ = [
+    "NUL_ESCAPE",
+    "Params",
+    "postgres_where",
+    "screening_json",
+    "sqlite_verdict",
+    "sqlite_where",
+    "verdicts",
+]
 
 _SAFE: Final = 2**53 - 1
 #: A PostgreSQL condition: the ``json`` column holds a ``\u0000`` escape somewhere.
@@ -158,6 +167,27 @@ def sqlite_where(
     params = Params() if params is None else params
     sql = render(check, lambda leaf, m: _sqlite_test(leaf, m, params, column), must=must)
     return sql, dict(params)
+
+
+#: The last few renderings of :func:`sqlite_verdict`, by the identity of the prefilter.
+_VERDICTS: list[tuple[Prefilter, tuple[str, dict[str, object]]]] = []
+
+
+def sqlite_verdict(check: Prefilter, column: str = "data") -> tuple[str, dict[str, object]]:
+    """Return ``check``'s certain verdict as an SQLite expression over ``column``.
+
+    1 where the criteria surely pass, 0 where they surely fail, NULL elsewhere
+    (:func:`~salesprocess.criteria_sql.render_verdict`), with its named parameters.
+    """
+    for seen, rendered in list(_VERDICTS):
+        if seen is check and column == "data":
+            return rendered
+    params = Params()
+    sql = render_verdict(check, lambda leaf, m: _sqlite_test(leaf, m, params, column))
+    rendered = (sql, dict(params))
+    if column == "data":
+        _VERDICTS[:] = [(check, rendered), *_VERDICTS[:3]]
+    return rendered
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------

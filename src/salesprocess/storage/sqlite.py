@@ -76,7 +76,7 @@ from salesprocess.reports.revenue import Tally, revenue_figures, tally, window
 from salesprocess.reports.stages import StageTime, stage_times
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
-from salesprocess.storage.criteria_sql import sqlite_where, verdicts
+from salesprocess.storage.criteria_sql import sqlite_verdict, sqlite_where
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
@@ -1142,7 +1142,7 @@ class SQLiteRepository:
         Their JSON is neither rewritten nor decoded.
         """
         name = str(Stage(stage))
-        may, must, params = verdicts(check, "sqlite")
+        verdict_sql, params = sqlite_verdict(check)
         bound = "" if after is None else "AND (created_at, id) > (:after_at, :after_id) "
         keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
         what = f"screening prospects at {name}"
@@ -1150,7 +1150,7 @@ class SQLiteRepository:
             # One evaluation of the prefilter per row: 1 surely passes, 0 surely fails,
             # NULL is Python's to judge.
             page = connection.execute(
-                f"SELECT created_at, id, CASE WHEN ({must}) THEN 1 WHEN NOT ({may}) THEN 0 END, "  # noqa: S608
+                f"SELECT created_at, id, {verdict_sql}, "  # noqa: S608
                 "data, stamp, purchase_count, version, screening_count "
                 f"FROM accounts WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
                 {**params, **keys, "stage": name, "limit": limit},
