@@ -1151,21 +1151,22 @@ class SQLiteRepository:
             # NULL is Python's to judge.
             page = connection.execute(
                 f"SELECT created_at, id, {verdict_sql}, "  # noqa: S608
-                "data, stamp, purchase_count, version, screening_count "
+                "data, stamp, purchase_count, version, screening_count, rowid "
                 f"FROM accounts WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
                 {**params, **keys, "stage": name, "limit": limit},
             ).fetchall()
             decided: dict[str, tuple[bool, object]] = {}
             for verdict, record in ((True, passed), (False, failed)):
-                ids = [row[1] for row in page if row[2] == verdict]
-                if not ids:
+                # By rowid, as the page read them: no look-up through the id index.
+                rowids = [row[8] for row in page if row[2] == verdict]
+                if not rowids:
                     continue
-                listed = json.dumps(ids, ensure_ascii=False)
+                listed = json.dumps(rowids)
                 at = created_key(record.at)
                 connection.execute(
                     "INSERT INTO screenings (account_id, position, at, moment, criteria, "
                     "version, passed) SELECT id, screening_count, ?, ?, ?, ?, ? FROM accounts "
-                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    "WHERE rowid IN (SELECT value FROM json_each(?))",
                     (at, readmodel.moment_text_of(record.at), record.criteria, record.version,
                      int(verdict), listed),
                 )  # fmt: skip
@@ -1173,7 +1174,7 @@ class SQLiteRepository:
                     "UPDATE accounts SET version = version + 1, "
                     "stamp = (random() & 4611686018427387903) + 1, "
                     "screening_count = screening_count + 1, screened_at = ? "
-                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    "WHERE rowid IN (SELECT value FROM json_each(?))",
                     (at, listed),
                 )
                 decided.update(
@@ -1181,7 +1182,7 @@ class SQLiteRepository:
                     for row in page
                     if row[2] == verdict
                 )
-            kept = [row[1:2] + row[3:] for row in page if row[2] is None]
+            kept = [row[1:2] + row[3:8] for row in page if row[2] is None]
         undecided = self._accounts(kept, what) if kept else []
         return ScreenedOut(
             order=tuple(row[1] for row in page),
