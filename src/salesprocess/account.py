@@ -576,7 +576,8 @@ def _compile(cls: type, name: str, params: str, body: list[str]) -> Any:
     source = f"def {name}({params}):\n{lines}\n"
     fields = [field.name for field in attrs.fields(cls)]
     namespace: dict[str, Any] = {"_new": object.__new__, "cls": cls, "_KEEP": object()}
-    namespace.update({f"_set_{field}": cls.__dict__[field].__set__ for field in fields})
+    # A field a base class declares has its slot there: look it up along the MRO.
+    namespace.update({f"_set_{field}": getattr(cls, field).__set__ for field in fields})
     exec(compile(source, f"<salesprocess {cls.__name__}.{name}>", "exec"), namespace)  # noqa: S102
     return namespace[name]
 

@@ -25,6 +25,7 @@ from salesprocess.account import (
     ReferralRequest,
     Screening,
     Source,
+    _compile,
 )
 from salesprocess.checks import shown
 from salesprocess.errors import ValidationError
@@ -150,6 +151,16 @@ class LeadScreened(DomainEvent):
     """The account was screened against the marketing criteria."""
 
     screening: Screening
+
+
+#: ``unchecked_lead_screened(account_id, at, screening)``: a :class:`LeadScreened` from values
+#: already checked, built without attrs' ``__init__``. Internal to bulk screening.
+unchecked_lead_screened: Callable[[str, datetime, Screening], LeadScreened] = _compile(
+    LeadScreened,
+    "unchecked_lead_screened",
+    "account_id, at, screening",
+    [f"_set_{name}(new, {name})" for name in ("account_id", "at", "screening")],
+)
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from salesprocess.commands.qualifying import require_screened_before, screen_bat
 from salesprocess.criteria import Criteria
 from salesprocess.criteria_sql import prefilter, translates
 from salesprocess.errors import NotFound
-from salesprocess.events import DomainEvent, LeadScreened
+from salesprocess.events import DomainEvent, LeadScreened, unchecked_lead_screened
 from salesprocess.qualification import LazyClauses, QualificationReport, unchecked_report
 from salesprocess.stage import Stage
 from salesprocess.storage.selection import BulkScreening, Key, ScreenedOut
@@ -176,7 +176,7 @@ def _merged(
                     account_id, name, version, record.at, verdict, LazyClauses(criteria, stored)
                 )
             )
-            published.append(LeadScreened(account_id, record.at, record))
+            published.append(unchecked_lead_screened(account_id, record.at, record))
         elif account_id in reports:
             in_order.append(reports[account_id])
             published.append(events[account_id])

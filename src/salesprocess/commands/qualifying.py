@@ -16,7 +16,12 @@ from salesprocess.chronology import last_at, require_in_order
 from salesprocess.commands.decision import Decision, changed, recorded, unchanged
 from salesprocess.criteria import Criteria
 from salesprocess.errors import QualificationRefused, ValidationError
-from salesprocess.events import DomainEvent, LeadScreened, stage_event
+from salesprocess.events import (
+    DomainEvent,
+    LeadScreened,
+    stage_event,
+    unchecked_lead_screened,
+)
 from salesprocess.lifecycle import Transitions
 from salesprocess.qualification import (
     LazyClauses,
@@ -183,26 +188,26 @@ def screen_batch(
     writes: list[Account] = []
     events: list[DomainEvent] = []
     reports: list[QualificationReport] = []
+    # The loop runs for every prospect of a bulk screen: its look-ups are hoisted.
+    passes, name, version = criteria.passes, criteria.name, criteria.version
+    write, publish, report = writes.append, events.append, reports.append
     for account in accounts:
         if stage is not None and account.stage is not stage:
             continue
-        require_in_order(
-            account, "a screening", moment, since="its last screening",
-            earlier=last_at(account.screenings),
-        )  # fmt: skip
-        passed = criteria.passes(account)
+        done = account.screenings
+        if done and moment < done[-1].at:
+            require_in_order(
+                account, "a screening", moment, since="its last screening",
+                earlier=last_at(done),
+            )  # fmt: skip
+        passed = passes(account)
         screening = records[passed]
         # A valid account with one more valid screening: nothing to check again.
-        writes.append(unchecked_screened(account, (*account.screenings, screening)))
-        events.append(LeadScreened(account.id, moment, screening))
-        reports.append(
+        write(unchecked_screened(account, (*done, screening)))
+        publish(unchecked_lead_screened(account.id, moment, screening))
+        report(
             unchecked_report(
-                account.id,
-                criteria.name,
-                criteria.version,
-                moment,
-                passed,
-                LazyClauses(criteria, account),
+                account.id, name, version, moment, passed, LazyClauses(criteria, account)
             )
         )
     return Decision(reports, tuple(writes), tuple(events))
