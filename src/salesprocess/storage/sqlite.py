@@ -599,7 +599,7 @@ class SQLiteRepository:
         while True:
             rows = connection.execute(
                 "SELECT rowid, id, data FROM accounts WHERE rowid > ? "
-                "AND instr(data, '\"screenings\":') > 0 ORDER BY rowid LIMIT 1000",
+                "AND instr(data, '\"screenings\"') > 0 ORDER BY rowid LIMIT 1000",
                 (after,),
             ).fetchall()
             if not rows:
