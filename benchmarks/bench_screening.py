@@ -138,7 +138,7 @@ def main() -> None:
             if dsn:
                 from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
-                with PostgresRepository(dsn) as db:
+                with PostgresRepository(dsn, migrate=True) as db:
                     _, passed_pg = measure("postgresql", db, count)
                 assert passed_pg == passed
     print(f"targets: memory {memory:.1f} us (<= 10), sqlite {sqlite:.1f} us (<= 15)")
