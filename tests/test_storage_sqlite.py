@@ -612,3 +612,27 @@ def test_a_schema_5_file_with_an_unreadable_account_is_left_as_it_was(tmp_path: 
     with sqlite3.connect(path) as untouched:
         assert untouched.execute("PRAGMA user_version").fetchone()[0] == 5
     untouched.close()
+
+
+def test_the_latest_screening_is_of_the_stage_asked_for() -> None:
+    """latest_screening reads the rows' columns: the stage's latest, None for a stage without."""
+    early, late = _T0 + timedelta(days=1), _T0 + timedelta(days=2)
+    berlin = (_T0 + timedelta(days=1, hours=5)).astimezone(ZoneInfo("Europe/Berlin"))
+    with SQLiteRepository(":memory:") as repository:
+        assert repository.latest_screening(stage=Stage.PROSPECT) is None
+        repository.add_many(
+            [
+                _prospect("a", screenings=(Screening(early, "c", "1", True),)),
+                _prospect("b", screenings=(Screening(late, "c", "1", True),
+                                           Screening(berlin, "c", "2", False))),
+                _prospect("c"),
+                _prospect("d", stage=Stage.QUALIFIED,
+                          screenings=(Screening(late, "c", "1", True),)),
+            ]
+        )  # fmt: skip
+        latest = repository.latest_screening(stage=Stage.PROSPECT)
+        assert latest == berlin
+        assert latest is not None
+        assert latest.tzinfo == ZoneInfo("Europe/Berlin")
+        assert repository.latest_screening(stage=Stage.QUALIFIED) == late
+        assert repository.latest_screening(stage=Stage.CUSTOMER) is None

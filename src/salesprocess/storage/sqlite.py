@@ -1112,15 +1112,24 @@ class SQLiteRepository:
     def latest_screening(self, *, stage: Stage) -> datetime | None:
         """Return the latest last screening of the accounts at ``stage`` (``None``: none).
 
-        From the rows' ``screened_at`` column and the one screening row it names: no JSON read.
+        From the rows' ``screened_at`` column, then the one screening row it names: no JSON
+        read, and nothing at all while no account has a screening.
         """
         with self._using("reading the last screenings") as connection:
+            if not connection.execute("SELECT EXISTS (SELECT 1 FROM screenings)").fetchone()[0]:
+                return None
+            # A bare column beside max() is read from the row holding the maximum.
+            latest = connection.execute(
+                "SELECT rowid, max(screened_at) FROM accounts WHERE stage = ?",
+                (str(Stage(stage)),),
+            ).fetchone()
+            if latest is None or latest[1] is None:
+                return None
             row = connection.execute(
                 "SELECT s.at, s.moment FROM accounts AS a JOIN screenings AS s "
                 "ON s.account_id = a.id AND s.position = a.screening_count - 1 "
-                "WHERE a.stage = ? AND a.screened_at IS NOT NULL "
-                "ORDER BY a.screened_at DESC LIMIT 1",
-                (str(Stage(stage)),),
+                "WHERE a.rowid = ?",
+                (latest[0],),
             ).fetchone()
         return None if row is None else readmodel.moment_of(*row)
 
