@@ -1165,19 +1165,27 @@ class SQLiteRepository:
                 {**params, **keys, "stage": name, "limit": limit},
             ).fetchall()
             decided: dict[str, tuple[bool, object]] = {}
-            for verdict, record in ((True, passed), (False, failed)):
-                # By rowid, as the page read them: no look-up through the id index.
-                rowids = [row[8] for row in page if row[2] == verdict]
-                if not rowids:
+            # By rowid, as the page read them: no look-up through the id index.
+            rowids: dict[bool, list[int]] = {True: [], False: []}
+            kept = []
+            for row in page:
+                verdict = row[2]
+                if verdict is None:
+                    kept.append(row[1:2] + row[3:8])
                     continue
-                listed = json.dumps(rowids)
+                rowids[verdict == 1].append(row[8])
+                decided[row[1]] = (verdict == 1, StoredFacts(row[3], cached_loads))
+            for surely, record in ((True, passed), (False, failed)):
+                if not rowids[surely]:
+                    continue
+                listed = json.dumps(rowids[surely])
                 at = created_key(record.at)
                 connection.execute(
                     "INSERT INTO screenings (account_id, position, at, moment, criteria, "
                     "version, passed) SELECT id, screening_count, ?, ?, ?, ?, ? FROM accounts "
                     "WHERE rowid IN (SELECT value FROM json_each(?))",
                     (at, readmodel.moment_text_of(record.at), record.criteria, record.version,
-                     int(verdict), listed),
+                     int(surely), listed),
                 )  # fmt: skip
                 connection.execute(
                     "UPDATE accounts SET version = version + 1, "
@@ -1186,12 +1194,6 @@ class SQLiteRepository:
                     "WHERE rowid IN (SELECT value FROM json_each(?))",
                     (at, listed),
                 )
-                decided.update(
-                    (row[1], (verdict, StoredFacts(row[3], cached_loads)))
-                    for row in page
-                    if row[2] == verdict
-                )
-            kept = [row[1:2] + row[3:8] for row in page if row[2] is None]
         undecided = self._accounts(kept, what) if kept else []
         return ScreenedOut(
             order=tuple(row[1] for row in page),
