@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,3 +117,42 @@ def test_screen_many_takes_each_id_once_and_refuses_a_bare_string():
     assert report.passed
     with pytest.raises(sp.ValidationError):
         sales.screen_many(lead.id)
+
+
+def test_a_bulk_screen_makes_no_cyclic_garbage_and_restores_the_collector(any_repository):
+    """The collector is paused for the whole screen (nothing cyclic per prospect) and resumes.
+
+    With the collector off, what a screen leaves for it to find does not grow with the
+    prospects screened; after the screen, and after one a progress callback breaks, the
+    collector is on again.
+    """
+    sales, _seen = process(any_repository)
+    fill(sales, [{"industry": "logistics", "employees": 80}, {"industry": "food"}] * 3, set())
+    found = []
+    for day in (1, 2, 3):  # a warm-up; six prospects; thirty-six
+        if day == 3:
+            for number in range(30):
+                sales.capture_lead(
+                    f"More {number}", email=f"more{number}@x.example", channel="cold_outreach",
+                    attributes={"industry": "food"}, at=T0 + timedelta(hours=1, minutes=number),
+                )  # fmt: skip
+        gc.collect()
+        gc.disable()
+        try:
+            reports = sales.screen_all(at=T0 + timedelta(days=day))
+            del reports
+            found.append(gc.collect())
+        finally:
+            gc.enable()
+    assert found[2] == found[1]  # what it leaves does not grow with the prospects
+    states: list[bool] = []
+
+    def broken(done: int, total: int) -> None:
+        states.append(gc.isenabled())
+        raise RuntimeError(f"progress {done}/{total}")
+
+    with pytest.raises(RuntimeError, match="progress"):
+        sales.screen_all(at=T0 + timedelta(days=4), progress=broken)
+    assert states == [False]
+    assert gc.isenabled()
+    assert sum(r.passed for r in sales.screen_all(at=T0 + timedelta(days=5))) == 3
