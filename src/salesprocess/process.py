@@ -11,44 +11,35 @@ the stored accounts stay exactly as they were, and publishes nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from salesprocess import imports, reports, screening
+from salesprocess import reports
 from salesprocess.account import (
     Account,
     Asset,
-    Call,
     CallOutcome,
     Channel,
-    Preference,
-    Purchase,
     ReferralCards,
     ReferralRequest,
 )
-from salesprocess.checks import optional_text, require_instance, require_int, require_text
-from salesprocess.clock import Clock, SystemClock, require_aware, utc_day
-from salesprocess.commands import care, leads, purchases, qualifying, referrals
-from salesprocess.commands.decision import Decision
+from salesprocess.checks import require_instance
+from salesprocess.clock import Clock, utc_day
+from salesprocess.commands import care
 from salesprocess.commands.leads import LeadCapture, LeadDetails
 from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.contact import normalise_email, normalise_phone
 from salesprocess.criteria import Criteria
 from salesprocess.customer_service import (
-    RepairOrReplacePolicy,
     ServicePolicy,
     ServiceRecommendation,
 )
-from salesprocess.errors import SalesProcessError, ValidationError
-from salesprocess.events import DomainEvent, EventBus
+from salesprocess.errors import ValidationError
 from salesprocess.imports import LeadImport, PurchaseImport
-from salesprocess.lifecycle import Lifecycle, Transitions
+from salesprocess.lifecycle import Lifecycle
 from salesprocess.money import Money
-from salesprocess.qualification import QualificationPolicy, QualificationReport, ScreenAndCallPolicy
-from salesprocess.referral_codes import new_referral_code, normalise_referral_code
+from salesprocess.qualification import QualificationPolicy, QualificationReport
 from salesprocess.reports import (
     FlowPeriod,
     FlowPeriodName,
@@ -66,6 +57,7 @@ from salesprocess.stage import Stage
 from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository, every_account
 from salesprocess.unit_of_work import UnitOfWork
+from salesprocess.use_cases import UseCases
 
 if TYPE_CHECKING:
     from statemachine import StateMachine
@@ -73,18 +65,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SalesProcess"]
 
-_Wired = TypeVar("_Wired")
-
-
-def _optional(value: _Wired | None, field: str, kind: Any) -> _Wired | None:
-    return None if value is None else require_instance(value, field, kind)
-
-
-_Event = TypeVar("_Event", bound=DomainEvent)
 _Result = TypeVar("_Result")
 
 
-class SalesProcess:
+class SalesProcess(UseCases):
     """The sales process over one account store.
 
     ``repository`` defaults to a fresh :class:`~salesprocess.storage.InMemoryRepository`.
@@ -96,6 +80,8 @@ class SalesProcess:
     of a command overtaken by a concurrent write. ``id_factory`` makes ids (accounts, referral
     requests, assets; default random UUIDs), ``code_factory`` referral codes.
     """
+
+    _uow: UnitOfWork
 
     def __init__(
         self,
@@ -117,70 +103,19 @@ class SalesProcess:
             if repository is None
             else require_instance(repository, "repository", AccountRepository)  # type: ignore[type-abstract]
         )
-        self.criteria = _optional(criteria, "criteria", Criteria)
-        self.scoring = _optional(scoring, "scoring", QualificationRule)
-        self.qualification_policy: QualificationPolicy = (
-            _optional(qualification_policy, "qualification_policy", QualificationPolicy)
-            or ScreenAndCallPolicy()
-        )
-        self.service_policy: ServicePolicy = (
-            _optional(service_policy, "service_policy", ServicePolicy) or RepairOrReplacePolicy()
-        )
-        self.transitions = Transitions.of(lifecycle)
-        self._new_id = _optional(id_factory, "id_factory", Callable) or (lambda: uuid.uuid4().hex)
-        self._new_code = _optional(code_factory, "code_factory", Callable) or new_referral_code
-        self._bus = EventBus()
+        super().__init__(
+            criteria=criteria, scoring=scoring, qualification_policy=qualification_policy,
+            service_policy=service_policy, lifecycle=lifecycle, clock=clock,
+            max_retries=max_retries, id_factory=id_factory, code_factory=code_factory,
+        )  # fmt: skip
         self._uow = UnitOfWork(
-            store,
-            clock=_optional(clock, "clock", Clock) or SystemClock(),
-            bus=self._bus,
-            max_retries=require_int(max_retries, "max_retries", low=0),
+            store, clock=self._clock, bus=self._bus, max_retries=self._max_retries
         )
 
     @property
     def repository(self) -> AccountRepository:
         """The account store (fixed for the process's life, like ``clock`` and ``max_retries``)."""
         return self._uow.repository
-
-    @property
-    def clock(self) -> Clock:
-        """Where "now" comes from."""
-        return self._uow.clock
-
-    @property
-    def max_retries(self) -> int:
-        """How often a command overtaken by a concurrent write is retried."""
-        return self._uow.max_retries
-
-    @overload
-    def subscribe(self, handler: Callable[[DomainEvent], None]) -> Callable[[], None]: ...
-    @overload
-    def subscribe(
-        self, handler: Callable[[_Event], None], event_type: type[_Event]
-    ) -> Callable[[], None]: ...
-    def subscribe(self, handler: Any, event_type: Any = DomainEvent) -> Callable[[], None]:
-        """Call ``handler`` with each committed event of ``event_type``; return an unsubscribe.
-
-        Events of a command are published once its writes are committed: at once, or, for a
-        command run inside your own ``repository.atomic()`` block, when your outermost block
-        commits (never if it rolls back; on PostgreSQL, let ``atomic()`` begin the transaction:
-        see :mod:`salesprocess.storage.postgres`). Every handler runs; the first exception one
-        raises then reaches the caller, and the change stays stored.
-        """
-        return self._bus.subscribe(handler, event_type)
-
-    def _moment(self, at: datetime | None, field: str = "at") -> datetime:
-        # A provisional moment to check a command's records before anything is read; each
-        # attempt is stamped anew (see UnitOfWork).
-        return self.clock.now() if at is None else require_aware(at, field)
-
-    def _run(
-        self,
-        account_id: str,
-        decide: Callable[[Account, datetime], Decision[_Result]],
-        at: datetime | None,
-    ) -> _Result:
-        return self._uow.run(self._uow.account(account_id), decide, at=at)
 
     # -- lead generation ----------------------------------------------------------------------
 
@@ -204,21 +139,7 @@ class SalesProcess:
         :meth:`record_referral` does. See :mod:`salesprocess.commands.leads` for what a second
         capture of a known lead does with the details it brings.
         """
-        unknown = details.keys() - LeadDetails.__annotations__.keys()
-        if unknown:
-            raise ValidationError(
-                f"capture() takes no {', '.join(sorted(unknown))}; it takes "
-                f"{', '.join(LeadDetails.__annotations__)}",
-                field=min(unknown),
-            )
-        at, code = details.get("at"), details.get("referral_code")
-        code = None if code is None else normalise_referral_code(code)
-        lead = self._lead(name, leads.lead_channel(name, details.get("channel"), code), details)
-        if code is not None:
-            return self._refer(lead, at, referrer_id=None, code=code, request=None)
-        return self._uow.run(
-            partial(self._uow.known, lead), partial(leads.capture, lead=lead), at=at
-        )
+        return self._uow.drive(self._capture(name, details))
 
     def capture_lead(self, name: str, **details: Unpack[LeadDetails]) -> Account:
         """Capture a lead as a prospect, or return the known account; see :meth:`capture`."""
@@ -234,22 +155,13 @@ class SalesProcess:
         callback_at: datetime | None = None,
     ) -> Account:
         """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
-        call = Call(outcome, self._moment(at), notes, callback_at)
-        return self._run(account_id, partial(leads.record_call, call=call), at)
+        return self._uow.drive(self._record_call(account_id, outcome, notes, at, callback_at))
 
     # -- qualification ------------------------------------------------------------------------
 
-    def _criteria(self) -> Criteria:
-        if self.criteria is None:
-            raise SalesProcessError(
-                "no marketing criteria: create the process with SalesProcess(criteria=...)"
-            )
-        return self.criteria
-
     def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
         """Screen the account against the marketing criteria, record it, and return the report."""
-        decide = partial(qualifying.screen, criteria=self._criteria())
-        return self._run(account_id, decide, at)
+        return self._uow.drive(self._screen(account_id, at))
 
     def screen_all(
         self, *, at: datetime | None = None, progress: Progress | None = None
@@ -262,10 +174,7 @@ class SalesProcess:
         """
         prospect = self.transitions.initial
         prospects = list(self.repository.with_stage(prospect))
-        return screening.screen_accounts(
-            self._uow, prospects, criteria=self._criteria(), stage=prospect,
-            moment=self._moment(at), progress=progress,
-        )  # fmt: skip
+        return self._uow.drive(self._screen_accounts(prospects, prospect, at, progress))
 
     def screen_many(
         self, account_ids: Iterable[str], *, at: datetime | None = None
@@ -277,21 +186,19 @@ class SalesProcess:
         if isinstance(account_ids, str):
             raise ValidationError("account_ids is a list of ids, not one id", field="account_ids")
         accounts = [self.repository.get(account_id) for account_id in dict.fromkeys(account_ids)]
-        return screening.screen_accounts(
-            self._uow, accounts, criteria=self._criteria(), stage=None, moment=self._moment(at)
-        )
+        return self._uow.drive(self._screen_accounts(accounts, None, at))
 
     def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
         """Return prospects that pass the criteria and may be called now, best first.
 
         See :func:`salesprocess.reports.call_list` for who is left out and the ranking.
         """
-        limit = require_int(limit, "limit", low=1)
+        limit = self._call_list_limit(limit)
         prospects = self.repository.with_stage(self.transitions.initial)
-        criteria, scoring = self._criteria(), self.scoring
         return reports.call_list(
-            prospects, self._moment(at), criteria=criteria, scoring=scoring, limit=limit
-        )
+            prospects, self._moment(at), criteria=self._criteria(), scoring=self.scoring,
+            limit=limit,
+        )  # fmt: skip
 
     def qualify(
         self,
@@ -305,36 +212,25 @@ class SalesProcess:
 
         Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
         """
-        optional_text(override, "override")
-        decide = partial(
-            qualifying.qualify, transitions=self.transitions,
-            policy=self.qualification_policy, override=override, actor=actor,
-        )  # fmt: skip
-        return self._run(account_id, decide, at)
+        return self._uow.drive(self._qualify(account_id, override, at, actor))
 
     def disqualify(
         self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
     ) -> Account:
         """Disqualify a prospect or qualified lead, for ``reason``."""
-        return self._with_reason(account_id, "disqualify", reason, at, actor)
+        return self._uow.drive(self._with_reason(account_id, "disqualify", reason, at, actor))
 
     def recycle(
         self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
     ) -> Account:
         """Send a disqualified account back to prospect, for ``reason``."""
-        return self._with_reason(account_id, "recycle", reason, at, actor)
+        return self._uow.drive(self._with_reason(account_id, "recycle", reason, at, actor))
 
     def churn(
         self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
     ) -> Account:
         """Mark a customer as lost, for ``reason``."""
-        return self._with_reason(account_id, "churn", reason, at, actor)
-
-    def _with_reason(
-        self, account_id: str, event: str, reason: str, at: datetime | None, actor: str | None
-    ) -> Account:
-        require_text(reason, "reason")
-        return self.fire(account_id, event, reason=reason, at=at, actor=actor)
+        return self._uow.drive(self._with_reason(account_id, "churn", reason, at, actor))
 
     def fire(
         self,
@@ -346,10 +242,7 @@ class SalesProcess:
         actor: str | None = None,
     ) -> Account:
         """Fire any event of the lifecycle: the way to drive events a subclass adds."""
-        decide = partial(
-            qualifying.fire, transitions=self.transitions, event=event, reason=reason, actor=actor
-        )
-        return self._run(account_id, decide, at)
+        return self._uow.drive(self._fire(account_id, event, reason, at, actor))
 
     # -- recurring revenue --------------------------------------------------------------------
 
@@ -366,12 +259,7 @@ class SalesProcess:
 
         A zero amount is allowed; a negative one, or one before the last purchase, is refused.
         """
-        purchase = Purchase(amount, self._moment(at), reference)
-        decide = partial(
-            purchases.record_purchase, transitions=self.transitions, purchase=purchase,
-            actor=actor,
-        )  # fmt: skip
-        return self._run(account_id, decide, at)
+        return self._uow.drive(self._record_purchase(account_id, amount, at, reference, actor))
 
     # -- referrals ----------------------------------------------------------------------------
 
@@ -382,9 +270,7 @@ class SalesProcess:
 
         Pass the request's id to :meth:`record_referral` for each name it brings.
         """
-        request = ReferralRequest(self._new_id(), self._moment(at), wanted)
-        decide = partial(referrals.ask_for_referrals, transitions=self.transitions, request=request)
-        return self._run(account_id, decide, at)
+        return self._uow.drive(self._ask_for_referrals(account_id, wanted, at))
 
     def record_referral(
         self,
@@ -405,37 +291,11 @@ class SalesProcess:
         than duplicated) and the referral on the referrer, whose first referral makes it a
         referrer. ``request`` is the id of the :meth:`ask_for_referrals` request it answers.
         """
-        require_text(referrer_id, "referrer_id")
-        optional_text(request, "request")
         details: LeadDetails = {
             "email": email, "phone": phone, "campaign": campaign, "attributes": attributes,
             "at": at, "actor": actor,
         }  # fmt: skip
-        lead = self._lead(name, Channel.REFERRAL, details)
-        return self._refer(lead, at, referrer_id=referrer_id, code=None, request=request).account
-
-    def _lead(self, name: str, channel: Channel, details: LeadDetails) -> Account:
-        return leads.new_lead(
-            self._new_id(), name, channel, email=details.get("email"),
-            phone=details.get("phone"), campaign=details.get("campaign"),
-            attributes=details.get("attributes"), stage=self.transitions.initial,
-            at=self._moment(details.get("at")), actor=details.get("actor"),
-        )  # fmt: skip
-
-    def _refer(
-        self,
-        lead: Account,
-        at: datetime | None,
-        *,
-        referrer_id: str | None,
-        code: str | None,
-        request: str | None,
-    ) -> LeadCapture:
-        load = partial(self._uow.scene, lead, referrer_id=referrer_id, code=code)
-        decide = partial(
-            referrals.refer, transitions=self.transitions, lead=lead, request=request, code=code
-        )
-        return self._uow.run(load, decide, at=at)
+        return self._uow.drive(self._record_referral(referrer_id, name, request, details)).account
 
     def issue_referral_cards(
         self, account_id: str, *, count: int = 10, at: datetime | None = None
@@ -445,10 +305,7 @@ class SalesProcess:
         The first batch gives the account its code (random, unique); later batches carry the
         same one, which :meth:`capture` takes as ``referral_code``.
         """
-        cards = ReferralCards("CARD", count, self._moment(at))  # checked before any read
-        load = self._uow.account_with_code(account_id, self._new_code, self.transitions)
-        decide = partial(referrals.issue_referral_cards, transitions=self.transitions, cards=cards)
-        return self._uow.run(load, decide, at=at)
+        return self._uow.drive(self._issue_referral_cards(account_id, count, at))
 
     def referral_stats(self) -> ReferralReport:
         """Return referral figures; see :func:`salesprocess.reports.referral_stats`."""
@@ -470,9 +327,7 @@ class SalesProcess:
         ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
         (``"repair_over_upgrade"``), ``evidence`` what showed it.
         """
-        preference = Preference(key, value, self._moment(at), evidence)
-        decide = partial(care.learn_preference, preference=preference)
-        return self._run(account_id, decide, at)
+        return self._uow.drive(self._learn_preference(account_id, key, value, evidence, at))
 
     def register_asset(
         self,
@@ -485,8 +340,9 @@ class SalesProcess:
         at: datetime | None = None,
     ) -> Asset:
         """Register a piece of the customer's equipment for service; return it (with its id)."""
-        asset = Asset(self._new_id(), model, installed, expected_life_years, serial)
-        return self._run(account_id, partial(care.register_asset, asset=asset), at)
+        return self._uow.drive(
+            self._register_asset(account_id, (model, installed, expected_life_years, serial), at)
+        )
 
     def recommend_service(
         self,
@@ -520,13 +376,7 @@ class SalesProcess:
         Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
         ``attributes`` and ``at``.
         """
-        channel = Channel.parse(channel)
-
-        def build(name: str, **details: Any) -> Account:
-            details.setdefault("campaign", campaign)
-            return self._lead(name, channel, details)  # type: ignore[arg-type]
-
-        return imports.import_leads(self._uow, rows, build=build, all_or_nothing=all_or_nothing)
+        return self._uow.drive(self._import_leads(rows, channel, campaign, all_or_nothing))
 
     # -- recurring revenue and the read side ------------------------------------------------
 
@@ -538,10 +388,7 @@ class SalesProcess:
         all_or_nothing: bool = True,
     ) -> PurchaseImport:
         """Record many purchases a batch at a time; see :mod:`salesprocess.imports`."""
-        return imports.import_purchases(
-            self._uow, rows, transitions=self.transitions, new_id=self._new_id,
-            channel=channel, all_or_nothing=all_or_nothing,
-        )  # fmt: skip
+        return self._uow.drive(self._import_purchases(rows, channel, all_or_nothing))
 
     def _report(self, report: Callable[..., _Result], **options: Any) -> _Result:
         # An adapter that answers a report itself (in SQL) has a method report_<name>; the pure

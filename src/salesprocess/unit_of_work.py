@@ -1,8 +1,9 @@
 """The unit of work: load, decide, write with the expected versions, retry, publish.
 
-Every command of :class:`~salesprocess.process.SalesProcess` runs through :meth:`UnitOfWork.run`:
+Every command of :class:`~salesprocess.process.SalesProcess` (and of
+:class:`~salesprocess.process_async.AsyncSalesProcess`) runs through it:
 
-1. **load** the accounts the command decides on (a callable of this module's loads);
+1. **load** the accounts the command decides on (one of this module's loads);
 2. **decide**: call the pure command (:mod:`salesprocess.commands`) with them and the moment;
 3. **write** what it decided, each save expecting the version it loaded, several writes in one
    ``atomic()`` block, so all land or none does;
@@ -15,15 +16,25 @@ Every command of :class:`~salesprocess.process.SalesProcess` runs through :meth:
 Without an explicit ``at``, the clock is read for each attempt after its load, so a command
 retried after a concurrent write is stamped after that write rather than refused as out of
 order. A given ``at`` is checked before anything is read.
+
+The steps are written once, without I/O (:class:`Work`): they are generators that yield what
+they need from storage (:data:`Step`: a repository call, a block of steps to run in
+``atomic()``, events to publish after commit) and are sent the answers. :class:`UnitOfWork`
+drives them over an :class:`~salesprocess.storage.protocol.AccountRepository`, calling;
+:class:`AsyncUnitOfWork` over an
+:class:`~salesprocess.storage.async_protocol.AsyncAccountRepository`, awaiting. So the load,
+retry and write logic is the same code in both, and the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import datetime
 from functools import partial
-from typing import Final, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
+
+import attrs
 
 from salesprocess.account import Account
 from salesprocess.clock import Clock, require_aware
@@ -31,12 +42,24 @@ from salesprocess.commands.decision import Decision
 from salesprocess.commands.leads import Known
 from salesprocess.commands.referrals import Scene
 from salesprocess.errors import ConflictError, NotFound, StaleWrite, ValidationError
-from salesprocess.events import EventBus
+from salesprocess.events import DomainEvent, EventBus
 from salesprocess.lifecycle import Transitions
 from salesprocess.referral_codes import normalise_referral_code
+from salesprocess.storage.async_protocol import AsyncAccountRepository
 from salesprocess.storage.protocol import AccountRepository
 
-__all__ = ["CODE_DRAWS", "UnitOfWork"]
+__all__ = [
+    "CODE_DRAWS",
+    "AsyncUnitOfWork",
+    "Atomic",
+    "Call",
+    "Publish",
+    "Step",
+    "Steps",
+    "UnitOfWork",
+    "Work",
+    "call",
+]
 
 _Loaded = TypeVar("_Loaded")
 _Result = TypeVar("_Result")
@@ -44,32 +67,66 @@ _Result = TypeVar("_Result")
 #: How many referral codes to draw before giving up on finding a free one.
 CODE_DRAWS: Final = 8
 
+#: A repository call: the method's name, its positional and its keyword arguments.
+Call: TypeAlias = tuple[str, tuple[Any, ...], dict[str, Any]]
 
-class UnitOfWork:
-    """Runs commands against ``repository``, publishing their events on ``bus``."""
 
-    def __init__(
-        self, repository: AccountRepository, *, clock: Clock, bus: EventBus, max_retries: int
-    ) -> None:
-        self.repository = repository
+@attrs.frozen
+class Atomic:
+    """A step: run ``steps`` inside the repository's ``atomic()`` block; answer their result."""
+
+    steps: Generator[Any, Any, Any]
+
+
+@attrs.frozen
+class Publish:
+    """A step: publish ``events`` once the writes made so far are committed (``after_commit``)."""
+
+    events: tuple[DomainEvent, ...]
+
+
+#: What a step of work asks of storage.
+Step: TypeAlias = Call | Atomic | Publish
+#: Steps of work that end with a ``_Result``: sent each step's answer, thrown its error.
+Steps: TypeAlias = Generator[Step, Any, _Result]
+
+
+def call(method: str, *args: Any, **kwargs: Any) -> Call:
+    """Return the step that calls the repository's ``method`` with these arguments."""
+    return (method, args, kwargs)
+
+
+def _get(account_id: str) -> Steps[Account]:
+    account: Account = yield ("get", (account_id,), {})
+    return account
+
+
+def _find_id(kind: str, value: str) -> Steps[str | None]:
+    found: str | None = yield ("find_id", (), {kind: value})
+    return found
+
+
+class Work:
+    """The steps of every command, without I/O: what both runners drive."""
+
+    def __init__(self, *, clock: Clock, max_retries: int) -> None:
         self.clock = clock
-        self.bus = bus
         self.max_retries = max_retries
 
-    def run(
+    def attempts(
         self,
-        load: Callable[[], _Loaded],
+        load: Callable[[], Steps[_Loaded]],
         decide: Callable[[_Loaded, datetime], Decision[_Result]],
         *,
         at: datetime | None,
-    ) -> _Result:
+    ) -> Steps[_Result]:
         """Load, decide at ``at`` (``None``: now), write, retry a stale write, publish."""
         given = None if at is None else require_aware(at)
         for attempt in range(self.max_retries + 1):
-            loaded = load()
+            loaded = yield from load()
             decision = decide(loaded, self.clock.now() if given is None else given)
             try:
-                self._write(decision.writes)
+                yield from self._write(decision.writes)
             except StaleWrite as error:
                 if attempt < self.max_retries:
                     continue
@@ -78,51 +135,54 @@ class UnitOfWork:
                     f"write ({error})"
                 ) from error
             if decision.events:
-                self.repository.after_commit(partial(self.bus.publish, decision.events))
+                yield Publish(decision.events)
             return decision.result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _write(self, writes: tuple[Account, ...]) -> None:
+    def _write(self, writes: tuple[Account, ...]) -> Steps[None]:
         if len(writes) <= 1:
             for account in writes:
-                self._write_one(account)
+                yield from self._write_one(account)
             return
-        new = [account for account in writes if not account.version]
-        with self.repository.atomic():
-            if len(new) > 1:  # a bulk load's new customers: one statement, not one each
-                self._add_many(new)
-                writes = tuple(account for account in writes if account.version)
-            for account in writes:
-                self._write_one(account)
+        yield Atomic(self._write_all(writes))
 
-    def _add_many(self, accounts: list[Account]) -> None:
+    def _write_all(self, writes: tuple[Account, ...]) -> Steps[None]:
+        new = [account for account in writes if not account.version]
+        if len(new) > 1:  # a bulk load's new customers: one statement, not one each
+            yield from self._add_many(new)
+            writes = tuple(account for account in writes if account.version)
+        for account in writes:
+            yield from self._write_one(account)
+
+    def _add_many(self, accounts: list[Account]) -> Steps[None]:
         try:
-            self.repository.add_many(accounts)
+            yield call("add_many", accounts)
         except StaleWrite:
             raise
         except ConflictError as error:
-            if any(self._taken(account) for account in accounts):
-                raise StaleWrite(f"a lead was captured meanwhile ({error})") from error
+            for account in accounts:
+                if (yield from self._taken(account)):
+                    raise StaleWrite(f"a lead was captured meanwhile ({error})") from error
             raise
 
-    def _taken(self, account: Account) -> bool:
+    def _taken(self, account: Account) -> Steps[bool]:
         """Whether another account holds ``account``'s email or phone now."""
-        return any(
-            value is not None and self.repository.find_id(**{kind: value}) not in (None, account.id)
-            for kind, value in (("email", account.email), ("phone", account.phone))
-        )
+        for kind, value in (("email", account.email), ("phone", account.phone)):
+            if value is not None and (yield from _find_id(kind, value)) not in (None, account.id):
+                return True
+        return False
 
-    def _write_one(self, account: Account) -> None:
+    def _write_one(self, account: Account) -> Steps[None]:
         if account.version:
             try:
-                self.repository.save(account, expected_version=account.version)
+                yield ("save", (account,), {"expected_version": account.version})
             except StaleWrite:
                 raise
             except ConflictError as error:
                 # The only code a command sets is one drawn free at the load: another writer
                 # has taken it since, and the retry draws another.
                 code = account.referral_code
-                holder = None if code is None else self.repository.find_id(referral_code=code)
+                holder = None if code is None else (yield from _find_id("referral_code", code))
                 if holder not in (None, account.id):
                     raise StaleWrite(
                         f"referral code {code} was taken meanwhile ({error})"
@@ -130,14 +190,14 @@ class UnitOfWork:
                 raise
             return
         try:
-            self.repository.add(account)
+            yield ("add", (account,), {})
         except StaleWrite:
             raise
         except ConflictError as error:
             # The command saw the lead's email and phone free. If one is taken now, another
             # writer captured the same person since: what we loaded is stale, and the retry
             # finds (and links) the account that writer stored.
-            if self._taken(account):
+            if (yield from self._taken(account)):
                 raise StaleWrite(
                     f"lead {account.name!r} was captured meanwhile ({error})"
                 ) from error
@@ -145,66 +205,163 @@ class UnitOfWork:
 
     # -- loads: what commands decide on --------------------------------------------------------
 
-    def account(self, account_id: str) -> Callable[[], Account]:
+    def account(self, account_id: str) -> Callable[[], Steps[Account]]:
         """Return the load of one account by id (``NotFound`` if there is none)."""
-        return partial(self.repository.get, account_id)
+        return partial(_get, account_id)
 
-    def known(self, lead: Account) -> Known:
-        """Return the stored accounts holding ``lead``'s email and its phone.
+    def known(self, lead: Account) -> Steps[Known]:
+        """Load the stored accounts holding ``lead``'s email and its phone.
 
         The duplicate check asks the index for an id first, so that the usual answer for a
         new lead ("nobody") costs one indexed query per contact and no decoding.
         """
-        return Known(self._holding("email", lead.email), self._holding("phone", lead.phone))
+        by_email = yield from self._holding("email", lead.email)
+        by_phone = yield from self._holding("phone", lead.phone)
+        return Known(by_email, by_phone)
 
-    def _holding(self, kind: str, value: str | None) -> Account | None:
+    def _holding(self, kind: str, value: str | None) -> Steps[Account | None]:
         if value is None:
             return None
-        found = self.repository.find_id(**{kind: value})
+        found = yield from _find_id(kind, value)
         if found is None:
             return None
         with contextlib.suppress(NotFound):  # removed since: nobody holds it
-            return self.repository.get(found)
+            return (yield from _get(found))
         return None
 
-    def scene(self, lead: Account, *, referrer_id: str | None, code: str | None) -> Scene:
-        """Return the referrer (by id, or by the code on its card) and who ``lead`` is."""
+    def scene(self, lead: Account, *, referrer_id: str | None, code: str | None) -> Steps[Scene]:
+        """Load the referrer (by id, or by the code on its card) and who ``lead`` is."""
         if referrer_id is not None:
-            referrer = self.repository.get(referrer_id)
+            referrer = yield from _get(referrer_id)
         else:
-            found = None if code is None else self.repository.find_by_referral_code(code)
+            found = None if code is None else (yield call("find_by_referral_code", code))
             if found is None:
                 raise ValidationError(
                     f"no account holds referral code {code}: check the card",
                     field="referral_code",
                 )
             referrer = found
-        return Scene(referrer, self.known(lead))
+        return Scene(referrer, (yield from self.known(lead)))
 
     def account_with_code(
         self, account_id: str, draw: Callable[[], str], transitions: Transitions
-    ) -> Callable[[], tuple[Account, str]]:
+    ) -> Callable[[], Steps[tuple[Account, str]]]:
         """Return the load of an account and its referral code: its own, or a free one drawn.
 
         A code is drawn only for an account whose stage may refer: one that may not is refused
         by the command, and the draws would be wasted.
         """
 
-        def load() -> tuple[Account, str]:
-            account = self.repository.get(account_id)
+        def load() -> Steps[tuple[Account, str]]:
+            account = yield from _get(account_id)
             if account.referral_code or "refer" not in transitions.allowed(account.stage):
                 return account, account.referral_code or ""
-            return account, self.free_code(draw)
+            return account, (yield from self.free_code(draw))
 
         return load
 
-    def free_code(self, draw: Callable[[], str]) -> str:
+    def free_code(self, draw: Callable[[], str]) -> Steps[str]:
         """Draw codes with ``draw`` until one is free (a clash is rare: 31**8 codes)."""
         for _ in range(CODE_DRAWS):
             code = normalise_referral_code(draw())
-            if self.repository.find_id(referral_code=code) is None:
+            if (yield from _find_id("referral_code", code)) is None:
                 return code
         raise ConflictError(
             f"{CODE_DRAWS} referral codes drawn in a row were all taken: does the "
             "code_factory return new codes?"
         )
+
+
+class UnitOfWork(Work):
+    """Runs commands against ``repository``, publishing their events on ``bus``."""
+
+    def __init__(
+        self, repository: AccountRepository, *, clock: Clock, bus: EventBus, max_retries: int
+    ) -> None:
+        super().__init__(clock=clock, max_retries=max_retries)
+        self.repository = repository
+        self.bus = bus
+
+    def run(
+        self,
+        load: Callable[[], Steps[_Loaded]],
+        decide: Callable[[_Loaded, datetime], Decision[_Result]],
+        *,
+        at: datetime | None,
+    ) -> _Result:
+        """Load, decide at ``at`` (``None``: now), write, retry a stale write, publish."""
+        return self.drive(self.attempts(load, decide, at=at))
+
+    def drive(self, steps: Steps[_Result]) -> _Result:
+        """Run ``steps`` against the repository: call each step, send back its answer."""
+        repository = self.repository
+        answer: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                step = steps.send(answer) if error is None else steps.throw(error)
+                error = None
+                try:
+                    if type(step) is tuple:
+                        answer = getattr(repository, step[0])(*step[1], **step[2])
+                    elif type(step) is Atomic:
+                        with repository.atomic():
+                            answer = self.drive(step.steps)
+                    else:
+                        assert type(step) is Publish
+                        repository.after_commit(partial(self.bus.publish, step.events))
+                        answer = None
+                except Exception as exc:
+                    error = exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+class AsyncUnitOfWork(Work):
+    """Runs commands against an async ``repository``, awaiting each step; see the module."""
+
+    def __init__(
+        self,
+        repository: AsyncAccountRepository,
+        *,
+        clock: Clock,
+        bus: EventBus,
+        max_retries: int,
+    ) -> None:
+        super().__init__(clock=clock, max_retries=max_retries)
+        self.repository = repository
+        self.bus = bus
+
+    async def run(
+        self,
+        load: Callable[[], Steps[_Loaded]],
+        decide: Callable[[_Loaded, datetime], Decision[_Result]],
+        *,
+        at: datetime | None,
+    ) -> _Result:
+        """Load, decide at ``at`` (``None``: now), write, retry a stale write, publish."""
+        return await self.drive(self.attempts(load, decide, at=at))
+
+    async def drive(self, steps: Steps[_Result]) -> _Result:
+        """Run ``steps`` against the repository: await each step, send back its answer."""
+        repository = self.repository
+        answer: Any = None
+        error: Exception | None = None
+        try:
+            while True:
+                step = steps.send(answer) if error is None else steps.throw(error)
+                error = None
+                try:
+                    if type(step) is tuple:
+                        answer = await getattr(repository, step[0])(*step[1], **step[2])
+                    elif type(step) is Atomic:
+                        async with repository.atomic():
+                            answer = await self.drive(step.steps)
+                    else:
+                        assert type(step) is Publish
+                        repository.after_commit(partial(self.bus.publish, step.events))
+                        answer = None
+                except Exception as exc:
+                    error = exc
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
