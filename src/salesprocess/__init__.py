@@ -84,6 +84,7 @@ from salesprocess.json_views import from_json, json_schema, to_json
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
+from salesprocess.process_async import AsyncSalesProcess
 from salesprocess.qualification import (
     QualificationPolicy,
     QualificationReport,
@@ -130,6 +131,7 @@ __all__ = [
     "AccountWonBack",
     "Asset",
     "AssetRegistered",
+    "AsyncSalesProcess",
     "Attributes",
     "BadRows",
     "Call",
