@@ -283,6 +283,22 @@ _DROP_ROWS: Final = (
     "DELETE FROM salesprocess_stage_changes WHERE account_id = %(id)s",
 )
 _READ: Final = "SELECT id, data::text, stamp, purchase_count FROM salesprocess_accounts"
+#: The purchase rows of accounts (by key), and their stamps: what reads join to ``data``.
+TAIL_PURCHASES: Final = (
+    "SELECT account_id, position, at, currency, amount, moment, reference "
+    "FROM salesprocess_purchases WHERE account_id = ANY(%s) ORDER BY account_id, position"
+)
+TAIL_STAMPS: Final = "SELECT id, stamp FROM salesprocess_accounts WHERE id = ANY(%s)"
+_STAGE_ROWS: Final = (
+    "SELECT created_at, id, data::text, stamp, purchase_count FROM salesprocess_accounts "
+)
+#: ``with_stage``'s pages (keyset pagination by ``created_at``, then id).
+STAGE_FIRST: Final = f"{_STAGE_ROWS}WHERE stage = %s ORDER BY created_at, id LIMIT %s"
+STAGE_NEXT: Final = (
+    f"{_STAGE_ROWS}WHERE stage = %s AND (created_at, id) > (%s, %s) "
+    "ORDER BY created_at, id LIMIT %s"
+)
+COUNT_BY_STAGE: Final = "SELECT stage, count(*) FROM salesprocess_accounts GROUP BY stage"
 #: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
 TABLES: Final = readmodel.Tables(
     "salesprocess_accounts",
@@ -369,6 +385,37 @@ def _full_row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
 
 def _tally_rows(key: str, plan: Plan) -> list[tuple[object, ...]]:
     return [(currency, key, *tally) for currency, tally in plan.tallies.items()]
+
+
+def conflict_named(
+    accounts: list[Account],
+    *,
+    new: bool,
+    stored_ids: set[str],
+    owners: dict[str, dict[str, str]],
+) -> ConflictError:
+    """Name the first uniqueness rule ``accounts`` (in order) break.
+
+    ``stored_ids`` are the keys of their ids already stored (for a ``new`` write), ``owners``
+    per unique column the stored value's owner key, as the conflict queries found them.
+    """
+    seen_ids: set[str] = set()
+    for account in accounts:
+        key = _key(account.id)
+        if new and (key in stored_ids or key in seen_ids):
+            return ConflictError(f"an account with id {account.id} is already stored")
+        seen_ids.add(key)
+        for kind, shown in _UNIQUE:
+            value = getattr(account, kind)
+            if value is None:
+                continue
+            owner = owners[kind].get(_key(value))
+            if owner is not None and owner != key:
+                return ConflictError(f"{shown} {value} already belongs to account {_unkey(owner)}")
+            owners[kind][_key(value)] = key
+    return ConflictError(
+        "a concurrent write took an id, email, phone or referral code of these accounts"
+    )
 
 
 class PostgresRepository:
@@ -586,25 +633,7 @@ class PostgresRepository:
                 (values,),
             ).fetchall()
             owners[kind] = {row[0]: row[1] for row in rows}
-        seen_ids: set[str] = set()
-        for account in accounts:
-            key = _key(account.id)
-            if new and (key in stored_ids or key in seen_ids):
-                return ConflictError(f"an account with id {account.id} is already stored")
-            seen_ids.add(key)
-            for kind, shown in _UNIQUE:
-                value = getattr(account, kind)
-                if value is None:
-                    continue
-                owner = owners[kind].get(_key(value))
-                if owner is not None and owner != key:
-                    return ConflictError(
-                        f"{shown} {value} already belongs to account {_unkey(owner)}"
-                    )
-                owners[kind][_key(value)] = key
-        return ConflictError(
-            "a concurrent write took an id, email, phone or referral code of these accounts"
-        )
+        return conflict_named(accounts, new=new, stored_ids=stored_ids, owners=owners)
 
     # --- writes -----------------------------------------------------------------------------
     #
@@ -737,18 +766,10 @@ class PostgresRepository:
             keys = [_key(account_id) for account_id in ids]
             purchases: dict[str, list[tuple[object, ...]]] = {}
             with self._using(what) as connection, self._scope(connection):
-                for key, *row in connection.execute(
-                    "SELECT account_id, position, at, currency, amount, moment, reference "
-                    "FROM salesprocess_purchases WHERE account_id = ANY(%s) "
-                    "ORDER BY account_id, position",
-                    (keys,),
-                ):
+                for key, *row in connection.execute(TAIL_PURCHASES, (keys,)):
                     purchases.setdefault(_unkey(key), []).append(tuple(row))
                 stamps = {
-                    _unkey(key): stamp
-                    for key, stamp in connection.execute(
-                        "SELECT id, stamp FROM salesprocess_accounts WHERE id = ANY(%s)", (keys,)
-                    )
+                    _unkey(key): stamp for key, stamp in connection.execute(TAIL_STAMPS, (keys,))
                 }
             return purchases, stamps
 
@@ -836,29 +857,17 @@ class PostgresRepository:
         )
 
     def _stage_page(self, stage: str, after: Key | None) -> list[tuple[Any, ...]]:
-        columns = "created_at, id, data::text, stamp, purchase_count"
         with self._using(f"listing stage {stage}") as connection, self._scope(connection):
             if after is None:
-                cursor = connection.execute(
-                    f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
-                    "WHERE stage = %s ORDER BY created_at, id LIMIT %s",
-                    (stage, PAGE_SIZE),
-                )
+                cursor = connection.execute(STAGE_FIRST, (stage, PAGE_SIZE))
             else:
-                cursor = connection.execute(
-                    f"SELECT {columns} FROM salesprocess_accounts "  # noqa: S608 - ours
-                    "WHERE stage = %s AND (created_at, id) > (%s, %s) "
-                    "ORDER BY created_at, id LIMIT %s",
-                    (stage, *after, PAGE_SIZE),
-                )
+                cursor = connection.execute(STAGE_NEXT, (stage, *after, PAGE_SIZE))
             return cursor.fetchall()
 
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage (one ``GROUP BY`` over the stage index)."""
         with self._using("counting by stage") as connection, self._scope(connection):
-            rows = connection.execute(
-                "SELECT stage, count(*) FROM salesprocess_accounts GROUP BY stage"
-            ).fetchall()
+            rows = connection.execute(COUNT_BY_STAGE).fetchall()
         return {Stage(stage): int(count) for stage, count in rows}
 
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
