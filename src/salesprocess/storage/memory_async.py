@@ -2,17 +2,19 @@
 
 It keeps its accounts in an :class:`~salesprocess.storage.memory.InMemoryRepository` (the same
 indexes, checks and undo log, so both keep the same promises) and adds what tasks need: an
-``atomic()`` block belongs to the task that opened it, and while it is open every other task's
-call waits for it to end, so no task sees another's writes before they are committed, nor
-writes between them. Nothing here does I/O: a call that need not wait runs at once.
+``atomic()`` block belongs to the task that opened it (and to tasks it starts inside the block,
+which share its context), and while it is open every other task's call waits for it to end, so
+no task sees another's writes before they are committed, nor writes between them. Nothing here
+does I/O: a call that need not wait runs at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
-from typing import Any
 
 from salesprocess.account import Account
 from salesprocess.stage import Stage
@@ -21,12 +23,13 @@ from salesprocess.storage.protocol import AfterCommit, call_all
 
 __all__ = ["AsyncInMemoryRepository"]
 
+_names = itertools.count()
 
-def _current() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no event loop running: no task can own a block
-        return None
+
+class _Block:
+    """The mark of one open outermost ``atomic()`` block, held in its owner's context."""
+
+    __slots__ = ()
 
 
 class AsyncInMemoryRepository:
@@ -35,7 +38,10 @@ class AsyncInMemoryRepository:
     def __init__(self) -> None:
         self._store = InMemoryRepository()
         self._lock = asyncio.Lock()  # held by the task whose atomic() block is open
-        self._owner: asyncio.Task[Any] | None = None
+        self._open: _Block | None = None  # the block open now, whoever opened it
+        self._mine: contextvars.ContextVar[_Block | None] = contextvars.ContextVar(
+            f"salesprocess_memory_block_{next(_names)}", default=None
+        )
         self._after_commit = AfterCommit()
         self._unlocked: AbstractContextManager[None] = nullcontext()
 
@@ -44,8 +50,7 @@ class AsyncInMemoryRepository:
 
     async def _turn(self) -> None:
         """Wait while another task's ``atomic()`` block is open."""
-        owner = self._owner
-        if owner is None or owner is _current():
+        if self._open is None or self._mine.get() is self._open:
             return
         async with self._lock:
             pass  # what follows runs before any other task, so the block stays ours
@@ -115,11 +120,12 @@ class AsyncInMemoryRepository:
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
         """Undo every write of the block if it raises; other tasks wait for it to end."""
-        task = _current()
-        outer = self._owner is None or self._owner is not task
+        outer = self._open is None or self._mine.get() is not self._open
+        token = None
         if outer:
             await self._lock.acquire()
-            self._owner = task
+            self._open = _Block()
+            token = self._mine.set(self._open)
         try:
             block = self._store.atomic()
             block.__enter__()
@@ -132,13 +138,15 @@ class AsyncInMemoryRepository:
                 raise
             block.__exit__(None, None, None)
         finally:
-            if outer:
-                self._owner = None
+            if token is not None:
+                self._mine.reset(token)
+                self._open = None
                 self._lock.release()
         call_all(self._after_commit.take() if outer else [])
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` now, or when this task's outermost ``atomic()`` block commits."""
-        self._after_commit.register(
-            callback, self._unlocked, lambda: self._owner is not None and self._owner is _current()
-        )
+        self._after_commit.register(callback, self._unlocked, self._in_my_block)
+
+    def _in_my_block(self) -> bool:
+        return self._open is not None and self._mine.get() is self._open
