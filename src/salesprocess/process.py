@@ -11,6 +11,7 @@ the stored accounts stay exactly as they were, and publishes nothing.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -103,6 +104,11 @@ class SalesProcess(UseCases):
             if repository is None
             else require_instance(repository, "repository", AccountRepository)  # type: ignore[type-abstract]
         )
+        if inspect.iscoroutinefunction(store.get):
+            raise ValidationError(
+                f"repository {type(store).__name__} is async: use AsyncSalesProcess with it",
+                field="repository",
+            )
         super().__init__(
             criteria=criteria, scoring=scoring, qualification_policy=qualification_policy,
             service_policy=service_policy, lifecycle=lifecycle, clock=clock,

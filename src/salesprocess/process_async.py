@@ -25,6 +25,7 @@ sync facade.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -115,6 +116,12 @@ class AsyncSalesProcess(UseCases):
             if repository is None
             else require_instance(repository, "repository", AsyncAccountRepository)  # type: ignore[type-abstract]
         )
+        if not inspect.iscoroutinefunction(store.get):
+            raise ValidationError(
+                f"repository {type(store).__name__} is not async (its get() is no coroutine "
+                "function): use SalesProcess with it, or an async repository here",
+                field="repository",
+            )
         super().__init__(
             criteria=criteria, scoring=scoring, qualification_policy=qualification_policy,
             service_policy=service_policy, lifecycle=lifecycle, clock=clock,

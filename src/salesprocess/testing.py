@@ -1890,6 +1890,9 @@ class BlockingRepository:
         # this repository (the loop cannot be run again from inside itself)
         self._committed: list[Callable[[], None]] = []
 
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
     def _call_back(self) -> None:
         committed = self._committed[:]
         self._committed.clear()  # in place: what after_commit registered appends to it
