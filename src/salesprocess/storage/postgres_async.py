@@ -41,7 +41,7 @@ import asyncio
 import contextvars
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -229,9 +229,12 @@ class AsyncPostgresRepository:
     @staticmethod
     def _writing(connection: _Connection) -> AbstractAsyncContextManager[Any]:
         """Return the transaction a write runs in: its own, or a savepoint in the open one."""
-        if connection.info.transaction_status == TransactionStatus.INERROR:
+        status = connection.info.transaction_status
+        if status == TransactionStatus.INERROR:
             raise StorageError(_FAILED)
-        return connection.transaction()
+        if status == TransactionStatus.IDLE and connection.autocommit:
+            return _pipelined(connection)
+        return _in_pipeline(connection)
 
     # --- schema -----------------------------------------------------------------------------
 
@@ -312,11 +315,7 @@ class AsyncPostgresRepository:
         plan = _plan(stored, 1)
         async with self._using(f"adding account {account.id}") as connection:
             try:
-                async with (
-                    connection.pipeline(),
-                    self._writing(connection),
-                    connection.cursor() as cursor,
-                ):
+                async with self._writing(connection), connection.cursor() as cursor:
                     await cursor.execute(_INSERT, _full_row(stored, 1, plan))
                     await _append(cursor, _key(account.id), plan)
             except pg_errors.UniqueViolation:
@@ -331,8 +330,11 @@ class AsyncPostgresRepository:
         history: list[tuple[object, ...]] = []
         tallies: list[tuple[object, ...]] = []
         async with self._using("adding accounts") as connection:
+            if connection.info.transaction_status == TransactionStatus.INERROR:
+                raise StorageError(_FAILED)
             try:
-                async with self._writing(connection), connection.cursor() as cursor:
+                # COPY cannot be pipelined; a bulk load's round trips do not matter
+                async with connection.transaction(), connection.cursor() as cursor:
                     async with cursor.copy(
                         f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN"
                     ) as copy:
@@ -362,7 +364,6 @@ class AsyncPostgresRepository:
         async with self._using(f"saving account {account.id}") as connection:
             try:
                 async with (
-                    connection.pipeline(),
                     self._writing(connection),
                     connection.cursor() as cursor,
                     connection.cursor() as tally_cursor,
@@ -615,7 +616,7 @@ class AsyncPostgresRepository:
             async with self._using("a nested block", check=False) as connection:
                 mark = block.after_commit.mark()
                 try:
-                    async with self._writing(connection):
+                    async with _transaction(connection):
                         yield
                 except BaseException:
                     block.after_commit.discard(mark)
@@ -625,7 +626,7 @@ class AsyncPostgresRepository:
             block = _Block(connection)
             token = self._block.set(block)
             try:
-                async with self._writing(connection):
+                async with _transaction(connection):
                     yield
             finally:
                 self._block.reset(token)
@@ -650,6 +651,46 @@ class _NoLock:
 
 
 _NO_LOCK = _NoLock()
+
+
+@asynccontextmanager
+async def _pipelined(connection: _Connection) -> AsyncIterator[None]:
+    """Run the block in a transaction whose ``BEGIN`` and ``COMMIT`` travel with its statements.
+
+    On an autocommit connection with no transaction open, the block's statements are sent in
+    one pipeline between ``BEGIN`` and ``COMMIT``: the round trips are the block's own reads,
+    plus one for the rest. If anything fails the transaction is rolled back.
+    """
+    try:
+        async with connection.pipeline():
+            await connection.execute("BEGIN")
+            yield
+            await connection.execute("COMMIT")
+    except BaseException:
+        if not connection.closed and connection.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+        ):
+            with suppress(psycopg.Error):  # the connection broke: the first error says why
+                await connection.execute("ROLLBACK")
+        raise
+
+
+def _transaction(connection: _Connection) -> AbstractAsyncContextManager[Any]:
+    """Return ``atomic()``'s transaction: its own, or a savepoint in the open one.
+
+    Not pipelined: a block may run any statement, ``COPY`` included.
+    """
+    if connection.info.transaction_status == TransactionStatus.INERROR:
+        raise StorageError(_FAILED)
+    return connection.transaction()
+
+
+@asynccontextmanager
+async def _in_pipeline(connection: _Connection) -> AsyncIterator[None]:
+    """Run the block in a savepoint of the open transaction (or psycopg's own), pipelined."""
+    async with connection.pipeline(), connection.transaction():
+        yield
 
 
 async def _version(connection: _Connection) -> int | None:
