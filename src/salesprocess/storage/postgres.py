@@ -978,3 +978,13 @@ class PostgresRepository:
         See the module documentation for a transaction the app began itself.
         """
         self._after_commit.register(callback, self._lock, lambda: self._depth > 0)
+
+
+def __getattr__(name: str) -> Any:
+    # The async adapter lives in postgres_async, which imports this module; it is offered
+    # here too, loaded on first use (an import at the top would be a cycle).
+    if name == "AsyncPostgresRepository":
+        from salesprocess.storage.postgres_async import AsyncPostgresRepository  # noqa: PLC0415
+
+        return AsyncPostgresRepository
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
