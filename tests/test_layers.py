@@ -58,6 +58,7 @@ ALLOWED: dict[str, set[str]] = {
 EXTRA: dict[str, set[str]] = {
     "storage.sqlite": {"reports"},
     "storage.postgres": {"reports"},
+    "storage.postgres_async": {"reports"},
 }
 
 
@@ -121,7 +122,7 @@ def test_the_layers_cover_the_tree():
     """Every module is placed: the facade, the command line and the test kits are the entries."""
     entry = {m for m in _modules() if _layer(m) == "entry"}
     assert {m for m in entry if not m.startswith("cli.")} == {
-        "__main__", "cli", "json_views", "process", "strategies", "testing",
+        "__main__", "cli", "json_views", "process", "process_async", "strategies", "testing",
     }  # fmt: skip
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra")
 psycopg_pool = pytest.importorskip("psycopg_pool", reason="needs the postgres extra")
 
 from salesprocess.storage.postgres_async import AsyncPostgresRepository  # noqa: E402
+
+T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
 class TestAsyncInMemoryRepository(AsyncRepositoryContract):
@@ -209,3 +212,41 @@ def test_both_adapters_read_what_the_other_wrote(postgres_schema, awaiting):
             await pool.close()
 
     assert awaiting(read()) == again
+
+
+def test_refused_pipelined_writes_leave_no_statement_half_prepared(postgres_schema, awaiting):
+    """Saves refused as stale and adds refused as taken, again and again: later adds work.
+
+    psycopg prepares a statement from its sixth use; one prepared inside a pipeline that ends
+    in a refusal could be taken for prepared while the server had dropped it, and the next add
+    would fail with "prepared statement does not exist" (the contract's machine found it).
+    """
+
+    def account(account_id: str, name: str = "Acme") -> sp.Account:
+        return sp.Account(account_id, name, sp.Source(sp.Channel.REFERRAL), T0)
+
+    async def scenario() -> None:
+        connection = await psycopg.AsyncConnection.connect(postgres_schema(), autocommit=True)
+        try:
+            repository = AsyncPostgresRepository(connection)
+            await repository.migrate()
+            stored = await repository.add(account("a"))
+            for _ in range(7):
+                assert [a.id async for a in repository.with_stage(sp.Stage.PROSPECT)] == ["a"]
+                await repository.count_by_stage()
+            for _ in range(2):
+                with pytest.raises(sp.StaleWrite):
+                    await repository.save(stored.with_changes(name="Old"), expected_version=0)
+            stored = await repository.save(stored.with_changes(name="New"), expected_version=1)
+            for _ in range(5):
+                with pytest.raises(sp.ConflictError, match="already stored"):
+                    await repository.add(account("a"))
+                with pytest.raises(sp.StaleWrite):
+                    await repository.save(stored.with_changes(name="Old"), expected_version=0)
+                await repository.count_by_stage()
+            assert (await repository.add(account("g"))).version == 1
+            assert (await repository.get("a")).name == "New"
+        finally:
+            await connection.close()
+
+    awaiting(scenario())

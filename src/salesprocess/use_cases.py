@@ -220,7 +220,7 @@ class UseCases:
 
     def _call_list_limit(self, limit: int) -> int:
         limit = require_int(limit, "limit", low=1)
-        self._criteria()
+        self._criteria()  # refused before any prospect is read
         return limit
 
     def _qualify(

@@ -316,7 +316,7 @@ class AsyncPostgresRepository:
         async with self._using(f"adding account {account.id}") as connection:
             try:
                 async with self._writing(connection), connection.cursor() as cursor:
-                    await cursor.execute(_INSERT, _full_row(stored, 1, plan))
+                    await cursor.execute(_INSERT, _full_row(stored, 1, plan), prepare=False)
                     await _append(cursor, _key(account.id), plan)
             except pg_errors.UniqueViolation:
                 raise await self._conflict(connection, [account], new=True) from None
@@ -368,8 +368,8 @@ class AsyncPostgresRepository:
                     connection.cursor() as cursor,
                     connection.cursor() as tally_cursor,
                 ):
-                    await cursor.execute(_STATE, (key,))
-                    await tally_cursor.execute(_ALL_TALLIES, (key,))
+                    await cursor.execute(_STATE, (key,), prepare=False)
+                    await tally_cursor.execute(_ALL_TALLIES, (key,), prepare=False)
                     state = await cursor.fetchone()
                     known = {
                         row[0]: readmodel.Tally(*row[1:]) for row in await tally_cursor.fetchall()
@@ -386,10 +386,10 @@ class AsyncPostgresRepository:
                         known_tallies=lambda wanted: {c: known[c] for c in wanted if c in known},
                     )
                     row = _full_row(stored, stored.version, plan)
-                    await cursor.execute(_UPDATE, (*row[1:], key, expected_version))
+                    await cursor.execute(_UPDATE, (*row[1:], key, expected_version), prepare=False)
                     if plan.rewrite:
                         for statement in _DROP_ROWS:
-                            await cursor.execute(statement, {"id": key})
+                            await cursor.execute(statement, {"id": key}, prepare=False)
                     await _append(cursor, key, plan)
             except pg_errors.UniqueViolation:
                 raise await self._conflict(connection, [account], new=False) from None
@@ -663,9 +663,9 @@ async def _pipelined(connection: _Connection) -> AsyncIterator[None]:
     """
     try:
         async with connection.pipeline():
-            await connection.execute("BEGIN")
+            await connection.execute("BEGIN", prepare=False)
             yield
-            await connection.execute("COMMIT")
+            await connection.execute("COMMIT", prepare=False)
     except BaseException:
         if not connection.closed and connection.info.transaction_status in (
             TransactionStatus.INTRANS,
@@ -707,8 +707,8 @@ async def _tails(connection: _Connection, keys: list[str]) -> readmodel.Tails:
     """Return the purchase rows and stamps of the accounts ``keys`` name (one round trip)."""
     purchases: dict[str, list[tuple[object, ...]]] = {}
     async with connection.pipeline(), connection.cursor() as bought, connection.cursor() as now:
-        await bought.execute(TAIL_PURCHASES, (keys,))
-        await now.execute(TAIL_STAMPS, (keys,))
+        await bought.execute(TAIL_PURCHASES, (keys,), prepare=False)
+        await now.execute(TAIL_STAMPS, (keys,), prepare=False)
         for key, *row in await bought.fetchall():
             purchases.setdefault(_unkey(key), []).append(tuple(row))
         stamps = {_unkey(key): stamp for key, stamp in await now.fetchall()}
@@ -716,12 +716,20 @@ async def _tails(connection: _Connection, keys: list[str]) -> readmodel.Tails:
 
 
 async def _append(cursor: _Cursor, key: str, plan: Plan) -> None:
-    """Write the rows ``plan`` adds: stage changes, purchases, and the touched tallies."""
+    """Write the rows ``plan`` adds: stage changes, purchases, and the touched tallies.
+
+    Statements sent in a pipeline are never prepared: when a pipeline aborts (a unique
+    violation), psycopg may take a statement the server skipped for prepared, and the next use
+    of it would fail (``prepared statement "_pg3_4" does not exist``).
+    """
     if plan.history:
-        await cursor.executemany(_INSERT_CHANGE, plan.history)
+        for change in plan.history:
+            await cursor.execute(_INSERT_CHANGE, change, prepare=False)
     if plan.purchases:
-        await cursor.executemany(_INSERT_PURCHASE, plan.purchases)
-        await cursor.executemany(_PUT_TALLY, _tally_rows(key, plan))
+        for purchase in plan.purchases:
+            await cursor.execute(_INSERT_PURCHASE, purchase, prepare=False)
+        for tally in _tally_rows(key, plan):
+            await cursor.execute(_PUT_TALLY, tally, prepare=False)
 
 
 async def _copy(
