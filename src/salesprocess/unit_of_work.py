@@ -32,9 +32,7 @@ import contextlib
 from collections.abc import Callable, Generator
 from datetime import datetime
 from functools import partial
-from typing import Any, Final, TypeAlias, TypeVar
-
-import attrs
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from salesprocess.account import Account
 from salesprocess.clock import Clock, require_aware
@@ -71,15 +69,13 @@ CODE_DRAWS: Final = 8
 Call: TypeAlias = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
-@attrs.frozen
-class Atomic:
+class Atomic(NamedTuple):
     """A step: run ``steps`` inside the repository's ``atomic()`` block; answer their result."""
 
     steps: Generator[Any, Any, Any]
 
 
-@attrs.frozen
-class Publish:
+class Publish(NamedTuple):
     """A step: publish ``events`` once the writes made so far are committed (``after_commit``)."""
 
     events: tuple[DomainEvent, ...]
@@ -94,6 +90,13 @@ Steps: TypeAlias = Generator[Step, Any, _Result]
 def call(method: str, *args: Any, **kwargs: Any) -> Call:
     """Return the step that calls the repository's ``method`` with these arguments."""
     return (method, args, kwargs)
+
+
+def _writing(account: Account) -> Call:
+    """Return the write of ``account``: added at version 0, else saved expecting its version."""
+    if account.version:
+        return ("save", (account,), {"expected_version": account.version})
+    return ("add", (account,), {})
 
 
 def _get(account_id: str) -> Steps[Account]:
@@ -123,10 +126,22 @@ class Work:
         """Load, decide at ``at`` (``None``: now), write, retry a stale write, publish."""
         given = None if at is None else require_aware(at)
         for attempt in range(self.max_retries + 1):
-            loaded = yield from load()
+            loading: Any = load()
+            # a load of one call is that call itself: a generator fewer on the hot path
+            loaded = (yield loading) if loading.__class__ is tuple else (yield from loading)
             decision = decide(loaded, self.clock.now() if given is None else given)
+            writes = decision.writes
             try:
-                yield from self._write(decision.writes)
+                if len(writes) == 1:  # the usual command: one account, no block needed
+                    account = writes[0]
+                    try:
+                        yield _writing(account)
+                    except StaleWrite:
+                        raise
+                    except ConflictError as error:
+                        yield from self._clash(account, error)
+                elif writes:
+                    yield Atomic(self._write_all(writes))
             except StaleWrite as error:
                 if attempt < self.max_retries:
                     continue
@@ -138,13 +153,6 @@ class Work:
                 yield Publish(decision.events)
             return decision.result
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _write(self, writes: tuple[Account, ...]) -> Steps[None]:
-        if len(writes) <= 1:
-            for account in writes:
-                yield from self._write_one(account)
-            return
-        yield Atomic(self._write_all(writes))
 
     def _write_all(self, writes: tuple[Account, ...]) -> Steps[None]:
         new = [account for account in writes if not account.version]
@@ -173,41 +181,39 @@ class Work:
         return False
 
     def _write_one(self, account: Account) -> Steps[None]:
-        if account.version:
-            try:
-                yield ("save", (account,), {"expected_version": account.version})
-            except StaleWrite:
-                raise
-            except ConflictError as error:
-                # The only code a command sets is one drawn free at the load: another writer
-                # has taken it since, and the retry draws another.
-                code = account.referral_code
-                holder = None if code is None else (yield from _find_id("referral_code", code))
-                if holder not in (None, account.id):
-                    raise StaleWrite(
-                        f"referral code {code} was taken meanwhile ({error})"
-                    ) from error
-                raise
-            return
         try:
-            yield ("add", (account,), {})
+            yield _writing(account)
         except StaleWrite:
             raise
         except ConflictError as error:
-            # The command saw the lead's email and phone free. If one is taken now, another
-            # writer captured the same person since: what we loaded is stale, and the retry
-            # finds (and links) the account that writer stored.
-            if (yield from self._taken(account)):
-                raise StaleWrite(
-                    f"lead {account.name!r} was captured meanwhile ({error})"
-                ) from error
-            raise
+            yield from self._clash(account, error)
+
+    def _clash(self, account: Account, error: ConflictError) -> Steps[None]:
+        """Raise ``StaleWrite`` if ``error`` (refusing ``account``'s write) is a race, else it."""
+        if account.version:
+            # The only code a command sets is one drawn free at the load: another writer
+            # has taken it since, and the retry draws another.
+            code = account.referral_code
+            holder = None if code is None else (yield from _find_id("referral_code", code))
+            if holder not in (None, account.id):
+                raise StaleWrite(f"referral code {code} was taken meanwhile ({error})") from error
+            raise error
+        # The command saw the lead's email and phone free. If one is taken now, another
+        # writer captured the same person since: what we loaded is stale, and the retry
+        # finds (and links) the account that writer stored.
+        if (yield from self._taken(account)):
+            raise StaleWrite(f"lead {account.name!r} was captured meanwhile ({error})") from error
+        raise error
 
     # -- loads: what commands decide on --------------------------------------------------------
 
     def account(self, account_id: str) -> Callable[[], Steps[Account]]:
-        """Return the load of one account by id (``NotFound`` if there is none)."""
-        return partial(_get, account_id)
+        """Return the load of one account by id (``NotFound`` if there is none).
+
+        The load is the one call itself (a :data:`Call`), which :meth:`attempts` yields as it
+        is: no generator for the commonest load.
+        """
+        return partial(call, "get", account_id)  # type: ignore[return-value]
 
     def known(self, lead: Account) -> Steps[Known]:
         """Load the stored accounts holding ``lead``'s email and its phone.
@@ -295,20 +301,23 @@ class UnitOfWork(Work):
     def drive(self, steps: Steps[_Result]) -> _Result:
         """Run ``steps`` against the repository: call each step, send back its answer."""
         repository = self.repository
+        send, throw = steps.send, steps.throw
         answer: Any = None
         error: Exception | None = None
         try:
             while True:
-                step = steps.send(answer) if error is None else steps.throw(error)
+                step: Any = send(answer) if error is None else throw(error)
                 error = None
                 try:
-                    if type(step) is tuple:
-                        answer = getattr(repository, step[0])(*step[1], **step[2])
-                    elif type(step) is Atomic:
+                    kind = step.__class__
+                    if kind is tuple:
+                        name, args, kwargs = step
+                        method = getattr(repository, name)
+                        answer = (method(*args, **kwargs) if kwargs else method(*args))
+                    elif kind is Atomic:
                         with repository.atomic():
                             answer = self.drive(step.steps)
                     else:
-                        assert type(step) is Publish
                         repository.after_commit(partial(self.bus.publish, step.events))
                         answer = None
                 except Exception as exc:
@@ -345,20 +354,23 @@ class AsyncUnitOfWork(Work):
     async def drive(self, steps: Steps[_Result]) -> _Result:
         """Run ``steps`` against the repository: await each step, send back its answer."""
         repository = self.repository
+        send, throw = steps.send, steps.throw
         answer: Any = None
         error: Exception | None = None
         try:
             while True:
-                step = steps.send(answer) if error is None else steps.throw(error)
+                step: Any = send(answer) if error is None else throw(error)
                 error = None
                 try:
-                    if type(step) is tuple:
-                        answer = await getattr(repository, step[0])(*step[1], **step[2])
-                    elif type(step) is Atomic:
+                    kind = step.__class__
+                    if kind is tuple:
+                        name, args, kwargs = step
+                        method = getattr(repository, name)
+                        answer = await (method(*args, **kwargs) if kwargs else method(*args))
+                    elif kind is Atomic:
                         async with repository.atomic():
                             answer = await self.drive(step.steps)
                     else:
-                        assert type(step) is Publish
                         repository.after_commit(partial(self.bus.publish, step.events))
                         answer = None
                 except Exception as exc:
