@@ -313,7 +313,7 @@ class UnitOfWork(Work):
                     if kind is tuple:
                         name, args, kwargs = step
                         method = getattr(repository, name)
-                        answer = (method(*args, **kwargs) if kwargs else method(*args))
+                        answer = method(*args, **kwargs) if kwargs else method(*args)
                     elif kind is Atomic:
                         with repository.atomic():
                             answer = self.drive(step.steps)
