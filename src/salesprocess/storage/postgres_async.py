@@ -41,7 +41,13 @@ import asyncio
 import contextvars
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -639,18 +645,7 @@ class AsyncPostgresRepository:
         if block is None:
             call_all([checked])
         else:
-            block.after_commit.register(checked, _NO_LOCK, lambda: True)
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
+            block.after_commit.register(checked, nullcontext(), lambda: True)
 
 
 @asynccontextmanager
