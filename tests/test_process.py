@@ -11,6 +11,7 @@ import pytest
 
 import salesprocess as sp
 from salesprocess.storage import InMemoryRepository
+from salesprocess.storage.protocol import Holders
 
 
 def at(y: int, m: int, d: int, hour: int = 9) -> datetime:
@@ -294,14 +295,21 @@ def test_capture_race_returns_the_account_the_other_writer_stored(clock):
     class Racing(InMemoryRepository):
         raced = False
 
+        def _race(self, email: str | None) -> bool:
+            if self.raced:
+                return False
+            self.raced = True
+            other = sp.SalesProcess(self, clock=clock, id_factory=lambda: "other-writer")
+            other.capture_lead(name="Acme (other desk)", email=email, channel="referral")
+            return True
+
         def find_id(self, **key: str | None) -> str | None:
-            if not self.raced:
-                self.raced = True
-                other = sp.SalesProcess(self, clock=clock, id_factory=lambda: "other-writer")
-                email = key["email"]
-                other.capture_lead(name="Acme (other desk)", email=email, channel="referral")
-                return None
-            return super().find_id(**key)
+            return None if self._race(key["email"]) else super().find_id(**key)
+
+        def holders(self, **keys: Any) -> Holders:  # the batched look-up: the same race
+            return Holders(None, None, None, None) if self._race(keys["email"]) else (
+                super().holders(**keys)
+            )  # fmt: skip
 
     sales = sp.SalesProcess(Racing(), clock=clock, id_factory=lambda: "mine")
     account = sales.capture_lead(name="Acme", email="buyer@acme.example", channel="cold_outreach")

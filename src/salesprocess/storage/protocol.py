@@ -19,9 +19,9 @@ refuses a bad argument with the same ``ValidationError``; an adapter of your own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 from salesprocess.account import Account
 from salesprocess.checks import require_instance, require_int
@@ -34,6 +34,8 @@ __all__ = [
     "MAX_VERSION",
     "AccountRepository",
     "AfterCommit",
+    "Batching",
+    "Holders",
     "call_all",
     "every_account",
     "require_account",
@@ -168,6 +170,53 @@ class AccountRepository(Protocol):
         that block, or the nested block it was registered in, rolls back. Callbacks run in the
         order registered; an exception from one reaches the code that ended the block (the
         commit stands) after the others have run. :class:`AfterCommit` implements this.
+        """
+        ...
+
+
+class Holders(NamedTuple):
+    """The accounts :meth:`Batching.holders` found: by id, email, phone and referral code.
+
+    ``None`` where nobody holds the key, or it was not asked for.
+    """
+
+    by_id: Account | None
+    by_email: Account | None
+    by_phone: Account | None
+    by_code: Account | None
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """What a store offers to run a command in fewer round trips (an optional capability).
+
+    The unit of work asks a store that has it for a command's accounts in one call
+    (:meth:`holders`) and stores a command's several writes in one (:meth:`write_all`); of
+    another store, one call each. The PostgreSQL adapters answer each in one statement or
+    pipeline, so a command touching two accounts (a referral) is three round trips. The
+    in-memory store is the reference; the contract kit checks both methods where present.
+    """
+
+    def holders(
+        self,
+        *,
+        account_id: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> Holders:
+        """Return the accounts holding this id, normalised email, phone and referral code.
+
+        What ``get`` (``None`` in place of ``NotFound``) and ``find_by_*`` return, in one call.
+        """
+        ...
+
+    def write_all(self, accounts: Sequence[Account]) -> list[Account]:
+        """Store ``accounts`` all or nothing; return them as stored.
+
+        An account at version 0 is added as ``add`` adds it; any other is saved as ``save``
+        saves it, expecting its own version. Refused as those are (``ConflictError``,
+        ``StaleWrite``, ``NotFound``), and then nothing of the batch is stored.
         """
         ...
 

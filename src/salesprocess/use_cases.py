@@ -1,0 +1,405 @@
+"""What both facades share: their wiring, and each of their commands as steps of work.
+
+:class:`~salesprocess.process.SalesProcess` and
+:class:`~salesprocess.process_async.AsyncSalesProcess` are this class with a runner: each
+command here checks its arguments, builds its records and returns the steps (load, decide
+with the pure command of :mod:`salesprocess.commands`, write, retry, publish) that the facade's
+unit of work drives, calling the repository or awaiting it. So a command is written once, and
+the two facades cannot disagree about what it does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from salesprocess import imports, screening
+from salesprocess.account import (
+    Account,
+    Asset,
+    Call,
+    CallOutcome,
+    Channel,
+    Preference,
+    Purchase,
+    ReferralCards,
+    ReferralRequest,
+)
+from salesprocess.checks import (
+    optional_text,
+    require_instance,
+    require_int,
+    require_items,
+    require_text,
+)
+from salesprocess.clock import Clock, SystemClock, require_aware, utc_day
+from salesprocess.commands import care, leads, purchases, qualifying, referrals
+from salesprocess.commands.decision import Decision
+from salesprocess.commands.leads import LeadCapture, LeadDetails
+from salesprocess.commands.purchases import PurchaseRow
+from salesprocess.criteria import Criteria
+from salesprocess.currencies import CurrencyRule
+from salesprocess.customer_service import (
+    RepairOrReplacePolicy,
+    ServicePolicy,
+    ServiceRecommendation,
+)
+from salesprocess.errors import SalesProcessError, ValidationError
+from salesprocess.events import DomainEvent, EventBus
+from salesprocess.imports import LeadImport, PurchaseImport
+from salesprocess.lifecycle import Lifecycle, Transitions
+from salesprocess.money import Money
+from salesprocess.qualification import QualificationPolicy, QualificationReport, ScreenAndCallPolicy
+from salesprocess.referral_codes import new_referral_code, normalise_referral_code
+from salesprocess.rules import QualificationRule
+from salesprocess.screening import Progress
+from salesprocess.stage import Stage
+from salesprocess.unit_of_work import Steps, Work
+
+if TYPE_CHECKING:
+    from statemachine import StateMachine
+
+__all__ = ["UseCases"]
+
+_Wired = TypeVar("_Wired")
+_Event = TypeVar("_Event", bound=DomainEvent)
+_Result = TypeVar("_Result")
+
+
+def _optional(value: _Wired | None, field: str, kind: Any) -> _Wired | None:
+    return None if value is None else require_instance(value, field, kind)
+
+
+class UseCases:
+    """The wiring of a facade (all but its store) and its commands as steps; see the module.
+
+    The arguments are :class:`~salesprocess.process.SalesProcess`'s, checked here once so that
+    a miswired process fails when it is made, not in its first command.
+    """
+
+    #: The facade's runner: a ``UnitOfWork`` or an ``AsyncUnitOfWork``.
+    _uow: Work
+
+    def __init__(
+        self,
+        *,
+        criteria: Criteria | None = None,
+        scoring: QualificationRule | None = None,
+        qualification_policy: QualificationPolicy | None = None,
+        service_policy: ServicePolicy | None = None,
+        lifecycle: type[StateMachine] = Lifecycle,
+        clock: Clock | None = None,
+        max_retries: int = 3,
+        id_factory: Callable[[], str] | None = None,
+        code_factory: Callable[[], str] | None = None,
+        currency: CurrencyRule | str | None = None,
+    ) -> None:
+        self.criteria = _optional(criteria, "criteria", Criteria)
+        self.scoring = _optional(scoring, "scoring", QualificationRule)
+        self.qualification_policy: QualificationPolicy = (
+            _optional(qualification_policy, "qualification_policy", QualificationPolicy)
+            or ScreenAndCallPolicy()
+        )
+        self.service_policy: ServicePolicy = (
+            _optional(service_policy, "service_policy", ServicePolicy) or RepairOrReplacePolicy()
+        )
+        self.transitions = Transitions.of(lifecycle)
+        self.currency_rule = CurrencyRule.of(currency)
+        self._new_id = _optional(id_factory, "id_factory", Callable) or (lambda: uuid.uuid4().hex)
+        self._new_code = _optional(code_factory, "code_factory", Callable) or new_referral_code
+        self._bus = EventBus()
+        self._clock = _optional(clock, "clock", Clock) or SystemClock()
+        self._max_retries = require_int(max_retries, "max_retries", low=0)
+
+    @property
+    def clock(self) -> Clock:
+        """Where "now" comes from."""
+        return self._uow.clock
+
+    @property
+    def max_retries(self) -> int:
+        """How often a command overtaken by a concurrent write is retried."""
+        return self._uow.max_retries
+
+    @overload
+    def subscribe(self, handler: Callable[[DomainEvent], None]) -> Callable[[], None]: ...
+    @overload
+    def subscribe(
+        self, handler: Callable[[_Event], None], event_type: type[_Event]
+    ) -> Callable[[], None]: ...
+    def subscribe(self, handler: Any, event_type: Any = DomainEvent) -> Callable[[], None]:
+        """Call ``handler`` with each committed event of ``event_type``; return an unsubscribe.
+
+        Events of a command are published once its writes are committed: at once, or, for a
+        command run inside your own ``repository.atomic()`` block, when your outermost block
+        commits (never if it rolls back; on PostgreSQL, let ``atomic()`` begin the transaction:
+        see :mod:`salesprocess.storage.postgres`). Every handler runs; the first exception one
+        raises then reaches the caller, and the change stays stored.
+        """
+        return self._bus.subscribe(handler, event_type)
+
+    def _moment(self, at: datetime | None, field: str = "at") -> datetime:
+        # A provisional moment to check a command's records before anything is read; each
+        # attempt is stamped anew (see UnitOfWork).
+        return self.clock.now() if at is None else require_aware(at, field)
+
+    def _on(
+        self,
+        account_id: str,
+        decide: Callable[[Account, datetime], Decision[_Result]],
+        at: datetime | None,
+    ) -> Steps[_Result]:
+        require_text(account_id, "account_id")
+        return self._uow.attempts(self._uow.account(account_id), decide, at=at)
+
+    def _criteria(self) -> Criteria:
+        if self.criteria is None:
+            raise SalesProcessError(
+                "no marketing criteria: create the process with SalesProcess(criteria=...)"
+            )
+        return self.criteria
+
+    # -- lead generation ----------------------------------------------------------------------
+
+    def _capture(self, name: str, details: LeadDetails) -> Steps[LeadCapture]:
+        unknown = details.keys() - LeadDetails.__annotations__.keys()
+        if unknown:
+            raise ValidationError(
+                f"capture() takes no {', '.join(sorted(unknown))}; it takes "
+                f"{', '.join(LeadDetails.__annotations__)}",
+                field=min(unknown),
+            )
+        at, code = details.get("at"), details.get("referral_code")
+        code = None if code is None else normalise_referral_code(code)
+        lead = self._lead(name, leads.lead_channel(name, details.get("channel"), code), details)
+        if code is not None:
+            return self._refer(lead, at, referrer_id=None, code=code, request=None)
+        return self._uow.attempts(
+            partial(self._uow.known, lead), partial(leads.capture, lead=lead), at=at
+        )
+
+    def _record_call(
+        self,
+        account_id: str,
+        outcome: CallOutcome,
+        notes: str,
+        at: datetime | None,
+        callback_at: datetime | None,
+    ) -> Steps[Account]:
+        call = Call(outcome, self._moment(at), notes, callback_at)
+        return self._on(account_id, partial(leads.record_call, call=call), at)
+
+    def _lead(self, name: str, channel: Channel, details: LeadDetails) -> Account:
+        return leads.new_lead(
+            self._new_id(), name, channel, email=details.get("email"),
+            phone=details.get("phone"), campaign=details.get("campaign"),
+            attributes=details.get("attributes"), stage=self.transitions.initial,
+            at=self._moment(details.get("at")), actor=details.get("actor"),
+        )  # fmt: skip
+
+    def _import_leads(
+        self,
+        rows: Iterable[Mapping[str, object]],
+        channel: Channel | str,
+        campaign: str | None,
+        all_or_nothing: bool,
+        progress: Progress | None,
+    ) -> Steps[LeadImport]:
+        checked_channel = Channel.parse(channel)
+        optional_text(campaign, "campaign")
+        checked = require_items(rows, "rows")
+        _optional(progress, "progress", Callable)
+        build = leads.lead_builder(
+            checked_channel, campaign=campaign, stage=self.transitions.initial,
+            new_id=self._new_id, moment=self._moment,
+        )  # fmt: skip
+        return imports.lead_import(
+            self._uow, checked, build=build, all_or_nothing=all_or_nothing, progress=progress
+        )
+
+    # -- qualification ------------------------------------------------------------------------
+
+    def _screen(self, account_id: str, at: datetime | None) -> Steps[QualificationReport]:
+        return self._on(account_id, partial(qualifying.screen, criteria=self._criteria()), at)
+
+    def _screen_accounts(
+        self,
+        accounts: list[Account],
+        stage: Stage | None,
+        at: datetime | None,
+        progress: Progress | None = None,
+    ) -> Steps[list[QualificationReport]]:
+        return screening.screening(
+            self._uow, accounts, criteria=self._criteria(), stage=stage,
+            moment=self._moment(at), progress=progress,
+        )  # fmt: skip
+
+    def _progress(self, progress: Progress | None) -> None:
+        _optional(progress, "progress", Callable)
+        self._criteria()  # refused before any prospect is read
+
+    def _screen_ids(self, account_ids: Iterable[str]) -> list[str]:
+        """Check ``screen_many``'s ids (and the criteria) before any is read; each once."""
+        if isinstance(account_ids, str):
+            raise ValidationError("account_ids is a list of ids, not one id", field="account_ids")
+        ids = [require_text(i, "account_ids") for i in require_items(account_ids, "account_ids")]
+        self._criteria()
+        return list(dict.fromkeys(ids))
+
+    def _call_list_limit(self, limit: int) -> int:
+        limit = require_int(limit, "limit", low=1)
+        self._criteria()  # refused before any prospect is read
+        return limit
+
+    def _qualify(
+        self, account_id: str, override: str | None, at: datetime | None, actor: str | None
+    ) -> Steps[Account]:
+        optional_text(override, "override")
+        decide = partial(
+            qualifying.qualify, transitions=self.transitions,
+            policy=self.qualification_policy, override=override, actor=actor,
+        )  # fmt: skip
+        return self._on(account_id, decide, at)
+
+    def _with_reason(
+        self, account_id: str, event: str, reason: str, at: datetime | None, actor: str | None
+    ) -> Steps[Account]:
+        require_text(reason, "reason")
+        return self._fire(account_id, event, reason, at, actor)
+
+    def _fire(
+        self,
+        account_id: str,
+        event: str,
+        reason: str | None,
+        at: datetime | None,
+        actor: str | None,
+    ) -> Steps[Account]:
+        require_text(event, "event")
+        decide = partial(
+            qualifying.fire, transitions=self.transitions, event=event, reason=reason, actor=actor
+        )
+        return self._on(account_id, decide, at)
+
+    # -- recurring revenue --------------------------------------------------------------------
+
+    def _record_purchase(
+        self,
+        account_id: str,
+        amount: Money,
+        at: datetime | None,
+        reference: str | None,
+        actor: str | None,
+    ) -> Steps[Account]:
+        purchase = Purchase(amount, self._moment(at), reference)
+        decide = partial(
+            purchases.record_purchase, transitions=self.transitions, purchase=purchase,
+            actor=actor, currency=self.currency_rule,
+        )  # fmt: skip
+        return self._on(account_id, decide, at)
+
+    def _import_purchases(
+        self,
+        rows: Iterable[PurchaseRow | Mapping[str, object]],
+        channel: Channel | str,
+        all_or_nothing: bool,
+        progress: Progress | None,
+    ) -> Steps[PurchaseImport]:
+        checked = require_items(rows, "rows")
+        _optional(progress, "progress", Callable)
+        return imports.purchase_import(
+            self._uow, checked, transitions=self.transitions, new_id=self._new_id,
+            channel=channel, all_or_nothing=all_or_nothing, progress=progress,
+            currency=self.currency_rule,
+        )  # fmt: skip
+
+    # -- referrals ----------------------------------------------------------------------------
+
+    def _ask_for_referrals(
+        self, account_id: str, wanted: int, at: datetime | None
+    ) -> Steps[ReferralRequest]:
+        request = ReferralRequest(self._new_id(), self._moment(at), wanted)
+        decide = partial(referrals.ask_for_referrals, transitions=self.transitions, request=request)
+        return self._on(account_id, decide, at)
+
+    def _record_referral(
+        self,
+        referrer_id: str,
+        name: str,
+        request: str | None,
+        details: LeadDetails,
+    ) -> Steps[LeadCapture]:
+        require_text(referrer_id, "referrer_id")
+        optional_text(request, "request")
+        lead = self._lead(name, Channel.REFERRAL, details)
+        return self._refer(
+            lead, details.get("at"), referrer_id=referrer_id, code=None, request=request
+        )
+
+    def _refer(
+        self,
+        lead: Account,
+        at: datetime | None,
+        *,
+        referrer_id: str | None,
+        code: str | None,
+        request: str | None,
+    ) -> Steps[LeadCapture]:
+        load = partial(self._uow.scene, lead, referrer_id=referrer_id, code=code)
+        decide = partial(
+            referrals.refer, transitions=self.transitions, lead=lead, request=request, code=code
+        )
+        return self._uow.attempts(load, decide, at=at)
+
+    def _issue_referral_cards(
+        self, account_id: str, count: int, at: datetime | None
+    ) -> Steps[ReferralCards]:
+        require_text(account_id, "account_id")
+        cards = ReferralCards("CARD", count, self._moment(at))  # checked before any read
+        load = self._uow.account_with_code(account_id, self._new_code, self.transitions)
+        decide = partial(referrals.issue_referral_cards, transitions=self.transitions, cards=cards)
+        return self._uow.attempts(load, decide, at=at)
+
+    # -- customer service ---------------------------------------------------------------------
+
+    def _learn_preference(
+        self, account_id: str, key: str, value: str, evidence: str | None, at: datetime | None
+    ) -> Steps[Account]:
+        preference = Preference(key, value, self._moment(at), evidence)
+        return self._on(account_id, partial(care.learn_preference, preference=preference), at)
+
+    def _register_asset(
+        self, account_id: str, details: tuple[str, date, int, str | None], at: datetime | None
+    ) -> Steps[Asset]:
+        asset = Asset(self._new_id(), *details)
+        return self._on(account_id, partial(care.register_asset, asset=asset), at)
+
+    def _service_day(
+        self,
+        account_id: str,
+        asset_id: str,
+        repair_cost: Money,
+        replacement_cost: Money,
+        on: date | None,
+    ) -> date:
+        """Check ``recommend_service``'s arguments before the account is read; the day."""
+        require_text(account_id, "account_id")
+        require_text(asset_id, "asset_id")
+        require_instance(repair_cost, "repair_cost", Money)
+        require_instance(replacement_cost, "replacement_cost", Money)
+        if on is not None and type(on) is not date:
+            require_instance(on, "on", date)  # a datetime is a date, but not a day
+            raise ValidationError(f"on must be a datetime.date, not datetime {on}", field="on")
+        return utc_day(self.clock.now()) if on is None else on
+
+    def _recommend(
+        self, account: Account, asset_id: str, costs: tuple[Money, Money], day: date
+    ) -> ServiceRecommendation:
+        repair_cost, replacement_cost = costs
+        return care.recommend_service(
+            account, asset_id, policy=self.service_policy, repair_cost=repair_cost,
+            replacement_cost=replacement_cost, on=day,
+        )  # fmt: skip
