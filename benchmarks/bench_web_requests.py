@@ -137,9 +137,12 @@ REQUESTS = ("GET", "record_purchase", "record_call", "capture", "record_referral
 
 
 def _request_works(
-    sales: Callable[[], Any], account_id: Callable[[], str], moment: Moments
+    sales: Callable[[], Any], account_id: Callable[[], str], moment: Moments, tag: str
 ) -> dict[str, Callable[[], Any]]:
-    """The requests of part (4) on the facade ``sales()`` makes (sync or async alike)."""
+    """The requests of part (4) on the facade ``sales()`` makes (sync or async alike).
+
+    ``tag`` keeps each adapter's new leads apart: every capture and referral is a new person.
+    """
     numbers = iter(range(10**9))
     return {
         "GET": lambda: sales().get(account_id()),
@@ -152,11 +155,11 @@ def _request_works(
         "capture": lambda: sales().capture_lead(
             f"Lead {next(numbers)}",
             channel="inbound_inquiry",
-            email=f"lead{next(numbers)}@x.example",
-            phone=f"+49301{next(numbers):07d}",
+            email=f"{tag}-lead{next(numbers)}@x.example",
+            phone=f"+4930{len(tag)}{next(numbers):07d}",
         ),
         "record_referral": lambda: sales().record_referral(
-            account_id(), "Friend", email=f"friend{next(numbers)}@x.example", at=moment()
+            account_id(), "Friend", email=f"{tag}-friend{next(numbers)}@x.example", at=moment()
         ),
     }
 
@@ -174,7 +177,10 @@ def both_adapters(dsn: str) -> dict[tuple[str, str], tuple[int, int]]:
         pool.putconn(connection)
         moment = Moments()
         works = _request_works(
-            lambda: sp.SalesProcess(after_module.PostgresRepository(pool)), account_id, moment
+            lambda: sp.SalesProcess(after_module.PostgresRepository(pool)),
+            account_id,
+            moment,
+            "sync",
         )
         for name, work in works.items():
             work()  # warm: prepared statements, the schema check
@@ -205,6 +211,7 @@ def both_adapters(dsn: str) -> dict[tuple[str, str], tuple[int, int]]:
                 lambda: sp.AsyncSalesProcess(AsyncPostgresRepository(pool)),
                 lambda: ids[next(turn) % len(ids)],
                 Moments(),
+                "async",
             )
             for name, work in works.items():
                 await work()

@@ -7,100 +7,97 @@ publish after commit); each report is a pure function in :mod:`salesprocess.repo
 entry point, like a command line: the one layer that picks a default adapter (in-memory
 storage) for a caller who names none. A refused command raises before anything is stored, so
 the stored accounts stay exactly as they were, and publishes nothing.
+
+The commands and reports are written once, for this facade and the async one, in
+:mod:`salesprocess.use_cases` and :mod:`salesprocess.report_requests` (their checks, their
+steps, their signatures and documentation); this module drives them by calling the store.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, TypeVar, Unpack
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from salesprocess import reports, screening
-from salesprocess.account import (
-    Account,
-    Asset,
-    CallOutcome,
-    Channel,
-    ReferralCards,
-    ReferralRequest,
-)
+from salesprocess.account import Account
 from salesprocess.checks import require_instance, require_text
-from salesprocess.clock import Clock
-from salesprocess.commands.leads import LeadCapture, LeadDetails
-from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.contact import normalise_email, normalise_phone
-from salesprocess.criteria import Criteria
-from salesprocess.currencies import CurrencyRule
-from salesprocess.customer_service import (
-    ServicePolicy,
-    ServiceRecommendation,
-)
+from salesprocess.customer_service import ServiceRecommendation
 from salesprocess.errors import ValidationError
-from salesprocess.imports import LeadImport, PurchaseImport
-from salesprocess.lifecycle import Lifecycle
 from salesprocess.money import Money
-from salesprocess.qualification import QualificationPolicy, QualificationReport
+from salesprocess.qualification import QualificationReport
 from salesprocess.report_requests import Reporting, ReportRequest
-from salesprocess.reports import (
-    FlowPeriod,
-    FlowPeriodName,
-    Funnel,
-    Period,
-    ReferralReport,
-    RepeatRow,
-    RevenueReport,
-    RfmRow,
-    StageTime,
-)
-from salesprocess.rules import QualificationRule
 from salesprocess.screening import Progress
 from salesprocess.stage import Stage
 from salesprocess.storage import selection
 from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository, every_account
-from salesprocess.unit_of_work import UnitOfWork
+from salesprocess.unit_of_work import Steps, UnitOfWork
+from salesprocess.use_cases import UseCases, Wiring
 
-if TYPE_CHECKING:
-    from statemachine import StateMachine
+__all__ = ["SalesProcess", "driven"]
 
-
-__all__ = ["SalesProcess"]
-
+_Arguments = ParamSpec("_Arguments")
 _Result = TypeVar("_Result")
+
+
+def driven(
+    steps: Callable[Concatenate[Any, _Arguments], Steps[_Result]],
+) -> Callable[Concatenate[Any, _Arguments], _Result]:
+    """Return the command of ``steps`` (a ``UseCases`` method): its steps, run by calling.
+
+    The command has the steps' signature, name (without the underscore) and documentation.
+    """
+
+    @functools.wraps(steps)
+    def command(self: Any, /, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
+        answer: _Result = self._uow.drive(steps(self, *args, **kwargs))
+        return answer
+
+    command.__name__ = steps.__name__.removeprefix("_")
+    command.__qualname__ = f"SalesProcess.{command.__name__}"
+    return command
+
+
+def _answered(
+    request: Callable[Concatenate[Any, _Arguments], ReportRequest[_Result]],
+) -> Callable[Concatenate[Any, _Arguments], _Result]:
+    """Return the report of ``request`` (a ``Reporting`` method), answered by calling."""
+
+    @functools.wraps(request)
+    def report(self: Any, /, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
+        answer: _Result = self._report(request(self, *args, **kwargs))
+        return answer
+
+    report.__name__ = request.__name__.removeprefix("_")
+    report.__qualname__ = f"SalesProcess.{report.__name__}"
+    return report
 
 
 class SalesProcess(Reporting):
     """The sales process over one account store.
 
     ``repository`` defaults to a fresh :class:`~salesprocess.storage.InMemoryRepository`.
-    ``criteria`` are marketing's prospect criteria (for :meth:`screen` and :meth:`call_list`);
-    ``scoring`` an optional rule whose score ranks the call list; ``qualification_policy``
-    decides :meth:`qualify` (default :class:`ScreenAndCallPolicy`); ``service_policy`` decides
+    The keyword arguments (:class:`~salesprocess.use_cases.Wiring`): ``criteria`` are
+    marketing's prospect criteria (for :meth:`screen` and :meth:`call_list`); ``scoring`` an
+    optional rule whose score ranks the call list; ``qualification_policy`` decides
+    :meth:`qualify` (default :class:`ScreenAndCallPolicy`); ``service_policy`` decides
     :meth:`recommend_service` (default :class:`RepairOrReplacePolicy`). ``lifecycle`` may be a
-    subclass of :class:`~salesprocess.lifecycle.Lifecycle`. ``max_retries`` bounds the retries
-    of a command overtaken by a concurrent write. ``id_factory`` makes ids (accounts, referral
-    requests, assets; default random UUIDs), ``code_factory`` referral codes. ``currency`` is
-    the :class:`~salesprocess.currencies.CurrencyRule` purchases keep, or the house currency's
-    ISO 4217 code; by default an account's currency is fixed by its first purchase.
+    subclass of :class:`~salesprocess.lifecycle.Lifecycle`. ``max_retries`` (default 3) bounds
+    the retries of a command overtaken by a concurrent write. ``id_factory`` makes ids
+    (accounts, referral requests, assets; default random UUIDs), ``code_factory`` referral
+    codes. ``currency`` is the :class:`~salesprocess.currencies.CurrencyRule` purchases keep,
+    or the house currency's ISO 4217 code; by default an account's currency is fixed by its
+    first purchase. ``clock`` says when "now" is (default the system's clock).
     """
 
     _uow: UnitOfWork
 
     def __init__(
-        self,
-        repository: AccountRepository | None = None,
-        *,
-        criteria: Criteria | None = None,
-        scoring: QualificationRule | None = None,
-        qualification_policy: QualificationPolicy | None = None,
-        service_policy: ServicePolicy | None = None,
-        lifecycle: type[StateMachine] = Lifecycle,
-        clock: Clock | None = None,
-        max_retries: int = 3,
-        id_factory: Callable[[], str] | None = None,
-        code_factory: Callable[[], str] | None = None,
-        currency: CurrencyRule | str | None = None,
+        self, repository: AccountRepository | None = None, **wiring: Unpack[Wiring]
     ) -> None:
         # Checked here, so that a miswired process fails now and not in its first command.
         store: AccountRepository = (
@@ -113,12 +110,7 @@ class SalesProcess(Reporting):
                 f"repository {type(store).__name__} is async: use AsyncSalesProcess with it",
                 field="repository",
             )
-        super().__init__(
-            criteria=criteria, scoring=scoring, qualification_policy=qualification_policy,
-            service_policy=service_policy, lifecycle=lifecycle, clock=clock,
-            max_retries=max_retries, id_factory=id_factory, code_factory=code_factory,
-            currency=currency,
-        )  # fmt: skip
+        super().__init__(**wiring)
         self._uow = UnitOfWork(
             store, clock=self._clock, bus=self._bus, max_retries=self._max_retries
         )
@@ -128,7 +120,44 @@ class SalesProcess(Reporting):
         """The account store (fixed for the process's life, like ``clock`` and ``max_retries``)."""
         return self._uow.repository
 
-    # -- lead generation ----------------------------------------------------------------------
+    # -- the commands: each one's steps, run by calling the store ----------------------------
+
+    capture = driven(UseCases._capture)
+    capture_lead = driven(UseCases._capture_lead)
+    record_call = driven(UseCases._record_call)
+    screen = driven(UseCases._screen)
+    qualify = driven(UseCases._qualify)
+    disqualify = driven(UseCases._disqualify)
+    recycle = driven(UseCases._recycle)
+    churn = driven(UseCases._churn)
+    fire = driven(UseCases._fire)
+    record_purchase = driven(UseCases._record_purchase)
+    ask_for_referrals = driven(UseCases._ask_for_referrals)
+    record_referral = driven(UseCases._record_referral)
+    issue_referral_cards = driven(UseCases._issue_referral_cards)
+    learn_preference = driven(UseCases._learn_preference)
+    register_asset = driven(UseCases._register_asset)
+    import_leads = driven(UseCases._import_leads)
+    import_purchases = driven(UseCases._import_purchases)
+
+    # -- the reports: each one's request, answered here -------------------------------------
+
+    revenue = _answered(Reporting._revenue)
+    repeat_summary = _answered(Reporting._repeat_summary)
+    rfm = _answered(Reporting._rfm)
+    funnel = _answered(Reporting._funnel)
+    lead_flow = _answered(Reporting._lead_flow)
+    time_in_stage = _answered(Reporting._time_in_stage)
+    referral_stats = _answered(Reporting._referral_stats)
+
+    def _report(self, request: ReportRequest[_Result]) -> _Result:
+        # An adapter that answers a report itself (in SQL) has a method report_<name>; the pure
+        # function over every account is the oracle it must agree with.
+        report, options = request.report, request.options
+        answer = getattr(self.repository, f"report_{report.__name__}", None)
+        return answer(**options) if answer else report(every_account(self.repository), **options)
+
+    # -- reads and the work over many accounts, which reads them first -----------------------
 
     def get(self, account_id: str) -> Account:
         """Return the account with ``account_id``; raise ``NotFound`` if there is none."""
@@ -140,39 +169,6 @@ class SalesProcess(Reporting):
         phone = None if phone is None else normalise_phone(phone)
         found = None if email is None else self.repository.find_by_email(email)
         return found or (None if phone is None else self.repository.find_by_phone(phone))
-
-    def capture(self, name: str, **details: Unpack[LeadDetails]) -> LeadCapture:
-        """Capture a lead, or recognise a known one; say which (``LeadCapture.new``).
-
-        ``details`` are :class:`~salesprocess.commands.leads.LeadDetails`: a lead needs an
-        ``email`` or a ``phone``, and a ``channel`` unless it brings a ``referral_code`` (from
-        a referrer's card), which attributes it to the account holding the code, as
-        :meth:`record_referral` does. See :mod:`salesprocess.commands.leads` for what a second
-        capture of a known lead does with the details it brings.
-        """
-        return self._uow.drive(self._capture(name, details))
-
-    def capture_lead(self, name: str, **details: Unpack[LeadDetails]) -> Account:
-        """Capture a lead as a prospect, or return the known account; see :meth:`capture`."""
-        return self.capture(name, **details).account
-
-    def record_call(
-        self,
-        account_id: str,
-        outcome: CallOutcome,
-        *,
-        notes: str = "",
-        at: datetime | None = None,
-        callback_at: datetime | None = None,
-    ) -> Account:
-        """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
-        return self._uow.drive(self._record_call(account_id, outcome, notes, at, callback_at))
-
-    # -- qualification ------------------------------------------------------------------------
-
-    def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
-        """Screen the account against the marketing criteria, record it, and return the report."""
-        return self._uow.drive(self._screen(account_id, at))
 
     def screen_all(
         self, *, at: datetime | None = None, progress: Progress | None = None
@@ -212,151 +208,6 @@ class SalesProcess(Reporting):
             prospects, self._moment(at), criteria=criteria, scoring=self.scoring, limit=limit
         )
 
-    def qualify(
-        self,
-        account_id: str,
-        *,
-        override: str | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Qualify a prospect: the policy must approve, or ``override`` gives the reason.
-
-        Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
-        """
-        return self._uow.drive(self._qualify(account_id, override, at, actor))
-
-    def disqualify(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Disqualify a prospect or qualified lead, for ``reason``."""
-        return self._uow.drive(self._with_reason(account_id, "disqualify", reason, at, actor))
-
-    def recycle(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Send a disqualified account back to prospect, for ``reason``."""
-        return self._uow.drive(self._with_reason(account_id, "recycle", reason, at, actor))
-
-    def churn(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Mark a customer as lost, for ``reason``."""
-        return self._uow.drive(self._with_reason(account_id, "churn", reason, at, actor))
-
-    def fire(
-        self,
-        account_id: str,
-        event: str,
-        *,
-        reason: str | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Fire any event of the lifecycle: the way to drive events a subclass adds."""
-        return self._uow.drive(self._fire(account_id, event, reason, at, actor))
-
-    # -- recurring revenue --------------------------------------------------------------------
-
-    def record_purchase(
-        self,
-        account_id: str,
-        amount: Money,
-        *,
-        at: datetime | None = None,
-        reference: str | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Record a purchase; the first makes a customer, one on a later day a repeat customer.
-
-        A zero amount is allowed; a negative one, or one before the last purchase, is refused;
-        so is one in a currency the process's ``currency`` rule refuses (``CurrencyMismatch``).
-        """
-        return self._uow.drive(self._record_purchase(account_id, amount, at, reference, actor))
-
-    # -- referrals ----------------------------------------------------------------------------
-
-    def ask_for_referrals(
-        self, account_id: str, *, wanted: int = 5, at: datetime | None = None
-    ) -> ReferralRequest:
-        """Record that the customer was asked for ``wanted`` names; return the request.
-
-        Pass the request's id to :meth:`record_referral` for each name it brings.
-        """
-        return self._uow.drive(self._ask_for_referrals(account_id, wanted, at))
-
-    def record_referral(
-        self,
-        referrer_id: str,
-        name: str,
-        *,
-        email: str | None = None,
-        phone: str | None = None,
-        request: str | None = None,
-        campaign: str | None = None,
-        attributes: Mapping[str, object] | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Record a name the referrer gave; return the referred account.
-
-        Stored all or nothing: the new prospect (or the known account it is, linked rather
-        than duplicated) and the referral on the referrer, whose first referral makes it a
-        referrer. ``request`` is the id of the :meth:`ask_for_referrals` request it answers.
-        """
-        details: LeadDetails = {
-            "email": email, "phone": phone, "campaign": campaign, "attributes": attributes,
-            "at": at, "actor": actor,
-        }  # fmt: skip
-        return self._uow.drive(self._record_referral(referrer_id, name, request, details)).account
-
-    def issue_referral_cards(
-        self, account_id: str, *, count: int = 10, at: datetime | None = None
-    ) -> ReferralCards:
-        """Hand the customer ``count`` business cards carrying its referral code.
-
-        The first batch gives the account its code (random, unique); later batches carry the
-        same one, which :meth:`capture` takes as ``referral_code``.
-        """
-        return self._uow.drive(self._issue_referral_cards(account_id, count, at))
-
-    def referral_stats(self) -> ReferralReport:
-        """Return referral figures; see :func:`salesprocess.reports.referral_stats`."""
-        return self._report(ReportRequest(reports.referral_stats))
-
-    # -- customer service ---------------------------------------------------------------------
-
-    def learn_preference(
-        self,
-        account_id: str,
-        key: str,
-        value: str,
-        *,
-        evidence: str | None = None,
-        at: datetime | None = None,
-    ) -> Account:
-        """Keep what the customer values in its service profile (the latest per key wins).
-
-        ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
-        (``"repair_over_upgrade"``), ``evidence`` what showed it.
-        """
-        return self._uow.drive(self._learn_preference(account_id, key, value, evidence, at))
-
-    def register_asset(
-        self,
-        account_id: str,
-        *,
-        model: str,
-        installed: date,
-        expected_life_years: int,
-        serial: str | None = None,
-        at: datetime | None = None,
-    ) -> Asset:
-        """Register a piece of the customer's equipment for service; return it (with its id)."""
-        return self._uow.drive(
-            self._register_asset(account_id, (model, installed, expected_life_years, serial), at)
-        )
-
     def recommend_service(
         self,
         account_id: str,
@@ -373,87 +224,6 @@ class SalesProcess(Reporting):
         day = self._service_day(account_id, asset_id, repair_cost, replacement_cost, on)
         account = self.repository.get(account_id)
         return self._recommend(account, asset_id, (repair_cost, replacement_cost), day)
-
-    def import_leads(
-        self,
-        rows: Iterable[Mapping[str, object]],
-        *,
-        channel: Channel | str,
-        campaign: str | None = None,
-        all_or_nothing: bool = True,
-        progress: Progress | None = None,
-    ) -> LeadImport:
-        """Capture many leads from ``channel`` a batch at a time; see :mod:`salesprocess.imports`.
-
-        Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
-        ``attributes`` and ``at``. ``progress(done, total)`` hears of the rows decided.
-        """
-        return self._uow.drive(
-            self._import_leads(rows, channel, campaign, all_or_nothing, progress)
-        )
-
-    # -- recurring revenue and the read side ------------------------------------------------
-
-    def import_purchases(
-        self,
-        rows: Iterable[PurchaseRow | Mapping[str, object]],
-        *,
-        channel: Channel | str = Channel.INBOUND_INQUIRY,
-        all_or_nothing: bool = True,
-        progress: Progress | None = None,
-    ) -> PurchaseImport:
-        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`.
-
-        ``progress(done, total)`` hears of the rows decided.
-        """
-        return self._uow.drive(self._import_purchases(rows, channel, all_or_nothing, progress))
-
-    def _report(self, query: ReportRequest[_Result]) -> _Result:
-        # An adapter that answers a report itself (in SQL) has a method report_<name>; the pure
-        # function over every account is the oracle it must agree with.
-        report, options = query.report, query.options
-        answer = getattr(self.repository, f"report_{report.__name__}", None)
-        return answer(**options) if answer else report(every_account(self.repository), **options)
-
-    def revenue(
-        self, *, since: datetime | None = None, until: datetime | None = None
-    ) -> RevenueReport:
-        """Return revenue per currency; see :func:`salesprocess.reports.revenue`."""
-        return self._report(self._revenue(since, until))
-
-    def repeat_summary(
-        self, *, as_of: datetime | None = None, period: Period = "D"
-    ) -> list[RepeatRow]:
-        """Return repeat figures; see :func:`salesprocess.reports.repeat_summary`."""
-        return self._report(self._repeat_summary(as_of, period))
-
-    def rfm(self, *, as_of: datetime | None = None, currency: str | None = None) -> list[RfmRow]:
-        """Return RFM scores and segments; see :func:`salesprocess.reports.rfm`."""
-        return self._report(self._rfm(as_of, currency))
-
-    def funnel(
-        self,
-        *,
-        as_of: datetime | None = None,
-        channel: Channel | str | None = None,
-        campaign: str | None = None,
-    ) -> Funnel:
-        """Return the funnel; see :func:`salesprocess.reports.funnel`."""
-        return self._report(self._funnel(as_of, channel, campaign))
-
-    def lead_flow(
-        self,
-        *,
-        period: FlowPeriodName = "week",
-        target: int | None = None,
-        as_of: datetime | None = None,
-    ) -> list[FlowPeriod]:
-        """Return the flow of leads; see :func:`salesprocess.reports.lead_flow`."""
-        return self._report(self._lead_flow(period, target, as_of))
-
-    def time_in_stage(self, *, as_of: datetime | None = None) -> Mapping[Stage, StageTime]:
-        """Return median and p90 time per stage; see :func:`salesprocess.reports.time_in_stage`."""
-        return self._report(self._time_in_stage(as_of))
 
     def stage_counts(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage of the lifecycle (zeros included)."""

@@ -25,93 +25,81 @@ sync facade.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, TypeVar, Unpack
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from salesprocess import reports
-from salesprocess.account import (
-    Account,
-    Asset,
-    CallOutcome,
-    Channel,
-    ReferralCards,
-    ReferralRequest,
-)
+from salesprocess.account import Account
 from salesprocess.checks import require_instance, require_text
-from salesprocess.clock import Clock
-from salesprocess.commands.leads import LeadCapture, LeadDetails
-from salesprocess.commands.purchases import PurchaseRow
 from salesprocess.contact import normalise_email, normalise_phone
-from salesprocess.criteria import Criteria
-from salesprocess.currencies import CurrencyRule
-from salesprocess.customer_service import ServicePolicy, ServiceRecommendation
+from salesprocess.customer_service import ServiceRecommendation
 from salesprocess.errors import ValidationError
-from salesprocess.imports import LeadImport, PurchaseImport
-from salesprocess.lifecycle import Lifecycle
 from salesprocess.money import Money
-from salesprocess.qualification import QualificationPolicy, QualificationReport
+from salesprocess.qualification import QualificationReport
 from salesprocess.report_requests import Reporting, ReportRequest
-from salesprocess.reports import (
-    FlowPeriod,
-    FlowPeriodName,
-    Funnel,
-    Period,
-    ReferralReport,
-    RepeatRow,
-    RevenueReport,
-    RfmRow,
-    StageTime,
-)
-from salesprocess.rules import QualificationRule
 from salesprocess.screening import Progress
 from salesprocess.stage import Stage
 from salesprocess.storage.async_protocol import AsyncAccountRepository, every_account_async
 from salesprocess.storage.memory_async import AsyncInMemoryRepository
-from salesprocess.unit_of_work import AsyncUnitOfWork
+from salesprocess.unit_of_work import AsyncUnitOfWork, Steps
+from salesprocess.use_cases import UseCases, Wiring
 
-if TYPE_CHECKING:
-    from statemachine import StateMachine
+__all__ = ["AsyncSalesProcess", "awaited"]
 
-
-__all__ = ["AsyncSalesProcess"]
-
+_Arguments = ParamSpec("_Arguments")
 _Result = TypeVar("_Result")
+
+
+def awaited(
+    steps: Callable[Concatenate[Any, _Arguments], Steps[_Result]],
+) -> Callable[Concatenate[Any, _Arguments], Coroutine[Any, Any, _Result]]:
+    """Return the coroutine command of ``steps`` (a ``UseCases`` method): its steps, awaited.
+
+    The command has the steps' signature, name (without the underscore) and documentation.
+    """
+
+    @functools.wraps(steps)
+    async def command(self: Any, /, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
+        answer: _Result = await self._uow.drive(steps(self, *args, **kwargs))
+        return answer
+
+    command.__name__ = steps.__name__.removeprefix("_")
+    command.__qualname__ = f"AsyncSalesProcess.{command.__name__}"
+    return command
+
+
+def _answered(
+    request: Callable[Concatenate[Any, _Arguments], ReportRequest[_Result]],
+) -> Callable[Concatenate[Any, _Arguments], Coroutine[Any, Any, _Result]]:
+    """Return the coroutine report of ``request`` (a ``Reporting`` method)."""
+
+    @functools.wraps(request)
+    async def report(self: Any, /, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
+        answer: _Result = await self._report(request(self, *args, **kwargs))
+        return answer
+
+    report.__name__ = request.__name__.removeprefix("_")
+    report.__qualname__ = f"AsyncSalesProcess.{report.__name__}"
+    return report
 
 
 class AsyncSalesProcess(Reporting):
     """The sales process over one async account store: :class:`SalesProcess`, awaited.
 
     ``repository`` (an :class:`~salesprocess.storage.async_protocol.AsyncAccountRepository`)
-    defaults to a fresh :class:`~salesprocess.storage.memory_async.AsyncInMemoryRepository`.
-    ``criteria`` are marketing's prospect criteria (for :meth:`screen` and :meth:`call_list`);
-    ``scoring`` an optional rule whose score ranks the call list; ``qualification_policy``
-    decides :meth:`qualify` (default :class:`ScreenAndCallPolicy`); ``service_policy`` decides
-    :meth:`recommend_service` (default :class:`RepairOrReplacePolicy`). ``lifecycle`` may be a
-    subclass of :class:`~salesprocess.lifecycle.Lifecycle`. ``max_retries`` bounds the retries
-    of a command overtaken by a concurrent write. ``id_factory`` makes ids (accounts, referral
-    requests, assets; default random UUIDs), ``code_factory`` referral codes. ``currency`` is
-    the :class:`~salesprocess.currencies.CurrencyRule` purchases keep, or the house currency's
-    ISO 4217 code; by default an account's currency is fixed by its first purchase.
+    defaults to a fresh :class:`~salesprocess.storage.memory_async.AsyncInMemoryRepository`;
+    the keyword arguments are :class:`~salesprocess.SalesProcess`'s
+    (:class:`~salesprocess.use_cases.Wiring`). Every command and report is
+    ``SalesProcess``'s, with the same arguments, answers and errors, as a coroutine.
     """
 
     _uow: AsyncUnitOfWork
 
     def __init__(
-        self,
-        repository: AsyncAccountRepository | None = None,
-        *,
-        criteria: Criteria | None = None,
-        scoring: QualificationRule | None = None,
-        qualification_policy: QualificationPolicy | None = None,
-        service_policy: ServicePolicy | None = None,
-        lifecycle: type[StateMachine] = Lifecycle,
-        clock: Clock | None = None,
-        max_retries: int = 3,
-        id_factory: Callable[[], str] | None = None,
-        code_factory: Callable[[], str] | None = None,
-        currency: CurrencyRule | str | None = None,
+        self, repository: AsyncAccountRepository | None = None, **wiring: Unpack[Wiring]
     ) -> None:
         # Checked here, so that a miswired process fails now and not in its first command.
         store: AsyncAccountRepository = (
@@ -125,12 +113,7 @@ class AsyncSalesProcess(Reporting):
                 "function): use SalesProcess with it, or an async repository here",
                 field="repository",
             )
-        super().__init__(
-            criteria=criteria, scoring=scoring, qualification_policy=qualification_policy,
-            service_policy=service_policy, lifecycle=lifecycle, clock=clock,
-            max_retries=max_retries, id_factory=id_factory, code_factory=code_factory,
-            currency=currency,
-        )  # fmt: skip
+        super().__init__(**wiring)
         self._uow = AsyncUnitOfWork(
             store, clock=self._clock, bus=self._bus, max_retries=self._max_retries
         )
@@ -140,60 +123,64 @@ class AsyncSalesProcess(Reporting):
         """The account store (fixed for the process's life, like ``clock`` and ``max_retries``)."""
         return self._uow.repository
 
-    # -- lead generation ----------------------------------------------------------------------
+    # -- the commands: each one's steps, awaiting the store ----------------------------------
+
+    capture = awaited(UseCases._capture)
+    capture_lead = awaited(UseCases._capture_lead)
+    record_call = awaited(UseCases._record_call)
+    screen = awaited(UseCases._screen)
+    qualify = awaited(UseCases._qualify)
+    disqualify = awaited(UseCases._disqualify)
+    recycle = awaited(UseCases._recycle)
+    churn = awaited(UseCases._churn)
+    fire = awaited(UseCases._fire)
+    record_purchase = awaited(UseCases._record_purchase)
+    ask_for_referrals = awaited(UseCases._ask_for_referrals)
+    record_referral = awaited(UseCases._record_referral)
+    issue_referral_cards = awaited(UseCases._issue_referral_cards)
+    learn_preference = awaited(UseCases._learn_preference)
+    register_asset = awaited(UseCases._register_asset)
+    import_leads = awaited(UseCases._import_leads)
+    import_purchases = awaited(UseCases._import_purchases)
+
+    # -- the reports: each one's request, answered here -------------------------------------
+
+    revenue = _answered(Reporting._revenue)
+    repeat_summary = _answered(Reporting._repeat_summary)
+    rfm = _answered(Reporting._rfm)
+    funnel = _answered(Reporting._funnel)
+    lead_flow = _answered(Reporting._lead_flow)
+    time_in_stage = _answered(Reporting._time_in_stage)
+    referral_stats = _answered(Reporting._referral_stats)
+
+    async def _report(self, request: ReportRequest[_Result]) -> _Result:
+        # The store's own answer (in SQL) where it has one, else the pure function: the oracle.
+        report, options = request.report, request.options
+        answer = getattr(self.repository, f"report_{report.__name__}", None)
+        if answer is not None:
+            return await answer(**options)  # type: ignore[no-any-return]
+        accounts = [account async for account in every_account_async(self.repository)]
+        return report(accounts, **options)
+
+    # -- reads and the work over many accounts, which reads them first -----------------------
 
     async def get(self, account_id: str) -> Account:
-        """Return the account with ``account_id``; raise ``NotFound`` if there is none."""
+        """Await :meth:`SalesProcess.get <salesprocess.SalesProcess.get>`."""
         return await self.repository.get(require_text(account_id, "account_id"))
 
     async def find(self, *, email: str | None = None, phone: str | None = None) -> Account | None:
-        """Return the account with this email, else this phone (both normalised first)."""
+        """Await :meth:`SalesProcess.find <salesprocess.SalesProcess.find>`."""
         email = None if email is None else normalise_email(email)
         phone = None if phone is None else normalise_phone(phone)
         found = None if email is None else await self.repository.find_by_email(email)
         return found or (None if phone is None else await self.repository.find_by_phone(phone))
 
-    async def capture(self, name: str, **details: Unpack[LeadDetails]) -> LeadCapture:
-        """Capture a lead, or recognise a known one; say which (``LeadCapture.new``).
-
-        ``details`` are :class:`~salesprocess.commands.leads.LeadDetails`: a lead needs an
-        ``email`` or a ``phone``, and a ``channel`` unless it brings a ``referral_code`` (from
-        a referrer's card), which attributes it to the account holding the code, as
-        :meth:`record_referral` does. See :mod:`salesprocess.commands.leads` for what a second
-        capture of a known lead does with the details it brings.
-        """
-        return await self._uow.drive(self._capture(name, details))
-
-    async def capture_lead(self, name: str, **details: Unpack[LeadDetails]) -> Account:
-        """Capture a lead as a prospect, or return the known account; see :meth:`capture`."""
-        return (await self.capture(name, **details)).account
-
-    async def record_call(
-        self,
-        account_id: str,
-        outcome: CallOutcome,
-        *,
-        notes: str = "",
-        at: datetime | None = None,
-        callback_at: datetime | None = None,
-    ) -> Account:
-        """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
-        return await self._uow.drive(self._record_call(account_id, outcome, notes, at, callback_at))
-
-    # -- qualification ------------------------------------------------------------------------
-
-    async def screen(self, account_id: str, *, at: datetime | None = None) -> QualificationReport:
-        """Screen the account against the marketing criteria, record it, and return the report."""
-        return await self._uow.drive(self._screen(account_id, at))
-
     async def screen_all(
         self, *, at: datetime | None = None, progress: Progress | None = None
     ) -> list[QualificationReport]:
-        """Screen every prospect a batch at a time; return the reports.
+        """Await :meth:`SalesProcess.screen_all <salesprocess.SalesProcess.screen_all>`.
 
-        One read of each prospect, one transaction per batch; ``progress(done, total)`` after
-        each. Refused as a whole, before anything is stored, when ``at`` is earlier than a
-        prospect's last screening. A prospect that moves on meanwhile is left out.
+        Every prospect is read and judged in Python (the SQL prefilter is the sync stores').
         """
         self._progress(progress)
         prospect = self.transitions.initial
@@ -203,173 +190,19 @@ class AsyncSalesProcess(Reporting):
     async def screen_many(
         self, account_ids: Iterable[str], *, at: datetime | None = None
     ) -> list[QualificationReport]:
-        """Screen the accounts ``account_ids`` name as :meth:`screen_all` screens prospects.
-
-        An id named twice is screened once.
-        """
+        """Await :meth:`SalesProcess.screen_many <salesprocess.SalesProcess.screen_many>`."""
         ids = self._screen_ids(account_ids)
         accounts = [await self.repository.get(account_id) for account_id in ids]
         return await self._uow.drive(self._screen_accounts(accounts, None, at))
 
     async def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
-        """Return prospects that pass the criteria and may be called now, best first.
-
-        See :func:`salesprocess.reports.call_list` for who is left out and the ranking.
-        """
+        """Await :meth:`SalesProcess.call_list <salesprocess.SalesProcess.call_list>`."""
         limit = self._call_list_limit(limit)
         prospects = [a async for a in self.repository.with_stage(self.transitions.initial)]
         return reports.call_list(
             prospects, self._moment(at), criteria=self._criteria(), scoring=self.scoring,
             limit=limit,
         )  # fmt: skip
-
-    async def qualify(
-        self,
-        account_id: str,
-        *,
-        override: str | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Qualify a prospect: the policy must approve, or ``override`` gives the reason.
-
-        Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
-        """
-        return await self._uow.drive(self._qualify(account_id, override, at, actor))
-
-    async def disqualify(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Disqualify a prospect or qualified lead, for ``reason``."""
-        return await self._uow.drive(self._with_reason(account_id, "disqualify", reason, at, actor))
-
-    async def recycle(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Send a disqualified account back to prospect, for ``reason``."""
-        return await self._uow.drive(self._with_reason(account_id, "recycle", reason, at, actor))
-
-    async def churn(
-        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
-    ) -> Account:
-        """Mark a customer as lost, for ``reason``."""
-        return await self._uow.drive(self._with_reason(account_id, "churn", reason, at, actor))
-
-    async def fire(
-        self,
-        account_id: str,
-        event: str,
-        *,
-        reason: str | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Fire any event of the lifecycle: the way to drive events a subclass adds."""
-        return await self._uow.drive(self._fire(account_id, event, reason, at, actor))
-
-    # -- recurring revenue --------------------------------------------------------------------
-
-    async def record_purchase(
-        self,
-        account_id: str,
-        amount: Money,
-        *,
-        at: datetime | None = None,
-        reference: str | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Record a purchase; the first makes a customer, one on a later day a repeat customer.
-
-        A zero amount is allowed; a negative one, or one before the last purchase, is refused;
-        so is one in a currency the process's ``currency`` rule refuses (``CurrencyMismatch``).
-        """
-        return await self._uow.drive(
-            self._record_purchase(account_id, amount, at, reference, actor)
-        )
-
-    # -- referrals ----------------------------------------------------------------------------
-
-    async def ask_for_referrals(
-        self, account_id: str, *, wanted: int = 5, at: datetime | None = None
-    ) -> ReferralRequest:
-        """Record that the customer was asked for ``wanted`` names; return the request.
-
-        Pass the request's id to :meth:`record_referral` for each name it brings.
-        """
-        return await self._uow.drive(self._ask_for_referrals(account_id, wanted, at))
-
-    async def record_referral(
-        self,
-        referrer_id: str,
-        name: str,
-        *,
-        email: str | None = None,
-        phone: str | None = None,
-        request: str | None = None,
-        campaign: str | None = None,
-        attributes: Mapping[str, object] | None = None,
-        at: datetime | None = None,
-        actor: str | None = None,
-    ) -> Account:
-        """Record a name the referrer gave; return the referred account.
-
-        Stored all or nothing: the new prospect (or the known account it is, linked rather
-        than duplicated) and the referral on the referrer, whose first referral makes it a
-        referrer. ``request`` is the id of the :meth:`ask_for_referrals` request it answers.
-        """
-        details: LeadDetails = {
-            "email": email, "phone": phone, "campaign": campaign, "attributes": attributes,
-            "at": at, "actor": actor,
-        }  # fmt: skip
-        steps = self._record_referral(referrer_id, name, request, details)
-        return (await self._uow.drive(steps)).account
-
-    async def issue_referral_cards(
-        self, account_id: str, *, count: int = 10, at: datetime | None = None
-    ) -> ReferralCards:
-        """Hand the customer ``count`` business cards carrying its referral code.
-
-        The first batch gives the account its code (random, unique); later batches carry the
-        same one, which :meth:`capture` takes as ``referral_code``.
-        """
-        return await self._uow.drive(self._issue_referral_cards(account_id, count, at))
-
-    async def referral_stats(self) -> ReferralReport:
-        """Return referral figures; see :func:`salesprocess.reports.referral_stats`."""
-        return await self._report(ReportRequest(reports.referral_stats))
-
-    # -- customer service ---------------------------------------------------------------------
-
-    async def learn_preference(
-        self,
-        account_id: str,
-        key: str,
-        value: str,
-        *,
-        evidence: str | None = None,
-        at: datetime | None = None,
-    ) -> Account:
-        """Keep what the customer values in its service profile (the latest per key wins).
-
-        ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
-        (``"repair_over_upgrade"``), ``evidence`` what showed it.
-        """
-        return await self._uow.drive(self._learn_preference(account_id, key, value, evidence, at))
-
-    async def register_asset(
-        self,
-        account_id: str,
-        *,
-        model: str,
-        installed: date,
-        expected_life_years: int,
-        serial: str | None = None,
-        at: datetime | None = None,
-    ) -> Asset:
-        """Register a piece of the customer's equipment for service; return it (with its id)."""
-        return await self._uow.drive(
-            self._register_asset(account_id, (model, installed, expected_life_years, serial), at)
-        )
 
     async def recommend_service(
         self,
@@ -380,103 +213,12 @@ class AsyncSalesProcess(Reporting):
         replacement_cost: Money,
         on: date | None = None,
     ) -> ServiceRecommendation:
-        """Recommend repairing or replacing a broken asset, as the service policy decides.
-
-        ``on`` is the day it broke (default: today, UTC). Nothing is stored.
-        """
+        """Await :meth:`salesprocess.SalesProcess.recommend_service`."""
         day = self._service_day(account_id, asset_id, repair_cost, replacement_cost, on)
         account = await self.repository.get(account_id)
         return self._recommend(account, asset_id, (repair_cost, replacement_cost), day)
 
-    async def import_leads(
-        self,
-        rows: Iterable[Mapping[str, object]],
-        *,
-        channel: Channel | str,
-        campaign: str | None = None,
-        all_or_nothing: bool = True,
-        progress: Progress | None = None,
-    ) -> LeadImport:
-        """Capture many leads from ``channel`` a batch at a time; see :mod:`salesprocess.imports`.
-
-        Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
-        ``attributes`` and ``at``. ``progress(done, total)`` hears of the rows decided.
-        """
-        return await self._uow.drive(
-            self._import_leads(rows, channel, campaign, all_or_nothing, progress)
-        )
-
-    # -- recurring revenue and the read side ------------------------------------------------
-
-    async def import_purchases(
-        self,
-        rows: Iterable[PurchaseRow | Mapping[str, object]],
-        *,
-        channel: Channel | str = Channel.INBOUND_INQUIRY,
-        all_or_nothing: bool = True,
-        progress: Progress | None = None,
-    ) -> PurchaseImport:
-        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`.
-
-        ``progress(done, total)`` hears of the rows decided.
-        """
-        return await self._uow.drive(
-            self._import_purchases(rows, channel, all_or_nothing, progress)
-        )
-
-    async def _report(self, query: ReportRequest[_Result]) -> _Result:
-        # An adapter that answers a report itself (in SQL) has a method report_<name>; the pure
-        # function over every account is the oracle it must agree with.
-        report, options = query.report, query.options
-        answer = getattr(self.repository, f"report_{report.__name__}", None)
-        if answer is not None:
-            return await answer(**options)  # type: ignore[no-any-return]
-        return report(
-            [account async for account in every_account_async(self.repository)], **options
-        )
-
-    async def revenue(
-        self, *, since: datetime | None = None, until: datetime | None = None
-    ) -> RevenueReport:
-        """Return revenue per currency; see :func:`salesprocess.reports.revenue`."""
-        return await self._report(self._revenue(since, until))
-
-    async def repeat_summary(
-        self, *, as_of: datetime | None = None, period: Period = "D"
-    ) -> list[RepeatRow]:
-        """Return repeat figures; see :func:`salesprocess.reports.repeat_summary`."""
-        return await self._report(self._repeat_summary(as_of, period))
-
-    async def rfm(
-        self, *, as_of: datetime | None = None, currency: str | None = None
-    ) -> list[RfmRow]:
-        """Return RFM scores and segments; see :func:`salesprocess.reports.rfm`."""
-        return await self._report(self._rfm(as_of, currency))
-
-    async def funnel(
-        self,
-        *,
-        as_of: datetime | None = None,
-        channel: Channel | str | None = None,
-        campaign: str | None = None,
-    ) -> Funnel:
-        """Return the funnel; see :func:`salesprocess.reports.funnel`."""
-        return await self._report(self._funnel(as_of, channel, campaign))
-
-    async def lead_flow(
-        self,
-        *,
-        period: FlowPeriodName = "week",
-        target: int | None = None,
-        as_of: datetime | None = None,
-    ) -> list[FlowPeriod]:
-        """Return the flow of leads; see :func:`salesprocess.reports.lead_flow`."""
-        return await self._report(self._lead_flow(period, target, as_of))
-
-    async def time_in_stage(self, *, as_of: datetime | None = None) -> Mapping[Stage, StageTime]:
-        """Return median and p90 time per stage; see :func:`salesprocess.reports.time_in_stage`."""
-        return await self._report(self._time_in_stage(as_of))
-
     async def stage_counts(self) -> Mapping[Stage, int]:
-        """Return how many accounts are at each stage of the lifecycle (zeros included)."""
-        return reports.stage_counts(await self.repository.count_by_stage(), self.transitions.stages)
+        """Await :meth:`SalesProcess.stage_counts <salesprocess.SalesProcess.stage_counts>`."""
+        counted = await self.repository.count_by_stage()
+        return reports.stage_counts(counted, self.transitions.stages)

@@ -23,6 +23,7 @@ from salesprocess.reports import (
     FlowPeriodName,
     Funnel,
     Period,
+    ReferralReport,
     RepeatRow,
     RevenueReport,
     RfmRow,
@@ -49,21 +50,30 @@ class ReportRequest(Generic[_Result]):
 
 
 class Reporting(UseCases):
-    """:class:`~salesprocess.use_cases.UseCases` with the read side's requests."""
+    """:class:`~salesprocess.use_cases.UseCases` with the read side's requests.
+
+    Each is the public report of both facades, as a request: its signature and documentation
+    are theirs (each facade names it without the underscore and answers it).
+    """
 
     def _revenue(
-        self, since: datetime | None, until: datetime | None
+        self, *, since: datetime | None = None, until: datetime | None = None
     ) -> ReportRequest[RevenueReport]:
+        """Return revenue per currency; see :func:`salesprocess.reports.revenue`."""
         return ReportRequest(reports.revenue, {"since": since, "until": until})
 
     def _repeat_summary(
-        self, as_of: datetime | None, period: Period
+        self, *, as_of: datetime | None = None, period: Period = "D"
     ) -> ReportRequest[list[RepeatRow]]:
+        """Return repeat figures; see :func:`salesprocess.reports.repeat_summary`."""
         return ReportRequest(
             reports.repeat_summary, {"as_of": self._moment(as_of, "as_of"), "period": period}
         )
 
-    def _rfm(self, as_of: datetime | None, currency: str | None) -> ReportRequest[list[RfmRow]]:
+    def _rfm(
+        self, *, as_of: datetime | None = None, currency: str | None = None
+    ) -> ReportRequest[list[RfmRow]]:
+        """Return RFM scores and segments; see :func:`salesprocess.reports.rfm`."""
         if currency is not None:
             Money.zero(require_text(currency, "currency"))  # an ISO 4217 code, or refused
         return ReportRequest(
@@ -71,18 +81,35 @@ class Reporting(UseCases):
         )
 
     def _funnel(
-        self, as_of: datetime | None, channel: Channel | str | None, campaign: str | None
+        self,
+        *,
+        as_of: datetime | None = None,
+        channel: Channel | str | None = None,
+        campaign: str | None = None,
     ) -> ReportRequest[Funnel]:
+        """Return the funnel; see :func:`salesprocess.reports.funnel`."""
         optional_text(campaign, "campaign")
         options = {"as_of": self._moment(as_of, "as_of"), "channel": channel, "campaign": campaign}
         return ReportRequest(reports.funnel, options)
 
     def _lead_flow(
-        self, period: FlowPeriodName, target: int | None, as_of: datetime | None
+        self,
+        *,
+        period: FlowPeriodName = "week",
+        target: int | None = None,
+        as_of: datetime | None = None,
     ) -> ReportRequest[list[FlowPeriod]]:
+        """Return the flow of leads; see :func:`salesprocess.reports.lead_flow`."""
         return ReportRequest(
             reports.lead_flow, {"period": period, "target": target, "as_of": as_of}
         )
 
-    def _time_in_stage(self, as_of: datetime | None) -> ReportRequest[Mapping[Stage, StageTime]]:
+    def _time_in_stage(
+        self, *, as_of: datetime | None = None
+    ) -> ReportRequest[Mapping[Stage, StageTime]]:
+        """Return median and p90 time per stage; see :func:`salesprocess.reports.time_in_stage`."""
         return ReportRequest(reports.time_in_stage, {"as_of": self._moment(as_of, "as_of")})
+
+    def _referral_stats(self) -> ReportRequest[ReferralReport]:
+        """Return referral figures; see :func:`salesprocess.reports.referral_stats`."""
+        return ReportRequest(reports.referral_stats)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 
 from salesprocess import imports, screening
 from salesprocess.account import (
@@ -62,7 +62,7 @@ from salesprocess.unit_of_work import Steps, Work
 if TYPE_CHECKING:
     from statemachine import StateMachine
 
-__all__ = ["UseCases"]
+__all__ = ["UseCases", "Wiring"]
 
 _Wired = TypeVar("_Wired")
 _Event = TypeVar("_Event", bound=DomainEvent)
@@ -71,6 +71,21 @@ _Result = TypeVar("_Result")
 
 def _optional(value: _Wired | None, field: str, kind: Any) -> _Wired | None:
     return None if value is None else require_instance(value, field, kind)
+
+
+class Wiring(TypedDict, total=False):
+    """What a facade is wired with besides its store; see :class:`~salesprocess.SalesProcess`."""
+
+    criteria: Criteria | None
+    scoring: QualificationRule | None
+    qualification_policy: QualificationPolicy | None
+    service_policy: ServicePolicy | None
+    lifecycle: type[StateMachine]
+    clock: Clock | None
+    max_retries: int
+    id_factory: Callable[[], str] | None
+    code_factory: Callable[[], str] | None
+    currency: CurrencyRule | str | None
 
 
 class UseCases:
@@ -83,20 +98,17 @@ class UseCases:
     #: The facade's runner: a ``UnitOfWork`` or an ``AsyncUnitOfWork``.
     _uow: Work
 
-    def __init__(
-        self,
-        *,
-        criteria: Criteria | None = None,
-        scoring: QualificationRule | None = None,
-        qualification_policy: QualificationPolicy | None = None,
-        service_policy: ServicePolicy | None = None,
-        lifecycle: type[StateMachine] = Lifecycle,
-        clock: Clock | None = None,
-        max_retries: int = 3,
-        id_factory: Callable[[], str] | None = None,
-        code_factory: Callable[[], str] | None = None,
-        currency: CurrencyRule | str | None = None,
-    ) -> None:
+    def __init__(self, **wiring: Unpack[Wiring]) -> None:
+        unknown = wiring.keys() - Wiring.__annotations__.keys()
+        if unknown:  # as Python says it of a keyword a signature does not name
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {min(unknown)!r}"
+            )
+        criteria, scoring = wiring.get("criteria"), wiring.get("scoring")
+        qualification_policy = wiring.get("qualification_policy")
+        service_policy = wiring.get("service_policy")
+        id_factory, code_factory = wiring.get("id_factory"), wiring.get("code_factory")
+        clock, max_retries = wiring.get("clock"), wiring.get("max_retries", 3)
         self.criteria = _optional(criteria, "criteria", Criteria)
         self.scoring = _optional(scoring, "scoring", QualificationRule)
         self.qualification_policy: QualificationPolicy = (
@@ -106,8 +118,8 @@ class UseCases:
         self.service_policy: ServicePolicy = (
             _optional(service_policy, "service_policy", ServicePolicy) or RepairOrReplacePolicy()
         )
-        self.transitions = Transitions.of(lifecycle)
-        self.currency_rule = CurrencyRule.of(currency)
+        self.transitions = Transitions.of(wiring.get("lifecycle", Lifecycle))
+        self.currency_rule = CurrencyRule.of(wiring.get("currency"))
         self._new_id = _optional(id_factory, "id_factory", Callable) or (lambda: uuid.uuid4().hex)
         self._new_code = _optional(code_factory, "code_factory", Callable) or new_referral_code
         self._bus = EventBus()
@@ -163,8 +175,20 @@ class UseCases:
         return self.criteria
 
     # -- lead generation ----------------------------------------------------------------------
+    #
+    # Each command below is the public command of both facades, as steps: its signature and its
+    # documentation are theirs (each facade names it without the underscore, driven by its
+    # runner: see salesprocess.process.driven and salesprocess.process_async.awaited).
 
-    def _capture(self, name: str, details: LeadDetails) -> Steps[LeadCapture]:
+    def _capture(self, name: str, **details: Unpack[LeadDetails]) -> Steps[LeadCapture]:
+        """Capture a lead, or recognise a known one; say which (``LeadCapture.new``).
+
+        ``details`` are :class:`~salesprocess.commands.leads.LeadDetails`: a lead needs an
+        ``email`` or a ``phone``, and a ``channel`` unless it brings a ``referral_code`` (from
+        a referrer's card), which attributes it to the account holding the code, as
+        ``record_referral`` does. See :mod:`salesprocess.commands.leads` for what a second
+        capture of a known lead does with the details it brings.
+        """
         unknown = details.keys() - LeadDetails.__annotations__.keys()
         if unknown:
             raise ValidationError(
@@ -181,14 +205,21 @@ class UseCases:
             partial(self._uow.known, lead), partial(leads.capture, lead=lead), at=at
         )
 
+    def _capture_lead(self, name: str, **details: Unpack[LeadDetails]) -> Steps[Account]:
+        """Capture a lead as a prospect, or return the known account; see ``capture``."""
+        captured = yield from self._capture(name, **details)
+        return captured.account
+
     def _record_call(
         self,
         account_id: str,
         outcome: CallOutcome,
-        notes: str,
-        at: datetime | None,
-        callback_at: datetime | None,
+        *,
+        notes: str = "",
+        at: datetime | None = None,
+        callback_at: datetime | None = None,
     ) -> Steps[Account]:
+        """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact."""
         call = Call(outcome, self._moment(at), notes, callback_at)
         return self._on(account_id, partial(leads.record_call, call=call), at)
 
@@ -203,11 +234,17 @@ class UseCases:
     def _import_leads(
         self,
         rows: Iterable[Mapping[str, object]],
+        *,
         channel: Channel | str,
-        campaign: str | None,
-        all_or_nothing: bool,
-        progress: Progress | None,
+        campaign: str | None = None,
+        all_or_nothing: bool = True,
+        progress: Progress | None = None,
     ) -> Steps[LeadImport]:
+        """Capture many leads from ``channel`` a batch at a time; see :mod:`salesprocess.imports`.
+
+        Each row maps ``name``, ``email``, ``phone`` and optionally ``campaign``,
+        ``attributes`` and ``at``. ``progress(done, total)`` hears of the rows decided.
+        """
         checked_channel = Channel.parse(channel)
         optional_text(campaign, "campaign")
         checked = require_items(rows, "rows")
@@ -222,7 +259,8 @@ class UseCases:
 
     # -- qualification ------------------------------------------------------------------------
 
-    def _screen(self, account_id: str, at: datetime | None) -> Steps[QualificationReport]:
+    def _screen(self, account_id: str, *, at: datetime | None = None) -> Steps[QualificationReport]:
+        """Screen the account against the marketing criteria, record it, and return the report."""
         return self._on(account_id, partial(qualifying.screen, criteria=self._criteria()), at)
 
     def _screen_accounts(
@@ -255,8 +293,17 @@ class UseCases:
         return limit
 
     def _qualify(
-        self, account_id: str, override: str | None, at: datetime | None, actor: str | None
+        self,
+        account_id: str,
+        *,
+        override: str | None = None,
+        at: datetime | None = None,
+        actor: str | None = None,
     ) -> Steps[Account]:
+        """Qualify a prospect: the policy must approve, or ``override`` gives the reason.
+
+        Raises :class:`~salesprocess.errors.QualificationRefused` listing what is missing.
+        """
         optional_text(override, "override")
         decide = partial(
             qualifying.qualify, transitions=self.transitions,
@@ -264,20 +311,40 @@ class UseCases:
         )  # fmt: skip
         return self._on(account_id, decide, at)
 
+    def _disqualify(
+        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
+    ) -> Steps[Account]:
+        """Disqualify a prospect or qualified lead, for ``reason``."""
+        return self._with_reason(account_id, "disqualify", reason, at, actor)
+
+    def _recycle(
+        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
+    ) -> Steps[Account]:
+        """Send a disqualified account back to prospect, for ``reason``."""
+        return self._with_reason(account_id, "recycle", reason, at, actor)
+
+    def _churn(
+        self, account_id: str, reason: str, *, at: datetime | None = None, actor: str | None = None
+    ) -> Steps[Account]:
+        """Mark a customer as lost, for ``reason``."""
+        return self._with_reason(account_id, "churn", reason, at, actor)
+
     def _with_reason(
         self, account_id: str, event: str, reason: str, at: datetime | None, actor: str | None
     ) -> Steps[Account]:
         require_text(reason, "reason")
-        return self._fire(account_id, event, reason, at, actor)
+        return self._fire(account_id, event, reason=reason, at=at, actor=actor)
 
     def _fire(
         self,
         account_id: str,
         event: str,
-        reason: str | None,
-        at: datetime | None,
-        actor: str | None,
+        *,
+        reason: str | None = None,
+        at: datetime | None = None,
+        actor: str | None = None,
     ) -> Steps[Account]:
+        """Fire any event of the lifecycle: the way to drive events a subclass adds."""
         require_text(event, "event")
         decide = partial(
             qualifying.fire, transitions=self.transitions, event=event, reason=reason, actor=actor
@@ -290,10 +357,16 @@ class UseCases:
         self,
         account_id: str,
         amount: Money,
-        at: datetime | None,
-        reference: str | None,
-        actor: str | None,
+        *,
+        at: datetime | None = None,
+        reference: str | None = None,
+        actor: str | None = None,
     ) -> Steps[Account]:
+        """Record a purchase; the first makes a customer, one on a later day a repeat customer.
+
+        A zero amount is allowed; a negative one, or one before the last purchase, is refused;
+        so is one in a currency the process's ``currency`` rule refuses (``CurrencyMismatch``).
+        """
         purchase = Purchase(amount, self._moment(at), reference)
         decide = partial(
             purchases.record_purchase, transitions=self.transitions, purchase=purchase,
@@ -304,10 +377,15 @@ class UseCases:
     def _import_purchases(
         self,
         rows: Iterable[PurchaseRow | Mapping[str, object]],
-        channel: Channel | str,
-        all_or_nothing: bool,
-        progress: Progress | None,
+        *,
+        channel: Channel | str = Channel.INBOUND_INQUIRY,
+        all_or_nothing: bool = True,
+        progress: Progress | None = None,
     ) -> Steps[PurchaseImport]:
+        """Record many purchases a batch at a time; see :mod:`salesprocess.imports`.
+
+        ``progress(done, total)`` hears of the rows decided.
+        """
         checked = require_items(rows, "rows")
         _optional(progress, "progress", Callable)
         return imports.purchase_import(
@@ -319,8 +397,12 @@ class UseCases:
     # -- referrals ----------------------------------------------------------------------------
 
     def _ask_for_referrals(
-        self, account_id: str, wanted: int, at: datetime | None
+        self, account_id: str, *, wanted: int = 5, at: datetime | None = None
     ) -> Steps[ReferralRequest]:
+        """Record that the customer was asked for ``wanted`` names; return the request.
+
+        Pass the request's id to ``record_referral`` for each name it brings.
+        """
         request = ReferralRequest(self._new_id(), self._moment(at), wanted)
         decide = partial(referrals.ask_for_referrals, transitions=self.transitions, request=request)
         return self._on(account_id, decide, at)
@@ -329,15 +411,32 @@ class UseCases:
         self,
         referrer_id: str,
         name: str,
-        request: str | None,
-        details: LeadDetails,
-    ) -> Steps[LeadCapture]:
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        request: str | None = None,
+        campaign: str | None = None,
+        attributes: Mapping[str, object] | None = None,
+        at: datetime | None = None,
+        actor: str | None = None,
+    ) -> Steps[Account]:
+        """Record a name the referrer gave; return the referred account.
+
+        Stored all or nothing: the new prospect (or the known account it is, linked rather
+        than duplicated) and the referral on the referrer, whose first referral makes it a
+        referrer. ``request`` is the id of the ``ask_for_referrals`` request it answers.
+        """
         require_text(referrer_id, "referrer_id")
         optional_text(request, "request")
+        details: LeadDetails = {
+            "email": email, "phone": phone, "campaign": campaign, "attributes": attributes,
+            "at": at, "actor": actor,
+        }  # fmt: skip
         lead = self._lead(name, Channel.REFERRAL, details)
-        return self._refer(
-            lead, details.get("at"), referrer_id=referrer_id, code=None, request=request
+        referred = yield from self._refer(
+            lead, at, referrer_id=referrer_id, code=None, request=request
         )
+        return referred.account
 
     def _refer(
         self,
@@ -355,8 +454,13 @@ class UseCases:
         return self._uow.attempts(load, decide, at=at)
 
     def _issue_referral_cards(
-        self, account_id: str, count: int, at: datetime | None
+        self, account_id: str, *, count: int = 10, at: datetime | None = None
     ) -> Steps[ReferralCards]:
+        """Hand the customer ``count`` business cards carrying its referral code.
+
+        The first batch gives the account its code (random, unique); later batches carry the
+        same one, which ``capture`` takes as ``referral_code``.
+        """
         require_text(account_id, "account_id")
         cards = ReferralCards("CARD", count, self._moment(at))  # checked before any read
         load = self._uow.account_with_code(account_id, self._new_code, self.transitions)
@@ -366,15 +470,34 @@ class UseCases:
     # -- customer service ---------------------------------------------------------------------
 
     def _learn_preference(
-        self, account_id: str, key: str, value: str, evidence: str | None, at: datetime | None
+        self,
+        account_id: str,
+        key: str,
+        value: str,
+        *,
+        evidence: str | None = None,
+        at: datetime | None = None,
     ) -> Steps[Account]:
+        """Keep what the customer values in its service profile (the latest per key wins).
+
+        ``key`` names the question (``"equipment_strategy"``), ``value`` the answer
+        (``"repair_over_upgrade"``), ``evidence`` what showed it.
+        """
         preference = Preference(key, value, self._moment(at), evidence)
         return self._on(account_id, partial(care.learn_preference, preference=preference), at)
 
     def _register_asset(
-        self, account_id: str, details: tuple[str, date, int, str | None], at: datetime | None
+        self,
+        account_id: str,
+        *,
+        model: str,
+        installed: date,
+        expected_life_years: int,
+        serial: str | None = None,
+        at: datetime | None = None,
     ) -> Steps[Asset]:
-        asset = Asset(self._new_id(), *details)
+        """Register a piece of the customer's equipment for service; return it (with its id)."""
+        asset = Asset(self._new_id(), model, installed, expected_life_years, serial)
         return self._on(account_id, partial(care.register_asset, asset=asset), at)
 
     def _service_day(

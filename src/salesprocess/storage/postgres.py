@@ -966,6 +966,8 @@ _Answer = TypeVar("_Answer")
 
 #: ``find_id``'s statement per kind, and what a message calls it.
 ID_BY: Final = _ID_BY
+#: The pools, factories and connections whose database was found at ``SCHEMA_VERSION``.
+CHECKED: Final = _CHECKED
 #: Why a connection whose transaction failed is refused.
 IN_ERROR: Final = _IN_ERROR
 #: The referral report's rows.

@@ -54,14 +54,11 @@ from contextlib import (
 from datetime import datetime
 from typing import Any, TypeVar
 
-try:
-    import psycopg
-    from psycopg import errors as pg_errors
-    from psycopg.pq import TransactionStatus
-except ImportError as error:  # pragma: no cover - exercised where psycopg is missing
-    raise ImportError(
-        "salesprocess.storage.postgres_async needs psycopg 3: pip install 'salesprocess[postgres]'"
-    ) from error
+# psycopg comes with the postgres extra; without it, salesprocess.storage.postgres (imported
+# below) refuses with the line that installs it
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 
 try:
     from psycopg_pool import AsyncConnectionPool
@@ -79,12 +76,14 @@ from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
 from salesprocess.storage.paging import PAGE_SIZE, Key
 from salesprocess.storage.postgres import (
+    CHECKED,
     COUNT_BY_STAGE,
     DIALECT,
     ID_BY,
     IN_ERROR,
     REFERRERS,
     SCHEMA_VERSION,
+    SCHEMA_VERSION_QUERY,
     TABLES,
     Ask,
     BatchWrite,
@@ -241,12 +240,29 @@ class AsyncPostgresRepository:
                 yield connection
 
     async def _check(self, connection: _Connection) -> None:
-        """Check, once per repository, that the database has the schema this version reads."""
-        version = await _talk(connection, schema_version())
+        """Check that the database has the schema this version reads: once per pool or connection.
+
+        In autocommit a missing table costs nothing but the error; inside a transaction the
+        check asks the catalogue first, so as not to abort it.
+        """
+        owner = self._pool if self._pool is not None else self._connection
+        if CHECKED.get(owner):
+            self._checked = True
+            return
+        status = connection.info.transaction_status
+        if status == TransactionStatus.IDLE and connection.autocommit:
+            try:
+                rows = await _talk(connection, asking(Ask(SCHEMA_VERSION_QUERY)))
+                version = None if not rows or rows[0][0] is None else int(rows[0][0])
+            except pg_errors.UndefinedTable:
+                version = None
+        else:
+            version = await _talk(connection, schema_version())
         foreign = version is None and await _talk(connection, foreign_tables())
         refused = schema_refused(version, foreign)
         if refused is not None:
             raise refused
+        CHECKED[owner] = True
         self._checked = True
 
     # --- schema -----------------------------------------------------------------------------
@@ -265,6 +281,7 @@ class AsyncPostgresRepository:
             if version != SCHEMA_VERSION:
                 async with connection.transaction():
                     found = await _talk(connection, migrating())
+        CHECKED[self._pool if self._pool is not None else self._connection] = True
         self._checked = True
         return found
 
