@@ -9,8 +9,9 @@ tests do), each on a fresh schema with the same accounts:
 
 - **async**: ``AsyncSalesProcess`` over ``AsyncPostgresRepository`` on an
   ``AsyncConnectionPool`` (8 connections, autocommit), ``async def`` routes;
-- **sync in threads**: ``SalesProcess`` over ``PostgresRepository`` (one per worker thread, on
-  its own connection), plain ``def`` routes, which FastAPI runs in its thread pool.
+- **sync in threads**: one ``SalesProcess`` over ``PostgresRepository`` on a
+  ``ConnectionPool`` (8 connections, autocommit), plain ``def`` routes, which FastAPI runs in
+  its thread pool.
 
 ``GET /accounts/{id}`` answers ``sp.to_json(account)``; ``POST /accounts/{id}/purchases``
 records a purchase and answers the account. ``--clients`` clients (default 8) send requests
@@ -35,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -100,15 +100,17 @@ def async_app(dsn: str) -> Any:
 
 
 def sync_app(dsn: str) -> Any:
+    from psycopg_pool import ConnectionPool  # noqa: PLC0415
+
     from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
-    local = threading.local()
+    # one process-wide SalesProcess over a pool of 8 connections, shared by FastAPI's worker
+    # threads (docs/web.md): each call takes a connection and gives it back
+    pool = ConnectionPool(dsn, kwargs={"autocommit": True}, min_size=8, max_size=8, open=True)
+    shared = sp.SalesProcess(PostgresRepository(pool))
 
     def sales() -> sp.SalesProcess:
-        # one repository (one connection) per worker thread: a connection is not shared
-        if not hasattr(local, "sales"):
-            local.sales = sp.SalesProcess(PostgresRepository(dsn))
-        return local.sales  # type: ignore[no-any-return]
+        return shared
 
     app = FastAPI()
 
