@@ -150,7 +150,7 @@ def seed(dsn: str) -> list[str]:
     """Fresh tables with ACCOUNTS customers; return their ids."""
     from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
-    with PostgresRepository(dsn) as repository:
+    with PostgresRepository(dsn, migrate=True) as repository:
         sales = sp.SalesProcess(repository)
         ids = []
         for number in range(ACCOUNTS):
