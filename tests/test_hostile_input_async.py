@@ -23,13 +23,12 @@ import salesprocess as sp
 from hostile_calls import (
     CRITERIA,
     T0,
-    Outcome,
     World,
+    broken_calls,
     commands,
     describe,
     judge,
     seed,
-    trace,
 )
 from salesprocess.storage import AsyncInMemoryRepository, InMemoryRepository
 from salesprocess.testing import Awaiting, BlockingRepository
@@ -117,17 +116,7 @@ def test_the_async_facade_refuses_hostile_calls_cleanly(
 ) -> None:
     """Valid or hostile, an awaited call succeeds or is refused cleanly, changing nothing."""
     world = async_world(async_store, awaiting)
-    strategy = commands(world)[name]()
-    broken: list[str] = []
-
-    @_HOSTILE
-    @given(call=strategy)
-    def attempt(call: Any) -> None:
-        verdict = judge(world, name, call)
-        if verdict.outcome in (Outcome.ESCAPE, Outcome.PARTIAL_WRITE):
-            broken.append(f"{name}{describe(call)}: {verdict.problem}\n{trace(verdict.error)}")
-
-    attempt()
+    broken = broken_calls(world, name, _HOSTILE)
     assert not broken, "\n\n".join(broken[:3])
 
 
