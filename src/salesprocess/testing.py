@@ -1374,8 +1374,10 @@ class RepositoryContract:
             )
         with _raises(NotFound):  # a save of an account that is not stored
             repository.write_all([_account("f"), attrs.evolve(_account("zz"), version=1)])
+        with _raises(ValidationError):  # what is no account is refused before any write
+            repository.write_all([_account("g"), 1])  # type: ignore[list-item]
         assert (repository.get("a").name, repository.get("a").version) == ("Acme 2", 2)
-        for missing in ("d", "e", "f"):
+        for missing in ("d", "e", "f", "g"):
             with _raises(NotFound):
                 repository.get(missing)
         assert repository.write_all([]) == []

@@ -219,7 +219,7 @@ class InMemoryRepository:
 
     def write_all(self, accounts: Sequence[Account]) -> list[Account]:
         """Add or save each of ``accounts`` in one ``atomic()`` block (the reference)."""
-        accounts = list(require_items(accounts, "accounts"))
+        accounts = [require_account(a, "accounts") for a in require_items(accounts, "accounts")]
         with self.atomic():
             return [
                 self.save(account, expected_version=account.version)

@@ -1766,7 +1766,7 @@ class PostgresRepository:
         statements travel in one round trip and ``COMMIT`` in a second; otherwise they run in
         an ``atomic()`` block. Refused like ``add`` and ``save`` (nothing is then stored).
         """
-        accounts = list(require_items(accounts, "accounts"))
+        accounts = [require_account(a, "accounts") for a in require_items(accounts, "accounts")]
         planned = batch_writes(self._memo, accounts) if self._block() is None else None
         if planned is not None:
             with self._using("writing accounts") as connection:

@@ -361,7 +361,7 @@ class AsyncPostgresRepository:
         here: ``BEGIN`` and the statements in one round trip, ``COMMIT`` in a second.
         Otherwise in an ``atomic()`` block, one call each.
         """
-        accounts = list(require_items(accounts, "accounts"))
+        accounts = [require_account(a, "accounts") for a in require_items(accounts, "accounts")]
         planned = batch_writes(self._memo, accounts) if self._block.get() is None else None
         if planned is not None:
             async with self._using("writing accounts") as connection:
