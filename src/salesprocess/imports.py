@@ -29,6 +29,7 @@ from salesprocess.commands.purchases import Loaded, PurchaseRow, record_purchase
 from salesprocess.currencies import CurrencyRule
 from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError, ValidationError
 from salesprocess.lifecycle import Transitions
+from salesprocess.storage.protocol import ReadsMany
 from salesprocess.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -251,23 +252,31 @@ def _known_contacts(
 ) -> dict[tuple[str, str], Account]:
     """Return the stored accounts holding the batch's emails and phones, two queries a batch.
 
-    Only the contacts someone holds cost a read of the account: a new list costs its look-ups.
+    Only the contacts someone holds cost a read of their accounts, one batch read when the
+    repository offers it (:class:`~salesprocess.storage.protocol.ReadsMany`): a new list costs
+    its look-ups, a list read again one more query.
     """
     repository = uow.repository
     holders = {
         kind: repository.find_ids(kind, {v for _, lead in leads if (v := getattr(lead, kind))})
         for kind in ("email", "phone")
     }
+    ids = {account_id for held in holders.values() for account_id in held.values()}
+    if not ids:
+        return {}
     accounts: dict[str, Account] = {}
-    found: dict[tuple[str, str], Account] = {}
-    for kind, held in holders.items():
-        for value, account_id in held.items():
-            if account_id not in accounts:
-                with contextlib.suppress(NotFound):  # removed since: nobody holds it
-                    accounts[account_id] = repository.get(account_id)
-            if account_id in accounts:
-                found[kind, value] = accounts[account_id]
-    return found
+    if isinstance(repository, ReadsMany):  # one read for the batch, not one per account
+        accounts = repository.get_many(ids)
+    else:
+        for account_id in ids:
+            with contextlib.suppress(NotFound):  # removed since: nobody holds it
+                accounts[account_id] = repository.get(account_id)
+    return {
+        (kind, value): accounts[account_id]
+        for kind, held in holders.items()
+        for value, account_id in held.items()
+        if account_id in accounts
+    }
 
 
 def import_leads(

@@ -10,13 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from salesprocess.storage.memory import InMemoryRepository
-from salesprocess.storage.protocol import AccountRepository
+from salesprocess.storage.protocol import AccountRepository, ReadsMany
 
 if TYPE_CHECKING:
     from salesprocess.storage.postgres import PostgresRepository
     from salesprocess.storage.sqlite import SQLiteRepository
 
-__all__ = ["AccountRepository", "InMemoryRepository", "PostgresRepository", "SQLiteRepository"]
+__all__ = [
+    "AccountRepository",
+    "InMemoryRepository",
+    "PostgresRepository",
+    "ReadsMany",
+    "SQLiteRepository",
+]
 
 
 def __getattr__(name: str) -> Any:
