@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -1026,6 +1027,7 @@ def test_default_process_uses_memory_and_system_clock():
     assert isinstance(sales.repository, InMemoryRepository)
     account = sales.capture_lead(name="Acme", email="a@acme.example", channel="cold_outreach")
     assert len(account.id) == 32
+    assert uuid.UUID(hex=account.id).version == 4
     assert account.created_at.utcoffset() == timedelta(0)
     assert abs(account.created_at - datetime.now(UTC)) < timedelta(minutes=5)
 
@@ -1187,3 +1189,19 @@ def test_the_store_and_clock_are_fixed_for_the_process(sales):
         sales.clock = sp.FixedClock(at(2027, 1, 1))  # type: ignore[misc]
     with pytest.raises(AttributeError):
         sales.repository = InMemoryRepository()  # type: ignore[misc]
+
+
+def test_default_ids_are_random_version_4_uuids_in_hex():
+    """The default id factory writes what uuid.uuid4().hex writes: 32 hex digits, v4, RFC 4122."""
+    from salesprocess.use_cases import _new_id  # noqa: PLC0415 - the private default itself
+
+    ids = [_new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for account_id in ids:
+        parsed = uuid.UUID(hex=account_id)
+        assert parsed.hex == account_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    # Every other bit is random: each hex digit outside the fixed ones takes many values.
+    free = [i for i in range(32) if i not in (12, 16)]
+    assert all(len({account_id[i] for account_id in ids}) > 12 for i in free)

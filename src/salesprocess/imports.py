@@ -283,25 +283,35 @@ def _lead(
         return RowError(position, str(error))
 
 
-def _known_contacts(leads: list[tuple[int, Account]]) -> Steps[dict[tuple[str, str], Account]]:
+def _known_contacts(
+    work: Work, leads: list[tuple[int, Account]]
+) -> Steps[dict[tuple[str, str], Account]]:
     """Return the stored accounts holding the batch's emails and phones, two queries a batch.
 
-    Only the contacts someone holds cost a read of the account: a new list costs its look-ups.
+    Only the contacts someone holds cost a read of their accounts, one batch read when the
+    repository offers it (:class:`~salesprocess.storage.protocol.ReadsMany`): a new list costs
+    its look-ups, a list read again one more query.
     """
     holders: dict[str, dict[str, str]] = {}
     for kind in ("email", "phone"):
         values = {v for _, lead in leads if (v := getattr(lead, kind))}
         holders[kind] = yield call("find_ids", kind, values)
+    ids = {account_id for held in holders.values() for account_id in held.values()}
+    if not ids:
+        return {}
     accounts: dict[str, Account] = {}
-    found: dict[tuple[str, str], Account] = {}
-    for kind, held in holders.items():
-        for value, account_id in held.items():
-            if account_id not in accounts:
-                with contextlib.suppress(NotFound):  # removed since: nobody holds it
-                    accounts[account_id] = yield call("get", account_id)
-            if account_id in accounts:
-                found[kind, value] = accounts[account_id]
-    return found
+    if work.reads_many:  # one read for the batch, not one per account
+        accounts = yield call("get_many", ids)
+    else:
+        for account_id in ids:
+            with contextlib.suppress(NotFound):  # removed since: nobody holds it
+                accounts[account_id] = yield call("get", account_id)
+    return {
+        (kind, value): accounts[account_id]
+        for kind, held in holders.items()
+        for value, account_id in held.items()
+        if account_id in accounts
+    }
 
 
 def import_leads(
@@ -351,7 +361,7 @@ def lead_import(
         for start in range(0, len(good), batch_size):
             batch = good[start : start + batch_size]
             outcome = yield from work.attempts(
-                partial(_known_contacts, batch), partial(capture_many, leads=batch), at=None
+                partial(_known_contacts, work, batch), partial(capture_many, leads=batch), at=None
             )
             captured += outcome.captured
             known += outcome.known

@@ -126,6 +126,7 @@ from salesprocess.storage.protocol import (
     AccountRepository,
     Batching,
     Holders,
+    ReadsMany,
     call_all,
     every_account,
     require_callback,
@@ -139,6 +140,7 @@ __all__ = [
     "AsyncRepositoryContract",
     "Awaiting",
     "BlockingRepository",
+    "ReadsManyContract",
     "RepositoryContract",
     "assert_reports_agree",
     "assert_same_account",
@@ -1894,6 +1896,49 @@ def _contact_error(model: Mapping[str, Account], account: Account) -> str | None
         if account.referral_code is not None and other.referral_code == account.referral_code:
             return "referral code"
     return None
+
+
+class ReadsManyContract(RepositoryContract):
+    """:class:`RepositoryContract`, and the promises of :class:`~salesprocess.storage.ReadsMany`.
+
+    For an adapter that offers ``get_many``: subclass this one instead of
+    :class:`RepositoryContract` (it runs every test of that one too).
+    """
+
+    __test__: ClassVar[bool] = False
+
+    def test_get_many_answers_as_get_does(self) -> None:
+        """get_many() maps each stored id to what get() returns; unknown ids are absent."""
+        repository = self.repository()
+        full = repository.add(_full_account())
+        nul = HOSTILE_TEXT[6]
+        repository.add(_account(nul, email="nul@x.example"))
+        repository.add_many(
+            _account(f"many-{i:04d}", email=f"lead{i}@list.example") for i in range(1200)
+        )
+        saved = repository.save(full.with_changes(name="Müller & Söhne KG"), expected_version=1)
+        many = [f"many-{i:04d}" for i in range(0, 1300, 3)]
+        asked = ["acc-full", nul, "no-such-account", "acc-full", "' OR '1'='1", *many]
+        found = _reads_many(repository).get_many(iter(asked))
+        assert set(found) == {"acc-full", nul, *(i for i in many if int(i[5:]) < 1200)}
+        for account_id, account in found.items():
+            assert_same_account(repository.get(account_id), account)
+        assert_same_account(saved, found["acc-full"])
+        assert _reads_many(repository).get_many([]) == {}
+        assert _reads_many(repository).get_many(["no-such-account"]) == {}
+
+    def test_get_many_refuses_what_is_no_collection_of_ids(self) -> None:
+        """get_many() of text, None, or a collection holding a non-str raises ValidationError."""
+        repository = self.repository()
+        repository.add(_account("a"))
+        for values in ("a", b"a", None, 5, ["a", 5], [None], [b"a"]):
+            with _raises(ValidationError):
+                _reads_many(repository).get_many(values)  # type: ignore[arg-type]
+
+
+def _reads_many(repository: AccountRepository) -> ReadsMany:
+    assert isinstance(repository, ReadsMany), f"{type(repository).__name__} has no get_many()"
+    return repository
 
 
 def repository_state_machine(

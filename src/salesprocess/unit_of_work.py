@@ -45,7 +45,7 @@ from salesprocess.events import DomainEvent, EventBus
 from salesprocess.lifecycle import Transitions
 from salesprocess.referral_codes import normalise_referral_code
 from salesprocess.storage.async_protocol import AsyncAccountRepository, AsyncBatching
-from salesprocess.storage.protocol import AccountRepository, Batching
+from salesprocess.storage.protocol import AccountRepository, Batching, ReadsMany
 
 __all__ = [
     "BATCHED_WRITES",
@@ -124,9 +124,15 @@ def _unknown_code(code: str | None) -> ValidationError:
 class Work:
     """The steps of every command, without I/O: what both runners drive."""
 
-    def __init__(self, *, clock: Clock, max_retries: int, batching: bool = False) -> None:
+    def __init__(
+        self, *, clock: Clock, max_retries: int, batching: bool = False, reads_many: bool = False
+    ) -> None:
         self.clock = clock
         self.max_retries = max_retries
+        #: Whether the store has ``get_many``
+        #: (:class:`~salesprocess.storage.protocol.ReadsMany`): a bulk load then reads a
+        #: batch's known accounts in one call.
+        self.reads_many = reads_many
         #: Whether the store has ``holders`` and ``write_all``
         #: (:class:`~salesprocess.storage.protocol.Batching`): a command's loads are then one
         #: call, and its few writes one call.
@@ -330,8 +336,9 @@ class UnitOfWork(Work):
         self, repository: AccountRepository, *, clock: Clock, bus: EventBus, max_retries: int
     ) -> None:
         super().__init__(
-            clock=clock, max_retries=max_retries, batching=isinstance(repository, Batching)
-        )
+            clock=clock, max_retries=max_retries, batching=isinstance(repository, Batching),
+            reads_many=isinstance(repository, ReadsMany),
+        )  # fmt: skip
         self.repository = repository
         self.bus = bus
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from salesprocess.storage.async_protocol import AsyncAccountRepository
 from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.memory_async import AsyncInMemoryRepository
-from salesprocess.storage.protocol import AccountRepository
+from salesprocess.storage.protocol import AccountRepository, ReadsMany
 
 if TYPE_CHECKING:
     from salesprocess.storage.postgres import PostgresRepository
@@ -28,6 +28,7 @@ __all__ = [
     "AsyncPostgresRepository",
     "InMemoryRepository",
     "PostgresRepository",
+    "ReadsMany",
     "SQLiteRepository",
 ]
 

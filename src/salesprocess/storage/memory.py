@@ -26,6 +26,7 @@ from salesprocess.storage.protocol import (
     Holders,
     call_all,
     require_account,
+    require_ids,
     require_keys,
     require_new,
     require_one_key,
@@ -103,6 +104,13 @@ class InMemoryRepository:
             _no_surrogates(account_id, "account_id")
             raise NotFound(f"no account with id {shown(account_id)}")
         return account
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for the stored ones among ``account_ids``."""
+        wanted = require_ids(account_ids)
+        with self._lock:
+            stored = self._accounts
+            return {account_id: stored[account_id] for account_id in wanted if account_id in stored}
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""

@@ -36,10 +36,12 @@ __all__ = [
     "AfterCommit",
     "Batching",
     "Holders",
+    "ReadsMany",
     "call_all",
     "every_account",
     "require_account",
     "require_callback",
+    "require_ids",
     "require_keys",
     "require_new",
     "require_one_key",
@@ -221,6 +223,25 @@ class Batching(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadsMany(Protocol):
+    """A repository that also reads many accounts at once (an optional capability).
+
+    A bulk load that meets a thousand known contacts reads their accounts with one call
+    rather than a thousand ``get`` calls. :class:`salesprocess.testing.ReadsManyContract` is
+    its test kit; a repository without it is read one ``get`` at a time.
+    """
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for those ``account_ids`` that are stored.
+
+        Each account is what :meth:`AccountRepository.get` returns for its id; ids not stored
+        are absent from the answer. A value that is not a ``str``, or ``account_ids`` that is
+        no collection, raises ``ValidationError`` (``require_ids`` checks it).
+        """
+        ...
+
+
 def require_new(account: object) -> Account:
     """Refuse to ``add`` anything but a new account: an ``Account`` at version 0.
 
@@ -313,6 +334,19 @@ def require_keys(kind: object, values: Iterable[object]) -> list[str]:
     checked: dict[str, None] = {}
     for value in values:
         checked[require_instance(value, str(kind), str)] = None
+    return list(checked)
+
+
+def require_ids(values: Iterable[object]) -> list[str]:
+    """Check ``get_many()``'s argument; return the ids, once each, in their first order."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"get_many() takes an iterable of account ids, not {type(values).__name__}",
+            field="account_ids",
+        )
+    checked: dict[str, None] = {}
+    for value in values:
+        checked[require_instance(value, "account_id", str)] = None
     return list(checked)
 
 
