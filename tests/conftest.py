@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
-# Hypothesis profiles: the default runs each property's bounded example count (CI); ``long``
-# (``pytest --hypothesis-profile=long``) runs the tests that do not fix their own count, the
-# fuzz tests among them, fifty times longer.
-settings.register_profile("long", max_examples=5_000, deadline=None)
+# Hypothesis profiles. Speed targets live in benchmarks/, never in unit tests, so no profile
+# times an example: Hypothesis's deadline and its "too slow" health check would only make a
+# loaded CI machine fail tests whose behaviour is right. The default runs each property's
+# bounded example count (CI); ``long`` (``pytest --hypothesis-profile=long``) runs the tests that
+# do not fix their own count, the fuzz tests among them, fifty times longer.
+settings.register_profile("untimed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", settings.get_profile("untimed"), max_examples=5_000)
+settings.load_profile("untimed")
 
 # The contract kit's asserts are in the library; let pytest explain them like a test's own.
 pytest.register_assert_rewrite("salesprocess.testing")

@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import given
 from hypothesis import strategies as st
 
 import salesprocess as sp
@@ -507,3 +508,22 @@ def judge(world: World, name: str, call: Call) -> Verdict:
     if isinstance(result, Mapping):
         dict(result)
     return Verdict(Outcome.DONE)
+
+
+def broken_calls(world: World, name: str, settings: Callable[[Any], Any]) -> list[str]:
+    """Feed command ``name`` on ``world`` the calls Hypothesis draws; return the broken promises.
+
+    Collected rather than raised inside Hypothesis: each call changes the shared store, so a
+    replay (to shrink) would not meet the same store.
+    """
+    broken: list[str] = []
+
+    @settings
+    @given(call=commands(world)[name]())
+    def attempt(call: Any) -> None:
+        verdict = judge(world, name, call)
+        if verdict.outcome in (Outcome.ESCAPE, Outcome.PARTIAL_WRITE):
+            broken.append(f"{name}{describe(call)}: {verdict.problem}\n{trace(verdict.error)}")
+
+    attempt()
+    return broken

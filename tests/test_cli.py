@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -375,6 +376,47 @@ def test_a_hundred_thousand_leads_import(tmp_path):
     assert "100000 leads captured" in out
     with SQLiteRepository(db) as repository:
         assert repository.count_by_stage()[sp.Stage.PROSPECT] == 100_000
+    before = dump(db)
+    code, out, _ = run("import-leads", str(csv), "--channel", "marketing_list", "--db", str(db))
+    assert code == 0
+    assert "0 leads captured, 100000 known, 0 rejected" in out
+    assert dump(db) == before
+
+
+def dump(db: Path) -> list[str]:
+    """Every table, index and row of ``db``, and its header's version and application id."""
+    with sqlite3.connect(db) as connection:
+        lines = list(connection.iterdump())
+        lines.append(repr(connection.execute("PRAGMA user_version").fetchone()))
+        lines.append(repr(connection.execute("PRAGMA application_id").fetchone()))
+    connection.close()
+    return lines
+
+
+def test_a_big_list_with_bad_rows_leaves_the_database_exactly_as_before(tmp_path):
+    """The bulk path (indexes dropped, built again) undone: bad lines listed, file as it was."""
+    db = tmp_path / "s.db"
+    assert run("migrate", "--db", str(db))[0] == 0
+    before = dump(db)
+    rows = [f"Lead {i},lead{i}@list.example,+49 30 {i:07d}" for i in range(3000)]
+    rows[0] = "Lead 0,lead0-at-list.example,"  # line 2
+    rows[1700] = "Lead 1700,lead1700@list.example,+49 30 12x"  # line 1702
+    rows[2999] = "Lead 2999,lead5@list.example,+49 30 9999999"  # line 3001: lead 5's email
+    csv = write(tmp_path / "big.csv", "name,email,phone\n" + "\n".join(rows) + "\n")
+    code, out, err = run("import-leads", str(csv), "--channel", "marketing_list", "--db", str(db))
+    assert code == 1
+    assert [line.split(": ")[0] for line in err.splitlines()][:3] == [
+        f"{csv}:2", f"{csv}:1702", f"{csv}:3001",
+    ]  # fmt: skip
+    assert "lead0-at-list.example" in err
+    assert "Traceback" not in err
+    assert dump(db) == before
+    code, out, _ = run("import-leads", str(csv), "--channel", "marketing_list", "--db", str(db),
+                       "--skip-bad")  # fmt: skip
+    assert code == 0
+    assert "2997 leads captured, 0 known, 3 rejected" in out
+    with SQLiteRepository(db) as repository:
+        assert repository.count_by_stage()[sp.Stage.PROSPECT] == 2997
 
 
 def test_report_draws_its_charts(tmp_path):

@@ -74,7 +74,8 @@ def test_the_sqlite_verdict_is_the_reference_prefilters(document, attributes):
     db.close()
     facts = account.attributes
     expected = 1 if must_pass(check, facts) else 0 if not may_pass(check, facts) else None
-    if "\x00" not in serialise.dumps(account):  # the reference reads what SQLite may not
+    nul = "\\u0000" in serialise.dumps(account) or "\\x00" in repr(document)
+    if not nul:  # text holding NUL is left to Python
         assert verdict == expected
     if verdict is not None:
         assert bool(verdict) is rule.passes(account)

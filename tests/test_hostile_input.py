@@ -29,16 +29,13 @@ import salesprocess as sp
 from hostile_calls import (
     HOSTILE,
     T0,
-    Outcome,
     RaisingIterable,
     World,
+    broken_calls,
     commands,
-    describe,
-    judge,
     message_problem,
     one_hostile,
     seed,
-    trace,
 )
 from salesprocess.checks import shown, unencodable
 from salesprocess.clock import EARLIEST, LATEST
@@ -88,17 +85,7 @@ def test_only_sales_process_errors_escape_and_refusals_change_nothing(
     Broken promises are collected rather than raised inside Hypothesis: each call changes the
     shared store, so a replay (to shrink) would not meet the same store.
     """
-    strategy = commands(world)[name]()
-    broken: list[str] = []
-
-    @_HOSTILE
-    @given(call=strategy)
-    def attempt(call: Any) -> None:
-        verdict = judge(world, name, call)
-        if verdict.outcome in (Outcome.ESCAPE, Outcome.PARTIAL_WRITE):
-            broken.append(f"{name}{describe(call)}: {verdict.problem}\n{trace(verdict.error)}")
-
-    attempt()
+    broken = broken_calls(world, name, _HOSTILE)
     assert not broken, "\n\n".join(broken[:3])
 
 

@@ -1,7 +1,8 @@
 """The layers a reader sees in the tree, held by a test: what may import what.
 
 domain (values, lifecycle, criteria, policies) -> use cases (``commands``, ``unit_of_work``,
-and ``imports``, the bulk loads run through it) -> read side (``reports``) -> adapters
+``imports`` and ``screening``, the bulk loads run through it, and ``use_cases``, the
+facades' commands as steps) -> read side (``reports``) -> adapters
 (``storage``) -> entry points (``process``, the package itself, and the kits for users'
 tests). Each layer imports only the layers before it; the use cases and the read side see
 storage only through its protocol.
@@ -39,7 +40,7 @@ DOMAIN = {
     "rules",
     "stage",
 }
-PROTOCOL = {"storage.protocol", "storage.selection"}
+PROTOCOL = {"storage.protocol", "storage.selection", "storage.async_protocol"}
 COMMANDS = {"commands"}
 #: Each layer: a predicate for its modules, and what (besides itself) they may import.
 ALLOWED: dict[str, set[str]] = {
@@ -48,6 +49,8 @@ ALLOWED: dict[str, set[str]] = {
     "unit_of_work": DOMAIN | COMMANDS | PROTOCOL,
     "imports": DOMAIN | COMMANDS | PROTOCOL | {"unit_of_work"},
     "screening": DOMAIN | COMMANDS | PROTOCOL | {"unit_of_work"},
+    # what both facades share: their commands as steps of work, for either runner
+    "use_cases": DOMAIN | COMMANDS | PROTOCOL | {"unit_of_work", "imports", "screening"},
     "reports": DOMAIN | PROTOCOL | {"reports"},
     "storage": DOMAIN | {"storage"},
 }
@@ -57,6 +60,7 @@ ALLOWED: dict[str, set[str]] = {
 EXTRA: dict[str, set[str]] = {
     "storage.sqlite": {"reports"},
     "storage.postgres": {"reports"},
+    "storage.postgres_async": {"reports"},
 }
 
 
@@ -120,7 +124,8 @@ def test_the_layers_cover_the_tree():
     """Every module is placed: the facade, the command line and the test kits are the entries."""
     entry = {m for m in _modules() if _layer(m) == "entry"}
     assert {m for m in entry if not m.startswith("cli.")} == {
-        "__main__", "cli", "json_views", "process", "strategies", "testing",
+        "__main__", "cli", "json_views", "process", "process_async", "report_requests",
+            "strategies", "testing",
     }  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 import salesprocess as sp
 from salesprocess.storage import InMemoryRepository
+from salesprocess.storage.protocol import Holders
 
 
 def at(y: int, m: int, d: int, hour: int = 9) -> datetime:
@@ -294,14 +296,21 @@ def test_capture_race_returns_the_account_the_other_writer_stored(clock):
     class Racing(InMemoryRepository):
         raced = False
 
+        def _race(self, email: str | None) -> bool:
+            if self.raced:
+                return False
+            self.raced = True
+            other = sp.SalesProcess(self, clock=clock, id_factory=lambda: "other-writer")
+            other.capture_lead(name="Acme (other desk)", email=email, channel="referral")
+            return True
+
         def find_id(self, **key: str | None) -> str | None:
-            if not self.raced:
-                self.raced = True
-                other = sp.SalesProcess(self, clock=clock, id_factory=lambda: "other-writer")
-                email = key["email"]
-                other.capture_lead(name="Acme (other desk)", email=email, channel="referral")
-                return None
-            return super().find_id(**key)
+            return None if self._race(key["email"]) else super().find_id(**key)
+
+        def holders(self, **keys: Any) -> Holders:  # the batched look-up: the same race
+            return Holders(None, None, None, None) if self._race(keys["email"]) else (
+                super().holders(**keys)
+            )  # fmt: skip
 
     sales = sp.SalesProcess(Racing(), clock=clock, id_factory=lambda: "mine")
     account = sales.capture_lead(name="Acme", email="buyer@acme.example", channel="cold_outreach")
@@ -1018,6 +1027,7 @@ def test_default_process_uses_memory_and_system_clock():
     assert isinstance(sales.repository, InMemoryRepository)
     account = sales.capture_lead(name="Acme", email="a@acme.example", channel="cold_outreach")
     assert len(account.id) == 32
+    assert uuid.UUID(hex=account.id).version == 4
     assert account.created_at.utcoffset() == timedelta(0)
     assert abs(account.created_at - datetime.now(UTC)) < timedelta(minutes=5)
 
@@ -1179,3 +1189,19 @@ def test_the_store_and_clock_are_fixed_for_the_process(sales):
         sales.clock = sp.FixedClock(at(2027, 1, 1))  # type: ignore[misc]
     with pytest.raises(AttributeError):
         sales.repository = InMemoryRepository()  # type: ignore[misc]
+
+
+def test_default_ids_are_random_version_4_uuids_in_hex():
+    """The default id factory writes what uuid.uuid4().hex writes: 32 hex digits, v4, RFC 4122."""
+    from salesprocess.use_cases import _new_id  # noqa: PLC0415 - the private default itself
+
+    ids = [_new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for account_id in ids:
+        parsed = uuid.UUID(hex=account_id)
+        assert parsed.hex == account_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    # Every other bit is random: each hex digit outside the fixed ones takes many values.
+    free = [i for i in range(32) if i not in (12, 16)]
+    assert all(len({account_id[i] for account_id in ids}) > 12 for i in free)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -22,6 +24,8 @@ import salesprocess as sp
 from salesprocess.clock import utc_day
 from salesprocess.lifecycle import Lifecycle, Transitions
 from salesprocess.money import ISO_4217_CODES
+from salesprocess.storage import AsyncInMemoryRepository
+from salesprocess.testing import Awaiting, BlockingRepository
 
 TABLE = Transitions.of(Lifecycle)
 START = datetime(2026, 1, 5, 21, 0, tzinfo=UTC)
@@ -55,13 +59,14 @@ class SalesProcessMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = sp.FixedClock(START)
         counter = itertools.count(1)
-        self.sales = sp.SalesProcess(
-            criteria=CRITERIA, clock=self.clock, id_factory=lambda: f"a{next(counter):03d}"
-        )
+        self.sales = self.make_sales(lambda: f"a{next(counter):03d}")
         self.versions: dict[str, int] = {}
         self.by_email: dict[str, str] = {}
         self.by_phone: dict[str, str] = {}
         self.fresh = itertools.count(1)
+
+    def make_sales(self, id_factory: Callable[[], str]) -> Any:
+        return sp.SalesProcess(criteria=CRITERIA, clock=self.clock, id_factory=id_factory)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -483,3 +488,48 @@ SalesProcessMachine.TestCase.settings = settings(
 )
 TestSalesProcessStateful = SalesProcessMachine.TestCase
 TestSalesProcessStateful.__doc__ = "Random command sequences keep every invariant."
+
+
+class Awaited:
+    """AsyncSalesProcess seen as a SalesProcess: each coroutine run to its end on one loop."""
+
+    def __init__(self, asales: sp.AsyncSalesProcess, awaiting: Awaiting) -> None:
+        self._asales = asales
+        self._awaiting = awaiting
+        self.repository = BlockingRepository(asales.repository, awaiting)
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._asales, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+        return lambda *args, **kwargs: self._awaiting(found(*args, **kwargs))
+
+
+class AsyncSalesProcessMachine(SalesProcessMachine):
+    """The same random commands and invariants, through AsyncSalesProcess (each step awaited)."""
+
+    def make_sales(self, id_factory: Callable[[], str]) -> Any:
+        self.awaiting = Awaiting()
+        asales = sp.AsyncSalesProcess(criteria=CRITERIA, clock=self.clock, id_factory=id_factory)
+        return Awaited(asales, self.awaiting)
+
+    def teardown(self) -> None:
+        self.awaiting.close()
+
+
+AsyncSalesProcessMachine.TestCase.settings = settings(
+    max_examples=50, stateful_step_count=30, deadline=None
+)
+TestAsyncSalesProcessStateful = AsyncSalesProcessMachine.TestCase
+TestAsyncSalesProcessStateful.__doc__ = "Random command sequences through the async facade."
+
+
+def test_the_async_machine_drives_the_async_facade():
+    """The async machine's process really is AsyncSalesProcess over the async in-memory store."""
+    machine = AsyncSalesProcessMachine()
+    try:
+        assert isinstance(machine.sales._asales, sp.AsyncSalesProcess)
+        assert isinstance(machine.sales.repository.inner, AsyncInMemoryRepository)
+        assert inspect.iscoroutinefunction(sp.AsyncSalesProcess.capture)
+    finally:
+        machine.teardown()

@@ -17,10 +17,10 @@ from salesprocess.account import Account, Source
 from salesprocess.errors import NotFound
 from salesprocess.storage import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository
-from salesprocess.testing import RepositoryContract, repository_state_machine
+from salesprocess.testing import ReadsManyContract, RepositoryContract, repository_state_machine
 
 
-class TestInMemoryRepository(RepositoryContract):
+class TestInMemoryRepository(ReadsManyContract):
     """Every promise of the protocol, for InMemoryRepository."""
 
     def make_repository(self) -> AccountRepository:

@@ -34,7 +34,7 @@ from salesprocess.storage.sqlite import (
     account_row,
 )
 from salesprocess.testing import (
-    RepositoryContract,
+    ReadsManyContract,
     _accounts,
     _full_account,
     assert_reports_agree,
@@ -44,14 +44,14 @@ from salesprocess.testing import (
 from test_reports_sql import sample_accounts
 
 
-class TestSQLiteInMemory(RepositoryContract):
+class TestSQLiteInMemory(ReadsManyContract):
     """Every promise of the protocol, for SQLiteRepository(':memory:')."""
 
     def make_repository(self) -> AccountRepository:
         return SQLiteRepository(":memory:")
 
 
-class TestSQLiteFile(RepositoryContract):
+class TestSQLiteFile(ReadsManyContract):
     """Every promise of the protocol, for SQLiteRepository on a WAL file."""
 
     @pytest.fixture(autouse=True)
@@ -636,3 +636,148 @@ def test_the_latest_screening_is_of_the_stage_asked_for() -> None:
         assert latest.tzinfo == ZoneInfo("Europe/Berlin")
         assert repository.latest_screening(stage=Stage.QUALIFIED) == late
         assert repository.latest_screening(stage=Stage.CUSTOMER) is None
+
+
+# --- bulk loads: the secondary indexes built once, at commit -----------------------------------
+
+
+def _schema(path: Path) -> set[tuple[str, str, str, str | None]]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    connection.close()
+    return set(rows)
+
+
+def _dump(path: Path) -> list[str]:
+    with sqlite3.connect(path) as connection:
+        lines = list(connection.iterdump())
+        lines.append(str(connection.execute("PRAGMA user_version").fetchone()))
+        lines.append(str(connection.execute("PRAGMA application_id").fetchone()))
+    connection.close()
+    return lines
+
+
+def _leads(count: int, start: int = 0) -> list[Account]:
+    return [
+        Account(
+            f"lead-{i:05d}",
+            f"Lead {i}",
+            Source("marketing_list"),
+            _T0 + timedelta(minutes=i),
+            email=f"lead{i}@list.example",
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def _secondary_indexes(repository: SQLiteRepository) -> set[str]:
+    assert repository._connection is not None
+    return {
+        name
+        for (name,) in repository._connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )
+    }
+
+
+def test_a_bulk_load_into_an_empty_file_ends_with_the_same_schema(tmp_path: Path) -> None:
+    """add_many of a big batch into an empty file: every index back at commit, reports agree."""
+    fresh = tmp_path / "fresh.db"
+    SQLiteRepository(fresh).close()
+    path = tmp_path / "bulk.db"
+    with SQLiteRepository(path) as repository:
+        assert repository._connection is not None
+        cache = repository._connection.execute("PRAGMA cache_size").fetchone()
+        indexes = _secondary_indexes(repository)
+        with repository.atomic():
+            repository.add_many(_leads(600))
+            kept = {name for name in indexes if not name.startswith("accounts_")}
+            assert _secondary_indexes(repository) == {*kept, "accounts_referral_code"}
+            assert repository.find_id(email="lead7@list.example") == "lead-00007"
+            repository.add_many([*_leads(200, 600), *(attrs.evolve(a, version=0) for a in
+                                 sample_accounts())])  # fmt: skip
+        assert _secondary_indexes(repository) == indexes
+        assert repository._connection.execute("PRAGMA cache_size").fetchone() == cache
+        assert_reports_agree(repository, as_of=_T0 + timedelta(days=900))
+        listed = [a.id for a in repository.with_stage(Stage.PROSPECT) if a.id.startswith("lead-")]
+        assert listed[:3] == [
+            "lead-00000", "lead-00001", "lead-00002",
+        ]  # fmt: skip
+    assert _schema(path) == _schema(fresh)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        plan = connection.execute(f"EXPLAIN QUERY PLAN {readmodel.REFERRERS}").fetchall()
+    connection.close()
+    assert "USING INDEX accounts_referring" in str(plan)
+
+
+def test_a_failed_bulk_load_leaves_the_file_exactly_as_it_was(tmp_path: Path) -> None:
+    """A bulk load undone (its block's error, or a conflict) leaves every table and index."""
+    path = tmp_path / "bulk.db"
+    SQLiteRepository(path).close()
+    before = _dump(path)
+    with SQLiteRepository(path) as repository:
+        indexes = _secondary_indexes(repository)
+        with suppress(_Boom), repository.atomic():
+            repository.add_many(_leads(1000))
+            raise _Boom
+        assert repository.page() == []
+        assert _secondary_indexes(repository) == indexes
+        with pytest.raises(ConflictError, match=r"lead3@list\.example"):
+            repository.add_many([*_leads(700), _prospect("again", email="lead3@list.example")])
+        assert _secondary_indexes(repository) == indexes
+        assert repository.page() == []
+    assert _dump(path) == before
+
+
+def test_a_bulk_load_whose_index_build_fails_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If building the indexes again fails at commit, the whole block rolls back."""
+    path = tmp_path / "bulk.db"
+    SQLiteRepository(path).close()
+    before = _dump(path)
+    with SQLiteRepository(path) as repository:
+        build = SQLiteRepository._build_indexes
+
+        def half_then_full(self: SQLiteRepository, connection: sqlite3.Connection) -> None:
+            self._rebuild = self._rebuild[: len(self._rebuild) // 2]
+            build(self, connection)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(SQLiteRepository, "_build_indexes", half_then_full)
+        with pytest.raises(StorageError, match="full"):
+            repository.add_many(_leads(800))
+        monkeypatch.undo()
+        assert _dump(path) == before
+        assert repository.page() == []
+        assert repository.add_many(_leads(500)) == 500
+        assert _secondary_indexes(repository) >= {"accounts_stage_created", "accounts_referring"}
+
+
+def test_a_savepoint_undoing_a_bulk_load_keeps_the_indexes(tmp_path: Path) -> None:
+    """The drop undone by a nested block's rollback; the load after it still commits whole."""
+    fresh = tmp_path / "fresh.db"
+    SQLiteRepository(fresh).close()
+    path = tmp_path / "bulk.db"
+    with SQLiteRepository(path) as repository, repository.atomic():
+        with suppress(_Boom), repository.atomic():
+            repository.add_many(_leads(600))
+            raise _Boom
+        repository.add_many(_leads(600, 600))
+        repository.add(_prospect("one", email="one@x.example"))
+    assert _schema(path) == _schema(fresh)
+    with SQLiteRepository(path) as repository:
+        assert len(repository.page(limit=2000)) == 601
+        assert repository.get_many(["lead-00000", "lead-00600"]).keys() == {"lead-00600"}
+
+
+def test_a_small_batch_or_a_stored_account_keeps_the_indexes(tmp_path: Path) -> None:
+    """Below 500 accounts, or into a table holding one, add_many keeps every index."""
+    with SQLiteRepository(tmp_path / "s.db") as repository:
+        indexes = _secondary_indexes(repository)
+        with repository.atomic():
+            repository.add_many(_leads(499))
+            assert _secondary_indexes(repository) == indexes
+            repository.add_many(_leads(600, 499))
+            assert _secondary_indexes(repository) == indexes

@@ -86,6 +86,7 @@ from salesprocess.jsonlogic import Budget
 from salesprocess.lifecycle import Lifecycle, TransitionContext, Transitions
 from salesprocess.money import Money
 from salesprocess.process import SalesProcess
+from salesprocess.process_async import AsyncSalesProcess
 from salesprocess.qualification import (
     QualificationPolicy,
     QualificationReport,
@@ -132,6 +133,7 @@ __all__ = [
     "AccountWonBack",
     "Asset",
     "AssetRegistered",
+    "AsyncSalesProcess",
     "Attributes",
     "BadRows",
     "Budget",

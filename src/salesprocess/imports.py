@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
-from typing import Final
+from typing import Final, TypeVar
 
 import attrs
 
@@ -29,7 +29,7 @@ from salesprocess.commands.purchases import Loaded, PurchaseRow, record_purchase
 from salesprocess.currencies import CurrencyRule
 from salesprocess.errors import BadRows, NotFound, RowError, SalesProcessError, ValidationError
 from salesprocess.lifecycle import Transitions
-from salesprocess.unit_of_work import UnitOfWork
+from salesprocess.unit_of_work import Atomic, Steps, UnitOfWork, Work, call
 
 __all__ = [
     "BATCH",
@@ -38,7 +38,11 @@ __all__ = [
     "PurchaseImport",
     "import_leads",
     "import_purchases",
+    "lead_import",
+    "purchase_import",
 ]
+
+_Done = TypeVar("_Done")
 
 #: Rows per batch (per transaction).
 BATCH: Final = 1000
@@ -95,8 +99,8 @@ def _parsed(
 
 
 def _batches(
-    uow: UnitOfWork, rows: list[tuple[int, PurchaseRow]], size: int
-) -> Iterator[list[tuple[int, PurchaseRow]]]:
+    rows: list[tuple[int, PurchaseRow]], size: int
+) -> Steps[list[list[tuple[int, PurchaseRow]]]]:
     """Cut ``rows`` into batches of about ``size`` rows, each customer's rows in one batch.
 
     An export lists purchases by date: batched as it comes, a customer would be written again
@@ -109,38 +113,37 @@ def _batches(
     for entry in rows:
         key = entry[1].key
         if key not in found:
-            account = _stored(uow, key)
+            account = yield from _stored(key)
             found[key] = key if account is None else account.id
         by_customer.setdefault(found[key], []).append(entry)
+    batches: list[list[tuple[int, PurchaseRow]]] = []
     batch: list[tuple[int, PurchaseRow]] = []
     for entries in by_customer.values():
         batch.extend(entries)
         if len(batch) >= size:
-            yield batch
+            batches.append(batch)
             batch = []
     if batch:
-        yield batch
+        batches.append(batch)
+    return batches
 
 
-def _stored(uow: UnitOfWork, key: tuple[str, str]) -> Account | None:
+def _stored(key: tuple[str, str]) -> Steps[Account | None]:
     kind, value = key
-    repository = uow.repository
     with contextlib.suppress(NotFound):
-        account_id = value if kind == "id" else repository.find_id(**{kind: value})
-        return None if account_id is None else repository.get(account_id)
+        account_id = value if kind == "id" else (yield call("find_id", **{kind: value}))
+        return None if account_id is None else (yield call("get", account_id))
     return None
 
 
-def _load(
-    uow: UnitOfWork, rows: list[tuple[int, PurchaseRow]], new_id: Callable[[], str]
-) -> Loaded:
+def _load(rows: list[tuple[int, PurchaseRow]], new_id: Callable[[], str]) -> Steps[Loaded]:
     known: dict[tuple[str, str], Account] = {}
     new_ids: dict[tuple[str, str], str] = {}
     for _, row in rows:
         key = row.key
         if key in known or key in new_ids:
             continue
-        found = _stored(uow, key)
+        found = yield from _stored(key)
         if found is not None:
             known[key] = found
         else:
@@ -160,7 +163,31 @@ def import_purchases(
     progress: Progress | None = None,
     currency: CurrencyRule | None = None,
 ) -> PurchaseImport:
-    """Store ``rows`` (purchase rows, or mappings of their fields) a batch at a time.
+    """Store ``rows`` a batch at a time: run :func:`purchase_import` with ``uow``."""
+    return uow.drive(
+        purchase_import(
+            uow, rows, transitions=transitions, new_id=new_id, channel=channel,
+            all_or_nothing=all_or_nothing, batch_size=batch_size, progress=progress,
+            currency=currency,
+        )
+    )  # fmt: skip
+
+
+def purchase_import(
+    work: Work,
+    rows: Iterable[PurchaseRow | Mapping[str, object]],
+    *,
+    transitions: Transitions,
+    new_id: Callable[[], str],
+    channel: Channel | str = Channel.INBOUND_INQUIRY,
+    all_or_nothing: bool = True,
+    batch_size: int = BATCH,
+    progress: Progress | None = None,
+    currency: CurrencyRule | None = None,
+) -> Steps[PurchaseImport]:
+    """Return the steps that store ``rows`` (purchase rows, or mappings of them) by batches.
+
+    The rows are read and checked when this is called, before any step runs.
 
     Raises :class:`~salesprocess.errors.BadRows` listing every bad row, storing nothing, unless
     ``all_or_nothing`` is false. ``channel`` is where walk-in customers are said to come from.
@@ -180,16 +207,16 @@ def import_purchases(
     # the error lists every bad row, those the rules refuse too, for one round of fixing.
     bad = [row for row in parsed if isinstance(row, RowError)]
     good = [row for row in parsed if not isinstance(row, RowError)]
-    recorded = duplicates = 0
-    created: list[str] = []
-    rejected: list[RowError] = list(bad)
-    block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
-    done = len(bad)
-    told(done, len(parsed))
-    with block:
-        for batch in _batches(uow, good, batch_size):
-            outcome = uow.run(
-                partial(_load, uow, batch, new_id),
+
+    def store() -> Steps[PurchaseImport]:
+        recorded = duplicates = 0
+        created: list[str] = []
+        rejected: list[RowError] = list(bad)
+        done = len(bad)
+        told(done, len(parsed))
+        for batch in (yield from _batches(good, batch_size)):
+            outcome = yield from work.attempts(
+                partial(_load, batch, new_id),
                 partial(
                     record_purchases,
                     transitions=transitions,
@@ -205,10 +232,20 @@ def import_purchases(
             rejected.extend(outcome.rejected)
             done += len(batch)
             told(done, len(parsed))
+        rejected.sort(key=lambda row: row.position)
         if rejected and all_or_nothing:
-            raise BadRows("purchase import", tuple(sorted(rejected, key=lambda r: r.position)))
-    rejected.sort(key=lambda row: row.position)
-    return PurchaseImport(len(parsed), recorded, duplicates, tuple(created), tuple(rejected))
+            raise BadRows("purchase import", tuple(rejected))
+        return PurchaseImport(len(parsed), recorded, duplicates, tuple(created), tuple(rejected))
+
+    return _in_block(store(), all_or_nothing)
+
+
+def _in_block(steps: Steps[_Done], all_or_nothing: bool) -> Steps[_Done]:
+    """Run ``steps`` in one ``atomic()`` block when the load is all or nothing."""
+    if all_or_nothing:
+        done: _Done = yield Atomic(steps)
+        return done
+    return (yield from steps)
 
 
 @attrs.frozen
@@ -247,27 +284,34 @@ def _lead(
 
 
 def _known_contacts(
-    uow: UnitOfWork, leads: list[tuple[int, Account]]
-) -> dict[tuple[str, str], Account]:
+    work: Work, leads: list[tuple[int, Account]]
+) -> Steps[dict[tuple[str, str], Account]]:
     """Return the stored accounts holding the batch's emails and phones, two queries a batch.
 
-    Only the contacts someone holds cost a read of the account: a new list costs its look-ups.
+    Only the contacts someone holds cost a read of their accounts, one batch read when the
+    repository offers it (:class:`~salesprocess.storage.protocol.ReadsMany`): a new list costs
+    its look-ups, a list read again one more query.
     """
-    repository = uow.repository
-    holders = {
-        kind: repository.find_ids(kind, {v for _, lead in leads if (v := getattr(lead, kind))})
-        for kind in ("email", "phone")
-    }
+    holders: dict[str, dict[str, str]] = {}
+    for kind in ("email", "phone"):
+        values = {v for _, lead in leads if (v := getattr(lead, kind))}
+        holders[kind] = yield call("find_ids", kind, values)
+    ids = {account_id for held in holders.values() for account_id in held.values()}
+    if not ids:
+        return {}
     accounts: dict[str, Account] = {}
-    found: dict[tuple[str, str], Account] = {}
-    for kind, held in holders.items():
-        for value, account_id in held.items():
-            if account_id not in accounts:
-                with contextlib.suppress(NotFound):  # removed since: nobody holds it
-                    accounts[account_id] = repository.get(account_id)
-            if account_id in accounts:
-                found[kind, value] = accounts[account_id]
-    return found
+    if work.reads_many:  # one read for the batch, not one per account
+        accounts = yield call("get_many", ids)
+    else:
+        for account_id in ids:
+            with contextlib.suppress(NotFound):  # removed since: nobody holds it
+                accounts[account_id] = yield call("get", account_id)
+    return {
+        (kind, value): accounts[account_id]
+        for kind, held in holders.items()
+        for value, account_id in held.items()
+        if account_id in accounts
+    }
 
 
 def import_leads(
@@ -279,7 +323,25 @@ def import_leads(
     batch_size: int = BATCH,
     progress: Progress | None = None,
 ) -> LeadImport:
-    """Capture the leads of ``rows`` (mappings of :data:`LEAD_FIELDS`) a batch at a time.
+    """Capture the leads of ``rows`` a batch at a time: run :func:`lead_import` with ``uow``."""
+    return uow.drive(
+        lead_import(
+            uow, rows, build=build, all_or_nothing=all_or_nothing, batch_size=batch_size,
+            progress=progress,
+        )
+    )  # fmt: skip
+
+
+def lead_import(
+    work: Work,
+    rows: Iterable[Mapping[str, object]],
+    *,
+    build: Callable[..., Account],
+    all_or_nothing: bool = True,
+    batch_size: int = BATCH,
+    progress: Progress | None = None,
+) -> Steps[LeadImport]:
+    """Return the steps that capture the leads of ``rows`` (mappings of :data:`LEAD_FIELDS`).
 
     ``build(**row)`` makes the validated lead of a row (the facade's, with the channel and
     campaign given). Raises :class:`~salesprocess.errors.BadRows` listing every bad row,
@@ -292,20 +354,22 @@ def import_leads(
     parsed = [_lead(position, row, build) for position, row in enumerate(rows, start=1)]
     rejected = [row for row in parsed if isinstance(row, RowError)]  # listed with the others
     good = [row for row in parsed if not isinstance(row, RowError)]
-    captured = known = 0
-    block = uow.repository.atomic() if all_or_nothing else contextlib.nullcontext()
-    told(len(rejected), len(parsed))
-    with block:
+
+    def store() -> Steps[LeadImport]:
+        captured = known = 0
+        told(len(rejected), len(parsed))
         for start in range(0, len(good), batch_size):
             batch = good[start : start + batch_size]
-            outcome = uow.run(
-                partial(_known_contacts, uow, batch), partial(capture_many, leads=batch), at=None
+            outcome = yield from work.attempts(
+                partial(_known_contacts, work, batch), partial(capture_many, leads=batch), at=None
             )
             captured += outcome.captured
             known += outcome.known
             rejected.extend(outcome.rejected)
             told(len(parsed) - len(good) + start + len(batch), len(parsed))
+        rejected.sort(key=lambda row: row.position)
         if rejected and all_or_nothing:
-            raise BadRows("lead import", tuple(sorted(rejected, key=lambda r: r.position)))
-    rejected.sort(key=lambda row: row.position)
-    return LeadImport(len(parsed), captured, known, tuple(rejected))
+            raise BadRows("lead import", tuple(rejected))
+        return LeadImport(len(parsed), captured, known, tuple(rejected))
+
+    return _in_block(store(), all_or_nothing)

@@ -605,91 +605,78 @@ def _tonum(value: object, path: str) -> Any:
     return _anum(value, path)
 
 
-def _plus(args: tuple[object, ...], path: str) -> Any:
-    if not args:
-        return 0
+def _fold(args: tuple[object, ...], path: str, combine: Callable[[Any, Any, str], Any]) -> Any:
+    """Combine the operands left to right (JavaScript's order), each made a number first."""
     try:
         r = _anum(args[0], path)
         for a in args[1:]:
             x, y = _mix(r, _anum(a, path))
-            r = _step(x + y, path)
+            r = combine(x, y, path)
         return _step(r, path)
     except ArithmeticError as e:
         raise _arith_failed(e, path) from e
+
+
+def _add(x: Any, y: Any, path: str) -> Any:
+    return _step(x + y, path)
+
+
+def _multiply(x: Any, y: Any, path: str) -> Any:
+    return _step(x * y, path)
+
+
+def _subtract(x: Any, y: Any, path: str) -> Any:
+    return _step(x - y, path)
+
+
+def _divide(x: Any, y: Any, path: str) -> Any:
+    if y == 0:
+        raise _nan_error("division by zero", path)
+    if x.__class__ is int and y.__class__ is int:
+        q, rem = divmod(x, y)
+        return q if rem == 0 else x / y
+    return _step(x / y, path)
+
+
+def _remainder(x: Any, y: Any, path: str) -> Any:
+    if y == 0:
+        raise _nan_error("modulo by zero", path)
+    if x.__class__ is int and y.__class__ is int:
+        m = abs(x) % abs(y)
+        return -m if x < 0 else m  # JavaScript: the sign of the dividend
+    if isinstance(x, Decimal) or isinstance(y, Decimal):
+        return _step(Decimal(x) % Decimal(y), path)  # Decimal's % takes the dividend's sign
+    try:
+        return math.fmod(x, y)
+    except ValueError:  # fmod(inf, y)
+        raise _nan_error("the result is not a number", path) from None
+
+
+def _plus(args: tuple[object, ...], path: str) -> Any:
+    return _fold(args, path, _add) if args else 0
 
 
 def _times(args: tuple[object, ...], path: str) -> Any:
-    if not args:
-        return 1
-    try:
-        r = _anum(args[0], path)
-        for a in args[1:]:
-            x, y = _mix(r, _anum(a, path))
-            r = _step(x * y, path)
-        return _step(r, path)
-    except ArithmeticError as e:
-        raise _arith_failed(e, path) from e
+    return _fold(args, path, _multiply) if args else 1
 
 
 def _neg(value: object, path: str) -> Any:
     try:
-        return _step(-_anum(value, path), path)
+        return _step(-_anum(value, path), path)  # not 0 - x: negation keeps -0.0
     except ArithmeticError as e:
         raise _arith_failed(e, path) from e
 
 
 def _minus(args: tuple[object, ...], path: str) -> Any:
-    if len(args) == 1:
-        return _neg(args[0], path)
-    try:
-        r = _anum(args[0], path)
-        for a in args[1:]:
-            x, y = _mix(r, _anum(a, path))
-            r = _step(x - y, path)
-        return r
-    except ArithmeticError as e:
-        raise _arith_failed(e, path) from e
+    return _neg(args[0], path) if len(args) == 1 else _fold(args, path, _subtract)
 
 
 def _div(args: tuple[object, ...], path: str) -> Any:
-    if len(args) == 1:
-        args = (1, args[0])
-    try:
-        r = _anum(args[0], path)
-        for a in args[1:]:
-            x, y = _mix(r, _anum(a, path))
-            if y == 0:
-                raise _nan_error("division by zero", path)
-            if x.__class__ is int and y.__class__ is int:
-                q, rem = divmod(x, y)
-                r = q if rem == 0 else x / y
-            else:
-                r = _step(x / y, path)
-        return r
-    except ArithmeticError as e:
-        raise _arith_failed(e, path) from e
+    return _fold(args if len(args) != 1 else (1, args[0]), path, _divide)
 
 
 def _mod(args: tuple[object, ...], path: str) -> Any:
-    try:
-        r = _anum(args[0], path)
-        for a in args[1:]:
-            x, y = _mix(r, _anum(a, path))
-            if y == 0:
-                raise _nan_error("modulo by zero", path)
-            if x.__class__ is int and y.__class__ is int:
-                m = abs(x) % abs(y)
-                r = -m if x < 0 else m  # JavaScript: the sign of the dividend
-            elif isinstance(x, Decimal) or isinstance(y, Decimal):
-                r = _step(Decimal(x) % Decimal(y), path)  # Decimal's % takes the dividend's sign
-            else:
-                try:
-                    r = math.fmod(x, y)
-                except ValueError:  # fmod(inf, y)
-                    raise _nan_error("the result is not a number", path) from None
-        return r
-    except ArithmeticError as e:
-        raise _arith_failed(e, path) from e
+    return _fold(args, path, _remainder)
 
 
 def _spread(value: object) -> tuple[object, ...]:

@@ -24,9 +24,9 @@ from salesprocess.events import DomainEvent, LeadScreened, unchecked_lead_screen
 from salesprocess.qualification import LazyClauses, QualificationReport, unchecked_report
 from salesprocess.stage import Stage
 from salesprocess.storage.selection import BulkScreening, Key, ScreenedOut
-from salesprocess.unit_of_work import UnitOfWork
+from salesprocess.unit_of_work import Steps, UnitOfWork, Work, call
 
-__all__ = ["SCREEN_BATCH", "Progress", "screen_accounts", "screen_stage"]
+__all__ = ["SCREEN_BATCH", "Progress", "screen_accounts", "screen_stage", "screening"]
 
 #: Accounts per batch (per transaction).
 SCREEN_BATCH: Final = 1000
@@ -56,17 +56,17 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _loader(uow: UnitOfWork, batch: Sequence[Account]) -> Callable[[], list[Account]]:
+def _loader(batch: Sequence[Account]) -> Callable[[], Steps[list[Account]]]:
     """Serve the listing's read first; a retry (someone wrote meanwhile) reads afresh."""
     first = [list(batch)]
 
-    def load() -> list[Account]:
+    def load() -> Steps[list[Account]]:
         if first:
             return first.pop()
         fresh = []
         for account in batch:
             with contextlib.suppress(NotFound):
-                fresh.append(uow.repository.get(account.id))
+                fresh.append((yield call("get", account.id)))
         return fresh
 
     return load
@@ -82,7 +82,26 @@ def screen_accounts(
     progress: Progress | None = None,
     batch_size: int = SCREEN_BATCH,
 ) -> list[QualificationReport]:
-    """Screen ``accounts`` (those still at ``stage``) at ``moment``, a batch at a time.
+    """Screen ``accounts`` (those still at ``stage``) at ``moment``: run :func:`screening`."""
+    return uow.drive(
+        screening(
+            uow, accounts, criteria=criteria, stage=stage, moment=moment, progress=progress,
+            batch_size=batch_size,
+        )
+    )  # fmt: skip
+
+
+def screening(
+    work: Work,
+    accounts: Sequence[Account],
+    *,
+    criteria: Criteria,
+    stage: Stage | None,
+    moment: datetime,
+    progress: Progress | None = None,
+    batch_size: int = SCREEN_BATCH,
+) -> Steps[list[QualificationReport]]:
+    """Return the steps that screen ``accounts`` (those still at ``stage``) at ``moment``.
 
     Refused as a whole, before anything is stored, when ``moment`` is earlier than an
     account's last screening.
@@ -93,7 +112,7 @@ def screen_accounts(
     with _collector_paused():
         for start in range(0, len(accounts), batch_size):
             batch = accounts[start : start + batch_size]
-            reports.extend(uow.run(_loader(uow, batch), decide, at=moment))
+            reports.extend((yield from work.attempts(_loader(batch), decide, at=moment)))
             if progress is not None:
                 progress(min(start + batch_size, len(accounts)), len(accounts))
     return reports

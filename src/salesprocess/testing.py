@@ -38,6 +38,15 @@ Needs the ``testing`` extra: ``pip install 'salesprocess[testing]'``.
 :func:`assert_same_account` is the exactness check both use: equal is not enough, the types,
 ``Decimal`` exponents, float signs, UTC offsets and time zones must survive storage too.
 
+:class:`AsyncRepositoryContract` does the same for an
+:class:`~salesprocess.storage.AsyncAccountRepository`: implement its coroutine
+:meth:`~AsyncRepositoryContract.make_async_repository`, and every test of
+:class:`RepositoryContract` (the random commands and the reports included) runs against your
+adapter, each call awaited on an event loop of the test's own, plus tests of what only tasks
+can do: a task's ``atomic()`` block hides its writes from other tasks until it commits, holds
+only that task's ``after_commit`` callbacks, and concurrent stale saves let exactly one win.
+No pytest plugin is needed.
+
 An adapter may answer reports itself (in SQL, say) with methods ``report_<name>`` taking the
 report's keyword arguments; ``SalesProcess`` then asks it instead of running the pure function
 over every account. :func:`assert_reports_agree` checks that every such method gives exactly
@@ -48,17 +57,28 @@ what the pure function gives (the same result, ``repr`` included, or the same
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import Any, ClassVar, Final
+from functools import partial
+from typing import Any, ClassVar, Final, TypeVar
 
 import attrs
 
 try:
-    from hypothesis import HealthCheck, assume, given, note, settings
+    from hypothesis import HealthCheck, assume, example, given, note, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import (
         Bundle,
@@ -99,13 +119,28 @@ from salesprocess.events import EventBus
 from salesprocess.money import ISO_4217_CODES, Money
 from salesprocess.screening import screen_stage
 from salesprocess.stage import Stage
-from salesprocess.storage.protocol import MAX_PAGE, MAX_VERSION, AccountRepository, every_account
+from salesprocess.storage.async_protocol import AsyncAccountRepository
+from salesprocess.storage.protocol import (
+    MAX_PAGE,
+    MAX_VERSION,
+    AccountRepository,
+    Batching,
+    Holders,
+    ReadsMany,
+    call_all,
+    every_account,
+    require_callback,
+)
 from salesprocess.storage.selection import CriteriaSelection, prospects
 from salesprocess.unit_of_work import UnitOfWork
 
 __all__ = [
     "HOSTILE_TEXT",
     "REPORTS",
+    "AsyncRepositoryContract",
+    "Awaiting",
+    "BlockingRepository",
+    "ReadsManyContract",
     "RepositoryContract",
     "assert_reports_agree",
     "assert_same_account",
@@ -1286,6 +1321,69 @@ class RepositoryContract:
             assert all(type(key) is str and type(i) is str for key, i in found.items())
         assert repository.find_ids("email", []) == {}
 
+    def test_holders_answer_what_get_and_the_finders_answer(self) -> None:
+        """holders() (``Batching``) finds by id, email, phone and code as get and find_by_* do.
+
+        An adapter without the capability has neither of its methods.
+        """
+        repository = self.repository()
+        if not isinstance(repository, Batching):
+            assert not hasattr(repository, "holders")
+            assert not hasattr(repository, "write_all")
+            return
+        repository.add(
+            _account("a", email="ann@acme.example", phone="+4930123456", referral_code="K7M4PQ2X")
+        )
+        repository.add(_account("b", email="bob@acme.example", phone="0301234567"))
+        found = repository.holders(
+            account_id="b", email="ann@acme.example", phone="0301234567", referral_code="K7M4PQ2X"
+        )
+        assert found.by_id is not None
+        assert found.by_email is not None
+        assert found.by_phone is not None
+        assert found.by_code is not None
+        assert_same_account(found.by_id, repository.get("b"))
+        assert_same_account(found.by_email, _present(repository.find_by_email("ann@acme.example")))
+        assert_same_account(found.by_phone, _present(repository.find_by_phone("0301234567")))
+        assert_same_account(found.by_code, _present(repository.find_by_referral_code("K7M4PQ2X")))
+        nobody = Holders(None, None, None, None)
+        assert repository.holders(account_id="zz", email="eve@x.example") == nobody
+        assert repository.holders(account_id=HOSTILE_TEXT[6], phone=HOSTILE_TEXT[0]) == nobody
+        assert repository.holders() == nobody
+
+    def test_write_all_stores_every_account_or_none(self) -> None:
+        """write_all() (``Batching``) adds and saves together; one refusal stores none of them."""
+        repository = self.repository()
+        if not isinstance(repository, Batching):
+            assert not hasattr(repository, "write_all")
+            return
+        repository.add(_account("a", email="ann@acme.example"))
+        first = repository.get("a")
+        written = repository.write_all(
+            [attrs.evolve(first, name="Acme 2"), _account("c", email="cid@x.example")]
+        )
+        assert [(w.id, w.version) for w in written] == [("a", 2), ("c", 1)]
+        assert repository.get("a").name == "Acme 2"
+        assert repository.get("c").version == 1
+        second = repository.get("a")
+        with _raises(ConflictError):  # the add is refused: the save is undone
+            repository.write_all(
+                [attrs.evolve(second, name="Acme 3"), _account("d", email="ann@acme.example")]
+            )
+        with _raises(StaleWrite):  # the save is stale: the add is undone
+            repository.write_all(
+                [_account("e", email="eve@x.example"), attrs.evolve(first, name="Acme old")]
+            )
+        with _raises(NotFound):  # a save of an account that is not stored
+            repository.write_all([_account("f"), attrs.evolve(_account("zz"), version=1)])
+        with _raises(ValidationError):  # what is no account is refused before any write
+            repository.write_all([_account("g"), 1])  # type: ignore[list-item]
+        assert (repository.get("a").name, repository.get("a").version) == ("Acme 2", 2)
+        for missing in ("d", "e", "f", "g"):
+            with _raises(NotFound):
+                repository.get(missing)
+        assert repository.write_all([]) == []
+
     def test_find_ids_refuses_a_bad_kind_or_value(self) -> None:
         """find_ids() with another kind, a value not a str, or a str for values: ValidationError."""
         repository = self.repository()
@@ -1696,6 +1794,7 @@ class RepositoryContract:
 
         @settings(self.round_trip_settings, max_examples=30)
         @given(document=_criteria_documents(), rows=st.lists(_prospect_attributes(), max_size=8))
+        @example(document=_NUL_DOCUMENT, rows=_NUL_ROWS)  # PostgreSQL text cannot hold NUL
         def agree(document: object, rows: list[dict[str, object]]) -> None:
             criteria = Criteria.from_dict(document, name="random", version="1")
             check = prefilter(criteria)
@@ -1711,8 +1810,13 @@ class RepositoryContract:
                         a.id for a in repository.prospects_matching(check, stage=Stage.PROSPECT)
                     ]
                     # A store may keep, unjudged, what it cannot read in SQL (PostgreSQL's
-                    # JSON functions refuse text holding NUL): control characters.
-                    unsure = {a.id for a in stored if _control_text(a.attributes)}
+                    # JSON functions refuse text holding NUL): control characters, in a
+                    # prospect's attributes or in the criteria (then any prospect).
+                    unsure = {
+                        a.id
+                        for a in stored
+                        if _control_text(document) or _control_text(a.attributes)
+                    }
                     assert set(passing) <= set(matching) <= set(kept) | unsure
                     # Oldest first, as with_stage lists them (an unsure pick is not in kept).
                     assert matching == [a.id for a in stored if a.id in set(matching)]
@@ -1737,6 +1841,7 @@ class RepositoryContract:
             rows=st.lists(_prospect_attributes(), max_size=7),
             batch=st.integers(1, 4),
         )
+        @example(document=_NUL_DOCUMENT, rows=_NUL_ROWS, batch=2)
         def agree(document: object, rows: list[dict[str, object]], batch: int) -> None:
             criteria = Criteria.from_dict(document, name="random", version="1")
             repository = self.make_repository()
@@ -1777,6 +1882,14 @@ class RepositoryContract:
         run_state_machine_as_test(machine, settings=self.state_machine_settings)
 
 
+#: Criteria whose literal and path hold NUL, and prospects matching them: the literal cannot
+#: travel to PostgreSQL as text, so the store must leave them to Python, not fail.
+_NUL_DOCUMENT: Final = {
+    "and": [{"in": [{"var": "a"}, ["a\x00b"]]}, {"==": [{"var": "b\x00"}, "x"]}]
+}
+_NUL_ROWS: Final = [{"a": "a\x00b", "b\x00": "x"}, {"a": "a"}, {}]
+
+
 # --- the state machine ------------------------------------------------------------------------
 
 
@@ -1798,6 +1911,49 @@ def _contact_error(model: Mapping[str, Account], account: Account) -> str | None
         if account.referral_code is not None and other.referral_code == account.referral_code:
             return "referral code"
     return None
+
+
+class ReadsManyContract(RepositoryContract):
+    """:class:`RepositoryContract`, and the promises of :class:`~salesprocess.storage.ReadsMany`.
+
+    For an adapter that offers ``get_many``: subclass this one instead of
+    :class:`RepositoryContract` (it runs every test of that one too).
+    """
+
+    __test__: ClassVar[bool] = False
+
+    def test_get_many_answers_as_get_does(self) -> None:
+        """get_many() maps each stored id to what get() returns; unknown ids are absent."""
+        repository = self.repository()
+        full = repository.add(_full_account())
+        nul = HOSTILE_TEXT[6]
+        repository.add(_account(nul, email="nul@x.example"))
+        repository.add_many(
+            _account(f"many-{i:04d}", email=f"lead{i}@list.example") for i in range(1200)
+        )
+        saved = repository.save(full.with_changes(name="Müller & Söhne KG"), expected_version=1)
+        many = [f"many-{i:04d}" for i in range(0, 1300, 3)]
+        asked = ["acc-full", nul, "no-such-account", "acc-full", "' OR '1'='1", *many]
+        found = _reads_many(repository).get_many(iter(asked))
+        assert set(found) == {"acc-full", nul, *(i for i in many if int(i[5:]) < 1200)}
+        for account_id, account in found.items():
+            assert_same_account(repository.get(account_id), account)
+        assert_same_account(saved, found["acc-full"])
+        assert _reads_many(repository).get_many([]) == {}
+        assert _reads_many(repository).get_many(["no-such-account"]) == {}
+
+    def test_get_many_refuses_what_is_no_collection_of_ids(self) -> None:
+        """get_many() of text, None, or a collection holding a non-str raises ValidationError."""
+        repository = self.repository()
+        repository.add(_account("a"))
+        for values in ("a", b"a", None, 5, ["a", 5], [None], [b"a"]):
+            with _raises(ValidationError):
+                _reads_many(repository).get_many(values)  # type: ignore[arg-type]
+
+
+def _reads_many(repository: AccountRepository) -> ReadsMany:
+    assert isinstance(repository, ReadsMany), f"{type(repository).__name__} has no get_many()"
+    return repository
 
 
 def repository_state_machine(
@@ -2051,3 +2207,326 @@ def repository_state_machine(
                 assert_same_account(self.model[account.id], account)
 
     return RepositoryMachine
+
+
+# --- the async variant ------------------------------------------------------------------------
+
+_Answer = TypeVar("_Answer")
+
+
+class Awaiting:
+    """Run coroutines to the end, one after another, on an event loop of its own.
+
+    Every coroutine runs in one and the same :mod:`contextvars` context, so what one call does
+    in it (an ``atomic()`` block it opened) the next call sees, as in one task. Call
+    :meth:`close` when done.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._context = contextvars.copy_context()
+
+    def __call__(self, awaitable: Coroutine[Any, Any, _Answer]) -> _Answer:
+        """Run ``awaitable`` to its end; return its result or raise its error."""
+        return self.loop.run_until_complete(self.loop.create_task(awaitable, context=self._context))
+
+    def in_context(self, function: Callable[..., _Answer], *args: Any) -> _Answer:
+        """Call the plain ``function`` in the coroutines' context (where their blocks are)."""
+        return self._context.run(function, *args)
+
+    def close(self) -> None:
+        """Close the loop."""
+        self.loop.close()
+
+
+async def _listed(accounts: AsyncIterator[Account]) -> list[Account]:
+    return [account async for account in accounts]
+
+
+class BlockingRepository:
+    """An :class:`~salesprocess.storage.AccountRepository` made of an async one.
+
+    Each method awaits the async repository's on ``awaiting``, so every promise of the sync
+    protocol can be checked on an async adapter by the very tests that check a sync one.
+    """
+
+    def __init__(self, inner: AsyncAccountRepository, awaiting: Awaiting) -> None:
+        self.inner = inner
+        self.awaiting = awaiting
+        # after_commit callbacks are called once the loop has stopped, so that they may call
+        # this repository (the loop cannot be run again from inside itself)
+        self._committed: list[Callable[[], None]] = []
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def _call_back(self) -> None:
+        committed = self._committed[:]
+        self._committed.clear()  # in place: what after_commit registered appends to it
+        call_all(committed)
+
+    def add(self, account: Account) -> Account:
+        """Await ``add``."""
+        return self.awaiting(self.inner.add(account))
+
+    def add_many(self, accounts: Iterable[Account]) -> int:
+        """Await ``add_many``."""
+        return self.awaiting(self.inner.add_many(accounts))
+
+    def get(self, account_id: str) -> Account:
+        """Await ``get``."""
+        return self.awaiting(self.inner.get(account_id))
+
+    def save(self, account: Account, *, expected_version: int) -> Account:
+        """Await ``save``."""
+        return self.awaiting(self.inner.save(account, expected_version=expected_version))
+
+    def find_by_email(self, email: str) -> Account | None:
+        """Await ``find_by_email``."""
+        return self.awaiting(self.inner.find_by_email(email))
+
+    def find_by_phone(self, phone: str) -> Account | None:
+        """Await ``find_by_phone``."""
+        return self.awaiting(self.inner.find_by_phone(phone))
+
+    def find_by_referral_code(self, code: str) -> Account | None:
+        """Await ``find_by_referral_code``."""
+        return self.awaiting(self.inner.find_by_referral_code(code))
+
+    def find_id(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> str | None:
+        """Await ``find_id``."""
+        return self.awaiting(
+            self.inner.find_id(email=email, phone=phone, referral_code=referral_code)
+        )
+
+    def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
+        """Await ``find_ids``."""
+        return self.awaiting(self.inner.find_ids(kind, values))
+
+    def with_stage(self, stage: Stage) -> Iterator[Account]:
+        """Collect ``with_stage``'s async iterator (its refusals raise here)."""
+        return iter(self.awaiting(_listed(self.inner.with_stage(stage))))
+
+    def count_by_stage(self) -> Mapping[Stage, int]:
+        """Await ``count_by_stage``."""
+        return self.awaiting(self.inner.count_by_stage())
+
+    def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
+        """Await ``page``."""
+        return self.awaiting(self.inner.page(after=after, limit=limit))
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Enter and leave the async ``atomic()`` block, awaiting each."""
+        block = self.inner.atomic()
+        self.awaiting(_enter(block))
+        try:
+            yield
+        except BaseException as exc:
+            if not self.awaiting(_exit(block, exc)):
+                raise
+        else:
+            self.awaiting(_exit(block, None))
+            self._call_back()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``after_commit`` where the coroutines run (so it sees their open block)."""
+        checked = require_callback(callback)
+        self.awaiting.in_context(self.inner.after_commit, partial(self._committed.append, checked))
+        self._call_back()
+
+    def __getattr__(self, name: str) -> Any:
+        # report_<name>: the adapter's own answers, awaited, for assert_reports_agree; and
+        # the Batching capability, where the adapter has it
+        batching = name in ("holders", "write_all") and hasattr(self.inner, name)
+        if not (name.startswith("report_") or batching):
+            raise AttributeError(name)
+        answer = getattr(self.inner, name)
+
+        def report(*args: Any, **options: Any) -> Any:
+            return self.awaiting(answer(*args, **options))
+
+        return report
+
+
+async def _enter(block: Any) -> None:
+    await block.__aenter__()
+
+
+async def _exit(block: Any, exc: BaseException | None) -> bool:
+    if exc is None:
+        return bool(await block.__aexit__(None, None, None))
+    return bool(await block.__aexit__(type(exc), exc, exc.__traceback__))
+
+
+class AsyncRepositoryContract(RepositoryContract):
+    """Pytest tests of every promise of :class:`~salesprocess.storage.AsyncAccountRepository`.
+
+    Subclass it as ``Test<YourAdapter>`` and implement the coroutine
+    :meth:`make_async_repository` (and :meth:`dispose_async_repository` for clean-up beyond
+    ``aclose()``/``close()``). Every test of :class:`RepositoryContract` runs through a
+    :class:`BlockingRepository` (each call awaited on the test's own event loop); the tests
+    below run tasks at once.
+    """
+
+    __test__: ClassVar[bool] = False
+
+    async def make_async_repository(self) -> AsyncAccountRepository:
+        """Return a new, empty async repository of the adapter under test (on the test's loop)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_async_repository()")
+
+    async def dispose_async_repository(self, repository: AsyncAccountRepository) -> None:
+        """Release ``repository``: await its ``aclose()``, or call its ``close()``, if any."""
+        closing = getattr(repository, "aclose", None)
+        if closing is not None:
+            await closing()
+            return
+        _close(repository)
+
+    def make_repository(self) -> AccountRepository:
+        """Return :meth:`make_async_repository`'s repository, awaited on a loop of its own."""
+        awaiting = Awaiting()
+        try:
+            return BlockingRepository(awaiting(self.make_async_repository()), awaiting)
+        except BaseException:
+            awaiting.close()
+            raise
+
+    def dispose_repository(self, repository: AccountRepository) -> None:
+        """Dispose of the async repository, then close its loop."""
+        assert isinstance(repository, BlockingRepository)
+        try:
+            repository.awaiting(self.dispose_async_repository(repository.inner))
+        finally:
+            repository.awaiting.close()
+
+    def _tasks(self, scenario: Callable[[AsyncAccountRepository], Awaitable[None]]) -> None:
+        """Run ``scenario`` with a new repository, on a loop of its own."""
+        repository = self.repository()
+        assert isinstance(repository, BlockingRepository)
+
+        async def run() -> None:
+            await scenario(repository.inner)
+
+        repository.awaiting(run())
+
+    # -- what only tasks can do ---------------------------------------------------------------
+
+    def test_with_stage_is_an_async_iterator(self) -> None:
+        """with_stage() yields the accounts at a stage with ``async for``, oldest first."""
+
+        async def scenario(repository: AsyncAccountRepository) -> None:
+            await repository.add(_account("acc-2", created_at=_T0 + timedelta(days=1)))
+            await repository.add(_account("acc-1"))
+            listed = [account.id async for account in repository.with_stage(Stage.PROSPECT)]
+            assert listed == ["acc-1", "acc-2"]
+
+        self._tasks(scenario)
+
+    def test_another_task_never_sees_a_block_before_it_commits(self) -> None:
+        """While one task's atomic() block is open, another task does not see its writes."""
+
+        async def scenario(repository: AsyncAccountRepository) -> None:
+            opened, committed = asyncio.Event(), asyncio.Event()
+            seen: list[tuple[bool, bool]] = []
+
+            async def writer() -> None:
+                async with repository.atomic():
+                    await repository.add(_account("acc-1", email="acc-1@example.com"))
+                    opened.set()
+                    for _ in range(20):  # give the reader every chance to look in
+                        await asyncio.sleep(0)
+                committed.set()
+
+            async def reader() -> None:
+                await opened.wait()
+                found = await repository.find_id(email="acc-1@example.com")
+                seen.append((found is not None, committed.is_set()))
+
+            await asyncio.gather(writer(), reader())
+            ((found, was_committed),) = seen
+            assert was_committed or not found, "a task saw another's uncommitted write"
+            assert await repository.find_id(email="acc-1@example.com") == "acc-1"
+
+        self._tasks(scenario)
+
+    def test_a_task_outside_any_block_is_called_back_at_once(self) -> None:
+        """after_commit outside a block runs at once, though another task has a block open."""
+
+        async def scenario(repository: AsyncAccountRepository) -> None:
+            opened, release = asyncio.Event(), asyncio.Event()
+            calls: list[str] = []
+
+            async def holder() -> None:
+                async with repository.atomic():
+                    await repository.add(_account("acc-1"))
+                    repository.after_commit(lambda: calls.append("holder"))
+                    opened.set()
+                    await release.wait()
+
+            async def other() -> None:
+                await opened.wait()
+                repository.after_commit(lambda: calls.append("other"))
+                assert calls == ["other"]
+                release.set()
+
+            await asyncio.gather(holder(), other())
+            assert calls == ["other", "holder"]
+
+        self._tasks(scenario)
+
+    def test_a_rolled_back_block_drops_only_its_tasks_callbacks(self) -> None:
+        """A block rolled back drops its callbacks and writes; another task's stay."""
+
+        async def scenario(repository: AsyncAccountRepository) -> None:
+            calls: list[str] = []
+
+            async def failing() -> None:
+                with suppress(_Rollback):
+                    async with repository.atomic():
+                        await repository.add(_account("acc-1", email="acc-1@example.com"))
+                        repository.after_commit(lambda: calls.append("failing"))
+                        await asyncio.sleep(0)
+                        raise _Rollback
+
+            async def committing() -> None:
+                async with repository.atomic():
+                    await repository.add(_account("acc-2", email="acc-2@example.com"))
+                    repository.after_commit(lambda: calls.append("committing"))
+                    await asyncio.sleep(0)
+
+            await asyncio.gather(failing(), committing())
+            assert calls == ["committing"]
+            assert await repository.find_id(email="acc-1@example.com") is None
+            assert await repository.find_id(email="acc-2@example.com") == "acc-2"
+
+        self._tasks(scenario)
+
+    def test_concurrent_saves_of_one_version_let_exactly_one_win(self) -> None:
+        """Five tasks save the same version at once: one lands, four raise StaleWrite."""
+
+        async def scenario(repository: AsyncAccountRepository) -> None:
+            stored = await repository.add(_account("acc-1"))
+
+            async def rename(number: int) -> str:
+                try:
+                    await repository.save(
+                        stored.with_changes(name=f"Name {number}"), expected_version=1
+                    )
+                except StaleWrite:
+                    return "stale"
+                return f"Name {number}"
+
+            outcomes = await asyncio.gather(*(rename(number) for number in range(5)))
+            winners = [outcome for outcome in outcomes if outcome != "stale"]
+            assert len(winners) == 1
+            final = await repository.get("acc-1")
+            assert (final.version, final.name) == (2, winners[0])
+
+        self._tasks(scenario)

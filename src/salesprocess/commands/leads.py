@@ -170,6 +170,7 @@ def lead_builder(
         phone="00000", stage=stage,
     )  # fmt: skip
     sources: dict[str | None, Source] = {}
+    no_attributes = template.attributes  # frozen and empty: every bare row may share it
     default = campaign
     specs: dict[str, Any] = attrs.fields_dict(Account)
     email_of, phone_of, attributes_of = (
@@ -205,7 +206,7 @@ def lead_builder(
                 sources[source.campaign] = source
         # What checked_changes does for these fields, its look-ups done once, above.
         email, phone = email_of(email), phone_of(phone)
-        kept = attributes_of(Attributes() if attributes is None else attributes)
+        kept = no_attributes if attributes is None else attributes_of(attributes)
         check_id(template, id_spec, account_id)
         check_name(template, name_spec, name)
         check_moment(template, moment_spec, at)

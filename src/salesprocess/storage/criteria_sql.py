@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -74,6 +75,37 @@ def _sure(exact: str, truthy: bool) -> str:
     if exact in ("0", "1"):
         return exact if truthy else ("1" if exact == "0" else "0")
     return exact if truthy else f"NOT ({exact})"
+
+
+def _unless_nul(
+    test: Callable[[Leaf, bool, Params, str], str],
+    leaf: Leaf,
+    must: bool,
+    params: Params,
+    column: str,
+    *,
+    unsure: str,
+) -> str:
+    """Return ``test``'s SQL for ``leaf``, or "not sure" if a parameter of it holds NUL.
+
+    Neither database compares such text as JSON Logic does (PostgreSQL text cannot hold NUL;
+    SQLite's JSON functions and comparisons stop short of it), so the leaf is left to Python,
+    as a row holding NUL is.
+    """
+    start = len(params)
+    sql = test(leaf, must, params, column)
+    added = [f"p{i}" for i in range(start, len(params))]
+    if any(_holds_nul(params[name]) for name in added):
+        for name in added:
+            del params[name]
+        return unsure
+    return sql
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(_holds_nul(item) for item in value)
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -165,7 +197,11 @@ def sqlite_where(
     pass). ``params`` collects the parameters of several expressions of one statement.
     """
     params = Params() if params is None else params
-    sql = render(check, lambda leaf, m: _sqlite_test(leaf, m, params, column), must=must)
+    sql = render(
+        check,
+        lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0"),
+        must=must,
+    )
     return sql, dict(params)
 
 
@@ -183,7 +219,9 @@ def sqlite_verdict(check: Prefilter, column: str = "data") -> tuple[str, dict[st
         if seen is check and column == "data":
             return rendered
     params = Params()
-    sql = render_verdict(check, lambda leaf, m: _sqlite_test(leaf, m, params, column))
+    sql = render_verdict(
+        check, lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0")
+    )
     rendered = (sql, dict(params))
     if column == "data":
         _VERDICTS[:] = [(check, rendered), *_VERDICTS[:3]]
@@ -263,7 +301,7 @@ def postgres_where(
     params = Params() if params is None else params
     sql = render(
         check,
-        lambda leaf, m: _postgres_test(leaf, m, params, column),
+        lambda leaf, m: _unless_nul(_postgres_test, leaf, m, params, column, unsure="FALSE"),
         true="TRUE",
         false="FALSE",
         must=must,

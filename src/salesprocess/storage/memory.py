@@ -11,8 +11,9 @@ block has ended: other threads wait for it, as with the SQL adapters.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from salesprocess.account import Account, unchecked_copy, unchecked_versioned
@@ -23,8 +24,10 @@ from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
     MAX_VERSION,
     AfterCommit,
+    Holders,
     call_all,
     require_account,
+    require_ids,
     require_keys,
     require_new,
     require_one_key,
@@ -102,6 +105,13 @@ class InMemoryRepository:
             _no_surrogates(account_id, "account_id")
             raise NotFound(f"no account with id {shown(account_id)}")
         return account
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for the stored ones among ``account_ids``."""
+        wanted = require_ids(account_ids)
+        with self._lock:
+            stored = self._accounts
+            return {account_id: stored[account_id] for account_id in wanted if account_id in stored}
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""
@@ -200,6 +210,37 @@ class InMemoryRepository:
         if found is None:
             _no_surrogates(value, kind)
         return found
+
+    def holders(
+        self,
+        *,
+        account_id: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> Holders:
+        """Return the accounts holding this id, email, phone and referral code (the reference)."""
+        by_id = None
+        if account_id is not None:
+            with contextlib.suppress(NotFound):
+                by_id = self.get(account_id)
+        return Holders(
+            by_id,
+            None if email is None else self.find_by_email(email),
+            None if phone is None else self.find_by_phone(phone),
+            None if referral_code is None else self.find_by_referral_code(referral_code),
+        )
+
+    def write_all(self, accounts: Sequence[Account]) -> list[Account]:
+        """Add or save each of ``accounts`` in one ``atomic()`` block (the reference)."""
+        accounts = [require_account(a, "accounts") for a in require_items(accounts, "accounts")]
+        with self.atomic():
+            return [
+                self.save(account, expected_version=account.version)
+                if account.version
+                else self.add(account)
+                for account in accounts
+            ]
 
     def find_ids(self, kind: str, values: Iterable[str]) -> dict[str, str]:
         """Return ``{value: id}`` for the ``values`` an account holds as its ``kind``."""

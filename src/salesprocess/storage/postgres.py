@@ -75,11 +75,11 @@ import json
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import datetime
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from salesprocess.checks import require_items, shown, unencodable
 
@@ -116,6 +116,7 @@ from salesprocess.storage.criteria_sql import (
 from salesprocess.storage.paging import PAGE_SIZE, Key, accounts_in_pages
 from salesprocess.storage.protocol import (
     AfterCommit,
+    Holders,
     call_all,
     every_account,
     require_account,
@@ -141,20 +142,51 @@ from salesprocess.storage.serialise import (
 from salesprocess.storage.sqlite import SQLReports
 
 __all__ = [
+    "COUNT_BY_STAGE",
     "FILLED_BY",
+    "ID_BY",
+    "IN_ERROR",
     "MIGRATIONS",
     "READ_COLUMNS",
+    "REFERRERS",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_QUERY",
     "TABLES",
+    "Ask",
+    "BatchWrite",
     "PostgresRepository",
     "SharedMemo",
+    "Talk",
     "add_parameters",
     "add_statement",
+    "adding",
+    "append_save",
+    "appended",
+    "asking",
+    "batch_refused",
+    "batch_writes",
+    "copying_rows",
+    "decoding",
+    "first_conflict",
+    "foreign_tables",
+    "ids_ask",
+    "key_of",
+    "migrating",
+    "new_account",
+    "page_ask",
     "read_one",
+    "reading_holders",
+    "reading_one",
+    "remember_written",
+    "rewriting",
     "save_parameters",
     "save_statement",
+    "schema_refused",
+    "schema_version",
+    "stage_page",
     "state_of",
+    "talk",
+    "unkey",
 ]
 
 _CREATED_DAY: Final = readmodel.day_expression("created_at")
@@ -843,12 +875,6 @@ def _newer(version: int) -> StorageError:
     )
 
 
-def _taken(connection: psycopg.Connection[Any]) -> bool:
-    """Whether a table ``salesprocess_accounts`` exists (without a schema version: not ours)."""
-    row = connection.execute("SELECT to_regclass('salesprocess_accounts') IS NOT NULL").fetchone()
-    return bool(row and row[0])
-
-
 def _source(source: object) -> _Source:
     if isinstance(source, psycopg.Connection):
         # Every statement reads its rows by position: a dict_row connection would fail at the
@@ -926,6 +952,550 @@ def _guarded(connection: psycopg.Connection[Any]) -> AbstractContextManager[Any]
     if status == TransactionStatus.INERROR:
         raise StorageError(_IN_ERROR)
     return connection.transaction()
+
+
+# --- the adapter's logic without I/O ----------------------------------------------------------
+#
+# Both PostgreSQL adapters run the same statements and decode the same rows: what a call does is
+# written once here, as a generator (a Talk) that yields the statements it needs (each an Ask)
+# and is sent their rows. PostgresRepository runs a Talk on a psycopg Connection, calling;
+# AsyncPostgresRepository on an AsyncConnection, awaiting. The adapters keep the I/O alone:
+# connections, transactions, savepoints, pipelines and the translation of driver errors.
+
+_Answer = TypeVar("_Answer")
+
+#: ``find_id``'s statement per kind, and what a message calls it.
+ID_BY: Final = _ID_BY
+#: The pools, factories and connections whose database was found at ``SCHEMA_VERSION``.
+CHECKED: Final = _CHECKED
+#: Why a connection whose transaction failed is refused.
+IN_ERROR: Final = _IN_ERROR
+#: The referral report's rows.
+REFERRERS: Final = _REFERRERS
+#: A key as its column stores it, and back.
+key_of: Final = _key
+unkey: Final = _unkey
+
+
+class Ask(NamedTuple):
+    """One statement a :data:`Talk` asks for: ``sql`` with ``params``; it is sent the rows.
+
+    ``kind`` is ``"rows"`` (a statement that returns rows; answered with them), ``"do"`` (one
+    that returns none; ``[]``), ``"many"`` (``executemany`` over the parameter rows
+    ``params``; ``[]``) or ``"copy"`` (``COPY ... FROM STDIN`` of the rows ``params``; ``[]``).
+    """
+
+    sql: str
+    params: Any = ()
+    kind: str = "rows"
+
+
+#: Work on the database without I/O: yields each :class:`Ask`, is sent its rows.
+Talk: TypeAlias = Generator[Ask, list[Any], _Answer]
+
+
+def talk(connection: psycopg.Connection[Any], steps: Talk[_Answer]) -> _Answer:
+    """Run ``steps`` on ``connection``: execute each statement asked, send back its rows."""
+    rows: Any = None
+    try:
+        while True:
+            ask = steps.send(rows)
+            rows = []
+            if ask.kind == "rows":
+                rows = connection.execute(ask.sql, ask.params).fetchall()
+            elif ask.kind == "do":
+                connection.execute(ask.sql, ask.params)
+            elif ask.kind == "many":
+                with connection.cursor() as cursor:
+                    cursor.executemany(ask.sql, ask.params)
+            else:
+                with connection.cursor() as cursor, cursor.copy(ask.sql) as copy:
+                    for row in ask.params:
+                        copy.write_row(row)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def asking(ask: Ask) -> Talk[list[Any]]:
+    """Ask for one statement; answer its rows."""
+    rows = yield ask
+    return rows
+
+
+def schema_version() -> Talk[int | None]:
+    """Return the schema version of the database (``None``: no salesprocess tables)."""
+    exists = yield Ask("SELECT to_regclass('salesprocess_schema') IS NOT NULL")
+    if not exists or not exists[0][0]:
+        return None
+    rows = yield Ask(SCHEMA_VERSION_QUERY)
+    return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+
+def foreign_tables() -> Talk[bool]:
+    """Whether a table ``salesprocess_accounts`` exists (without a schema version: not ours)."""
+    rows = yield Ask("SELECT to_regclass('salesprocess_accounts') IS NOT NULL")
+    return bool(rows and rows[0][0])
+
+
+def schema_refused(version: int | None, foreign: bool) -> StorageError | None:
+    """Return why a database at ``version`` is refused (``None``: it is at ``SCHEMA_VERSION``)."""
+    if version is None and foreign:
+        return StorageError(_FOREIGN)
+    if version is None or version < SCHEMA_VERSION:
+        return StorageError(
+            f"the database has {'no salesprocess tables' if version is None else ''}"
+            f"{'' if version is None else f'salesprocess schema version {version}'}; this "
+            f"salesprocess needs version {SCHEMA_VERSION}: migrate it once with "
+            "`salesprocess migrate --dsn DSN`, PostgresRepository(..., migrate=True) or "
+            "repository.migrate()"
+        )
+    if version > SCHEMA_VERSION:
+        return _newer(version)
+    return None
+
+
+def migrating() -> Talk[int]:
+    """Migrate to ``SCHEMA_VERSION`` under the advisory lock (in a transaction); the old one."""
+    yield Ask("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    version = yield from schema_version()
+    if version is None:
+        if (yield from foreign_tables()):
+            raise StorageError(_FOREIGN)
+        yield Ask("CREATE TABLE salesprocess_schema (version integer)", (), "do")
+        yield Ask("INSERT INTO salesprocess_schema VALUES (0)", (), "do")
+        version = 0
+    if version > SCHEMA_VERSION:
+        raise _newer(version)
+    for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in step:
+            yield Ask(statement, (), "do")
+        if reached in FILLED_BY:
+            yield from _filling_read_model()
+    yield Ask("UPDATE salesprocess_schema SET version = %s", (SCHEMA_VERSION,), "do")
+    return version
+
+
+def _filling_read_model() -> Talk[None]:
+    """Fill the read model from every account's JSON (migration to schema 4).
+
+    ``data`` keeps the whole account; reads take its purchases from it. An account
+    whose JSON is not valid stops the migration (nothing is changed) with ``StorageError``.
+    """
+    after: str | None = None
+    while True:
+        rows = yield Ask(
+            "SELECT id, data::text FROM salesprocess_accounts "  # noqa: S608 - our own names
+            + ("" if after is None else "WHERE id > %s ")
+            + "ORDER BY id LIMIT 1000",
+            () if after is None else (after,),
+        )
+        if not rows:
+            return
+        after = rows[-1][0]
+        progress, purchases, history, tallies = [], [], [], []
+        for key, data in rows:
+            plan = readmodel.plan(loads(data), 0, key, DIALECT, stamp=0, with_data=False)
+            progress.append((*plan.progress, key))
+            purchases.extend(plan.purchases)
+            history.extend(plan.history)
+            tallies.extend(_tally_rows(key, plan))
+        yield Ask(_FILL, progress, "many")
+        yield from copying_rows(purchases, history, tallies)
+
+
+def copying_rows(
+    purchases: list[tuple[object, ...]],
+    history: list[tuple[object, ...]],
+    tallies: list[tuple[object, ...]],
+) -> Talk[None]:
+    """COPY new accounts' rows (tallies of new accounts: no conflict possible)."""
+    for table, columns, rows in (
+        ("salesprocess_stage_changes", _CHANGE_COLUMNS, history),
+        ("salesprocess_purchases", _PURCHASE_COLUMNS, purchases),
+        ("salesprocess_purchase_tallies", _TALLY_COLUMNS, tallies),
+    ):
+        if rows:
+            yield Ask(f"COPY {table} ({columns}) FROM STDIN", rows, "copy")
+
+
+def first_conflict(accounts: list[Account], *, new: bool) -> Talk[ConflictError]:
+    """Name the first uniqueness rule ``accounts`` (in order) break; nothing was written.
+
+    Run after the failed statement's savepoint or transaction was rolled back (or after an add
+    that wrote nothing), so it sees the database as it was before the write.
+    """
+    stored_ids: set[str] = set()
+    if new:
+        rows = yield Ask(
+            "SELECT id FROM salesprocess_accounts WHERE id = ANY(%s)",
+            ([_key(a.id) for a in accounts],),
+        )
+        stored_ids = {row[0] for row in rows}
+    owners: dict[str, dict[str, str]] = {}
+    for kind, _shown in _UNIQUE:
+        values = [_key(v) for a in accounts if (v := getattr(a, kind)) is not None]
+        rows = yield Ask(
+            f"SELECT {kind}, id FROM salesprocess_accounts "  # noqa: S608 - kind is ours
+            f"WHERE {kind} = ANY(%s)",
+            (values,),
+        )
+        owners[kind] = {row[0]: row[1] for row in rows}
+    seen_ids: set[str] = set()
+    for account in accounts:
+        key = _key(account.id)
+        if new and (key in stored_ids or key in seen_ids):
+            return ConflictError(f"an account with id {account.id} is already stored")
+        seen_ids.add(key)
+        for kind, label in _UNIQUE:
+            value = getattr(account, kind)
+            if value is None:
+                continue
+            owner = owners[kind].get(_key(value))
+            if owner is not None and owner != key:
+                return ConflictError(f"{label} {value} already belongs to account {_unkey(owner)}")
+            owners[kind][_key(value)] = key
+    return ConflictError(
+        "a concurrent write took an id, email, phone or referral code of these accounts"
+    )
+
+
+_TAIL_PURCHASES: Final = (
+    "SELECT account_id, position, at, currency, amount, moment, reference "
+    "FROM salesprocess_purchases WHERE account_id = ANY(%s) ORDER BY account_id, position"
+)
+_TAIL_STAMPS: Final = "SELECT id, stamp FROM salesprocess_accounts WHERE id = ANY(%s)"
+
+
+def decoding(
+    memo: readmodel.Memo, rows: list[tuple[Any, ...]], *, remember: bool
+) -> Talk[list[Account]]:
+    """Return the accounts of ``rows`` (as ``_READ`` selects them), their rows joined back in."""
+    steps = readmodel.assembling(
+        [(_unkey(row[0]), *row[1:]) for row in rows], memo, DIALECT, remember=remember
+    )
+    answer: Any = None
+    try:
+        while True:
+            kind, ids = steps.send(answer)
+            keys = [_key(account_id) for account_id in ids]
+            if kind == "tails":
+                purchases: dict[str, list[tuple[object, ...]]] = {}
+                for key, *row in (yield Ask(_TAIL_PURCHASES, (keys,))):
+                    purchases.setdefault(_unkey(key), []).append(tuple(row))
+                stamps = {_unkey(k): stamp for k, stamp in (yield Ask(_TAIL_STAMPS, (keys,)))}
+                answer = (purchases, stamps)
+            else:
+                found = yield Ask(f"{_READ} WHERE id = ANY(%s)", (keys,))
+                answer = [(_unkey(row[0]), *row[1:]) for row in found]
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def reading_one(memo: SharedMemo, column: str, value: str) -> Talk[Account | None]:
+    """Read one account by ``column`` in one statement, its purchase rows included."""
+    statement = read_one(column)
+    key = _key(value)
+    known = memo.stamp_of(value) if column == "id" else None
+    rows = yield Ask(statement, (known, key))
+    if not rows:
+        return None
+    return (yield from _decoded_one(memo, rows[0], Ask(statement, (None, key))))
+
+
+def _decoded_one(memo: SharedMemo, row: tuple[Any, ...], again: Ask) -> Talk[Account]:
+    """Return the account of a :func:`read_one` row; remember it and its state."""
+    account_id = _unkey(row[0])
+    head: readmodel.AccountRow = (account_id, *row[1:4])
+    found = readmodel.quick(memo, head)
+    if found is None:
+        steps = readmodel.assembling([head], memo, DIALECT, remember=True)
+        answer: Any = None
+        try:
+            while True:
+                kind, _ids = steps.send(answer)
+                if kind == "tails":
+                    purchases = row[-1]
+                    # None: the remembered account was replaced meanwhile
+                    answer = ({}, {}) if purchases is None else (
+                        {account_id: purchases}, {account_id: row[2]}
+                    )  # fmt: skip
+                else:
+                    rows = yield again
+                    if not rows:
+                        raise NotFound(f"account {account_id!r} was removed while it was read")
+                    row = rows[0]
+                    answer = [(account_id, *row[1:4])]
+        except StopIteration as done:
+            found = done.value[0]
+    memo.put_state(account_id, row[4 : 4 + len(readmodel.STATE_COLUMNS)])
+    assert found is not None
+    return found
+
+
+def _holders_statement(kinds: tuple[str, ...]) -> str:
+    return (
+        f"SELECT {', '.join(READ_COLUMNS)}, "  # noqa: S608 - our own names
+        "CASE WHEN a.purchase_count > 0 THEN ("
+        "SELECT json_agg(json_build_array(p.position, p.at, p.currency, p.amount, p.moment, "
+        "p.reference) ORDER BY p.position) FROM salesprocess_purchases p "
+        "WHERE p.account_id = a.id) END, "
+        f"{', '.join(f'a.{kind} = %({kind})s' for kind in kinds)} "
+        "FROM salesprocess_accounts a WHERE "
+        + " OR ".join(f"a.{kind} = %({kind})s" for kind in kinds)
+    )
+
+
+def reading_holders(
+    memo: SharedMemo, keys: Mapping[str, str | None]
+) -> Talk[dict[str, Account | None]]:
+    """Read, in one statement, the accounts holding each of ``keys`` (``id``, ``email``, ...).
+
+    Answers ``{kind: account or None}``; a value that is not text is held by nobody.
+    """
+    wanted = {kind: value for kind, value in keys.items() if isinstance(value, str)}
+    found: dict[str, Account | None] = dict.fromkeys(_HOLDER_KINDS)
+    if not wanted:
+        return found
+    kinds = tuple(kind for kind in _HOLDER_KINDS if kind in wanted)
+    statement = _holders_statement(kinds)
+    rows = yield Ask(statement, {kind: _key(value) for kind, value in wanted.items()})
+    width = len(READ_COLUMNS) + 1
+    for row in rows:
+        again = Ask(read_one("id"), (None, row[0]))
+        account = yield from _decoded_one(memo, row[:width], again)
+        for kind, holds in zip(kinds, row[width:], strict=True):
+            if holds:
+                found[kind] = account
+    return found
+
+
+_HOLDER_KINDS: Final = ("id", "email", "phone", "referral_code")
+
+
+def stage_page(stage: str, where: str, params: Mapping[str, object], after: Key | None) -> Ask:
+    """Return the statement of a page of accounts at ``stage`` meeting ``where``, oldest first.
+
+    Keyset pagination by ``(created_at, id)``.
+    """
+    bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
+    keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
+    return Ask(
+        "SELECT created_at, id, data::text, stamp, purchase_count "  # noqa: S608 - ours
+        f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}AND ({where}) "
+        "ORDER BY created_at, id LIMIT %(limit)s",
+        {**params, **keys, "stage": stage, "limit": PAGE_SIZE},
+    )
+
+
+#: ``count_by_stage``'s statement: one ``GROUP BY`` over the stage index.
+COUNT_BY_STAGE: Final = "SELECT stage, count(*) FROM salesprocess_accounts GROUP BY stage"
+
+
+def page_ask(after: str | None, limit: int) -> Ask:
+    """Return ``page()``'s statement: up to ``limit`` accounts with ids after ``after``."""
+    if after is None:
+        return Ask(f"{_READ} ORDER BY id LIMIT %s", (limit,))
+    return Ask(f"{_READ} WHERE id > %s ORDER BY id LIMIT %s", (_key(after), limit))
+
+
+def ids_ask(kind: str, values: Iterable[str]) -> Ask:
+    """Return ``find_ids()``'s statement (``kind`` checked by ``require_keys``)."""
+    return Ask(
+        f"SELECT {kind}, id FROM salesprocess_accounts WHERE {kind} = ANY(%s)",  # noqa: S608 - kind is checked
+        ([_key(value) for value in values],),
+    )
+
+
+def append_save(
+    memo: SharedMemo, stored: Account, expected_version: int
+) -> tuple[Plan, Ask, bool] | None:
+    """Plan the one-statement save of ``stored`` if it extends the account read at a stamp.
+
+    Returns the plan, its statement, and whether the unique keys stay as they were (a
+    statement that changes one may fail on it); ``None`` when the row must be read first (the
+    account was not read here, or its rows must be rewritten).
+    """
+    state = memo.state(stored.id)
+    if state is None or state[0] != expected_version:
+        return None
+    known = memo.get(stored.id, state[1])
+    if known is None:
+        return None
+    plan = _plan(stored, expected_version + 1, state=state, stored=known)
+    if plan.rewrite:
+        return None
+    same_keys = (known.email, known.phone, known.referral_code) == (
+        stored.email,
+        stored.phone,
+        stored.referral_code,
+    )
+    statement, params = save_parameters(stored, plan, expected_version, state[1])
+    return plan, Ask(statement, params), same_keys
+
+
+def appended(stored: Account, expected_version: int, rows: list[Any]) -> bool:
+    """Whether :func:`append_save`'s statement saved; raise if the row is gone or newer.
+
+    ``False``: the row changed in a way the statement cannot tell; read it and rewrite.
+    """
+    saved, version = rows[0] if rows else (0, None)
+    if saved:
+        return True
+    if version is None:
+        raise NotFound(f"no account with id {shown(stored.id)}")
+    if version != expected_version:
+        raise stale_write(stored.id, version, expected_version)
+    return False
+
+
+_TALLIES: Final = (
+    "SELECT currency, units, purchases, first_day, last_day, min_exponent FROM "
+    "salesprocess_purchase_tallies WHERE account_id = %s AND currency = ANY(%s)"
+)
+
+
+def rewriting(memo: SharedMemo, stored: Account, expected_version: int) -> Talk[Plan]:
+    """Save ``stored`` after reading its row's state: appending, or rewriting its rows.
+
+    Runs in a transaction (or savepoint) of the caller's: the row is locked ``FOR UPDATE``.
+    """
+    key = _key(stored.id)
+    states = yield Ask(_STATE, (key,))
+    if not states:
+        raise NotFound(f"no account with id {shown(stored.id)}")
+    state = states[0]
+    if state[0] != expected_version:
+        raise stale_write(stored.id, state[0], expected_version)
+    known = memo.get(stored.id, state[1])
+    wanted: list[list[str]] = []
+
+    def asked(currencies: Iterable[str]) -> dict[str, readmodel.Tally]:
+        wanted.append(list(currencies))
+        return {}
+
+    plan = _plan(stored, expected_version + 1, state=state, stored=known, known_tallies=asked)
+    if wanted:  # the stored tallies of the new purchases' currencies: plan again with them
+        rows = yield Ask(_TALLIES, (key, wanted[0]))
+        tallies = {row[0]: readmodel.Tally(*row[1:]) for row in rows}
+        plan = _plan(
+            stored, expected_version + 1, state=state, stored=known,
+            known_tallies=lambda currencies: {c: tallies[c] for c in currencies if c in tallies},
+        )  # fmt: skip
+    row = _full_row(stored, stored.version, plan)
+    yield Ask(_UPDATE, (*row[1:], key, expected_version), "do")
+    if plan.rewrite:
+        for statement in _DROP_ROWS:
+            yield Ask(statement, {"id": key}, "do")
+    if plan.history:
+        yield Ask(_INSERT_CHANGE, plan.history, "many")
+    if plan.purchases:
+        yield Ask(_INSERT_PURCHASE, plan.purchases, "many")
+        yield Ask(_PUT_TALLY, _tally_rows(key, plan), "many")
+    return plan
+
+
+def adding(accounts: Iterable[Account]) -> Talk[list[Account]]:
+    """COPY new accounts and their rows (``add_many``); return them as checked."""
+    batch: list[Account] = []
+    purchases: list[tuple[object, ...]] = []
+    history: list[tuple[object, ...]] = []
+    tallies: list[tuple[object, ...]] = []
+    rows = []
+    for account in accounts:
+        batch.append(require_new(account))
+        plan = _plan(account, 1, stamp=0)
+        rows.append(_full_row(account, 1, plan))
+        history.extend(plan.history)
+        if plan.purchases:
+            purchases.extend(plan.purchases)
+            tallies.extend(_tally_rows(_key(account.id), plan))
+    yield Ask(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN", rows, "copy")
+    yield from copying_rows(purchases, history, tallies)
+    return batch
+
+
+def remember_written(memo: SharedMemo, stored: Account, plan: Plan) -> None:
+    """Remember what was written: the next read of it in this process decodes nothing."""
+    memo.put(stored.id, plan.progress[-1], stored)
+    memo.put_state(stored.id, state_of(stored.version, plan))
+    remember(plan.data, plan.prefix)
+
+
+def new_account(account: Account) -> tuple[Account, Plan, Ask]:
+    """Return ``account`` as stored at version 1, its plan and its one-statement add."""
+    stored = unchecked_copy(require_new(account), version=1)
+    plan = _plan(stored, 1)
+    statement, params = add_parameters(stored, plan)
+    return stored, plan, Ask(statement, params)
+
+
+#: A write of a batch: the account as stored, its plan, its statement, the version it expects
+#: (``None``: an add).
+BatchWrite: TypeAlias = tuple[Account, Plan, Ask, "int | None"]
+
+
+def batch_writes(memo: SharedMemo, accounts: Sequence[Account]) -> list[BatchWrite] | None:
+    """Plan ``write_all``: each account's one statement, or ``None`` if one must read its row."""
+    planned: list[BatchWrite] = []
+    for account in accounts:
+        if not account.version:
+            stored, plan, ask = new_account(account)
+            planned.append((stored, plan, ask, None))
+            continue
+        expected = require_version(account.version)
+        stored = unchecked_copy(require_account(account), version=expected + 1)
+        saving = append_save(memo, stored, expected)
+        if saving is None:
+            return None
+        plan, ask, _same_keys = saving
+        planned.append((stored, plan, ask, expected))
+    return planned
+
+
+def batch_refused(planned: list[BatchWrite], results: list[list[Any]]) -> str | None:
+    """Return what refused a batch (``"conflict"``, ``"reread"``), or ``None``: all written.
+
+    A save whose row is gone or newer raises (``NotFound``, ``StaleWrite``).
+    """
+    refused = None
+    for (stored, _plan, _ask, expected), rows in zip(planned, results, strict=True):
+        if expected is None:
+            if not rows or not rows[0][0]:
+                refused = "conflict"
+        elif not appended(stored, expected, rows):
+            refused = refused or "reread"
+    return refused
+
+
+def _pipelined(connection: psycopg.Connection[Any], planned: list[BatchWrite]) -> str | None:
+    """Run a batch's statements in one transaction, ``BEGIN`` travelling with them.
+
+    One round trip for ``BEGIN`` and the statements, one for ``COMMIT`` (or ``ROLLBACK``, when
+    the batch was refused: see :func:`batch_refused`). On an idle autocommit connection.
+    """
+    try:
+        with connection.pipeline() as pipeline:
+            connection.execute("BEGIN", prepare=False)
+            cursors = [
+                connection.execute(ask.sql, ask.params, prepare=False)
+                for _s, _p, ask, _e in planned
+            ]
+            pipeline.sync()
+            try:
+                refused = batch_refused(planned, [cursor.fetchall() for cursor in cursors])
+            except BaseException:
+                connection.execute("ROLLBACK", prepare=False)
+                raise
+            connection.execute("ROLLBACK" if refused else "COMMIT", prepare=False)
+    except BaseException:
+        if not connection.closed and connection.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+        ):
+            with suppress(psycopg.Error):  # the connection broke: the first error says why
+                connection.execute("ROLLBACK")
+        raise
+    return refused
 
 
 class PostgresRepository:
@@ -1040,16 +1610,6 @@ class PostgresRepository:
 
     # --- schema -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _version(connection: psycopg.Connection[Any]) -> int | None:
-        exists = connection.execute(
-            "SELECT to_regclass('salesprocess_schema') IS NOT NULL"
-        ).fetchone()
-        if not exists or not exists[0]:
-            return None
-        row = connection.execute(SCHEMA_VERSION_QUERY).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
     def _check_schema(self) -> None:
         """Refuse a database that is not at ``SCHEMA_VERSION``: one statement, once per source.
 
@@ -1059,6 +1619,7 @@ class PostgresRepository:
         owner = self._source.owner
         if owner is not None and _CHECKED.get(owner):
             return
+        foreign = False
         with self._using("checking the schema version") as connection:
             status = connection.info.transaction_status
             if status == TransactionStatus.INERROR:
@@ -1071,22 +1632,13 @@ class PostgresRepository:
                     version = None
             else:
                 with _plain(connection):
-                    version = self._version(connection)
+                    version = talk(connection, schema_version())
             if version is None:
                 with _plain(connection):
-                    foreign = _taken(connection)
-        if version is None and foreign:
-            raise StorageError(_FOREIGN)
-        if version is None or version < SCHEMA_VERSION:
-            raise StorageError(
-                f"the database has {'no salesprocess tables' if version is None else ''}"
-                f"{'' if version is None else f'salesprocess schema version {version}'}; this "
-                f"salesprocess needs version {SCHEMA_VERSION}: migrate it once with "
-                "`salesprocess migrate --dsn DSN`, PostgresRepository(..., migrate=True) or "
-                "repository.migrate()"
-            )
-        if version > SCHEMA_VERSION:
-            raise _newer(version)
+                    foreign = talk(connection, foreign_tables())
+        refused = schema_refused(version, foreign)
+        if refused is not None:
+            raise refused
         if owner is not None:
             _CHECKED[owner] = True
 
@@ -1101,79 +1653,15 @@ class PostgresRepository:
         """
         with self._using("migrating the schema") as connection:
             with _plain(connection):
-                version = self._version(connection)
+                version = talk(connection, schema_version())
             found = version or 0
             if version != SCHEMA_VERSION:
                 with connection.transaction():
-                    connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                    version = self._version(connection)
-                    if version is None:
-                        if _taken(connection):
-                            raise StorageError(_FOREIGN)
-                        connection.execute("CREATE TABLE salesprocess_schema (version integer)")
-                        connection.execute("INSERT INTO salesprocess_schema VALUES (0)")
-                        version = 0
-                    found = version
-                    if version > SCHEMA_VERSION:
-                        raise _newer(version)
-                    for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                        for statement in step:
-                            connection.execute(statement)
-                        if reached in FILLED_BY:
-                            self._fill_read_model(connection)
-                    connection.execute(
-                        "UPDATE salesprocess_schema SET version = %s", (SCHEMA_VERSION,)
-                    )
+                    found = talk(connection, migrating())
         owner = self._source.owner
         if owner is not None:
             _CHECKED[owner] = True
         return found
-
-    def _fill_read_model(self, connection: psycopg.Connection[Any]) -> None:
-        """Fill the read model from every account's JSON (migration to schema 4).
-
-        ``data`` keeps the whole account; reads take its purchases from it. An account
-        whose JSON is not valid stops the migration (nothing is changed) with ``StorageError``.
-        """
-        after: str | None = None
-        while True:
-            rows = connection.execute(
-                "SELECT id, data::text FROM salesprocess_accounts "  # noqa: S608 - our own names
-                + ("" if after is None else "WHERE id > %s ")
-                + "ORDER BY id LIMIT 1000",
-                () if after is None else (after,),
-            ).fetchall()
-            if not rows:
-                return
-            after = rows[-1][0]
-            progress, purchases, history, tallies = [], [], [], []
-            for key, data in rows:
-                plan = readmodel.plan(loads(data), 0, key, DIALECT, stamp=0, with_data=False)
-                progress.append((*plan.progress, key))
-                purchases.extend(plan.purchases)
-                history.extend(plan.history)
-                tallies.extend(_tally_rows(key, plan))
-            with connection.cursor() as cursor:
-                cursor.executemany(_FILL, progress)
-                self._copy(cursor, purchases, history, tallies)
-
-    @staticmethod
-    def _copy(
-        cursor: psycopg.Cursor[Any],
-        purchases: list[tuple[object, ...]],
-        history: list[tuple[object, ...]],
-        tallies: list[tuple[object, ...]],
-    ) -> None:
-        """COPY new accounts' rows (tallies of new accounts: no conflict possible)."""
-        for table, columns, rows in (
-            ("salesprocess_stage_changes", _CHANGE_COLUMNS, history),
-            ("salesprocess_purchases", _PURCHASE_COLUMNS, purchases),
-            ("salesprocess_purchase_tallies", _TALLY_COLUMNS, tallies),
-        ):
-            if rows:
-                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
 
     # --- conflicts --------------------------------------------------------------------------
 
@@ -1186,47 +1674,7 @@ class PostgresRepository:
         an add that wrote nothing), so it sees the database as it was before the write.
         """
         with _plain(connection):  # on an app's idle connection, leave no transaction open
-            return self._first_conflict(connection, accounts, new=new)
-
-    @staticmethod
-    def _first_conflict(
-        connection: psycopg.Connection[Any], accounts: list[Account], *, new: bool
-    ) -> ConflictError:
-        stored_ids: set[str] = set()
-        if new:
-            rows = connection.execute(
-                "SELECT id FROM salesprocess_accounts WHERE id = ANY(%s)",
-                ([_key(a.id) for a in accounts],),
-            ).fetchall()
-            stored_ids = {row[0] for row in rows}
-        owners: dict[str, dict[str, str]] = {}
-        for kind, _shown in _UNIQUE:
-            values = [_key(v) for a in accounts if (v := getattr(a, kind)) is not None]
-            rows = connection.execute(
-                f"SELECT {kind}, id FROM salesprocess_accounts "  # noqa: S608 - kind is ours
-                f"WHERE {kind} = ANY(%s)",
-                (values,),
-            ).fetchall()
-            owners[kind] = {row[0]: row[1] for row in rows}
-        seen_ids: set[str] = set()
-        for account in accounts:
-            key = _key(account.id)
-            if new and (key in stored_ids or key in seen_ids):
-                return ConflictError(f"an account with id {account.id} is already stored")
-            seen_ids.add(key)
-            for kind, label in _UNIQUE:
-                value = getattr(account, kind)
-                if value is None:
-                    continue
-                owner = owners[kind].get(_key(value))
-                if owner is not None and owner != key:
-                    return ConflictError(
-                        f"{label} {value} already belongs to account {_unkey(owner)}"
-                    )
-                owners[kind][_key(value)] = key
-        return ConflictError(
-            "a concurrent write took an id, email, phone or referral code of these accounts"
-        )
+            return talk(connection, first_conflict(accounts, new=new))
 
     # --- writes -----------------------------------------------------------------------------
     #
@@ -1246,43 +1694,28 @@ class PostgresRepository:
 
     def add(self, account: Account) -> Account:
         """Store a new account at version 1: one statement (``ON CONFLICT DO NOTHING``)."""
-        account = require_new(account)
-        stored = unchecked_copy(account, version=1)
-        plan = _plan(stored, 1)
-        statement, params = add_parameters(stored, plan)
+        stored, plan, ask = new_account(account)
         with self._using(f"adding account {account.id}") as connection:
             with _plain(connection):
-                row = connection.execute(statement, params).fetchone()
-            if not row or not row[0]:
+                rows = talk(connection, asking(ask))
+            if not rows or not rows[0][0]:
                 # Nothing was written, and no error aborted a transaction around it.
                 raise self._conflict(connection, [account], new=True)
-        self._written(stored, plan)
+        remember_written(self._memo, stored, plan)
         return stored
 
     def add_many(self, accounts: Iterable[Account]) -> int:
         """Store many new accounts with ``COPY``, all or nothing; return how many."""
-        accounts = require_items(accounts, "accounts")
+        accounts = list(require_items(accounts, "accounts"))
         batch: list[Account] = []
-        purchases: list[tuple[object, ...]] = []
-        history: list[tuple[object, ...]] = []
-        tallies: list[tuple[object, ...]] = []
         with self._using("adding accounts") as connection:
             try:
                 # Inside an open transaction the scope is a savepoint, so a conflict leaves
                 # that transaction usable.
-                with self._writing(connection), connection.cursor() as cursor:
-                    with cursor.copy(f"COPY salesprocess_accounts ({_COLUMNS}) FROM STDIN") as copy:
-                        for account in accounts:
-                            batch.append(require_new(account))
-                            plan = _plan(account, 1, stamp=0)
-                            copy.write_row(_full_row(account, 1, plan))
-                            history.extend(plan.history)
-                            if plan.purchases:
-                                purchases.extend(plan.purchases)
-                                tallies.extend(_tally_rows(_key(account.id), plan))
-                    self._copy(cursor, purchases, history, tallies)
+                with self._writing(connection):
+                    batch = talk(connection, adding(accounts))
             except pg_errors.UniqueViolation:
-                raise self._conflict(connection, batch, new=True) from None
+                raise self._conflict(connection, accounts, new=True) from None
         return len(batch)
 
     def save(self, account: Account, *, expected_version: int) -> Account:
@@ -1295,12 +1728,15 @@ class PostgresRepository:
         account = require_account(account)
         expected_version = require_version(expected_version)
         stored = unchecked_copy(account, version=expected_version + 1)
-        key = _key(account.id)
         with self._using(f"saving account {account.id}") as connection:
             plan = self._append_only(connection, stored, expected_version)
             if plan is None:
-                plan = self._rewrite(connection, stored, key, expected_version)
-        self._written(stored, plan)
+                try:
+                    with self._writing(connection):
+                        plan = talk(connection, rewriting(self._memo, stored, expected_version))
+                except pg_errors.UniqueViolation:
+                    raise self._conflict(connection, [stored], new=False) from None
+        remember_written(self._memo, stored, plan)
         return stored
 
     def _append_only(
@@ -1311,87 +1747,64 @@ class PostgresRepository:
         Returns the plan written, or ``None`` when the row must be read first (the account was
         not read here, or the row changed since in a way the statement cannot tell).
         """
-        state = self._memo.state(stored.id)
-        if state is None or state[0] != expected_version:
+        saving = append_save(self._memo, stored, expected_version)
+        if saving is None:
             return None
-        known = self._memo.get(stored.id, state[1])
-        if known is None:
-            return None
-        plan = _plan(stored, expected_version + 1, state=state, stored=known)
-        if plan.rewrite:
-            return None
-        same_keys = (known.email, known.phone, known.referral_code) == (
-            stored.email,
-            stored.phone,
-            stored.referral_code,
-        )
-        statement, params = save_parameters(stored, plan, expected_version, state[1])
+        plan, ask, same_keys = saving
         try:
             with _plain(connection) if same_keys else _guarded(connection):
-                saved, version = connection.execute(statement, params).fetchone() or (0, None)
+                rows = talk(connection, asking(ask))
         except pg_errors.UniqueViolation:
             raise self._conflict(connection, [stored], new=False) from None
-        if saved:
-            return plan
-        if version is None:
-            raise NotFound(f"no account with id {shown(stored.id)}")
-        if version != expected_version:
-            raise stale_write(stored.id, version, expected_version)
-        return None
+        return plan if appended(stored, expected_version, rows) else None
 
-    def _rewrite(
-        self, connection: psycopg.Connection[Any], stored: Account, key: str, expected_version: int
-    ) -> Plan:
-        """Save ``stored`` after reading its row's state: appending, or rewriting its rows."""
-        try:
-            with self._writing(connection), connection.cursor() as cursor:
-                state = cursor.execute(_STATE, (key,)).fetchone()
-                if state is None:
-                    raise NotFound(f"no account with id {shown(stored.id)}")
-                if state[0] != expected_version:
-                    raise stale_write(stored.id, state[0], expected_version)
-                plan = _plan(
-                    stored,
-                    expected_version + 1,
-                    state=state,
-                    stored=self._memo.get(stored.id, state[1]),
-                    known_tallies=lambda currencies: self._tallies(cursor, key, currencies),
-                )
-                row = _full_row(stored, stored.version, plan)
-                cursor.execute(_UPDATE, (*row[1:], key, expected_version))
-                if plan.rewrite:
-                    for statement in _DROP_ROWS:
-                        cursor.execute(statement, {"id": key})
-                self._append(cursor, key, plan)
-        except pg_errors.UniqueViolation:
-            raise self._conflict(connection, [stored], new=False) from None
-        return plan
+    def write_all(self, accounts: Sequence[Account]) -> list[Account]:
+        """Store ``accounts`` all or nothing: each new one added, each other saved.
 
-    @staticmethod
-    def _append(cursor: psycopg.Cursor[Any], key: str, plan: Plan) -> None:
-        """Write the rows ``plan`` adds: stage changes, purchases, and the touched tallies."""
-        if plan.history:
-            cursor.executemany(_INSERT_CHANGE, plan.history)
-        if plan.purchases:
-            cursor.executemany(_INSERT_PURCHASE, plan.purchases)
-            cursor.executemany(_PUT_TALLY, _tally_rows(key, plan))
+        A save expects the account's own ``version``. On an autocommit connection with no
+        transaction open, when every save extends an account read here, ``BEGIN`` and the
+        statements travel in one round trip and ``COMMIT`` in a second; otherwise they run in
+        an ``atomic()`` block. Refused like ``add`` and ``save`` (nothing is then stored).
+        """
+        accounts = [require_account(a, "accounts") for a in require_items(accounts, "accounts")]
+        planned = batch_writes(self._memo, accounts) if self._block() is None else None
+        if planned is not None:
+            with self._using("writing accounts") as connection:
+                status = connection.info.transaction_status
+                if status == TransactionStatus.IDLE and connection.autocommit:
+                    try:
+                        refused = _pipelined(connection, planned)
+                    except pg_errors.UniqueViolation:  # a save took a key: name it
+                        saved = [account for account in accounts if account.version]
+                        raise self._conflict(connection, saved, new=False) from None
+                    if refused == "conflict":
+                        added = [account for account in accounts if not account.version]
+                        raise self._conflict(connection, added, new=True)
+                    if refused is None:
+                        for stored, plan, _ask, _expected in planned:
+                            remember_written(self._memo, stored, plan)
+                        return [stored for stored, *_rest in planned]
+        with self.atomic():
+            return [
+                self.save(account, expected_version=account.version)
+                if account.version
+                else self.add(account)
+                for account in accounts
+            ]
 
-    @staticmethod
-    def _tallies(
-        cursor: psycopg.Cursor[Any], key: str, currencies: Iterable[str]
-    ) -> dict[str, readmodel.Tally]:
-        rows = cursor.execute(
-            "SELECT currency, units, purchases, first_day, last_day, min_exponent FROM "
-            "salesprocess_purchase_tallies WHERE account_id = %s AND currency = ANY(%s)",
-            (key, list(currencies)),
-        ).fetchall()
-        return {row[0]: readmodel.Tally(*row[1:]) for row in rows}
-
-    def _written(self, stored: Account, plan: Plan) -> None:
-        """Remember what was written: the next read of it in this process decodes nothing."""
-        self._memo.put(stored.id, plan.progress[-1], stored)
-        self._memo.put_state(stored.id, state_of(stored.version, plan))
-        remember(plan.data, plan.prefix)
+    def holders(
+        self,
+        *,
+        account_id: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> Holders:
+        """Return the accounts holding this id, email, phone and referral code: one statement."""
+        keys = {"id": account_id, "email": email, "phone": phone, "referral_code": referral_code}
+        with self._using("reading accounts") as connection, _plain(connection):
+            found = talk(connection, reading_holders(self._memo, keys))
+        return Holders(found["id"], found["email"], found["phone"], found["referral_code"])
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -1399,78 +1812,15 @@ class PostgresRepository:
         self, rows: list[tuple[Any, ...]], what: str, *, remember: bool = False
     ) -> list[Account]:
         """Return the accounts of ``rows`` (as ``_READ`` selects them), rows joined back in."""
-
-        def tails(ids: list[str]) -> readmodel.Tails:
-            keys = [_key(account_id) for account_id in ids]
-            purchases: dict[str, list[tuple[object, ...]]] = {}
-            with self._using(what) as connection, _plain(connection):
-                for key, *row in connection.execute(
-                    "SELECT account_id, position, at, currency, amount, moment, reference "
-                    "FROM salesprocess_purchases WHERE account_id = ANY(%s) "
-                    "ORDER BY account_id, position",
-                    (keys,),
-                ):
-                    purchases.setdefault(_unkey(key), []).append(tuple(row))
-                stamps = {
-                    _unkey(key): stamp
-                    for key, stamp in connection.execute(
-                        "SELECT id, stamp FROM salesprocess_accounts WHERE id = ANY(%s)", (keys,)
-                    )
-                }
-            return purchases, stamps
-
-        def reread(ids: list[str]) -> list[readmodel.AccountRow]:
-            with self._using(what) as connection, _plain(connection):
-                found = connection.execute(
-                    f"{_READ} WHERE id = ANY(%s)", ([_key(i) for i in ids],)
-                ).fetchall()
-            return [(_unkey(row[0]), *row[1:]) for row in found]
-
-        accounts = [(_unkey(row[0]), *row[1:]) for row in rows]
-        return readmodel.assemble(accounts, self._memo, tails, reread, DIALECT, remember=remember)
+        with self._using(what) as connection, _plain(connection):
+            return talk(connection, decoding(self._memo, rows, remember=remember))
 
     def _one(self, what: str, column: str, value: str) -> Account | None:
         """Read one account by ``column`` in one statement, its purchase rows included."""
         if not isinstance(value, str):
             return None  # no account has a key that is not text (as in the other adapters)
-        memo = self._memo
-        statement = read_one(column)
-        key = _key(value)
-        known = memo.stamp_of(value) if column == "id" else None
-
-        def fetch(stamp: int | None) -> tuple[Any, ...] | None:
-            with self._using(what) as connection, _plain(connection):
-                found: tuple[Any, ...] | None = connection.execute(
-                    statement, (stamp, key)
-                ).fetchone()
-            return found
-
-        row = fetch(known)
-        if row is None:
-            return None
-        account_id = _unkey(row[0])
-        head: readmodel.AccountRow = (account_id, *row[1:4])
-        found = readmodel.quick(memo, head)
-        if found is None:
-            tail = [row]
-
-            def tails(_ids: list[str]) -> readmodel.Tails:
-                purchases = tail[0][-1]
-                if purchases is None:  # the remembered account was replaced meanwhile
-                    return {}, {}
-                return {account_id: purchases}, {account_id: tail[0][2]}
-
-            def reread(_ids: list[str]) -> list[readmodel.AccountRow]:
-                again = fetch(None)
-                if again is None:
-                    raise NotFound(f"account {account_id!r} was removed while it was read")
-                tail[0] = again
-                return [(account_id, *again[1:4])]
-
-            found = readmodel.assemble([head], memo, tails, reread, DIALECT, remember=True)[0]
-            row = tail[0]
-        memo.put_state(account_id, row[4 : 4 + len(readmodel.STATE_COLUMNS)])
-        return found
+        with self._using(what) as connection, _plain(connection):
+            return talk(connection, reading_one(self._memo, column, value))
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
@@ -1521,10 +1871,7 @@ class PostgresRepository:
         wanted = require_keys(kind, values)
         what = f"finding ids by {kind.replace('_', ' ')}"
         with self._using(what) as connection, _plain(connection):
-            rows = connection.execute(
-                f"SELECT {kind}, id FROM salesprocess_accounts WHERE {kind} = ANY(%s)",  # noqa: S608 - kind is checked
-                ([_key(value) for value in wanted],),
-            ).fetchall()
+            rows = talk(connection, asking(ids_ask(kind, wanted)))
         return {_unkey(value): _unkey(account_id) for value, account_id in rows}
 
     def with_stage(self, stage: Stage) -> Iterator[Account]:
@@ -1546,15 +1893,8 @@ class PostgresRepository:
         """
 
         def fetch(after: Key | None) -> list[tuple[Any, ...]]:
-            bound = "" if after is None else "AND (created_at, id) > (%(after_at)s, %(after_id)s) "
-            keys = {} if after is None else {"after_at": after[0], "after_id": after[1]}
             with self._using(what) as connection, _plain(connection):
-                return connection.execute(
-                    "SELECT created_at, id, data::text, stamp, purchase_count "  # noqa: S608 - ours
-                    f"FROM salesprocess_accounts WHERE stage = %(stage)s {bound}AND ({where}) "
-                    "ORDER BY created_at, id LIMIT %(limit)s",
-                    {**params, **keys, "stage": stage, "limit": PAGE_SIZE},
-                ).fetchall()
+                return talk(connection, asking(stage_page(stage, where, params, after)))
 
         return accounts_in_pages(fetch, lambda page: self._accounts([r[1:] for r in page], what))
 
@@ -1655,21 +1995,14 @@ class PostgresRepository:
     def count_by_stage(self) -> Mapping[Stage, int]:
         """Return how many accounts are at each stage (one ``GROUP BY`` over the stage index)."""
         with self._using("counting by stage") as connection, _plain(connection):
-            rows = connection.execute(
-                "SELECT stage, count(*) FROM salesprocess_accounts GROUP BY stage"
-            ).fetchall()
+            rows = talk(connection, asking(Ask(COUNT_BY_STAGE)))
         return {Stage(stage): int(count) for stage, count in rows}
 
     def page(self, *, after: str | None = None, limit: int = 1000) -> list[Account]:
         """Return up to ``limit`` accounts with ids greater than ``after``, by id."""
         require_page(after, limit)
         with self._using("paging accounts") as connection, _plain(connection):
-            if after is None:
-                rows = connection.execute(f"{_READ} ORDER BY id LIMIT %s", (limit,)).fetchall()
-            else:
-                rows = connection.execute(
-                    f"{_READ} WHERE id > %s ORDER BY id LIMIT %s", (_key(after), limit)
-                ).fetchall()
+            rows = talk(connection, asking(page_ask(after, limit)))
         return self._accounts(rows, "paging accounts")
 
     # --- reports ----------------------------------------------------------------------------
@@ -1794,3 +2127,13 @@ class PostgresRepository:
             block.after_commit.register(checked, nullcontext(), lambda: True)
             return
         call_all([checked])
+
+
+def __getattr__(name: str) -> Any:
+    # The async adapter lives in postgres_async, which imports this module; it is offered
+    # here too, loaded on first use (an import at the top would be a cycle).
+    if name == "AsyncPostgresRepository":
+        from salesprocess.storage.postgres_async import AsyncPostgresRepository  # noqa: PLC0415
+
+        return AsyncPostgresRepository
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,9 @@ refuses a bad argument with the same ``ValidationError``; an adapter of your own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 from salesprocess.account import Account
 from salesprocess.checks import require_instance, require_int
@@ -34,10 +34,14 @@ __all__ = [
     "MAX_VERSION",
     "AccountRepository",
     "AfterCommit",
+    "Batching",
+    "Holders",
+    "ReadsMany",
     "call_all",
     "every_account",
     "require_account",
     "require_callback",
+    "require_ids",
     "require_keys",
     "require_new",
     "require_one_key",
@@ -172,6 +176,72 @@ class AccountRepository(Protocol):
         ...
 
 
+class Holders(NamedTuple):
+    """The accounts :meth:`Batching.holders` found: by id, email, phone and referral code.
+
+    ``None`` where nobody holds the key, or it was not asked for.
+    """
+
+    by_id: Account | None
+    by_email: Account | None
+    by_phone: Account | None
+    by_code: Account | None
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """What a store offers to run a command in fewer round trips (an optional capability).
+
+    The unit of work asks a store that has it for a command's accounts in one call
+    (:meth:`holders`) and stores a command's several writes in one (:meth:`write_all`); of
+    another store, one call each. The PostgreSQL adapters answer each in one statement or
+    pipeline, so a command touching two accounts (a referral) is three round trips. The
+    in-memory store is the reference; the contract kit checks both methods where present.
+    """
+
+    def holders(
+        self,
+        *,
+        account_id: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        referral_code: str | None = None,
+    ) -> Holders:
+        """Return the accounts holding this id, normalised email, phone and referral code.
+
+        What ``get`` (``None`` in place of ``NotFound``) and ``find_by_*`` return, in one call.
+        """
+        ...
+
+    def write_all(self, accounts: Sequence[Account]) -> list[Account]:
+        """Store ``accounts`` all or nothing; return them as stored.
+
+        An account at version 0 is added as ``add`` adds it; any other is saved as ``save``
+        saves it, expecting its own version. Refused as those are (``ConflictError``,
+        ``StaleWrite``, ``NotFound``), and then nothing of the batch is stored.
+        """
+        ...
+
+
+@runtime_checkable
+class ReadsMany(Protocol):
+    """A repository that also reads many accounts at once (an optional capability).
+
+    A bulk load that meets a thousand known contacts reads their accounts with one call
+    rather than a thousand ``get`` calls. :class:`salesprocess.testing.ReadsManyContract` is
+    its test kit; a repository without it is read one ``get`` at a time.
+    """
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for those ``account_ids`` that are stored.
+
+        Each account is what :meth:`AccountRepository.get` returns for its id; ids not stored
+        are absent from the answer. A value that is not a ``str``, or ``account_ids`` that is
+        no collection, raises ``ValidationError`` (``require_ids`` checks it).
+        """
+        ...
+
+
 def require_new(account: object) -> Account:
     """Refuse to ``add`` anything but a new account: an ``Account`` at version 0.
 
@@ -264,6 +334,19 @@ def require_keys(kind: object, values: Iterable[object]) -> list[str]:
     checked: dict[str, None] = {}
     for value in values:
         checked[require_instance(value, str(kind), str)] = None
+    return list(checked)
+
+
+def require_ids(values: Iterable[object]) -> list[str]:
+    """Check ``get_many()``'s argument; return the ids, once each, in their first order."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(
+            f"get_many() takes an iterable of account ids, not {type(values).__name__}",
+            field="account_ids",
+        )
+    checked: dict[str, None] = {}
+    for value in values:
+        checked[require_instance(value, "account_id", str)] = None
     return list(checked)
 
 

@@ -34,7 +34,7 @@ import operator
 import secrets
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, getcontext
 from typing import Any, Final, NamedTuple
@@ -66,6 +66,7 @@ __all__ = [
     "Tables",
     "ambiguous",
     "assemble",
+    "assembling",
     "day_expression",
     "day_of",
     "extends",
@@ -762,6 +763,29 @@ def assemble(
     :data:`AccountRow`): the screenings are read from their rows too (``tails``' third
     mapping), and the account takes the row's version.
     """
+    steps = assembling(rows, memo, dialect, remember=remember, screenings=screenings)
+    answer: Any = None
+    try:
+        while True:
+            kind, ids = steps.send(answer)
+            answer = tails(ids) if kind == "tails" else reread(ids)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def assembling(
+    rows: Sequence[AccountRow],
+    memo: Memo,
+    dialect: Dialect,
+    *,
+    remember: bool = False,
+    screenings: bool = False,
+) -> Generator[tuple[str, list[str]], Any, list[Account]]:
+    """Do what :func:`assemble` does, asking for its reads instead of making them.
+
+    It yields ``("tails", ids)`` and ``("reread", ids)`` and is sent what ``tails(ids)`` and
+    ``reread(ids)`` return: so an async adapter awaits the very reads a sync one calls.
+    """
     found: dict[str, Account] = {}
     pending: Sequence[AccountRow] = rows
     for _attempt in range(8):
@@ -784,14 +808,14 @@ def assemble(
             found[account_id] = account
             if remember and stamp is not None:
                 memo.put(account_id, stamp, account)
-        stale = _join(wanted, tails(list(wanted)), found, dialect) if wanted else []
+        stale = _join(wanted, (yield ("tails", list(wanted))), found, dialect) if wanted else []
         if remember:
             for account_id, (_prefix, stamp, _version) in wanted.items():
                 if account_id in found and stamp is not None:
                     memo.put(account_id, stamp, found[account_id])
         if not stale:
             return [found[row[0]] for row in rows]
-        pending = reread(stale)
+        pending = yield ("reread", stale)
     raise StorageError(  # pragma: no cover - eight writes in a row between two statements
         "accounts kept changing while they were read; try again"
     )

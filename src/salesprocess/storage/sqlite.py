@@ -83,6 +83,7 @@ from salesprocess.storage.protocol import (
     call_all,
     every_account,
     require_account,
+    require_ids,
     require_keys,
     require_new,
     require_one_key,
@@ -353,6 +354,22 @@ _ID_BY: Final = {
 # IN lists of at most this many ids (SQLite before 3.32 allows 999 parameters).
 _CHUNK: Final = 500
 
+# A bulk load into an empty accounts table (a new file's first import) drops the table's
+# secondary indexes in its transaction and builds them again, each in one sorted pass, just
+# before the outermost block commits: cheaper than updating a dozen B-trees row by row. SQLite
+# DDL is transactional, so a load that fails leaves the file as it was, indexes included. The
+# unique indexes stay: they are how a doubled email, phone or code is refused.
+_SECONDARY: Final = (
+    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'accounts' "
+    "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE %'"
+)
+# add_many batches of at least this many accounts take the bulk path; a smaller one would
+# spend more rebuilding the (empty) indexes than it saves.
+_BULK: Final = 500
+# Page cache while a bulk load's transaction lasts (KiB, SQLite's negative form): the unique
+# indexes take random keys (uuids), and a bigger cache spares most of their page reloads.
+_BULK_CACHE: Final = -65536
+
 #: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
 TABLES: Final = readmodel.Tables("accounts", "purchases", "stage_changes", "purchase_tallies", "?")
 
@@ -482,6 +499,8 @@ class SQLiteRepository:
         self._lock = threading.RLock()
         self._depth = 0
         self._after_commit = AfterCommit()
+        self._rebuild: list[tuple[str, str]] = []  # indexes dropped by a bulk load
+        self._cache_size: int | None = None  # the page cache to go back to after it
         self._memo = readmodel.Memo()
         self._reports = SQLReports(self._reader, SQLITE_MONEY, TABLES, lambda: every_account(self))
         require_number(timeout, "timeout", low=0, high=MAX_TIMEOUT, kinds=(int, float))
@@ -792,7 +811,11 @@ class SQLiteRepository:
                 history.extend(plan.history)
                 yield _row(account, 1, plan)
 
+        head = list(itertools.islice(accounts, _BULK))
+        accounts = itertools.chain(head, accounts)
         with self.atomic(), self._using("adding accounts") as connection:
+            if len(head) == _BULK:
+                self._defer_indexes(connection)
             try:
                 connection.executemany(_INSERT, rows())
             except sqlite3.IntegrityError as exc:
@@ -804,6 +827,39 @@ class SQLiteRepository:
             connection.executemany(_PUT_TALLY, tallies)
             connection.executemany(_INSERT_SCREENING, screenings)
         return count
+
+    def _defer_indexes(self, connection: sqlite3.Connection) -> None:
+        """Drop the secondary indexes if the accounts table is empty (see ``_SECONDARY``).
+
+        They are built again before the outermost ``atomic()`` block commits; until then the
+        transaction's own reads still answer right, through the unique indexes or a scan.
+        """
+        if self._rebuild or connection.execute("SELECT 1 FROM accounts LIMIT 1").fetchone():
+            return
+        indexes = connection.execute(_SECONDARY).fetchall()
+        if not indexes:  # pragma: no cover - every schema has secondary indexes
+            return
+        self._cache_size = connection.execute("PRAGMA cache_size").fetchone()[0]
+        connection.execute(f"PRAGMA cache_size = {_BULK_CACHE}")
+        for name, _sql in indexes:
+            connection.execute(f'DROP INDEX "{name}"')
+        self._rebuild = indexes
+
+    def _build_indexes(self, connection: sqlite3.Connection) -> None:
+        """Create the indexes a bulk load dropped (those a rolled-back savepoint kept, not)."""
+        present = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+        for name, sql in self._rebuild:
+            if name not in present:
+                connection.execute(sql)
+
+    def _end_bulk(self) -> None:
+        """Forget a bulk load once its transaction has ended; give back the page cache."""
+        self._rebuild = []
+        size, self._cache_size = self._cache_size, None
+        connection = self._connection
+        if size is not None and connection is not None:
+            with suppress(sqlite3.Error):
+                connection.execute(f"PRAGMA cache_size = {int(size)}")
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``.
@@ -989,6 +1045,21 @@ class SQLiteRepository:
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")
         return found
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for the stored ones among ``account_ids``.
+
+        One ``SELECT`` per 500 ids (and one for the purchases of those that have some).
+        """
+        wanted = require_ids(account_ids)
+        what = "reading accounts"
+        with self._using(what) as connection:
+            rows: list[readmodel.AccountRow] = [
+                row
+                for chunk in _chunks(wanted)
+                for row in connection.execute(f"{_READ} WHERE id IN ({_marks(len(chunk))})", chunk)
+            ]
+        return {account.id: account for account in self._accounts(rows, what)} if rows else {}
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
@@ -1282,15 +1353,22 @@ class SQLiteRepository:
                 self._depth = depth
                 self._undo(depth, savepoint, exc)
                 self._after_commit.discard(held)
+                if depth == 0 and self._rebuild:
+                    self._end_bulk()
                 raise
             try:
                 with self._using("committing") as connection:
+                    if depth == 0 and self._rebuild:
+                        self._build_indexes(connection)
                     connection.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
             except BaseException as exc:
                 self._depth = depth
                 self._undo(depth, savepoint, exc)
                 self._after_commit.discard(held)
                 raise
+            finally:
+                if depth == 0 and self._rebuild:
+                    self._end_bulk()
             self._depth = depth
             committed = self._after_commit.take() if depth == 0 else []
         call_all(committed)
