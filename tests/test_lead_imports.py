@@ -69,6 +69,25 @@ def test_bad_rows_stop_the_whole_list_and_are_all_named(sales):
     assert (kept.captured, [row.position for row in kept.rejected]) == (1, [2, 3, 4, 5])
 
 
+def test_a_row_whose_name_cannot_be_shown_is_a_bad_row_not_a_crash(sales):
+    """A name whose repr raises, on a row with no contact: the row is named, nothing stored.
+
+    Found by the hostile-input fuzz: the "neither email nor phone" message showed the name
+    with ``repr()``.
+    """
+
+    class Unshowable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    rows = [{"name": "Good", "email": "good@x.example"}, {"name": Unshowable()}]
+    with pytest.raises(sp.BadRows) as info:
+        sales.import_leads(rows, channel="marketing_list")
+    assert [row.position for row in info.value.rows] == [2]
+    assert "neither email nor phone" in info.value.rows[0].message
+    assert sum(sales.stage_counts().values()) == 0
+
+
 def test_a_row_contradicting_a_known_lead_is_refused_not_merged(sales):
     """A known phone with another email is the same refusal capture() gives."""
     sales.capture_lead("A", email="a@x.example", phone="+4930111", channel="cold_outreach")

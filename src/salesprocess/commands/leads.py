@@ -196,7 +196,7 @@ def lead_builder(
         at = moment(at)
         if email is None and phone is None:
             raise ValidationError(
-                f"lead {name!r} has neither email nor phone: give at least one", field="email"
+                f"lead {shown(name)} has neither email nor phone: give at least one", field="email"
             )
         wanted = default if campaign is _KEEP else campaign
         source = sources.get(wanted) if wanted is None or type(wanted) is str else None

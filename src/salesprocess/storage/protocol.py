@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 from salesprocess.account import Account
-from salesprocess.checks import require_instance, require_int
+from salesprocess.checks import require_instance, require_int, shown
 from salesprocess.errors import StaleWrite, ValidationError
 from salesprocess.events import call_all
 from salesprocess.stage import Stage
@@ -324,7 +324,7 @@ def require_keys(kind: object, values: Iterable[object]) -> list[str]:
     """Check ``find_ids()`` arguments; return the values, once each, in their first order."""
     if kind not in _KEYS:
         raise ValidationError(
-            f"find_ids() looks up email, phone or referral_code, not {kind!r}", field="kind"
+            f"find_ids() looks up email, phone or referral_code, not {shown(kind)}", field="kind"
         )
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ValidationError(
