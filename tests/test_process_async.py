@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import itertools
 from collections.abc import Callable
@@ -226,3 +227,53 @@ def test_an_async_repository_is_refused_by_the_sync_facade():
     with pytest.raises(sp.ValidationError, match="AsyncSalesProcess") as refused:
         sp.SalesProcess(sp.storage.AsyncInMemoryRepository())  # type: ignore[arg-type]
     assert refused.value.field == "repository"
+
+
+class _Slow(sp.storage.AsyncInMemoryRepository):
+    """An async store whose saves give the loop away, as a database's round trips do."""
+
+    async def save(self, account: sp.Account, *, expected_version: int) -> sp.Account:
+        await asyncio.sleep(0.001)
+        return await super().save(account, expected_version=expected_version)
+
+    async def write_all(self, accounts: Any) -> Any:
+        await asyncio.sleep(0.001)
+        return await super().write_all(accounts)
+
+
+def test_an_async_screen_leaves_the_collector_on_for_other_tasks_and_when_cancelled():
+    """The sync screens pause the cyclic collector; the async one must not pause the loop's.
+
+    Another task sees the collector on while ``screen_all`` runs; a screen cancelled halfway
+    leaves it on, and its steps are closed (their cleanup ran) when the task ends.
+    """
+    repository = _Slow()
+    sales, _seen = _wired(sp.AsyncSalesProcess, repository)
+
+    async def scenario() -> tuple[list[bool], bool]:
+        for number in range(40):
+            await sales.capture_lead(
+                f"Lead {number}", email=f"lead{number}@x.example", channel="cold_outreach",
+                attributes={"fit": number % 2},
+            )  # fmt: skip
+        states: list[bool] = []
+        screen = asyncio.create_task(sales.screen_all(at=T0 + timedelta(days=1)))
+
+        async def watch() -> None:
+            while not screen.done():
+                states.append(gc.isenabled())
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.01)
+        screen.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await screen
+        await watcher
+        return states, gc.isenabled()
+
+    assert gc.isenabled()
+    states, after = asyncio.run(scenario())
+    assert states
+    assert all(states)
+    assert after

@@ -194,7 +194,9 @@ class SalesProcess(Reporting):
         """
         ids = self._screen_ids(account_ids)
         accounts = [self.repository.get(account_id) for account_id in ids]
-        return self._uow.drive(self._screen_accounts(accounts, None, at))
+        return screening.screen_accounts(
+            self._uow, accounts, criteria=self._criteria(), stage=None, moment=self._moment(at)
+        )
 
     def call_list(self, *, limit: int = 50, at: datetime | None = None) -> list[Account]:
         """Return prospects that pass the criteria and may be called now, best first.

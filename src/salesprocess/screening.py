@@ -83,12 +83,13 @@ def screen_accounts(
     batch_size: int = SCREEN_BATCH,
 ) -> list[QualificationReport]:
     """Screen ``accounts`` (those still at ``stage``) at ``moment``: run :func:`screening`."""
-    return uow.drive(
-        screening(
-            uow, accounts, criteria=criteria, stage=stage, moment=moment, progress=progress,
-            batch_size=batch_size,
-        )
-    )  # fmt: skip
+    with _collector_paused():  # not in screening(): an async run must not pause the loop's
+        return uow.drive(
+            screening(
+                uow, accounts, criteria=criteria, stage=stage, moment=moment,
+                progress=progress, batch_size=batch_size,
+            )
+        )  # fmt: skip
 
 
 def screening(
@@ -109,12 +110,11 @@ def screening(
     require_screened_before(accounts, moment)
     reports: list[QualificationReport] = []
     decide = partial(screen_batch, criteria=criteria, stage=stage)
-    with _collector_paused():
-        for start in range(0, len(accounts), batch_size):
-            batch = accounts[start : start + batch_size]
-            reports.extend((yield from work.attempts(_loader(batch), decide, at=moment)))
-            if progress is not None:
-                progress(min(start + batch_size, len(accounts)), len(accounts))
+    for start in range(0, len(accounts), batch_size):
+        batch = accounts[start : start + batch_size]
+        reports.extend((yield from work.attempts(_loader(batch), decide, at=moment)))
+        if progress is not None:
+            progress(min(start + batch_size, len(accounts)), len(accounts))
     return reports
 
 

@@ -2481,6 +2481,36 @@ class AsyncRepositoryContract(RepositoryContract):
 
         self._tasks(scenario)
 
+    def test_a_task_that_outlives_the_block_it_started_in_works_outside_it(self) -> None:
+        """A task started inside a block, run after it ends, is outside any block.
+
+        It inherits the block's context (context variables are copied) but not its
+        transaction: its write commits on its own and its callback runs at once, not lost.
+        """
+
+        async def scenario(repository: AsyncAccountRepository) -> None:
+            calls: list[str] = []
+            release = asyncio.Event()
+
+            async def late() -> None:
+                await release.wait()
+                await repository.add(_account("acc-2", email="acc-2@example.com"))
+                repository.after_commit(lambda: calls.append("late"))
+                assert calls == ["late"]
+
+            async with repository.atomic():
+                await repository.add(_account("acc-1", email="acc-1@example.com"))
+                task = asyncio.create_task(late())
+            release.set()
+            await task
+            assert calls == ["late"]
+            assert await repository.find_id(email="acc-2@example.com") == "acc-2"
+            async with repository.atomic():  # the late write was not left in an open block
+                await repository.add(_account("acc-3", email="acc-3@example.com"))
+            assert await repository.find_id(email="acc-3@example.com") == "acc-3"
+
+        self._tasks(scenario)
+
     def test_a_rolled_back_block_drops_only_its_tasks_callbacks(self) -> None:
         """A block rolled back drops its callbacks and writes; another task's stay."""
 

@@ -378,6 +378,8 @@ class UnitOfWork(Work):
                     error = exc
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            steps.close()  # a cancelled or interrupted run still runs the steps' cleanup
 
 
 class AsyncUnitOfWork(Work):
@@ -433,3 +435,5 @@ class AsyncUnitOfWork(Work):
                     error = exc
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            steps.close()  # a cancelled or interrupted run still runs the steps' cleanup

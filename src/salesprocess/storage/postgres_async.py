@@ -135,11 +135,14 @@ _names = itertools.count()
 class _Block:
     """The ``atomic()`` block a task has open: its connection and what waits for its commit."""
 
-    __slots__ = ("after_commit", "connection")
+    __slots__ = ("after_commit", "connection", "open")
 
     def __init__(self, connection: _Connection) -> None:
         self.connection = connection
         self.after_commit = AfterCommit()
+        # A task started inside the block inherits it (context variables are copied) and may
+        # outlive it: once closed, the block is no block, its connection back in the pool.
+        self.open = True
 
 
 async def _talk(connection: _Connection, steps: Talk[_T], *, prepare: bool | None = None) -> _T:
@@ -202,6 +205,11 @@ class AsyncPostgresRepository:
 
     # --- plumbing: the one choke point -------------------------------------------------------
 
+    def _current(self) -> _Block | None:
+        """Return this task's open ``atomic()`` block, if any (see ``_Block.open``)."""
+        block = self._block.get()
+        return block if block is not None and block.open else None
+
     @asynccontextmanager
     async def _using(self, what: str, *, check: bool = True) -> AsyncIterator[_Connection]:
         """Yield the task's connection; translate every driver error (the choke point)."""
@@ -221,7 +229,7 @@ class AsyncPostgresRepository:
 
     @asynccontextmanager
     async def _connected(self) -> AsyncIterator[_Connection]:
-        block = self._block.get()
+        block = self._current()
         if block is not None:  # inside this task's atomic() block: its transaction
             if block.connection.info.transaction_status == TransactionStatus.INERROR:
                 raise StorageError(IN_ERROR)
@@ -362,7 +370,7 @@ class AsyncPostgresRepository:
         Otherwise in an ``atomic()`` block, one call each.
         """
         accounts = [require_account(a, "accounts") for a in require_items(accounts, "accounts")]
-        planned = batch_writes(self._memo, accounts) if self._block.get() is None else None
+        planned = batch_writes(self._memo, accounts) if self._current() is None else None
         if planned is not None:
             async with self._using("writing accounts") as connection:
                 status = connection.info.transaction_status
@@ -496,7 +504,8 @@ class AsyncPostgresRepository:
                     await connection.execute(
                         "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
                     )
-                token = self._block.set(_Block(connection))  # the snapshot serves every read
+                snapshot = _Block(connection)  # the snapshot serves every read
+                token = self._block.set(snapshot)
 
                 async def fetch(query: str, params: tuple[object, ...]) -> list[Any]:
                     cursor = await connection.execute(query, params)
@@ -516,6 +525,7 @@ class AsyncPostgresRepository:
                 try:
                     return await asyncio.to_thread(answer, reports)
                 finally:
+                    snapshot.open = False
                     self._block.reset(token)
 
     async def _every_account(self) -> list[Account]:
@@ -567,7 +577,7 @@ class AsyncPostgresRepository:
     @asynccontextmanager
     async def atomic(self) -> AsyncIterator[None]:
         """Run the block in one transaction of this task (a savepoint when nested)."""
-        block = self._block.get()
+        block = self._current()
         if block is not None:  # nested: a savepoint on the task's connection
             async with self._using("a nested block", check=False) as connection:
                 mark = block.after_commit.mark()
@@ -585,13 +595,14 @@ class AsyncPostgresRepository:
                 async with _transaction(connection):
                     yield
             finally:
+                block.open = False
                 self._block.reset(token)
         call_all(block.after_commit.take())
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` now, or when this task's outermost ``atomic()`` block commits."""
         checked = require_callback(callback)
-        block = self._block.get()
+        block = self._current()
         if block is None:
             call_all([checked])
         else:
