@@ -60,6 +60,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import date, datetime
+from functools import partial
 from typing import Final, Literal
 
 from salesprocess import reports
@@ -1019,21 +1020,20 @@ class SQLiteRepository:
                     )
             return purchases, stamps, screenings
 
-        def reread(ids: list[str]) -> list[readmodel.AccountRow]:
-            with self._using(what) as connection:
-                return [
-                    row
-                    for chunk in _chunks(ids)
-                    for row in connection.execute(
-                        f"{_READ} WHERE id IN ({_marks(len(chunk))})",
-                        chunk,
-                    ).fetchall()
-                ]
-
         with self._lock:
             return readmodel.assemble(
-                rows, self._memo, tails, reread, SQLITE_MONEY, remember=remember, screenings=True
-            )
+                rows, self._memo, tails, partial(self._rows_of, what=what), SQLITE_MONEY,
+                remember=remember, screenings=True,
+            )  # fmt: skip
+
+    def _rows_of(self, ids: list[str], *, what: str) -> list[readmodel.AccountRow]:
+        """Read the rows of the accounts ``ids`` names, one ``SELECT`` per 500 ids."""
+        with self._using(what) as connection:
+            return [
+                row
+                for chunk in _chunks(ids)
+                for row in connection.execute(f"{_READ} WHERE id IN ({_marks(len(chunk))})", chunk)
+            ]
 
     def get(self, account_id: str) -> Account:
         """Return the stored account or raise ``NotFound``."""
@@ -1049,16 +1049,10 @@ class SQLiteRepository:
     def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
         """Return ``{id: account}`` for the stored ones among ``account_ids``.
 
-        One ``SELECT`` per 500 ids (and one for the purchases of those that have some).
+        One ``SELECT`` per 500 ids (and the purchases and screenings of those that have some).
         """
-        wanted = require_ids(account_ids)
         what = "reading accounts"
-        with self._using(what) as connection:
-            rows: list[readmodel.AccountRow] = [
-                row
-                for chunk in _chunks(wanted)
-                for row in connection.execute(f"{_READ} WHERE id IN ({_marks(len(chunk))})", chunk)
-            ]
+        rows = self._rows_of(require_ids(account_ids), what=what)
         return {account.id: account for account in self._accounts(rows, what)} if rows else {}
 
     def find_by_email(self, email: str) -> Account | None:
