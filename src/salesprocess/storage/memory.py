@@ -22,7 +22,6 @@ from salesprocess.criteria_sql import Prefilter, may_pass
 from salesprocess.errors import ConflictError, NotFound, ValidationError
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import (
-    MAX_VERSION,
     AfterCommit,
     Holders,
     call_all,
@@ -115,11 +114,8 @@ class InMemoryRepository:
 
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""
-        # The checks' common case first, spelled out: a bulk screen saves every prospect.
-        if type(account) is not Account:
-            account = require_account(account)
-        if type(expected_version) is not int or not 0 <= expected_version < MAX_VERSION:
-            expected_version = require_version(expected_version)
+        account = require_account(account)
+        expected_version = require_version(expected_version)
         with self._lock:
             current = self._accounts.get(account.id)
             if current is None:

@@ -272,6 +272,8 @@ def require_version(value: object, field: str = "expected_version") -> int:
     ``bool`` is refused although it is an ``int``; so are floats (``1.0``) and ``Decimal``.
     The stored version, ``value + 1``, then fits every adapter's column.
     """
+    if type(value) is int and 0 <= value < MAX_VERSION:  # every save asks: the common case first
+        return value
     return require_int(value, field, low=0, high=MAX_VERSION - 1)
 
 
