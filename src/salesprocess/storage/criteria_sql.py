@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar, cast
 
 from salesprocess.account import Screening
 from salesprocess.criteria_sql import (
@@ -49,6 +49,7 @@ __all__ = [
     "verdicts",
 ]
 
+_Rendered = TypeVar("_Rendered")
 _SAFE: Final = 2**53 - 1
 #: A PostgreSQL condition: the ``json`` column holds a ``\u0000`` escape somewhere.
 NUL_ESCAPE: Final = "strpos({}::text, '\\u0000') > 0"
@@ -205,27 +206,21 @@ def sqlite_where(
     return sql, dict(params)
 
 
-#: The last few renderings of :func:`sqlite_verdict`, by the identity of the prefilter.
-_VERDICTS: list[tuple[Prefilter, tuple[str, dict[str, object]]]] = []
-
-
 def sqlite_verdict(check: Prefilter, column: str = "data") -> tuple[str, dict[str, object]]:
     """Return ``check``'s certain verdict as an SQLite expression over ``column``.
 
     1 where the criteria surely pass, 0 where they surely fail, NULL elsewhere
     (:func:`~salesprocess.criteria_sql.render_verdict`), with its named parameters.
     """
-    for seen, rendered in list(_VERDICTS):
-        if seen is check and column == "data":
-            return rendered
-    params = Params()
-    sql = render_verdict(
-        check, lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0")
-    )
-    rendered = (sql, dict(params))
-    if column == "data":
-        _VERDICTS[:] = [(check, rendered), *_VERDICTS[:3]]
-    return rendered
+
+    def rendered() -> tuple[str, dict[str, object]]:
+        params = Params()
+        sql = render_verdict(
+            check, lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0")
+        )
+        return sql, dict(params)
+
+    return _recent(check, f"sqlite verdict over {column}", rendered)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -319,22 +314,31 @@ def screening_json(screening: Screening) -> str:
     return json.dumps(converter.unstructure(screening), ensure_ascii=False, separators=(",", ":"))
 
 
-#: The last few renderings of :func:`verdicts`, by the identity of the prefilter: a bulk screen
-#: asks for the same one once per page.
-_RENDERED: list[tuple[Prefilter, str, tuple[str, str, dict[str, object]]]] = []
+#: The last few renderings, by the identity of the prefilter and what was rendered: a bulk
+#: screen asks for the same one once per page.
+_RECENT: list[tuple[Prefilter, str, object]] = []
+
+
+def _recent(check: Prefilter, kind: str, render: Callable[[], _Rendered]) -> _Rendered:
+    """Return ``render()``, or what it returned lately for this very ``check`` and ``kind``."""
+    for seen, seen_kind, rendered in list(_RECENT):
+        if seen is check and seen_kind == kind:
+            return cast("_Rendered", rendered)
+    fresh = render()
+    _RECENT[:] = [(check, kind, fresh), *_RECENT[:7]]
+    return fresh
 
 
 def verdicts(
     check: Prefilter, dialect: Literal["sqlite", "postgres"]
 ) -> tuple[str, str, dict[str, object]]:
     """Return ``check`` as "may pass" and "surely passes" in ``dialect``, with their parameters."""
-    for seen, kind, rendered in list(_RENDERED):
-        if seen is check and kind == dialect:
-            return rendered
-    params = Params()
-    where = sqlite_where if dialect == "sqlite" else postgres_where
-    may, _ = where(check, params=params)
-    must, _ = where(check, must=True, params=params)
-    rendered = (may, must, dict(params))
-    _RENDERED[:] = [(check, dialect, rendered), *_RENDERED[:3]]
-    return rendered
+
+    def rendered() -> tuple[str, str, dict[str, object]]:
+        params = Params()
+        where = sqlite_where if dialect == "sqlite" else postgres_where
+        may, _ = where(check, params=params)
+        must, _ = where(check, must=True, params=params)
+        return may, must, dict(params)
+
+    return _recent(check, f"{dialect} verdicts", rendered)
