@@ -98,13 +98,9 @@ try:
 except ImportError:  # pragma: no cover - psycopg_pool comes with the postgres extra
     ConnectionPool = None  # type: ignore[assignment,misc]
 
-from salesprocess.account import Account, Channel, Screening, unchecked_copy
+from salesprocess.account import Account, Screening, unchecked_copy
 from salesprocess.criteria_sql import Prefilter
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
-from salesprocess.reports import FlowPeriod, Funnel, RevenueReport
-from salesprocess.reports.flow import FlowPeriodName
-from salesprocess.reports.referrals import ReferralReport
-from salesprocess.reports.stages import StageTime
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel
 from salesprocess.storage.criteria_sql import (
@@ -139,7 +135,7 @@ from salesprocess.storage.serialise import (
     moment_from_text,
     remember,
 )
-from salesprocess.storage.sqlite import SQLReports
+from salesprocess.storage.sqlite import ReportsInSQL, SQLReports
 
 __all__ = [
     "COUNT_BY_STAGE",
@@ -1498,7 +1494,7 @@ def _pipelined(connection: psycopg.Connection[Any], planned: list[BatchWrite]) -
     return refused
 
 
-class PostgresRepository:
+class PostgresRepository(ReportsInSQL):
     """Accounts in PostgreSQL: over a DSN, the app's connection, a pool, or a factory.
 
     ``source`` is one of:
@@ -2022,40 +2018,6 @@ class PostgresRepository:
                     return connection.execute(query, tuple(params)).fetchall()
 
                 yield fetch
-
-    def report_revenue(
-        self, *, since: datetime | None = None, until: datetime | None = None
-    ) -> RevenueReport:
-        """Answer :func:`salesprocess.reports.revenue` in SQL; see :class:`SQLReports`."""
-        return self._reports.revenue(since, until)
-
-    def report_funnel(
-        self,
-        *,
-        as_of: datetime,
-        channel: Channel | str | None = None,
-        campaign: str | None = None,
-    ) -> Funnel:
-        """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
-        return self._reports.funnel(as_of, channel, campaign)
-
-    def report_referral_stats(self) -> ReferralReport:
-        """Answer :func:`salesprocess.reports.referral_stats` in SQL; see :class:`SQLReports`."""
-        return self._reports.referral_stats()
-
-    def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
-        """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""
-        return self._reports.time_in_stage(as_of)
-
-    def report_lead_flow(
-        self,
-        *,
-        period: FlowPeriodName = "week",
-        target: int | None = None,
-        as_of: datetime | None = None,
-    ) -> list[FlowPeriod]:
-        """Answer :func:`salesprocess.reports.lead_flow` in SQL; see :class:`SQLReports`."""
-        return self._reports.lead_flow(period, target, as_of)
 
     # --- transactions -----------------------------------------------------------------------
 

@@ -116,6 +116,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "TABLES",
+    "ReportsInSQL",
     "Row",
     "SQLReports",
     "SQLiteRepository",
@@ -456,7 +457,51 @@ def _special(path: str) -> bool:
     return not stat.S_ISREG(mode)
 
 
-class SQLiteRepository:
+class ReportsInSQL:
+    """The read side's reports as methods of a SQL adapter, answered by its :class:`SQLReports`.
+
+    Each method gives what the pure report in :mod:`salesprocess.reports` (the oracle) gives
+    over the stored accounts, in SQL. An adapter sets ``_reports``.
+    """
+
+    _reports: SQLReports
+
+    def report_revenue(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> RevenueReport:
+        """Answer :func:`salesprocess.reports.revenue` in SQL; see :class:`SQLReports`."""
+        return self._reports.revenue(since, until)
+
+    def report_funnel(
+        self,
+        *,
+        as_of: datetime,
+        channel: Channel | str | None = None,
+        campaign: str | None = None,
+    ) -> Funnel:
+        """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
+        return self._reports.funnel(as_of, channel, campaign)
+
+    def report_referral_stats(self) -> ReferralReport:
+        """Answer :func:`salesprocess.reports.referral_stats` in SQL; see :class:`SQLReports`."""
+        return self._reports.referral_stats()
+
+    def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
+        """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""
+        return self._reports.time_in_stage(as_of)
+
+    def report_lead_flow(
+        self,
+        *,
+        period: FlowPeriodName = "week",
+        target: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[FlowPeriod]:
+        """Answer :func:`salesprocess.reports.lead_flow` in SQL; see :class:`SQLReports`."""
+        return self._reports.lead_flow(period, target, as_of)
+
+
+class SQLiteRepository(ReportsInSQL):
     """Accounts in one SQLite file (or ``":memory:"``), safe for several processes.
 
     ``timeout`` bounds how long a write waits for another process's lock (``busy_timeout``)
@@ -1290,40 +1335,6 @@ class SQLiteRepository:
             finally:
                 if begun and connection.in_transaction:
                     connection.execute("COMMIT")
-
-    def report_revenue(
-        self, *, since: datetime | None = None, until: datetime | None = None
-    ) -> RevenueReport:
-        """Answer :func:`salesprocess.reports.revenue` in SQL; see :class:`SQLReports`."""
-        return self._reports.revenue(since, until)
-
-    def report_funnel(
-        self,
-        *,
-        as_of: datetime,
-        channel: Channel | str | None = None,
-        campaign: str | None = None,
-    ) -> Funnel:
-        """Answer :func:`salesprocess.reports.funnel` in SQL; see :class:`SQLReports`."""
-        return self._reports.funnel(as_of, channel, campaign)
-
-    def report_referral_stats(self) -> ReferralReport:
-        """Answer :func:`salesprocess.reports.referral_stats` in SQL; see :class:`SQLReports`."""
-        return self._reports.referral_stats()
-
-    def report_time_in_stage(self, *, as_of: datetime) -> Mapping[Stage, StageTime]:
-        """Answer :func:`salesprocess.reports.time_in_stage` in SQL; see :class:`SQLReports`."""
-        return self._reports.time_in_stage(as_of)
-
-    def report_lead_flow(
-        self,
-        *,
-        period: FlowPeriodName = "week",
-        target: int | None = None,
-        as_of: datetime | None = None,
-    ) -> list[FlowPeriod]:
-        """Answer :func:`salesprocess.reports.lead_flow` in SQL; see :class:`SQLReports`."""
-        return self._reports.lead_flow(period, target, as_of)
 
     # --- transactions -----------------------------------------------------------------------
 
