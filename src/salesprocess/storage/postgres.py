@@ -427,6 +427,11 @@ def _row(account: Account, version: int) -> _Row:
     ``data`` is the account's JSON without its purchases (they are rows of their own).
     """
     prefix = unchecked_copy(account, purchases=()) if account.purchases else account
+    return _columns(account, version, dumps(prefix, version=version))
+
+
+def _columns(account: Account, version: int, data: str) -> _Row:
+    """Return the first nine columns of ``account`` at ``version``, ``data`` its JSON as made."""
     return (
         _key(account.id),
         account.name.replace("\x00", "\ufffd"),
@@ -435,7 +440,7 @@ def _row(account: Account, version: int) -> _Row:
         account.stage,
         created_key(account.created_at),
         version,
-        dumps(prefix, version=version),
+        data,
         _optional_key(account.referral_code),
     )
 
@@ -446,18 +451,7 @@ def _plan(account: Account, version: int, **known: Any) -> Plan:
 
 def _full_row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
     """Return every ``salesprocess_accounts`` column of ``account``, as ``plan`` has them."""
-    return (
-        _key(account.id),
-        account.name.replace("\x00", "\ufffd"),
-        _optional_key(account.email),
-        _optional_key(account.phone),
-        account.stage,
-        created_key(account.created_at),
-        version,
-        plan.data,
-        _optional_key(account.referral_code),
-        *plan.progress,
-    )
+    return (*_columns(account, version, plan.data), *plan.progress)
 
 
 def _tally_rows(key: str, plan: Plan) -> list[tuple[object, ...]]:
