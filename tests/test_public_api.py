@@ -129,6 +129,71 @@ def test_public_members_have_docstrings(module_name):
     assert undocumented == []
 
 
+def _type_checking_imports(package: str) -> dict[str, tuple[str, ...]]:
+    """The names ``package``'s ``__init__`` imports for type checkers, by module."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None
+    assert spec.origin is not None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    (block,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
+    found: dict[str, tuple[str, ...]] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom)
+        assert node.module
+        for alias in node.names:
+            if node.module == package:  # a submodule: imported as package.name, no table entry
+                continue
+            found[node.module] = (*found.get(node.module, ()), alias.name)
+    return found
+
+
+@pytest.mark.parametrize("package", ["salesprocess", "salesprocess.storage"])
+def test_the_lazy_names_are_the_names_type_checkers_see(package: str) -> None:
+    """Each package's table of homes says what its TYPE_CHECKING imports say, name by name,
+    and lists every public name: what mypy checks is what a program gets."""
+    module = importlib.import_module(package)
+    homes = {home: tuple(sorted(names)) for home, names in module._HOMES.items()}
+    seen = {home: tuple(sorted(names)) for home, names in _type_checking_imports(package).items()}
+    assert homes == seen
+    listed = {name for names in homes.values() for name in names}
+    submodules = {name for name in module.__all__ if importlib.util.find_spec(f"{package}.{name}")}
+    assert set(module.__all__) - {"__version__"} == listed | submodules
+    for home, names in homes.items():
+        for name in names:
+            assert getattr(module, name) is getattr(importlib.import_module(home), name)
+
+
+def test_import_loads_none_of_the_library_until_a_name_is_used():
+    """import salesprocess runs no module of the library; the first use of a name runs its own."""
+    result = _run(
+        """
+        import json, sys
+        import salesprocess
+        before = sorted(m for m in sys.modules if m.startswith("salesprocess"))
+        salesprocess.Money
+        after = "salesprocess.money" in sys.modules, "salesprocess.reports" in sys.modules
+        print(json.dumps([before, after, "Money" in dir(salesprocess)]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    before, after, listed = json.loads(result.stdout)
+    assert before == ["salesprocess", "salesprocess.exports"]
+    assert after == [True, False]
+    assert listed
+
+
+def test_a_misspelt_name_is_an_attribute_error():
+    """A name the package does not have raises AttributeError, as an eager package would."""
+    with pytest.raises(AttributeError, match="has no attribute 'Acount'"):
+        sp.Acount  # noqa: B018 - the look-up is the test
+    with pytest.raises(AttributeError, match="has no attribute 'SQLiteRepo'"):
+        importlib.import_module("salesprocess.storage").SQLiteRepo  # noqa: B018
+
+
 def test_import_loads_no_driver_and_no_hypothesis():
     """import salesprocess loads neither sqlite3, psycopg nor hypothesis."""
     result = _run(

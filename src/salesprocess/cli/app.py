@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 import salesprocess as sp
-from salesprocess.cli import csvfiles, demo, plots, render
+from salesprocess.cli import csvfiles
 from salesprocess.storage import SQLiteRepository
 
 __all__ = ["cli", "main"]
@@ -208,6 +208,8 @@ def migrate_command(*, db: str, dsn: str | None) -> None:
 @click.option("--force", is_flag=True, help="Run even if the database already holds accounts.")
 def demo_command(*, db: str, dsn: str | None, seed: int, accounts: int, force: bool) -> None:
     """Simulate a quarter of a small equipment supplier, then show the report."""
+    from salesprocess.cli import demo, render  # noqa: PLC0415 - a command's own modules load with it
+
     ids, codes = demo.factories(seed)
     with _process(db, dsn, demo.criteria_file(), id_factory=ids, code_factory=codes) as sales:
         held = sum(sales.stage_counts().values())
@@ -260,7 +262,7 @@ def import_leads(
             file, encoding=encoding, required=[["name"], ["email", "phone"]],
             renames=_renames(mappings),
         )  # fmt: skip
-        leads = [render.lead_row(row) for row in rows]
+        leads = [csvfiles.lead_row(row) for row in rows]
         with _progress(f"importing {file.name}") as progress:
             done = _guard_rows(
                 file, lines, lambda: sales.import_leads(
@@ -379,6 +381,8 @@ def screen(*, db: str, dsn: str | None, criteria: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="Write the list to this CSV file.")
 def call_list(*, db: str, dsn: str | None, criteria: Path, limit: int, out: Path | None) -> None:
     """List the prospects to phone now, best first (never a do-not-contact account)."""
+    from salesprocess.cli import render  # noqa: PLC0415 - a command's own modules load with it
+
     with _process(db, dsn, criteria) as sales:
         accounts = sales.call_list(limit=limit)
         if out is not None:
@@ -444,6 +448,8 @@ def report(
     as_of_text: str | None,
 ) -> None:
     """Show the funnel, revenue, repeat rate, lead flow against a target, and referrals."""
+    from salesprocess.cli import plots, render  # noqa: PLC0415 - a command's own modules load with it
+
     since, until = _option_moment(since_text, "--since"), _option_moment(until_text, "--until")
     as_of = _option_moment(as_of_text, "--as-of") or datetime.now(UTC)
     if as_of_text is not None and until is None:

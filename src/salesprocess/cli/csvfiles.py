@@ -14,7 +14,22 @@ from typing import Any
 
 from salesprocess.errors import RowError, ValidationError
 
-__all__ = ["read_rows", "write_rejects"]
+__all__ = ["lead_row", "read_rows", "write_rejects"]
+
+_LEAD_FIELDS = ("name", "email", "phone", "campaign")
+
+
+def lead_row(row: dict[str, str]) -> dict[str, object]:
+    """Return a CSV row as a lead: its lead fields, and each other non-empty column an attribute."""
+    lead: dict[str, object] = {
+        key: value.strip() or None for key, value in row.items() if key in _LEAD_FIELDS
+    }
+    attributes = {k: v.strip() for k, v in row.items() if k not in _LEAD_FIELDS and v.strip()}
+    if attributes:
+        lead["attributes"] = attributes
+    if lead.get("campaign") is None:
+        lead.pop("campaign", None)
+    return lead
 
 
 def read_rows(

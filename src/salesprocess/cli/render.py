@@ -18,26 +18,10 @@ __all__ = [
     "call_list",
     "figures",
     "gather",
-    "lead_row",
     "report",
     "views",
     "write_call_list",
 ]
-
-_LEAD_FIELDS = ("name", "email", "phone", "campaign")
-
-
-def lead_row(row: dict[str, str]) -> dict[str, object]:
-    """Return a CSV row as a lead: its lead fields, and each other non-empty column an attribute."""
-    lead: dict[str, object] = {
-        key: value.strip() or None for key, value in row.items() if key in _LEAD_FIELDS
-    }
-    attributes = {k: v.strip() for k, v in row.items() if k not in _LEAD_FIELDS and v.strip()}
-    if attributes:
-        lead["attributes"] = attributes
-    if lead.get("campaign") is None:
-        lead.pop("campaign", None)
-    return lead
 
 
 class Reports(NamedTuple):

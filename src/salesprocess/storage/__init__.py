@@ -9,16 +9,17 @@ For async code (:class:`~salesprocess.AsyncSalesProcess`): ``AsyncInMemoryReposi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Final
 
-from salesprocess.storage.async_protocol import AsyncAccountRepository
-from salesprocess.storage.memory import InMemoryRepository
-from salesprocess.storage.memory_async import AsyncInMemoryRepository
-from salesprocess.storage.protocol import AccountRepository, ReadsMany
+from salesprocess.exports import lazy_exports
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what the names below are, for type checkers; __getattr__ imports them
+    from salesprocess.storage.async_protocol import AsyncAccountRepository
+    from salesprocess.storage.memory import InMemoryRepository
+    from salesprocess.storage.memory_async import AsyncInMemoryRepository
     from salesprocess.storage.postgres import PostgresRepository
     from salesprocess.storage.postgres_async import AsyncPostgresRepository
+    from salesprocess.storage.protocol import AccountRepository, ReadsMany
     from salesprocess.storage.sqlite import SQLiteRepository
 
 __all__ = [
@@ -32,19 +33,17 @@ __all__ = [
     "SQLiteRepository",
 ]
 
+# Where each name lives: adapters load on first use, so ``import salesprocess`` loads no
+# database driver and the command line no asyncio.
+_HOMES: Final[dict[str, tuple[str, ...]]] = {
+    "salesprocess.storage.async_protocol": ("AsyncAccountRepository",),
+    "salesprocess.storage.memory": ("InMemoryRepository",),
+    "salesprocess.storage.memory_async": ("AsyncInMemoryRepository",),
+    "salesprocess.storage.postgres": ("PostgresRepository",),
+    "salesprocess.storage.postgres_async": ("AsyncPostgresRepository",),
+    "salesprocess.storage.protocol": ("AccountRepository", "ReadsMany"),
+    "salesprocess.storage.sqlite": ("SQLiteRepository",),
+}
 
-def __getattr__(name: str) -> Any:
-    # Adapters load on first use: `import salesprocess` must not load a database driver.
-    if name == "SQLiteRepository":
-        from salesprocess.storage.sqlite import SQLiteRepository  # noqa: PLC0415
-
-        return SQLiteRepository
-    if name == "PostgresRepository":
-        from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
-
-        return PostgresRepository
-    if name == "AsyncPostgresRepository":
-        from salesprocess.storage.postgres_async import AsyncPostgresRepository  # noqa: PLC0415
-
-        return AsyncPostgresRepository
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # hidden from type checkers: to them a misspelt name stays an error
+    __getattr__, __dir__ = lazy_exports(__name__, _HOMES, globals())
