@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salesprocess import FixedClock, SalesProcess
-from salesprocess.account import Account, Referral, Screening, Source
+from salesprocess import FixedClock, SalesProcess, strategies
+from salesprocess.account import Account, HistoryEntry, Referral, Screening, Source
 from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
 from salesprocess.money import Money
 from salesprocess.stage import Stage
@@ -678,6 +678,39 @@ def _secondary_indexes(repository: SQLiteRepository) -> set[str]:
             "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
         )
     }
+
+
+def _captured(account: Account, zone: str | None) -> Account:
+    """``account`` as a capture makes it: one change, into its stage, at its creation."""
+    created = account.created_at if zone is None else account.created_at.astimezone(ZoneInfo(zone))
+    entry = HistoryEntry(None, account.stage, "capture", created)
+    return attrs.evolve(
+        account, created_at=created, history=(entry,), purchases=(), screenings=(), version=0
+    )
+
+
+@settings(max_examples=60)
+@given(strategies.accounts(), st.sampled_from([None, "Europe/Berlin", "America/New_York"]))
+def test_add_many_stores_a_capture_as_add_does(account: Account, zone: str | None) -> None:
+    """The bulk capture statement (its progress columns repeated in SQL) writes add's row.
+
+    Every column but ``stamp`` (a bulk load writes 0, add a fresh stamp) is the same, for a
+    capture into any stage, from any channel and campaign, in any zone.
+    """
+    lead = _captured(account, zone)
+    assert readmodel.is_capture(lead)
+    rows = []
+    for store in ("add", "add_many"):
+        with SQLiteRepository(":memory:") as repository:
+            repository.add(lead) if store == "add" else repository.add_many([lead])
+            assert repository._connection is not None
+            row = repository._connection.execute("SELECT * FROM accounts").fetchone()
+            names = [
+                d[0] for d in repository._connection.execute("SELECT * FROM accounts").description
+            ]
+            rows.append({k: v for k, v in zip(names, row, strict=True) if k != "stamp"})
+            assert repository.get(lead.id) == attrs.evolve(lead, version=1)
+    assert rows[0] == rows[1]
 
 
 def test_a_bulk_load_into_an_empty_file_ends_with_the_same_schema(tmp_path: Path) -> None:

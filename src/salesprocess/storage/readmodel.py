@@ -586,6 +586,38 @@ def lead_columns(
     return (*lead, at, name, *zone_of(entry.at), name, qualified, None, bit, at, 0, 1, stamp)
 
 
+def is_capture(account: Account) -> bool:
+    """Return whether ``account`` is a lead exactly as a capture makes it.
+
+    A lead (:func:`is_lead`) whose one change is its capture, into its stage, at its creation:
+    its progress columns repeat its stage and creation time (:func:`capture_columns`).
+    """
+    history = account.history
+    if len(history) != 1 or account.purchases:
+        return False
+    entry = history[0]
+    return entry.at is account.created_at and entry.to_stage is account.stage
+
+
+def capture_columns(account: Account) -> tuple[Any, ...]:
+    """Return what a capture's progress columns hold besides its stage and creation time.
+
+    For a lead :func:`is_capture` accepts: channel, campaign, zone and wall time of its
+    creation, its first qualification (its creation key, or ``None``) and its stage bit. The
+    rest of :func:`lead_columns` repeats the stage and the creation time, which a statement can
+    repeat itself.
+    """
+    source = account.source
+    stage = account.stage
+    return (
+        source.channel.value,
+        source.campaign,
+        *zone_of(account.created_at),
+        stage is Stage.QUALIFIED,
+        _ENTERED_BIT.get(stage, 0),
+    )
+
+
 # The progress of an account with no history yet: captured (4), last stage, first qualified,
 # bought, mask, settled.
 _NOTHING_YET: Final = (None,) * 7 + (0, None)

@@ -96,8 +96,8 @@ from salesprocess.storage.readmodel import (
     PROGRESS_COLUMNS,
     SQLITE_MONEY,
     Plan,
-    is_lead,
-    lead_columns,
+    capture_columns,
+    is_capture,
 )
 from salesprocess.storage.selection import ScreenedOut, StoredFacts
 from salesprocess.storage.serialise import (
@@ -303,6 +303,15 @@ _COLUMNS: Final = (
 )
 _INSERT: Final = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - our own names
+)
+# A lead as a capture makes it (readmodel.is_capture): its progress columns repeat its stage
+# (?5) and creation time (?6), and the statement repeats them itself. Python's sqlite3 binds
+# each parameter on its own, so 14 of them instead of 28 save a bulk import a third of its
+# SQLite time. The order is readmodel.capture_columns' (?9 to ?14).
+_INSERT_CAPTURE: Final = (
+    f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, "  # noqa: S608 - our own names
+    "?9, ?10, ?11, ?12, ?6, ?5, ?11, ?12, ?5, CASE WHEN ?13 THEN ?6 END, NULL, ?14, ?6, "
+    "0, 1, 0, 0, NULL)"
 )
 _UPDATE: Final = (
     f"UPDATE accounts SET {', '.join(f'{column} = ?' for column in _COLUMNS[1:])} "  # noqa: S608 - our own names
@@ -823,31 +832,34 @@ class SQLiteRepository(ReportsInSQL):
         history: list[tuple[object, ...]] = []
         tallies: list[tuple[object, ...]] = []
         screenings: list[tuple[object, ...]] = []
+        others: list[Account] = []  # stored after the captures, by the general statement
 
-        def rows() -> Iterator[tuple[object, ...]]:
+        def captures() -> Iterator[tuple[object, ...]]:
             nonlocal count, current
             for account in accounts:
                 if type(account) is not Account or account.version != 0:
                     require_new(account)
-                current = account
                 count += 1
-                if is_lead(account) and not account.screenings:  # a new lead: one row
-                    created = created_key(account.created_at)
-                    yield (
-                        account.id,
-                        account.name,
-                        account.email,
-                        account.phone,
-                        account.stage,
-                        created,
-                        1,
-                        dumps_lead(account, version=1),
-                        account.referral_code,
-                        *lead_columns(account, created, 0, _same),
-                        0,
-                        None,
-                    )
+                if account.screenings or not is_capture(account):
+                    others.append(account)
                     continue
+                current = account
+                yield (
+                    account.id,
+                    account.name,
+                    account.email,
+                    account.phone,
+                    account.stage,
+                    created_key(account.created_at),
+                    dumps_lead(account, version=1),
+                    account.referral_code,
+                    *capture_columns(account),
+                )
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            nonlocal current
+            for account in others:
+                current = account
                 plan = _plan(account, 1, stamp=0)
                 if account.screenings:
                     screenings.extend(readmodel.screening_rows(account.id, 0, account.screenings))
@@ -863,6 +875,7 @@ class SQLiteRepository(ReportsInSQL):
             if len(head) == _BULK:
                 self._defer_indexes(connection)
             try:
+                connection.executemany(_INSERT_CAPTURE, captures())
                 connection.executemany(_INSERT, rows())
             except sqlite3.IntegrityError as exc:
                 if current is None:  # pragma: no cover - no row, no constraint to break
