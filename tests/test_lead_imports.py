@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 
 import pytest
@@ -175,3 +176,49 @@ def test_progress_hears_of_every_row_in_order(sales):
     assert purchases[-1] == (1, 1)
     with pytest.raises(sp.ValidationError, match="progress"):
         sales.import_leads(rows[:1], channel="referral", progress="loud")
+
+
+def test_a_bulk_import_pauses_the_collector_and_restores_it(sales):
+    """Both bulk imports run with the cyclic collector paused and leave it as they found it.
+
+    On after an import that succeeds, one that refuses its rows and one whose progress
+    callback breaks; off after one that started with it off.
+    """
+    states: list[bool] = []
+
+    def watch(done: int, total: int) -> None:
+        states.append(gc.isenabled())
+
+    rows = [{"name": f"Lead {n}", "email": f"lead{n}@x.example"} for n in range(3)]
+    sales.import_leads(rows, channel="marketing_list", progress=watch)
+    sales.import_purchases(
+        [
+            {
+                "email": "walkin@x.example",
+                "name": "Walk-in",
+                "amount": sp.Money("10.00", "EUR"),
+                "at": T0,
+                "reference": "r1",
+            }
+        ],
+        progress=watch,
+    )
+    assert states
+    assert not any(states)
+    assert gc.isenabled()
+    with pytest.raises(sp.BadRows):
+        sales.import_leads([{"name": "No contact"}], channel="marketing_list")
+    assert gc.isenabled()
+
+    def broken(done: int, total: int) -> None:
+        raise RuntimeError(f"progress {done}/{total}")
+
+    with pytest.raises(RuntimeError, match="progress"):
+        sales.import_leads(rows, channel="marketing_list", progress=broken)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        sales.import_leads(rows, channel="marketing_list")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

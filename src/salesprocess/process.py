@@ -15,6 +15,7 @@ steps, their signatures and documentation); this module drives them by calling t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +36,7 @@ from salesprocess.stage import Stage
 from salesprocess.storage import selection
 from salesprocess.storage.memory import InMemoryRepository
 from salesprocess.storage.protocol import AccountRepository, every_account
-from salesprocess.unit_of_work import Steps, UnitOfWork
+from salesprocess.unit_of_work import Steps, UnitOfWork, collector_paused
 from salesprocess.use_cases import UseCases, Wiring
 
 __all__ = ["SalesProcess", "driven"]
@@ -45,16 +46,19 @@ _Result = TypeVar("_Result")
 
 
 def driven(
-    steps: Callable[Concatenate[Any, _Arguments], Steps[_Result]],
+    steps: Callable[Concatenate[Any, _Arguments], Steps[_Result]], *, bulk: bool = False
 ) -> Callable[Concatenate[Any, _Arguments], _Result]:
     """Return the command of ``steps`` (a ``UseCases`` method): its steps, run by calling.
 
     The command has the steps' signature, name (without the underscore) and documentation.
+    A ``bulk`` command (one over a whole file of rows) runs with the cyclic garbage collector
+    paused (:func:`~salesprocess.unit_of_work.collector_paused`), its rows' checks included.
     """
 
     @functools.wraps(steps)
     def command(self: Any, /, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
-        answer: _Result = self._uow.drive(steps(self, *args, **kwargs))
+        with collector_paused() if bulk else contextlib.nullcontext():
+            answer: _Result = self._uow.drive(steps(self, *args, **kwargs))
         return answer
 
     command.__name__ = steps.__name__.removeprefix("_")
@@ -137,8 +141,8 @@ class SalesProcess(Reporting):
     issue_referral_cards = driven(UseCases._issue_referral_cards)
     learn_preference = driven(UseCases._learn_preference)
     register_asset = driven(UseCases._register_asset)
-    import_leads = driven(UseCases._import_leads)
-    import_purchases = driven(UseCases._import_purchases)
+    import_leads = driven(UseCases._import_leads, bulk=True)
+    import_purchases = driven(UseCases._import_purchases, bulk=True)
 
     # -- the reports: each one's request, answered here -------------------------------------
 

@@ -9,8 +9,7 @@ those one-by-one screening gives; the explanations wait until they are read.
 from __future__ import annotations
 
 import contextlib
-import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Final
@@ -24,7 +23,7 @@ from salesprocess.events import DomainEvent, LeadScreened, unchecked_lead_screen
 from salesprocess.qualification import LazyClauses, QualificationReport, unchecked_report
 from salesprocess.stage import Stage
 from salesprocess.storage.selection import BulkScreening, Key, ScreenedOut
-from salesprocess.unit_of_work import Steps, UnitOfWork, Work, call
+from salesprocess.unit_of_work import Steps, UnitOfWork, Work, call, collector_paused
 
 __all__ = ["SCREEN_BATCH", "Progress", "screen_accounts", "screen_stage", "screening"]
 
@@ -33,27 +32,6 @@ SCREEN_BATCH: Final = 1000
 
 #: Called after each batch with the accounts screened so far and how many there are.
 Progress = Callable[[int, int], None]
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for a whole bulk screen.
-
-    Each prospect allocates objects that hold no cycles (a report, an event, a copy of the
-    account) and the reports live until the screen returns; counting them would start
-    collections that walk every one of them again and again (a tenth of a second per 100,000
-    prospects, measured), a cost that grows with the list. Screening makes nothing cyclic, so
-    nothing is left uncollected; what a progress callback makes is collected once the
-    collector resumes (if it was on), when the screen ends or fails.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _loader(batch: Sequence[Account]) -> Callable[[], Steps[list[Account]]]:
@@ -83,7 +61,7 @@ def screen_accounts(
     batch_size: int = SCREEN_BATCH,
 ) -> list[QualificationReport]:
     """Screen ``accounts`` (those still at ``stage``) at ``moment``: run :func:`screening`."""
-    with _collector_paused():  # not in screening(): an async run must not pause the loop's
+    with collector_paused():  # not in screening(): an async run must not pause the loop's
         return uow.drive(
             screening(
                 uow, accounts, criteria=criteria, stage=stage, moment=moment,
@@ -153,7 +131,7 @@ def screen_stage(
     reports: list[QualificationReport] = []
     after: Key | None = None
     done = 0
-    with _collector_paused():
+    with collector_paused():
         while True:
             with repository.atomic():
                 page = repository.screen_out(

@@ -29,7 +29,8 @@ retry and write logic is the same code in both, and the two cannot drift apart.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+import gc
+from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
 from functools import partial
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
@@ -59,6 +60,7 @@ __all__ = [
     "UnitOfWork",
     "Work",
     "call",
+    "collector_paused",
 ]
 
 _Loaded = TypeVar("_Loaded")
@@ -70,6 +72,29 @@ CODE_DRAWS: Final = 8
 #: The most writes a store with ``write_all`` gets in one call; a bulk load's batches use
 #: ``add_many`` and one ``save`` each, in one ``atomic()`` block.
 BATCHED_WRITES: Final = 16
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a whole bulk command, run synchronously.
+
+    A bulk screen or import allocates objects per account that hold no cycles (an account, a
+    report, an event) and keeps them until it returns; counting them would start collections
+    that walk every one of them again and again, a cost that grows with the load (a tenth of
+    a second per 100,000 screened prospects, more per 100,000 imported leads: measured). Bulk
+    commands make nothing cyclic, so nothing is left uncollected; what a callback makes is
+    collected once the collector resumes (if it was on), when the command ends or fails. Never
+    around an async run: it would pause the whole event loop's collector.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
 
 #: A repository call: the method's name, its positional and its keyword arguments.
 Call: TypeAlias = tuple[str, tuple[Any, ...], dict[str, Any]]
