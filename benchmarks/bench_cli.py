@@ -17,11 +17,11 @@ Wall times drift with the machine's load; each line also gives the CPU time the 
 
 Part 1 also measures the floor under our schema, in the same run: SQLite alone storing the very
 rows our import wrote (read back from its file, so no Python builds them) into a new file by
-the bulk path (secondary indexes built once, at commit), and the start of the command (Python,
-``salesprocess`` and the CLI imported). Their sum is what an import would cost with no
-per-row Python work at all; the ratio of that sum to the plain script says how close to 3x the
-schema itself allows (a row of ~28 columns with the account's JSON and a dozen indexes, where
-the plain script writes three columns and one index).
+the bulk path (the statement a new lead is stored with, secondary indexes built once, at
+commit), and the start of the command (Python, ``salesprocess`` and the CLI imported). Their
+sum is what an import would cost with no per-row Python work at all; the ratio of that sum to
+the plain script says how close to 3x the schema itself allows (a row of ~28 columns with the
+account's JSON and a dozen indexes, where the plain script writes three columns and one index).
 """
 
 from __future__ import annotations
@@ -50,20 +50,23 @@ db.commit()
 FLOOR = """
 import os, sqlite3, sys, time
 from salesprocess.storage import SQLiteRepository
+from salesprocess.storage.sqlite import _INSERT_CAPTURE, _SECONDARY
 SQLiteRepository(sys.argv[2]).close()  # a new file with our schema
-rows = sqlite3.connect(sys.argv[1]).execute("SELECT * FROM accounts").fetchall()
+# The parameters of the statement our import stores a new lead with, read back from its file.
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT id, name, email, phone, stage, created_at, data, referral_code, channel, campaign, "
+    "created_zone, created_wall, first_qualified_at IS NOT NULL, mask FROM accounts"
+).fetchall()
 db = sqlite3.connect(sys.argv[2], isolation_level=None)
 db.execute("PRAGMA synchronous = FULL")
 db.execute("PRAGMA cache_size = -65536")
 start = time.process_time()
 db.execute("BEGIN IMMEDIATE")
-indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = "
-                     "'accounts' AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE %'").fetchall()
+indexes = db.execute(_SECONDARY).fetchall()
 for name, _ in indexes:
     db.execute(f'DROP INDEX "{name}"')
-marks = ", ".join("?" * len(rows[0]))
 for at in range(0, len(rows), 1000):
-    db.executemany(f"INSERT INTO accounts VALUES ({marks})", rows[at : at + 1000])
+    db.executemany(_INSERT_CAPTURE, rows[at : at + 1000])
 for _, sql in indexes:
     db.execute(sql)
 db.execute("COMMIT")
