@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import pytest
@@ -222,3 +224,56 @@ def test_a_bulk_import_pauses_the_collector_and_restores_it(sales):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class _CountingReads(sp.storage.InMemoryRepository):
+    """The in-memory store, counting ``get`` and ``get_many`` calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = {"get": 0, "get_many": 0}
+
+    def get(self, account_id: str) -> sp.Account:
+        self.reads["get"] += 1
+        return super().get(account_id)
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, sp.Account]:
+        self.reads["get_many"] += 1
+        return super().get_many(account_ids)
+
+
+class _AsyncCountingReads(sp.storage.AsyncInMemoryRepository):
+    """The async in-memory store, counting ``get`` and ``get_many`` calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = {"get": 0, "get_many": 0}
+
+    async def get(self, account_id: str) -> sp.Account:
+        self.reads["get"] += 1
+        return await super().get(account_id)
+
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, sp.Account]:
+        self.reads["get_many"] += 1
+        return await super().get_many(account_ids)
+
+
+def test_a_list_read_again_reads_its_known_accounts_once_a_batch() -> None:
+    """Both facades read a batch's known accounts with one get_many, never a get each."""
+    rows = [{"name": f"Lead {n}", "email": f"lead{n}@x.example"} for n in range(1500)]
+    store = _CountingReads()
+    sales = sp.SalesProcess(store, clock=sp.FixedClock(T0))
+    sales.import_leads(rows, channel="marketing_list")
+    store.reads.update(get=0, get_many=0)
+    assert sales.import_leads(rows, channel="marketing_list").known == 1500
+    assert store.reads == {"get": 0, "get_many": 2}  # two batches of at most 1,000
+
+    async def again() -> dict[str, int]:
+        inner = _AsyncCountingReads()
+        asales = sp.AsyncSalesProcess(inner, clock=sp.FixedClock(T0))
+        await asales.import_leads(rows, channel="marketing_list")
+        inner.reads.update(get=0, get_many=0)
+        assert (await asales.import_leads(rows, channel="marketing_list")).known == 1500
+        return inner.reads
+
+    assert asyncio.run(again()) == {"get": 0, "get_many": 2}

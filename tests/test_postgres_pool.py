@@ -16,7 +16,7 @@ import pytest
 import salesprocess as sp
 from salesprocess.errors import ConflictError, NotFound, StorageError
 from salesprocess.storage.protocol import AccountRepository
-from salesprocess.testing import RepositoryContract
+from salesprocess.testing import ReadsManyContract
 
 psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra")
 psycopg_pool = pytest.importorskip("psycopg_pool", reason="needs the postgres extra")
@@ -464,7 +464,7 @@ def test_a_conflicting_save_inside_a_transaction_does_not_abort_it(dsn: str) -> 
 # --- the storage contract holds over a pool ------------------------------------------------
 
 
-class TestPostgresOnPool(RepositoryContract):
+class TestPostgresOnPool(ReadsManyContract):
     """Every promise of the protocol, for PostgresRepository over a psycopg_pool pool."""
 
     @pytest.fixture(autouse=True)

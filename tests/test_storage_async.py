@@ -12,7 +12,7 @@ import pytest
 
 import salesprocess as sp
 from salesprocess.storage import AsyncAccountRepository, AsyncInMemoryRepository
-from salesprocess.testing import AsyncRepositoryContract, Awaiting
+from salesprocess.testing import AsyncReadsManyContract, Awaiting
 
 psycopg = pytest.importorskip("psycopg", reason="needs the postgres extra")
 psycopg_pool = pytest.importorskip("psycopg_pool", reason="needs the postgres extra")
@@ -23,7 +23,7 @@ from salesprocess.storage.postgres_async import AsyncPostgresRepository  # noqa:
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
-class TestAsyncInMemoryRepository(AsyncRepositoryContract):
+class TestAsyncInMemoryRepository(AsyncReadsManyContract):
     """Every promise of the protocol, for AsyncInMemoryRepository."""
 
     async def make_async_repository(self) -> AsyncAccountRepository:
@@ -38,7 +38,7 @@ async def _pool(dsn: str, **options: Any) -> Any:
     return pool
 
 
-class TestAsyncPostgresOnPool(AsyncRepositoryContract):
+class TestAsyncPostgresOnPool(AsyncReadsManyContract):
     """Every promise of the protocol, for AsyncPostgresRepository over an AsyncConnectionPool."""
 
     @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ class TestAsyncPostgresOnPool(AsyncRepositoryContract):
         await self.pools.pop(id(repository)).close()
 
 
-class TestAsyncPostgresOnOneConnection(AsyncRepositoryContract):
+class TestAsyncPostgresOnOneConnection(AsyncReadsManyContract):
     """Every promise of the protocol, for AsyncPostgresRepository sharing one AsyncConnection."""
 
     @pytest.fixture(autouse=True)

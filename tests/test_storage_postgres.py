@@ -19,7 +19,7 @@ from salesprocess.storage import serialise
 from salesprocess.storage.protocol import AccountRepository
 from salesprocess.testing import (
     HOSTILE_TEXT,
-    RepositoryContract,
+    ReadsManyContract,
     assert_reports_agree,
     assert_same_account,
 )
@@ -31,7 +31,7 @@ from salesprocess.storage import postgres  # noqa: E402
 from salesprocess.storage.postgres import PostgresRepository  # noqa: E402
 
 
-class TestPostgresRepository(RepositoryContract):
+class TestPostgresRepository(ReadsManyContract):
     """Every promise of the protocol, for PostgresRepository on a DSN (its own connection)."""
 
     @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ class TestPostgresRepository(RepositoryContract):
         return PostgresRepository(self.new_schema(), migrate=True)
 
 
-class TestPostgresOnAppConnection(RepositoryContract):
+class TestPostgresOnAppConnection(ReadsManyContract):
     """The protocol holds on an app-owned connection that is not in autocommit mode."""
 
     @pytest.fixture(autouse=True)
@@ -60,7 +60,7 @@ class TestPostgresOnAppConnection(RepositoryContract):
         connection.close()
 
 
-class TestPostgresInsideAppTransaction(RepositoryContract):
+class TestPostgresInsideAppTransaction(ReadsManyContract):
     """The protocol holds inside a transaction the app opened and never commits."""
 
     @pytest.fixture(autouse=True)

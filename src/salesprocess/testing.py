@@ -119,7 +119,7 @@ from salesprocess.events import EventBus
 from salesprocess.money import ISO_4217_CODES, Money
 from salesprocess.screening import screen_stage
 from salesprocess.stage import Stage
-from salesprocess.storage.async_protocol import AsyncAccountRepository
+from salesprocess.storage.async_protocol import AsyncAccountRepository, AsyncReadsMany
 from salesprocess.storage.protocol import (
     MAX_PAGE,
     MAX_VERSION,
@@ -137,6 +137,7 @@ from salesprocess.unit_of_work import UnitOfWork
 __all__ = [
     "HOSTILE_TEXT",
     "REPORTS",
+    "AsyncReadsManyContract",
     "AsyncRepositoryContract",
     "Awaiting",
     "BlockingRepository",
@@ -2277,6 +2278,12 @@ class BlockingRepository:
         """Await ``get``."""
         return self.awaiting(self.inner.get(account_id))
 
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Await ``get_many`` (of an async repository that has it: ``AsyncReadsMany``)."""
+        inner = self.inner
+        assert isinstance(inner, AsyncReadsMany), f"{type(inner).__name__} has no get_many()"
+        return self.awaiting(inner.get_many(account_ids))
+
     def save(self, account: Account, *, expected_version: int) -> Account:
         """Await ``save``."""
         return self.awaiting(self.inner.save(account, expected_version=expected_version))
@@ -2560,3 +2567,15 @@ class AsyncRepositoryContract(RepositoryContract):
             assert (final.version, final.name) == (2, winners[0])
 
         self._tasks(scenario)
+
+
+class AsyncReadsManyContract(AsyncRepositoryContract, ReadsManyContract):
+    """:class:`AsyncRepositoryContract`, and the promises of ``AsyncReadsMany``.
+
+    For an async adapter that offers ``get_many``
+    (:class:`~salesprocess.storage.async_protocol.AsyncReadsMany`): subclass this one instead
+    of :class:`AsyncRepositoryContract`. It runs every test of that one too, and those of
+    :class:`ReadsManyContract` through :class:`BlockingRepository`.
+    """
+
+    __test__: ClassVar[bool] = False

@@ -45,7 +45,11 @@ from salesprocess.errors import ConflictError, NotFound, StaleWrite, ValidationE
 from salesprocess.events import DomainEvent, EventBus
 from salesprocess.lifecycle import Transitions
 from salesprocess.referral_codes import normalise_referral_code
-from salesprocess.storage.async_protocol import AsyncAccountRepository, AsyncBatching
+from salesprocess.storage.async_protocol import (
+    AsyncAccountRepository,
+    AsyncBatching,
+    AsyncReadsMany,
+)
 from salesprocess.storage.protocol import AccountRepository, Batching, ReadsMany
 
 __all__ = [
@@ -419,8 +423,9 @@ class AsyncUnitOfWork(Work):
         max_retries: int,
     ) -> None:
         super().__init__(
-            clock=clock, max_retries=max_retries, batching=isinstance(repository, AsyncBatching)
-        )
+            clock=clock, max_retries=max_retries, batching=isinstance(repository, AsyncBatching),
+            reads_many=isinstance(repository, AsyncReadsMany),
+        )  # fmt: skip
         self.repository = repository
         self.bus = bus
 

@@ -23,7 +23,7 @@ from salesprocess.account import Account
 from salesprocess.stage import Stage
 from salesprocess.storage.protocol import Holders
 
-__all__ = ["AsyncAccountRepository", "AsyncBatching", "every_account_async"]
+__all__ = ["AsyncAccountRepository", "AsyncBatching", "AsyncReadsMany", "every_account_async"]
 
 
 @runtime_checkable
@@ -110,6 +110,18 @@ class AsyncBatching(Protocol):
 
     async def write_all(self, accounts: Sequence[Account]) -> list[Account]:
         """Store ``accounts`` all or nothing (each added at version 0, else saved)."""
+        ...
+
+
+@runtime_checkable
+class AsyncReadsMany(Protocol):
+    """:class:`~salesprocess.storage.protocol.ReadsMany`, awaited (an optional capability).
+
+    :class:`salesprocess.testing.AsyncReadsManyContract` is its test kit.
+    """
+
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for those ``account_ids`` that are stored."""
         ...
 
 

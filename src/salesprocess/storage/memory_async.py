@@ -89,6 +89,11 @@ class AsyncInMemoryRepository:
         await self._turn()
         return self._store.get(account_id)
 
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for the stored ones among ``account_ids``."""
+        await self._turn()
+        return self._store.get_many(account_ids)
+
     async def save(self, account: Account, *, expected_version: int) -> Account:
         """Replace the stored account if it is still at ``expected_version``."""
         await self._turn()

@@ -117,6 +117,7 @@ from salesprocess.storage.protocol import (
     every_account,
     require_account,
     require_callback,
+    require_ids,
     require_keys,
     require_new,
     require_one_key,
@@ -172,6 +173,7 @@ __all__ = [
     "page_ask",
     "read_one",
     "reading_holders",
+    "reading_many",
     "reading_one",
     "remember_written",
     "rewriting",
@@ -1181,6 +1183,17 @@ def decoding(
         return done.value  # type: ignore[no-any-return]
 
 
+def reading_many(memo: SharedMemo, account_ids: list[str]) -> Talk[dict[str, Account]]:
+    """Read the stored ones of ``account_ids``: one statement, and one per tail to join back."""
+    if not account_ids:
+        return {}
+    rows = yield Ask(f"{_READ} WHERE id = ANY(%s)", ([_key(i) for i in account_ids],))
+    if not rows:
+        return {}
+    accounts = yield from decoding(memo, rows, remember=False)
+    return {account.id: account for account in accounts}
+
+
 def reading_one(memo: SharedMemo, column: str, value: str) -> Talk[Account | None]:
     """Read one account by ``column`` in one statement, its purchase rows included."""
     statement = read_one(column)
@@ -1822,6 +1835,15 @@ class PostgresRepository(ReportsInSQL):
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")
         return found
+
+    def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for the stored ones among ``account_ids``: one ``SELECT``.
+
+        (And one per kind of row joined back, for the accounts that have purchases.)
+        """
+        wanted = require_ids(account_ids)
+        with self._using("reading accounts") as connection, _plain(connection):
+            return talk(connection, reading_many(self._memo, wanted))
 
     def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""

@@ -104,6 +104,7 @@ from salesprocess.storage.postgres import (
     new_account,
     page_ask,
     reading_holders,
+    reading_many,
     reading_one,
     remember_written,
     rewriting,
@@ -118,6 +119,7 @@ from salesprocess.storage.protocol import (
     call_all,
     require_account,
     require_callback,
+    require_ids,
     require_keys,
     require_one_key,
     require_page,
@@ -428,6 +430,12 @@ class AsyncPostgresRepository:
         if found is None:
             raise NotFound(f"no account with id {shown(account_id)}")
         return found
+
+    async def get_many(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        """Return ``{id: account}`` for the stored ones among ``account_ids``: one ``SELECT``."""
+        wanted = require_ids(account_ids)
+        async with self._using("reading accounts") as connection:
+            return await _talk(connection, reading_many(self._memo, wanted))
 
     async def find_by_email(self, email: str) -> Account | None:
         """Return the account with this normalised email, if any."""
