@@ -29,12 +29,14 @@ from salesprocess.storage.sqlite import (
     APPLICATION_ID,
     MAX_TIMEOUT,
     MIGRATIONS,
+    PAGE_SIZE_BYTES,
     SCHEMA_VERSION,
     SQLiteRepository,
     account_row,
 )
 from salesprocess.testing import (
     ReadsManyContract,
+    _account,
     _accounts,
     _full_account,
     assert_reports_agree,
@@ -711,6 +713,31 @@ def test_add_many_stores_a_capture_as_add_does(account: Account, zone: str | Non
             rows.append({k: v for k, v in zip(names, row, strict=True) if k != "stamp"})
             assert repository.get(lead.id) == attrs.evolve(lead, version=1)
     assert rows[0] == rows[1]
+
+
+def test_a_new_file_gets_the_page_size_an_existing_one_keeps_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New files are made with PAGE_SIZE_BYTES pages; a file made with others still opens."""
+    from salesprocess.storage import sqlite as module  # noqa: PLC0415 - patched below
+
+    def page_size(path: Path) -> int:
+        with sqlite3.connect(path) as connection:
+            size: int = connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.close()
+        return size
+
+    with SQLiteRepository(tmp_path / "new.db") as repository:
+        repository.add(_account("a", email="a@x.example"))
+    assert page_size(tmp_path / "new.db") == PAGE_SIZE_BYTES == 8192
+    monkeypatch.setattr(module, "PAGE_SIZE_BYTES", 4096)  # a file an earlier version made
+    with SQLiteRepository(tmp_path / "old.db") as repository:
+        repository.add(_account("a", email="a@x.example"))
+    monkeypatch.undo()
+    with SQLiteRepository(tmp_path / "old.db") as repository:
+        repository.add(_account("b", email="b@x.example"))
+        assert [a.id for a in repository.with_stage(Stage.PROSPECT)] == ["a", "b"]
+    assert page_size(tmp_path / "old.db") == 4096
 
 
 def test_a_bulk_load_into_an_empty_file_ends_with_the_same_schema(tmp_path: Path) -> None:
