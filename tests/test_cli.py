@@ -278,14 +278,17 @@ def test_a_locked_database_is_one_line_and_left_as_it_was(tmp_path, monkeypatch)
     import functools  # noqa: PLC0415
     import sqlite3  # noqa: PLC0415
 
-    from salesprocess.cli import app  # noqa: PLC0415
+    from salesprocess.storage import sqlite as adapter  # noqa: PLC0415 - patched below
 
     db = tmp_path / "s.db"
     first = write(tmp_path / "first.csv", "name,email\nA,a@x.example\n")
     run("import-leads", str(first), "--channel", "referral", "--db", str(db))
     before = stored(db)
     # The wait for the lock is SQLite's busy timeout (5 s by default); a short one here.
-    monkeypatch.setattr(app, "SQLiteRepository", functools.partial(SQLiteRepository, timeout=0.2))
+    # The command imports the adapter when it runs: the patched class is the one it gets.
+    monkeypatch.setattr(
+        adapter, "SQLiteRepository", functools.partial(SQLiteRepository, timeout=0.2)
+    )
     more = write(tmp_path / "more.csv", "name,email\nB,b@x.example\n")
     holder = sqlite3.connect(db, isolation_level=None)
     try:

@@ -17,7 +17,6 @@ from rich.console import Console
 
 import salesprocess as sp
 from salesprocess.cli import csvfiles
-from salesprocess.storage import SQLiteRepository
 
 __all__ = ["cli", "main"]
 
@@ -70,6 +69,8 @@ def _process(
 
             repository: Any = PostgresRepository(dsn)
         else:
+            from salesprocess.storage.sqlite import SQLiteRepository  # noqa: PLC0415 - with its command
+
             repository = SQLiteRepository(db)
         with repository:
             yield sp.SalesProcess(repository, criteria=rules, **wiring)
@@ -186,7 +187,7 @@ def migrate_command(*, db: str, dsn: str | None) -> None:
         else:
             from salesprocess.storage import sqlite  # noqa: PLC0415
 
-            with SQLiteRepository(db):
+            with sqlite.SQLiteRepository(db):
                 version = sqlite.SCHEMA_VERSION
     except sp.SalesProcessError as error:
         _fail(str(error))
