@@ -217,6 +217,55 @@ def _sqlite_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
     return _case(f"json_type({column}, {path})", branches, missing)
 
 
+def _sqlite_leaf_verdict(leaf: Leaf, params: Params, column: str) -> str:
+    """Return SQL that is 1 where ``leaf`` is surely truthy, 0 surely falsy, NULL elsewhere.
+
+    One ``CASE`` over the value's JSON type, reading the value once per comparison: what
+    :func:`_sqlite_test` answers for both truthiness, in one evaluation.
+    """
+    path = ":" + params.add(_sqlite_path(leaf.path))
+    value = f"json_extract({column}, {path})"
+
+    def fixed(kind: Kind) -> str:
+        outcome = leaf.outcome(kind)
+        for truthy, literal in ((True, "1"), (False, "0")):
+            if outcome_holds(outcome, truthy):
+                return literal
+        return "NULL"
+
+    branches = [(label, fixed(label)) for label in ("null", "true", "false")]
+    number = leaf.outcome("number")
+    if isinstance(number, Compare | OneOf):
+        surely = _integer_range(value, number, params, True)
+        if surely is None:
+            exact = _integer_test(value, number, params)
+            guard = f"{value} BETWEEN -{_SAFE} AND {_SAFE}"
+            branches.append(("integer", f"CASE WHEN {guard} THEN {exact} END"))
+        else:
+            rules_out = _integer_range(value, number, params, False)
+            whens = " ".join(
+                f"WHEN {test} THEN {verdict}"
+                for test, verdict in ((surely, "1"), (rules_out, "0"))
+                if test != "0"
+            )
+            branches.append(("integer", f"CASE {whens} END" if whens else "NULL"))
+        branches.append(("real", "NULL"))
+    else:
+        branches.append(("integer", fixed("number")))
+        branches.append(("real", fixed("number")))
+    text = leaf.outcome("text")
+    if isinstance(text, Compare | OneOf):
+        branches.append(("text", f"({_text_test(value, text, params, ':{}')})"))
+    else:
+        branches.append(("text", fixed("text")))
+    if isinstance(leaf.outcome("array"), NonEmpty):
+        branches.append(("array", f"(json_array_length({column}, {path}) > 0)"))
+    else:
+        branches.append(("array", fixed("array")))
+    branches.append(("object", fixed("object")))
+    return _case(f"json_type({column}, {path})", branches, fixed("missing"))
+
+
 def sqlite_where(
     check: Prefilter, column: str = "data", *, must: bool = False, params: Params | None = None
 ) -> tuple[str, dict[str, object]]:
@@ -244,8 +293,13 @@ def sqlite_verdict(check: Prefilter, column: str = "data") -> tuple[str, dict[st
     def rendered() -> tuple[str, dict[str, object]]:
         params = Params()
         sql = render_verdict(
-            check, lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0")
-        )
+            check,
+            lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0"),
+            leaf_verdict=lambda leaf: _unless_nul(
+                lambda lf, _m, ps, col: _sqlite_leaf_verdict(lf, ps, col),
+                leaf, True, params, column, unsure="NULL",
+            ),
+        )  # fmt: skip
         return sql, dict(params)
 
     return _recent(check, f"sqlite verdict over {column}", rendered)
