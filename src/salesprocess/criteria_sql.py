@@ -56,6 +56,7 @@ __all__ = [
     "ACCOUNT_FIELDS",
     "ERROR",
     "KINDS",
+    "NESTED_VERDICTS",
     "UNKNOWN",
     "AllOf",
     "AnyOf",
