@@ -81,6 +81,53 @@ def test_the_sqlite_verdict_is_the_reference_prefilters(document, attributes):
         assert bool(verdict) is rule.passes(account)
 
 
+_SAFE = 2**53 - 1
+
+
+def _sqlite_answers(check: Any, account: sp.Account) -> tuple[object, ...]:
+    """Return the verdict, "may pass" and "surely passes" SQLite gives ``account``."""
+    verdict, verdict_params = sqlite_verdict(check)
+    may, may_params = sqlite_where(check)
+    must, must_params = sqlite_where(check, must=True)
+    answers = []
+    with sqlite3.connect(":memory:") as db:
+        for sql, params in ((verdict, verdict_params), (may, may_params), (must, must_params)):
+            (answer,) = db.execute(
+                f"SELECT {sql} FROM (SELECT :stored_account AS data)",
+                {**params, "stored_account": serialise.dumps(account)},
+            ).fetchone()
+            answers.append(answer)
+    db.close()
+    return tuple(answers)
+
+
+@pytest.mark.parametrize("negated", [False, True])
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">="])
+@pytest.mark.parametrize(
+    "literal", [50, -3, 0, 2.5, -2.5, 7.0, _SAFE, -_SAFE, _SAFE + 1, 2**60, -(2**60), 1e300]
+)
+def test_an_integer_order_comparison_decides_exactly_at_its_boundaries(op, literal, negated):
+    """Integers either side of the literal and of 2**53: the verdict is the reference's.
+
+    Negated too, where what surely fails the comparison is what surely passes the criteria.
+    """
+    comparison = {op: [{"var": "n"}, literal]}
+    rule = criteria({"!": comparison} if negated else comparison)
+    check = prefilter(rule)
+    values = {0, _SAFE, _SAFE + 1, -_SAFE, -_SAFE - 1, 2**64 + 1, -(2**64) - 1}
+    if abs(literal) < 2**70:
+        values |= {int(literal) + step for step in (-2, -1, 0, 1, 2)}
+    for value in sorted(values):
+        account = sp.Account("a-1", "Acme", sp.Source("referral"), T0, attributes={"n": value})
+        facts = account.attributes
+        expected = 1 if must_pass(check, facts) else 0 if not may_pass(check, facts) else None
+        verdict, may, must = _sqlite_answers(check, account)
+        assert verdict == expected, value
+        assert (may, must) == (may_pass(check, facts), must_pass(check, facts)), value
+        if verdict is not None:
+            assert bool(verdict) is rule.passes(account), value
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     industry=st.sampled_from(["manufacturing", "food", "retail", ""]),

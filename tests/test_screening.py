@@ -156,3 +156,25 @@ def test_a_bulk_screen_makes_no_cyclic_garbage_and_restores_the_collector(any_re
     assert states == [False]
     assert gc.isenabled()
     assert sum(r.passed for r in sales.screen_all(at=T0 + timedelta(days=5))) == 3
+
+
+def test_sqlite_records_each_verdict_its_own_screening(tmp_path):
+    """screen_out appends ``passed`` where the prefilter surely passes, ``failed`` where it
+    surely fails, even when the two records differ in more than their verdict."""
+    from salesprocess.account import Screening  # noqa: PLC0415
+    from salesprocess.criteria_sql import prefilter  # noqa: PLC0415
+
+    with sp.storage.SQLiteRepository(tmp_path / "screened.db") as repository:
+        sales, _ = process(repository)
+        fill(sales, [{"industry": "logistics", "employees": 80}, {"industry": "food"}], set())
+        passed = Screening(T0 + timedelta(days=1), "A", "1", True)
+        failed = Screening(T0 + timedelta(days=2, hours=3), "B", "2", False)
+        page = repository.screen_out(
+            prefilter(CRITERIA), stage=sp.Stage.PROSPECT, passed=passed, failed=failed,
+            after=None, limit=10,
+        )  # fmt: skip
+        assert page.undecided == ()
+        good, bad = (repository.get(account_id) for account_id in page.order)
+        assert (good.screenings, bad.screenings) == ((passed,), (failed,))
+        assert (good.version, bad.version) == (2, 2)
+        assert repository.latest_screening(stage=sp.Stage.PROSPECT) == failed.at

@@ -56,6 +56,7 @@ __all__ = [
     "ACCOUNT_FIELDS",
     "ERROR",
     "KINDS",
+    "NESTED_VERDICTS",
     "UNKNOWN",
     "AllOf",
     "AnyOf",
@@ -557,6 +558,7 @@ def render_verdict(
     true: str = "1",
     false: str = "0",
     unknown: str = "NULL",
+    leaf_verdict: Callable[[Leaf], str] | None = None,
 ) -> str:
     """Return SQL for the verdict ``check`` makes certain: ``true``, ``false`` or ``unknown``.
 
@@ -564,8 +566,82 @@ def render_verdict(
     (for Python to judge) elsewhere: one expression where ``must`` and "not may" from
     :func:`render` would evaluate the operands before the deciding one twice. ``test`` is
     :func:`render`'s.
+
+    ``leaf_verdict``, when given, returns SQL that is 1 where a leaf is surely truthy, 0 where
+    it is surely falsy and NULL elsewhere, reading the value once: each operand is then
+    evaluated once, as a ``CASE`` over its own verdict (``test`` evaluates a leaf once to ask
+    whether it surely does not decide, then again to ask whether it surely decides). Used for
+    checks of at most :data:`NESTED_VERDICTS` nodes, since each operand nests a ``CASE``.
     """
-    return _verdict(check, test, {True: true, False: false, None: unknown}, (false, true))
+    literals = {True: true, False: false, None: unknown}
+    if leaf_verdict is not None and _size(check) <= NESTED_VERDICTS:
+        return _nested_verdict(check, leaf_verdict, literals)
+    return _verdict(check, test, literals, (false, true))
+
+
+#: The most nodes a check may have for :func:`render_verdict` to nest its operands' verdicts
+#: (SQLite refuses expressions nested 1,000 deep).
+NESTED_VERDICTS: Final = 64
+
+
+def _size(node: Prefilter) -> int:
+    if isinstance(node, Not):
+        return 1 + _size(node.operand)
+    if isinstance(node, AllOf | AnyOf):
+        return 1 + sum(_size(operand) for operand in node.operands)
+    return 1
+
+
+_OWN: Final = {True: "1", False: "0", None: "NULL"}
+
+
+def _nested_verdict(
+    node: Prefilter, leaf_verdict: Callable[[Leaf], str], literals: dict[bool | None, str]
+) -> str:
+    """Return the verdict of ``node`` as ``literals`` name them, each operand evaluated once.
+
+    The first operand that is not surely undecided gives the verdict: its own if it surely
+    decides, else none; when every operand is surely undecided, the other verdict (as
+    :func:`_verdict` renders it).
+    """
+    if isinstance(node, Not):
+        flipped = {True: literals[False], False: literals[True], None: literals[None]}
+        return _nested_verdict(node.operand, leaf_verdict, flipped)
+    if isinstance(node, Const):
+        sure = [truthy for truthy in (True, False) if _holds(node.outcome, None, truthy)]
+        return literals[sure[0] if sure else None]
+    if isinstance(node, Leaf):
+        return _named(leaf_verdict(node), literals)
+    deciding = isinstance(node, AnyOf)
+    verdict = literals[not deciding]
+    for operand in reversed(node.operands):
+        own = _nested_verdict(operand, leaf_verdict, _OWN)
+        if own in _FIXED:
+            if _FIXED[own] is not (not deciding):
+                verdict = literals[_FIXED[own]]
+        elif verdict == literals[not deciding]:  # the last operand that may decide
+            verdict = _named(own, literals)
+        else:
+            verdict = (
+                f"CASE {own} WHEN {_OWN[not deciding]} THEN {verdict} "
+                f"WHEN {_OWN[deciding]} THEN {literals[deciding]} ELSE {literals[None]} END"
+            )
+    return verdict
+
+
+_FIXED: Final = {literal: verdict for verdict, literal in _OWN.items()}
+
+
+def _named(own: str, literals: dict[bool | None, str]) -> str:
+    """Return a verdict given as 1, 0 or NULL (``own``) as ``literals`` name them."""
+    if own in _FIXED:
+        return literals[_FIXED[own]]
+    if literals == _OWN:
+        return own
+    return (
+        f"CASE {own} WHEN 1 THEN {literals[True]} WHEN 0 THEN {literals[False]} "
+        f"ELSE {literals[None]} END"
+    )
 
 
 def _verdict(

@@ -159,7 +159,7 @@ unchecked_lead_screened: Callable[[str, datetime, Screening], LeadScreened] = _c
     LeadScreened,
     "unchecked_lead_screened",
     "account_id, at, screening",
-    [f"_set_{name}(new, {name})" for name in ("account_id", "at", "screening")],
+    dict(zip(("account_id", "at", "screening"), ("account_id", "at", "screening"), strict=True)),
 )
 
 

@@ -140,5 +140,5 @@ unchecked_report: Callable[
     QualificationReport,
     "unchecked_report",
     ", ".join(_REPORT_FIELDS),
-    [f"_set_{name}(new, {name})" for name in _REPORT_FIELDS],
+    dict(zip(_REPORT_FIELDS, _REPORT_FIELDS, strict=True)),
 )

@@ -136,6 +136,31 @@ def _integer_test(value: str, outcome: Compare | OneOf, params: Params) -> str:
     return f"{value} {op} :{params.add(int(literal))}"
 
 
+def _integer_range(
+    value: str, outcome: Compare | OneOf, params: Params, truthy: bool
+) -> str | None:
+    """Return an order comparison on an integer ``value`` as one ``BETWEEN``, or ``None``.
+
+    The safe integers (within 2**53) for which ``outcome`` surely is ``truthy`` form one
+    range, so the range check and the comparison are one test that reads ``value`` once (the
+    guard and the comparison each read it: 0.6 us a read). Other outcomes give ``None``.
+    """
+    if not (isinstance(outcome, Compare) and outcome.op in ("<", "<=", ">", ">=")):
+        return None
+    literal, op = outcome.literal, outcome.op
+    assert isinstance(literal, int | float)
+    if op in (">", ">="):  # holds from the least integer above (or at) the literal up
+        least = math.floor(literal) + 1 if op == ">" else math.ceil(literal)
+        low, high = (least, _SAFE) if truthy else (-_SAFE, least - 1)
+    else:  # holds up to the greatest integer below (or at) the literal
+        greatest = math.ceil(literal) - 1 if op == "<" else math.floor(literal)
+        low, high = (-_SAFE, greatest) if truthy else (greatest + 1, _SAFE)
+    low, high = max(low, -_SAFE), min(high, _SAFE)
+    if low > high:
+        return "0"
+    return f"{value} BETWEEN :{params.add(low)} AND :{params.add(high)}"
+
+
 def _text_test(value: str, outcome: Compare | OneOf, params: Params, mark: str) -> str:
     if isinstance(outcome, OneOf):
         texts = [t for t in outcome.literals if isinstance(t, str)]
@@ -167,9 +192,12 @@ def _sqlite_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
     if isinstance(number, Compare | OneOf):
         # An integer beyond 2**53 (or beyond 64 bits, which SQLite reads as a real) is left
         # to Python: the range check fails for it.
-        exact = _sure(_integer_test(value, number, params), must)
-        guard = f"{value} BETWEEN -{_SAFE} AND {_SAFE}"
-        branches.append(("integer", f"CASE WHEN {guard} THEN {exact} ELSE {keep} END"))
+        ranged = _integer_range(value, number, params, must)
+        if ranged is None:
+            exact = _sure(_integer_test(value, number, params), must)
+            guard = f"{value} BETWEEN -{_SAFE} AND {_SAFE}"
+            ranged = f"CASE WHEN {guard} THEN {exact} ELSE {keep} END"
+        branches.append(("integer", ranged))
         branches.append(("real", keep))
     else:
         branches.append(("integer", _otherwise(number, must)))
@@ -187,6 +215,55 @@ def _sqlite_test(leaf: Leaf, must: bool, params: Params, column: str) -> str:
     branches.append(("object", _otherwise(leaf.outcome("object"), must)))
     missing = _otherwise(leaf.outcome("missing"), must)
     return _case(f"json_type({column}, {path})", branches, missing)
+
+
+def _sqlite_leaf_verdict(leaf: Leaf, params: Params, column: str) -> str:
+    """Return SQL that is 1 where ``leaf`` is surely truthy, 0 surely falsy, NULL elsewhere.
+
+    One ``CASE`` over the value's JSON type, reading the value once per comparison: what
+    :func:`_sqlite_test` answers for both truthiness, in one evaluation.
+    """
+    path = ":" + params.add(_sqlite_path(leaf.path))
+    value = f"json_extract({column}, {path})"
+
+    def fixed(kind: Kind) -> str:
+        outcome = leaf.outcome(kind)
+        for truthy, literal in ((True, "1"), (False, "0")):
+            if outcome_holds(outcome, truthy):
+                return literal
+        return "NULL"
+
+    branches = [(label, fixed(label)) for label in ("null", "true", "false")]
+    number = leaf.outcome("number")
+    if isinstance(number, Compare | OneOf):
+        surely = _integer_range(value, number, params, True)
+        if surely is None:
+            exact = _integer_test(value, number, params)
+            guard = f"{value} BETWEEN -{_SAFE} AND {_SAFE}"
+            branches.append(("integer", f"CASE WHEN {guard} THEN {exact} END"))
+        else:
+            rules_out = _integer_range(value, number, params, False)
+            whens = " ".join(
+                f"WHEN {test} THEN {verdict}"
+                for test, verdict in ((surely, "1"), (rules_out, "0"))
+                if test != "0"
+            )
+            branches.append(("integer", f"CASE {whens} END" if whens else "NULL"))
+        branches.append(("real", "NULL"))
+    else:
+        branches.append(("integer", fixed("number")))
+        branches.append(("real", fixed("number")))
+    text = leaf.outcome("text")
+    if isinstance(text, Compare | OneOf):
+        branches.append(("text", f"({_text_test(value, text, params, ':{}')})"))
+    else:
+        branches.append(("text", fixed("text")))
+    if isinstance(leaf.outcome("array"), NonEmpty):
+        branches.append(("array", f"(json_array_length({column}, {path}) > 0)"))
+    else:
+        branches.append(("array", fixed("array")))
+    branches.append(("object", fixed("object")))
+    return _case(f"json_type({column}, {path})", branches, fixed("missing"))
 
 
 def sqlite_where(
@@ -216,8 +293,13 @@ def sqlite_verdict(check: Prefilter, column: str = "data") -> tuple[str, dict[st
     def rendered() -> tuple[str, dict[str, object]]:
         params = Params()
         sql = render_verdict(
-            check, lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0")
-        )
+            check,
+            lambda leaf, m: _unless_nul(_sqlite_test, leaf, m, params, column, unsure="0"),
+            leaf_verdict=lambda leaf: _unless_nul(
+                lambda lf, _m, ps, col: _sqlite_leaf_verdict(lf, ps, col),
+                leaf, True, params, column, unsure="NULL",
+            ),
+        )  # fmt: skip
         return sql, dict(params)
 
     return _recent(check, f"sqlite verdict over {column}", rendered)
