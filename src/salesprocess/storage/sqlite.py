@@ -313,8 +313,9 @@ _INSERT: Final = (
 )
 # A lead as a capture makes it (readmodel.is_capture): its progress columns repeat its stage
 # (?5) and creation time (?6), and the statement repeats them itself. Python's sqlite3 binds
-# each parameter on its own, so 14 of them instead of 28 save a bulk import a third of its
-# SQLite time. The order is readmodel.capture_columns' (?9 to ?14).
+# each parameter on its own, so 14 of them instead of 28 took about a sixth off add_many of
+# 100,000 leads (2.65 to 2.24 s CPU), measured. The order is readmodel.capture_columns'
+# (?9 to ?14).
 _INSERT_CAPTURE: Final = (
     f"INSERT INTO accounts ({', '.join(_COLUMNS)}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, "  # noqa: S608 - our own names
     "?9, ?10, ?11, ?12, ?6, ?5, ?11, ?12, ?5, CASE WHEN ?13 THEN ?6 END, NULL, ?14, ?6, "
