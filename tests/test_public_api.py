@@ -255,6 +255,11 @@ def test_a_misspelt_name_is_an_attribute_error():
         sp.Acount  # noqa: B018 - the look-up is the test
     with pytest.raises(AttributeError, match="has no attribute 'SQLiteRepo'"):
         importlib.import_module("salesprocess.storage").SQLiteRepo  # noqa: B018
+    # Nor is a dotted path, or text that is no name, an attribute (the submodule fallback
+    # imported "storage.sqlite" and raised ModuleNotFoundError from hasattr for ".").
+    for odd in ("storage.sqlite", ".", "..", "cli.app", " storage"):
+        assert not hasattr(sp, odd), odd
+        assert not hasattr(importlib.import_module("salesprocess.storage"), odd), odd
 
 
 def test_import_loads_no_driver_and_no_hypothesis():

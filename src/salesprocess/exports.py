@@ -40,6 +40,8 @@ def lazy_exports(
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - the module hook's own name
         home = home_of.get(name)
+        if not home and not name.isidentifier():  # "storage.sqlite", ".": no attribute's name
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
         try:
             value = getattr(_imported(home), name) if home else _imported(f"{package}.{name}")
         except ModuleNotFoundError as error:
