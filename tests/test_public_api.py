@@ -186,12 +186,80 @@ def test_import_loads_none_of_the_library_until_a_name_is_used():
     assert listed
 
 
+@pytest.mark.parametrize("second", ["LeadDetails", "UnitOfWork"])
+def test_two_threads_using_names_first_both_get_them(second: str) -> None:
+    """One thread imports salesprocess.commands for its name while another imports a module
+    of that package alone (LeadDetails' home, or one UnitOfWork's home imports): both get
+    their names. Python's import locks made one of them fail with a _DeadlockError."""
+    result = _run(
+        f"""
+        import importlib.machinery as machinery, json, threading, time
+        inside = threading.Event()
+        create = machinery.SourceFileLoader.create_module
+
+        def stalled(self, spec):
+            # Hold salesprocess.commands (its lock taken, no module yet) while the other starts.
+            if spec.name == "salesprocess.commands" and not inside.is_set():
+                inside.set()
+                time.sleep(0.5)
+            return create(self, spec)
+
+        machinery.SourceFileLoader.create_module = stalled
+        import salesprocess as sp
+        got, errors = {{}}, []
+
+        def use(name):
+            try:
+                got[name] = getattr(sp, name)
+            except Exception as error:
+                errors.append(repr(error))
+
+        first = threading.Thread(target=use, args=("LeadCapture",))
+        first.start()
+        inside.wait()
+        second = threading.Thread(target=use, args=({second!r},))
+        second.start()
+        first.join()
+        second.join()
+        from salesprocess.commands import LeadCapture
+        print(json.dumps([errors, sorted(got), got["LeadCapture"] is LeadCapture]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[], sorted(["LeadCapture", second]), True]
+
+
+def test_packages_first_are_the_packages_that_import_their_own_modules() -> None:
+    """exports.PACKAGES_FIRST lists every package whose __init__ imports a module of its own,
+    so that a retried name can import it whole: but the command line's (which runs alone) and
+    salesprocess itself (imported, with salesprocess.exports, before any name is used)."""
+    from salesprocess import exports  # noqa: PLC0415 - the module under test
+
+    source = Path(sp.__file__).parent
+    found = set()
+    for init in source.rglob("__init__.py"):
+        package = ".".join(init.parent.relative_to(source.parent).parts)
+        imported = {
+            node.module
+            for node in ast.parse(init.read_text(encoding="utf-8")).body
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        if any(module.startswith(f"{package}.") for module in imported):
+            found.add(package)
+    assert found - {"salesprocess", "salesprocess.cli"} == set(exports.PACKAGES_FIRST)
+
+
 def test_a_misspelt_name_is_an_attribute_error():
     """A name the package does not have raises AttributeError, as an eager package would."""
     with pytest.raises(AttributeError, match="has no attribute 'Acount'"):
         sp.Acount  # noqa: B018 - the look-up is the test
     with pytest.raises(AttributeError, match="has no attribute 'SQLiteRepo'"):
         importlib.import_module("salesprocess.storage").SQLiteRepo  # noqa: B018
+    # Nor is a dotted path, or text that is no name, an attribute (the submodule fallback
+    # imported "storage.sqlite" and raised ModuleNotFoundError from hasattr for ".").
+    for odd in ("storage.sqlite", ".", "..", "cli.app", " storage"):
+        assert not hasattr(sp, odd), odd
+        assert not hasattr(importlib.import_module("salesprocess.storage"), odd), odd
 
 
 def test_import_loads_no_driver_and_no_hypothesis():

@@ -1704,6 +1704,31 @@ class RepositoryContract:
                 repository.add_many(batch)
             assert [a.id for a in repository.page()] == ["a"]
 
+    def test_add_many_names_the_later_of_two_clashing_accounts(self) -> None:
+        """A clash within a batch is the later account's, whatever shape either account has.
+
+        A capture (one change, at creation) and an account with a longer history clash on
+        their email: the error names the earlier one as the owner, in either order.
+        """
+        repository = self.repository()
+        moved = (
+            HistoryEntry(None, Stage.PROSPECT, "capture", _T0),
+            HistoryEntry(Stage.PROSPECT, Stage.QUALIFIED, "qualify", _T0 + timedelta(days=1)),
+        )
+        for first, second in (("x", "y"), ("y", "x")):
+            made = {
+                "x": _account("x", email="ann@acme.example", stage=Stage.QUALIFIED, history=moved),
+                "y": _account("y", email="ann@acme.example"),
+            }
+            caught: ConflictError | None = None
+            try:
+                repository.add_many([made[first], made[second]])
+            except ConflictError as error:
+                caught = error
+            assert caught is not None, "expected ConflictError, nothing was raised"
+            assert f"belongs to account {first}" in str(caught), (first, str(caught))
+            assert list(repository.page()) == []
+
     def test_add_many_is_all_or_nothing_on_invalid_input(self) -> None:
         """An invalid account (or a failing iterator) midway through add_many() stores none."""
         repository = self.repository()

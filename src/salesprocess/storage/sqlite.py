@@ -452,6 +452,30 @@ def _row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
     )
 
 
+def _insert_runs(
+    connection: sqlite3.Connection,
+    captures: Callable[[], Iterator[tuple[object, ...]]],
+    others: Callable[[], Iterator[tuple[object, ...]]],
+    pending: list[Account],
+) -> None:
+    """Insert a batch's alternating runs of captures and other accounts, in the batch's order.
+
+    Each run ends at the first account of the other kind, left in ``pending`` for the next.
+    """
+    connection.executemany(_INSERT_CAPTURE, captures())
+    while pending:
+        connection.executemany(_INSERT, others())
+        if pending:
+            connection.executemany(_INSERT_CAPTURE, captures())
+
+
+def _taken(pending: list[Account]) -> list[Account]:
+    """Return what ``pending`` holds (the account that ended the last run), emptying it."""
+    taken = pending[:]
+    pending.clear()
+    return taken
+
+
 def _tally_rows(account_id: str, plan: Plan) -> list[tuple[object, ...]]:
     return [(currency, account_id, *tally) for currency, tally in plan.tallies.items()]
 
@@ -847,17 +871,25 @@ class SQLiteRepository(ReportsInSQL):
         history: list[tuple[object, ...]] = []
         tallies: list[tuple[object, ...]] = []
         screenings: list[tuple[object, ...]] = []
-        others: list[Account] = []  # stored after the captures, by the general statement
+        # The batch is stored in its order, as runs of captures (the short statement) and runs
+        # of other accounts (the general one): a clash is then the later account's, as it is
+        # one by one. The account that ends a run starts the next one.
+        pending: list[Account] = []
 
-        def captures() -> Iterator[tuple[object, ...]]:
-            nonlocal count, current
+        def checked() -> Iterator[Account]:
+            nonlocal count
             for account in accounts:
                 if type(account) is not Account or account.version != 0:
                     require_new(account)
                 count += 1
+                yield account
+
+        def captures() -> Iterator[tuple[object, ...]]:
+            nonlocal current
+            for account in itertools.chain(_taken(pending), source):
                 if account.screenings or not is_capture(account):
-                    others.append(account)
-                    continue
+                    pending.append(account)
+                    return
                 current = account
                 yield (
                     account.id,
@@ -873,7 +905,10 @@ class SQLiteRepository(ReportsInSQL):
 
         def rows() -> Iterator[tuple[object, ...]]:
             nonlocal current
-            for account in others:
+            for account in itertools.chain(_taken(pending), source):
+                if not account.screenings and is_capture(account):
+                    pending.append(account)
+                    return
                 current = account
                 plan = _plan(account, 1, stamp=0)
                 if account.screenings:
@@ -886,12 +921,12 @@ class SQLiteRepository(ReportsInSQL):
 
         head = list(itertools.islice(accounts, _BULK))
         accounts = itertools.chain(head, accounts)
+        source = checked()
         with self.atomic(), self._using("adding accounts") as connection:
             if len(head) == _BULK:
                 self._defer_indexes(connection)
             try:
-                connection.executemany(_INSERT_CAPTURE, captures())
-                connection.executemany(_INSERT, rows())
+                _insert_runs(connection, captures, rows, pending)
             except sqlite3.IntegrityError as exc:
                 if current is None:  # pragma: no cover - no row, no constraint to break
                     raise
