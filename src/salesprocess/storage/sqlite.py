@@ -452,36 +452,13 @@ def _row(account: Account, version: int, plan: Plan) -> tuple[object, ...]:
     )
 
 
-def _insert_runs(
-    connection: sqlite3.Connection,
-    captures: Callable[[], Iterator[tuple[object, ...]]],
-    others: Callable[[], Iterator[tuple[object, ...]]],
-    pending: list[Account],
-) -> None:
-    """Insert a batch's alternating runs of captures and other accounts, in the batch's order.
-
-    Each run ends at the first account of the other kind, left in ``pending`` for the next.
-    """
-    connection.executemany(_INSERT_CAPTURE, captures())
-    while pending:
-        connection.executemany(_INSERT, others())
-        if pending:
-            connection.executemany(_INSERT_CAPTURE, captures())
-
-
-def _taken(pending: list[Account]) -> list[Account]:
-    """Return what ``pending`` holds (the account that ended the last run), emptying it."""
-    taken = pending[:]
-    pending.clear()
-    return taken
+def _stored_as_capture(account: Account) -> bool:
+    """Return whether ``add_many`` stores ``account`` by the short ``_INSERT_CAPTURE``."""
+    return not account.screenings and is_capture(account)
 
 
 def _tally_rows(account_id: str, plan: Plan) -> list[tuple[object, ...]]:
     return [(currency, account_id, *tally) for currency, tally in plan.tallies.items()]
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
@@ -871,10 +848,6 @@ class SQLiteRepository(ReportsInSQL):
         history: list[tuple[object, ...]] = []
         tallies: list[tuple[object, ...]] = []
         screenings: list[tuple[object, ...]] = []
-        # The batch is stored in its order, as runs of captures (the short statement) and runs
-        # of other accounts (the general one): a clash is then the later account's, as it is
-        # one by one. The account that ends a run starts the next one.
-        pending: list[Account] = []
 
         def checked() -> Iterator[Account]:
             nonlocal count
@@ -884,12 +857,9 @@ class SQLiteRepository(ReportsInSQL):
                 count += 1
                 yield account
 
-        def captures() -> Iterator[tuple[object, ...]]:
+        def captures(run: Iterable[Account]) -> Iterator[tuple[object, ...]]:
             nonlocal current
-            for account in itertools.chain(_taken(pending), source):
-                if account.screenings or not is_capture(account):
-                    pending.append(account)
-                    return
+            for account in run:
                 current = account
                 yield (
                     account.id,
@@ -903,12 +873,9 @@ class SQLiteRepository(ReportsInSQL):
                     *capture_columns(account),
                 )
 
-        def rows() -> Iterator[tuple[object, ...]]:
+        def rows(run: Iterable[Account]) -> Iterator[tuple[object, ...]]:
             nonlocal current
-            for account in itertools.chain(_taken(pending), source):
-                if not account.screenings and is_capture(account):
-                    pending.append(account)
-                    return
+            for account in run:
                 current = account
                 plan = _plan(account, 1, stamp=0)
                 if account.screenings:
@@ -921,12 +888,18 @@ class SQLiteRepository(ReportsInSQL):
 
         head = list(itertools.islice(accounts, _BULK))
         accounts = itertools.chain(head, accounts)
-        source = checked()
         with self.atomic(), self._using("adding accounts") as connection:
             if len(head) == _BULK:
                 self._defer_indexes(connection)
             try:
-                _insert_runs(connection, captures, rows, pending)
+                # The batch is stored in its order, as runs of captures (the short statement)
+                # and runs of other accounts (the general one): a clash is then the later
+                # account's, as it is one by one.
+                for as_capture, run in itertools.groupby(checked(), key=_stored_as_capture):
+                    if as_capture:
+                        connection.executemany(_INSERT_CAPTURE, captures(run))
+                    else:
+                        connection.executemany(_INSERT, rows(run))
             except sqlite3.IntegrityError as exc:
                 if current is None:  # pragma: no cover - no row, no constraint to break
                     raise
