@@ -170,9 +170,9 @@ def test_lone_surrogates_are_refused_on_every_adapter(any_repository: Any) -> No
 def _misfile_sqlite(repository: Any) -> None:
     with sqlite3.connect(repository.path) as raw:
         raw.execute(
-            "UPDATE accounts SET data = (SELECT data FROM accounts WHERE id = 'b'), "
-            "stamp = stamp + 1 WHERE id = 'a'"
+            "UPDATE accounts SET data = (SELECT data FROM accounts WHERE id = 'b') WHERE id = 'a'"
         )
+        raw.execute("UPDATE account_states SET stamp = stamp + 1 WHERE id = 'a'")
 
 
 def test_a_row_holding_another_accounts_data_is_a_storage_error_sqlite(tmp_path: Path) -> None:

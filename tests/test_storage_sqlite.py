@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from salesprocess import FixedClock, SalesProcess, strategies
 from salesprocess.account import Account, HistoryEntry, Referral, Screening, Source
-from salesprocess.errors import ConflictError, NotFound, StorageError, ValidationError
+from salesprocess.errors import ConflictError, NotFound, StaleWrite, StorageError, ValidationError
 from salesprocess.money import Money
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel, serialise
@@ -433,7 +433,7 @@ def test_a_schema_3_file_gains_the_read_model_and_answers_reports(tmp_path: Path
             "SELECT count(*) FROM purchases WHERE account_id = 'm-buyer'"
         ).fetchone()[0]
     migrated.close()
-    assert version == SCHEMA_VERSION == 6
+    assert version == SCHEMA_VERSION == 7
     assert rows == len(bought.purchases)
     with SQLiteRepository(path) as again:  # opens without migrating twice
         assert_same_account(bought, again.get("m-buyer"))
@@ -501,16 +501,54 @@ def test_a_purchase_on_a_long_account_writes_one_row(tmp_path: Path) -> None:
 # --- schema 6: screenings as rows ---------------------------------------------------------------
 
 
+def _file_at_schema_6(path: Path, accounts: list[Account], saves: int = 0) -> list[Account]:
+    """Write ``path`` as salesprocess wrote files at schema 6; return the accounts as stored.
+
+    Schema 6 kept an account's version, stamp and screenings' count on its ``accounts`` row.
+    This version stores the accounts (and saves the ``n``-th ``n % (saves + 1)`` times, for
+    versions above 1) in a file of its own; ``path`` gets schema 6's own tables, by its
+    migrations, and their rows from that file.
+    """
+    new = path.with_name(f"{path.stem}-current.db")
+    with SQLiteRepository(new) as repository:
+        repository.add_many(accounts)
+        for number, account in enumerate(accounts):
+            for _ in range(number % (saves + 1)):
+                current = repository.get(account.id)
+                repository.save(
+                    attrs.evolve(current, name=f"{current.name} again"),
+                    expected_version=current.version,
+                )
+        stored = list(repository.page(limit=10_000))
+    with sqlite3.connect(path, isolation_level=None) as old:
+        old.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        for step in MIGRATIONS[:6]:
+            for statement in step:
+                old.execute(statement)
+        old.execute("ATTACH DATABASE ? AS current", (str(new),))
+        columns = [row[1] for row in old.execute("PRAGMA main.table_info(accounts)")]
+        moved = ("version", "stamp", "screening_count", "screened_at")
+        picked = ", ".join(("s." if column in moved else "a.") + column for column in columns)
+        old.execute(
+            f"INSERT INTO main.accounts ({', '.join(columns)}) SELECT {picked} "
+            "FROM current.accounts AS a JOIN current.account_states AS s ON s.id = a.id"
+        )
+        for table in ("purchases", "stage_changes", "purchase_tallies", "screenings"):
+            old.execute(f"INSERT INTO main.{table} SELECT * FROM current.{table}")
+        old.execute("DETACH DATABASE current")
+        old.execute("PRAGMA user_version = 6")
+    old.close()
+    return stored
+
+
 def _file_at_schema_5(path: Path, accounts: list[Account]) -> list[Account]:
     """Write ``path`` as salesprocess wrote files at schema 5; return the accounts as stored.
 
-    Schema 5 kept an account's screenings in its JSON: the file is written by this version,
-    then its screening rows are put back into each account's JSON and the table and columns
-    of schema 6 dropped.
+    Schema 5 kept an account's screenings in its JSON: the file is written at schema 6, then
+    its screening rows are put back into each account's JSON and the table and columns of
+    schema 6 dropped.
     """
-    with SQLiteRepository(path) as repository:
-        repository.add_many(accounts)
-        stored = list(repository.page(limit=10_000))
+    stored = _file_at_schema_6(path, accounts)
     with sqlite3.connect(path, isolation_level=None) as old:
         for account in stored:
             prefix = attrs.evolve(account, purchases=())
@@ -578,7 +616,7 @@ def test_a_schema_5_file_moves_its_screenings_into_rows(tmp_path: Path) -> None:
             "SELECT count(*) FROM accounts WHERE json_type(data, '$.screenings') IS NOT NULL"
         ).fetchone()[0]
     migrated.close()
-    assert version == SCHEMA_VERSION == 6
+    assert version == SCHEMA_VERSION == 7
     assert rows == sum(len(account.screenings) for account in stored) + 1
     assert in_json == 0
     with SQLiteRepository(path) as again:  # opens without migrating twice
@@ -614,6 +652,57 @@ def test_a_schema_5_file_with_an_unreadable_account_is_left_as_it_was(tmp_path: 
     with sqlite3.connect(path) as untouched:
         assert untouched.execute("PRAGMA user_version").fetchone()[0] == 5
     untouched.close()
+
+
+# --- schema 7: an account's state row --------------------------------------------------------
+
+
+def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path) -> None:
+    """Schema 7 keeps version, stamp and screenings' count apart: all reads back equal."""
+    path = tmp_path / "schema6.db"
+    stored = _file_at_schema_6(path, _screened_accounts(), saves=2)
+    assert {account.version for account in stored} == {1, 2, 3}
+    with SQLiteRepository(path) as repository:
+        for account in stored:
+            assert_same_account(account, repository.get(account.id))
+        assert list(repository.page(limit=10_000)) == stored
+        assert_reports_agree(repository, as_of=_T0 + timedelta(days=3))
+        prospects = [a for a in stored if a.stage is Stage.PROSPECT and a.screenings]
+        if prospects:
+            latest = max(a.screenings[-1].at for a in prospects)
+            assert repository.latest_screening(stage=Stage.PROSPECT) == latest
+        first = repository.get(stored[0].id)
+        more = attrs.evolve(first, screenings=(*first.screenings, Screening(_T0, "x", "1", True)))
+        saved = repository.save(more, expected_version=first.version)
+        with pytest.raises(StaleWrite):
+            repository.save(more, expected_version=first.version)
+    with sqlite3.connect(path) as migrated:
+        version = migrated.execute("PRAGMA user_version").fetchone()[0]
+        columns = {row[1] for row in migrated.execute("PRAGMA table_info(accounts)")}
+        states = migrated.execute("SELECT count(*) FROM account_states").fetchone()[0]
+    migrated.close()
+    assert version == SCHEMA_VERSION == 7
+    assert not columns & {"version", "stamp", "screening_count", "screened_at"}
+    assert states == len(stored)
+    with SQLiteRepository(path) as again:  # opens without migrating twice
+        assert again.get(saved.id) == saved
+        assert [again.get(a.id) for a in stored[1:]] == stored[1:]
+
+
+@settings(max_examples=20, deadline=None)
+@given(accounts=st.lists(_accounts(), max_size=4, unique_by=lambda a: a.id))
+def test_any_schema_6_file_migrates_to_equal_accounts(accounts: list[Account]) -> None:
+    """Whatever the accounts (zones, hostile text, every kind of part), they read back equal."""
+    unique = [
+        attrs.evolve(account, email=None, phone=None, referral_code=None) for account in accounts
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "schema6.db"
+        stored = _file_at_schema_6(path, unique, saves=1)
+        with SQLiteRepository(path) as repository:
+            assert list(repository.page(limit=10_000)) == stored
+            for account in stored:
+                assert_same_account(account, repository.get(account.id))
 
 
 def test_the_latest_screening_is_of_the_stage_asked_for() -> None:
