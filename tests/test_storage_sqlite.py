@@ -24,6 +24,7 @@ from salesprocess.errors import ConflictError, NotFound, StaleWrite, StorageErro
 from salesprocess.money import Money
 from salesprocess.stage import Stage
 from salesprocess.storage import readmodel, serialise
+from salesprocess.storage import sqlite as sqlite_module
 from salesprocess.storage.protocol import AccountRepository
 from salesprocess.storage.sqlite import (
     APPLICATION_ID,
@@ -656,12 +657,39 @@ def test_a_schema_5_file_with_an_unreadable_account_is_left_as_it_was(tmp_path: 
 
 # --- schema 7: an account's state row --------------------------------------------------------
 
+_ACCOUNTS_INDEXES = (
+    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'accounts'"
+)
+
+
+def test_a_new_file_has_the_columns_the_adapter_writes() -> None:
+    """The accounts table is ``_COLUMNS`` (the progress but its stamp); the state row the rest."""
+    with SQLiteRepository(":memory:") as repository:
+        connection = repository._connection
+        assert connection is not None
+        accounts = tuple(row[1] for row in connection.execute("PRAGMA table_info(accounts)"))
+        states = tuple(row[1] for row in connection.execute("PRAGMA table_info(account_states)"))
+    assert accounts == sqlite_module._COLUMNS
+    assert accounts[8:] == readmodel.PROGRESS_COLUMNS[:-1]
+    assert states == ("id", "version", "stamp", "screening_count", "screened_at")
+
+
+def test_no_migration_needs_sqlite_3_35() -> None:
+    """``ALTER TABLE ... DROP COLUMN`` needs SQLite 3.35; Pythons are built on older ones."""
+    assert not [
+        statement for step in MIGRATIONS for statement in step if "DROP COLUMN" in statement.upper()
+    ]
+
 
 def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path) -> None:
     """Schema 7 keeps version, stamp and screenings' count apart: all reads back equal."""
     path = tmp_path / "schema6.db"
     stored = _file_at_schema_6(path, _screened_accounts(), saves=2)
     assert {account.version for account in stored} == {1, 2, 3}
+    with sqlite3.connect(path) as old:
+        indexes_before = set(old.execute(_ACCOUNTS_INDEXES).fetchall())
+        rowids_before = old.execute("SELECT rowid, id FROM accounts ORDER BY rowid").fetchall()
+    old.close()
     with SQLiteRepository(path) as repository:
         for account in stored:
             assert_same_account(account, repository.get(account.id))
@@ -680,10 +708,14 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
         version = migrated.execute("PRAGMA user_version").fetchone()[0]
         columns = {row[1] for row in migrated.execute("PRAGMA table_info(accounts)")}
         states = migrated.execute("SELECT count(*) FROM account_states").fetchone()[0]
+        indexes_after = set(migrated.execute(_ACCOUNTS_INDEXES).fetchall())
+        rowids_after = migrated.execute("SELECT rowid, id FROM accounts ORDER BY rowid").fetchall()
     migrated.close()
     assert version == SCHEMA_VERSION == 7
     assert not columns & {"version", "stamp", "screening_count", "screened_at"}
     assert states == len(stored)
+    assert indexes_after == indexes_before  # the rebuilt table has every index it had
+    assert rowids_after == rowids_before
     with SQLiteRepository(path) as again:  # opens without migrating twice
         assert again.get(saved.id) == saved
         assert [again.get(a.id) for a in stored[1:]] == stored[1:]

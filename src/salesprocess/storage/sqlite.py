@@ -132,8 +132,62 @@ _QUALIFIED_DAY: Final = readmodel.day_expression("first_qualified_at")
 #: ``PRAGMA application_id`` of a salesprocess file: "SALE" in ASCII.
 APPLICATION_ID: Final = 0x53414C45
 
-#: The forward migrations: step ``n`` takes a file from schema ``n`` to ``n + 1``. Step 4 is
-#: followed by filling the read model from every stored account's JSON (:data:`FILLED_BY`).
+# The read model's columns of an account's row, as schema 4 added them (in PROGRESS_COLUMNS'
+# order; the stamp, last, moved to the state row at schema 7).
+_PROGRESS_KINDS: Final = (
+    ("channel", "TEXT"),
+    ("campaign", "TEXT"),
+    ("created_zone", "TEXT"),
+    ("created_wall", "INTEGER"),
+    ("captured_at", "INTEGER"),
+    ("captured_stage", "TEXT"),
+    ("captured_zone", "TEXT"),
+    ("captured_wall", "INTEGER"),
+    ("last_stage", "TEXT"),
+    ("first_qualified_at", "INTEGER"),
+    ("bought_at", "INTEGER"),
+    ("mask", "INTEGER"),
+    ("settled_at", "INTEGER"),
+    ("purchase_count", "INTEGER"),
+    ("history_count", "INTEGER"),
+    ("stamp", "INTEGER"),
+)
+# The columns of an account's row (schema 7): the progress but its stamp, which is on the
+# account's state row (account_states) with the version and the screenings' count.
+_COLUMNS: Final = (
+    "id",
+    "name",
+    "email",
+    "phone",
+    "stage",
+    "created_at",
+    "data",
+    "referral_code",
+    *(column for column, _kind in _PROGRESS_KINDS[:-1]),
+)
+# The indexes of the accounts table, each made by the step that says why; schema 7 makes
+# them again on the table it rebuilds.
+_STAGE_INDEX: Final = "CREATE INDEX accounts_stage_created ON accounts (stage, created_at, id)"
+_CODE_INDEX: Final = "CREATE UNIQUE INDEX accounts_referral_code ON accounts (referral_code)"
+_READ_MODEL_INDEXES: Final = (
+    "CREATE INDEX accounts_funnel ON accounts (last_stage, mask)",
+    "CREATE INDEX accounts_funnel_source ON accounts (channel, campaign, last_stage, mask)",
+    "CREATE INDEX accounts_settled ON accounts (settled_at)",
+    "CREATE INDEX accounts_zone ON accounts (created_zone, created_at) "
+    "WHERE created_zone IS NOT NULL",
+    "CREATE INDEX accounts_captured_zone ON accounts (captured_zone, captured_at) "
+    "WHERE captured_zone IS NOT NULL",
+    f"CREATE INDEX accounts_leads ON accounts ({_CREATED_DAY}, channel)",
+    f"CREATE INDEX accounts_qualified "
+    f"ON accounts ({_QUALIFIED_DAY}, first_qualified_at, created_at)",
+)
+_REFERRING_INDEX: Final = (
+    "CREATE INDEX accounts_referring ON accounts (id) "
+    f"WHERE {readmodel.REFERRERS.partition(' WHERE ')[2]}"
+)
+
+#: The forward migrations: step ``n`` takes a file from schema ``n`` to ``n + 1``. Steps 4
+#: and 6 are followed by filling rows from every stored account's JSON (:data:`FILLED_BY`).
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 0 -> 1: the accounts table.
     (
@@ -154,13 +208,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 1 -> 2: with_stage lists oldest first; let the index give that order instead of a sort.
     (
         "DROP INDEX accounts_stage",
-        "CREATE INDEX accounts_stage_created ON accounts (stage, created_at, id)",
+        _STAGE_INDEX,
     ),
     # 2 -> 3: referral codes, unique like email and phone. Rows written before keep NULL, which
     # is right: their JSON has no referral code either.
     (
         "ALTER TABLE accounts ADD COLUMN referral_code TEXT",
-        "CREATE UNIQUE INDEX accounts_referral_code ON accounts (referral_code)",
+        _CODE_INDEX,
     ),
     # 3 -> 4: the read model. Purchases and stage changes become rows of their own (appended,
     # never rewritten), the account's progress columns of its row, and each account's purchases
@@ -169,27 +223,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # the amount's text and exponent. Rows written before keep their whole JSON in ``data``;
     # the rows are filled from it.
     (
-        *(
-            f"ALTER TABLE accounts ADD COLUMN {column} {kind}"
-            for column, kind in (
-                ("channel", "TEXT"),
-                ("campaign", "TEXT"),
-                ("created_zone", "TEXT"),
-                ("created_wall", "INTEGER"),
-                ("captured_at", "INTEGER"),
-                ("captured_stage", "TEXT"),
-                ("captured_zone", "TEXT"),
-                ("captured_wall", "INTEGER"),
-                ("last_stage", "TEXT"),
-                ("first_qualified_at", "INTEGER"),
-                ("bought_at", "INTEGER"),
-                ("mask", "INTEGER"),
-                ("settled_at", "INTEGER"),
-                ("purchase_count", "INTEGER"),
-                ("history_count", "INTEGER"),
-                ("stamp", "INTEGER"),
-            )
-        ),
+        *(f"ALTER TABLE accounts ADD COLUMN {column} {kind}" for column, kind in _PROGRESS_KINDS),
         """
         CREATE TABLE purchases (
             account_id TEXT NOT NULL,
@@ -238,23 +272,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (currency, account_id)
         ) WITHOUT ROWID
         """,
-        "CREATE INDEX accounts_funnel ON accounts (last_stage, mask)",
-        "CREATE INDEX accounts_funnel_source ON accounts (channel, campaign, last_stage, mask)",
-        "CREATE INDEX accounts_settled ON accounts (settled_at)",
-        "CREATE INDEX accounts_zone ON accounts (created_zone, created_at) "
-        "WHERE created_zone IS NOT NULL",
-        "CREATE INDEX accounts_captured_zone ON accounts (captured_zone, captured_at) "
-        "WHERE captured_zone IS NOT NULL",
-        f"CREATE INDEX accounts_leads ON accounts ({_CREATED_DAY}, channel)",
-        f"CREATE INDEX accounts_qualified "
-        f"ON accounts ({_QUALIFIED_DAY}, first_qualified_at, created_at)",
+        *_READ_MODEL_INDEXES,
     ),
     # 4 -> 5: the accounts that may hold referrals, for the referral report (a partial index:
     # a few rows, each found without reading the others' JSON).
-    (
-        "CREATE INDEX accounts_referring ON accounts (id) "
-        f"WHERE {readmodel.REFERRERS.partition(' WHERE ')[2]}",
-    ),
+    (_REFERRING_INDEX,),
     # 5 -> 6: screenings become rows of their own, appended and never rewritten, as purchases
     # are: a bulk screen records one without rewriting the account's JSON. ``screening_count``
     # says how many an account has, ``screened_at`` when the last was (its key). The
@@ -279,7 +301,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # row of their own. A bulk screen raises them and nothing else; in the account's row, with
     # its JSON and read model, each raise rewrote some 600 bytes (and wrote them to the WAL and
     # back at a checkpoint). screen_all over 100,000 prospects went from 12.0-14.7 to 9.1-10.0
-    # us a prospect, measured.
+    # us a prospect, measured. The accounts table is made anew without those columns (copied,
+    # rowids kept, its indexes made again), not altered: ALTER TABLE ... DROP COLUMN needs
+    # SQLite 3.35, and a Python may well be built on an older one (3.34 on RHEL 9).
     (
         """
         CREATE TABLE account_states (
@@ -292,10 +316,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         "INSERT INTO account_states (id, version, stamp, screening_count, screened_at) "
         "SELECT id, version, stamp, screening_count, screened_at FROM accounts",
-        *(
-            f"ALTER TABLE accounts DROP COLUMN {column}"
-            for column in ("version", "stamp", "screening_count", "screened_at")
-        ),
+        f"""
+        CREATE TABLE accounts_7 (
+            id TEXT NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL,
+            email TEXT UNIQUE,
+            phone TEXT UNIQUE,
+            stage TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            referral_code TEXT,
+            {", ".join(f"{column} {kind}" for column, kind in _PROGRESS_KINDS[:-1])}
+        )
+        """,
+        f"INSERT INTO accounts_7 (rowid, {', '.join(_COLUMNS)}) "  # noqa: S608 - our own names
+        f"SELECT rowid, {', '.join(_COLUMNS)} FROM accounts",
+        "DROP TABLE accounts",
+        "ALTER TABLE accounts_7 RENAME TO accounts",
+        _STAGE_INDEX,
+        _CODE_INDEX,
+        *_READ_MODEL_INDEXES,
+        _REFERRING_INDEX,
     ),
 )
 
@@ -318,20 +359,6 @@ MAX_TIMEOUT: Final = (2**31 - 1) // 1000
 
 _SYNCHRONOUS: Final = ("FULL", "NORMAL", "OFF")
 
-# The columns of an account's row: the progress but its last column, the stamp, which is on
-# the account's state row (account_states) with the version and the screenings' count.
-_PROGRESS: Final = PROGRESS_COLUMNS[:-1]
-_COLUMNS: Final = (
-    "id",
-    "name",
-    "email",
-    "phone",
-    "stage",
-    "created_at",
-    "data",
-    "referral_code",
-    *_PROGRESS,
-)
 # An account's state row (schema 7); the rest of the account is its accounts row.
 _STATE_OWN: Final = ("version", "stamp", "screening_count", "screened_at")
 _INSERT: Final = (
