@@ -761,6 +761,40 @@ def test_the_latest_screening_is_of_the_stage_asked_for() -> None:
         assert repository.latest_screening(stage=Stage.CUSTOMER) is None
 
 
+@pytest.mark.parametrize("criteria", ["c", "d"])
+def test_a_bulk_screen_records_on_the_account_whose_id_holds_a_nul(criteria: str) -> None:
+    """SQLite's JSON functions end a text at NUL: "a\\x00b" must not be taken for "a"."""
+    from salesprocess import Criteria  # noqa: PLC0415
+    from salesprocess.criteria_sql import prefilter  # noqa: PLC0415
+
+    check = prefilter(Criteria.from_dict({">=": [{"var": "n"}, 50]}, name="c", version="1"))
+    passed = Screening(_T0 + timedelta(days=1), "c", "1", True)
+    failed = Screening(_T0 + timedelta(days=1), criteria, "1", False)  # "d": a CASE per column
+    with SQLiteRepository(":memory:") as repository:
+        repository.add_many(
+            [
+                _prospect("a\x00b", attributes={"n": 80}),
+                _prospect("a\x00c", attributes={"n": 10}),
+                _prospect("x", attributes={"n": 80}),
+                _prospect("y", attributes={"n": 10}),
+                _prospect("a", stage=Stage.QUALIFIED),
+            ]
+        )
+        with repository.atomic():
+            page = repository.screen_out(
+                check, stage=Stage.PROSPECT, passed=passed, failed=failed, after=None, limit=10
+            )
+        assert {key: verdict for key, (verdict, _) in page.decided.items()} == {
+            "a\x00b": True, "a\x00c": False, "x": True, "y": False,
+        }  # fmt: skip
+        for account_id, record in (("a\x00b", passed), ("a\x00c", failed), ("x", passed),
+                                   ("y", failed)):  # fmt: skip
+            screened = repository.get(account_id)
+            assert (screened.version, screened.screenings) == (2, (record,))
+        untouched = repository.get("a")
+        assert (untouched.version, untouched.screenings) == (1, ())
+
+
 # --- bulk loads: the secondary indexes built once, at commit -----------------------------------
 
 
