@@ -662,6 +662,11 @@ _ACCOUNTS_INDEXES = (
 )
 
 
+# Every column of a schema 6 accounts row, and those schema 7 moves to the state row.
+_MOVED = ("version", "stamp", "screening_count", "screened_at")
+_ROW_COLUMNS = (*sqlite_module._COLUMNS, *_MOVED)
+
+
 def test_a_new_file_has_the_columns_the_adapter_writes() -> None:
     """The accounts table is ``_COLUMNS`` (the progress but its stamp); the state row the rest."""
     with SQLiteRepository(":memory:") as repository:
@@ -689,8 +694,19 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
     with sqlite3.connect(path) as old:
         indexes_before = set(old.execute(_ACCOUNTS_INDEXES).fetchall())
         rowids_before = old.execute("SELECT rowid, id FROM accounts ORDER BY rowid").fetchall()
+        rows_before = old.execute(
+            f"SELECT rowid, {', '.join(_ROW_COLUMNS)} FROM accounts ORDER BY rowid"
+        ).fetchall()
     old.close()
     with SQLiteRepository(path) as repository:
+        connection = repository._connection
+        assert connection is not None
+        joined = ", ".join(("s." if column in _MOVED else "a.") + column for column in _ROW_COLUMNS)
+        rows_after = connection.execute(
+            f"SELECT a.rowid, {joined} FROM accounts AS a "
+            "JOIN account_states AS s ON s.id = a.id ORDER BY a.rowid"
+        ).fetchall()
+        assert rows_after == rows_before  # every column of every row, the moved ones too
         for account in stored:
             assert_same_account(account, repository.get(account.id))
         assert list(repository.page(limit=10_000)) == stored
