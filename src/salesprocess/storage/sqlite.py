@@ -12,10 +12,10 @@ lead, or two accounts behind one code, impossible across processes; ``stage`` in
 microseconds since 1970-01-01 UTC, so it sorts by instant whatever the offset) plus ``data``, the
 account as JSON text (:mod:`salesprocess.storage.serialise`) but for its purchases and
 screenings, which are rows of their own in ``purchases`` and ``screenings``, appended and never
-rewritten. What changes at every write, the ``version``, the row's ``stamp`` and the screenings'
-count, is on a narrow row of ``account_states``: a bulk screen raises it alone. With
-``stage_changes`` (the changes after the first), the account's progress in more columns of its
-row and its purchases per currency in ``purchase_tallies``, they are the read model
+rewritten. What changes at every write, the ``version``, the ``stamp``, the screenings' count
+and the last one's moment, is on a narrow row of ``account_states``: a bulk screen raises it
+alone. With ``stage_changes`` (the changes after the first), the account's progress in more
+columns of its row and its purchases per currency in ``purchase_tallies``, they are the read model
 (:mod:`salesprocess.storage.readmodel`), written in the same transaction as the account; a read
 joins the purchases back; ``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are
 answered in SQL from them (``report_*``).
