@@ -662,6 +662,11 @@ _ACCOUNTS_INDEXES = (
 )
 
 
+# Every column of a schema 6 accounts row, and those schema 7 moves to the state row.
+_MOVED = ("version", "stamp", "screening_count", "screened_at")
+_ROW_COLUMNS = (*sqlite_module._COLUMNS, *_MOVED)
+
+
 def test_a_new_file_has_the_columns_the_adapter_writes() -> None:
     """The accounts table is ``_COLUMNS`` (the progress but its stamp); the state row the rest."""
     with SQLiteRepository(":memory:") as repository:
@@ -689,8 +694,19 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
     with sqlite3.connect(path) as old:
         indexes_before = set(old.execute(_ACCOUNTS_INDEXES).fetchall())
         rowids_before = old.execute("SELECT rowid, id FROM accounts ORDER BY rowid").fetchall()
+        rows_before = old.execute(
+            f"SELECT rowid, {', '.join(_ROW_COLUMNS)} FROM accounts ORDER BY rowid"
+        ).fetchall()
     old.close()
     with SQLiteRepository(path) as repository:
+        connection = repository._connection
+        assert connection is not None
+        joined = ", ".join(("s." if column in _MOVED else "a.") + column for column in _ROW_COLUMNS)
+        rows_after = connection.execute(
+            f"SELECT a.rowid, {joined} FROM accounts AS a "
+            "JOIN account_states AS s ON s.id = a.id ORDER BY a.rowid"
+        ).fetchall()
+        assert rows_after == rows_before  # every column of every row, the moved ones too
         for account in stored:
             assert_same_account(account, repository.get(account.id))
         assert list(repository.page(limit=10_000)) == stored
@@ -759,6 +775,40 @@ def test_the_latest_screening_is_of_the_stage_asked_for() -> None:
         assert latest.tzinfo == ZoneInfo("Europe/Berlin")
         assert repository.latest_screening(stage=Stage.QUALIFIED) == late
         assert repository.latest_screening(stage=Stage.CUSTOMER) is None
+
+
+@pytest.mark.parametrize("criteria", ["c", "d"])
+def test_a_bulk_screen_records_on_the_account_whose_id_holds_a_nul(criteria: str) -> None:
+    """SQLite's JSON functions end a text at NUL: "a\\x00b" must not be taken for "a"."""
+    from salesprocess import Criteria  # noqa: PLC0415
+    from salesprocess.criteria_sql import prefilter  # noqa: PLC0415
+
+    check = prefilter(Criteria.from_dict({">=": [{"var": "n"}, 50]}, name="c", version="1"))
+    passed = Screening(_T0 + timedelta(days=1), "c", "1", True)
+    failed = Screening(_T0 + timedelta(days=1), criteria, "1", False)  # "d": a CASE per column
+    with SQLiteRepository(":memory:") as repository:
+        repository.add_many(
+            [
+                _prospect("a\x00b", attributes={"n": 80}),
+                _prospect("a\x00c", attributes={"n": 10}),
+                _prospect("x", attributes={"n": 80}),
+                _prospect("y", attributes={"n": 10}),
+                _prospect("a", stage=Stage.QUALIFIED),
+            ]
+        )
+        with repository.atomic():
+            page = repository.screen_out(
+                check, stage=Stage.PROSPECT, passed=passed, failed=failed, after=None, limit=10
+            )
+        assert {key: verdict for key, (verdict, _) in page.decided.items()} == {
+            "a\x00b": True, "a\x00c": False, "x": True, "y": False,
+        }  # fmt: skip
+        for account_id, record in (("a\x00b", passed), ("a\x00c", failed), ("x", passed),
+                                   ("y", failed)):  # fmt: skip
+            screened = repository.get(account_id)
+            assert (screened.version, screened.screenings) == (2, (record,))
+        untouched = repository.get("a")
+        assert (untouched.version, untouched.screenings) == (1, ())
 
 
 # --- bulk loads: the secondary indexes built once, at commit -----------------------------------

@@ -12,10 +12,10 @@ lead, or two accounts behind one code, impossible across processes; ``stage`` in
 microseconds since 1970-01-01 UTC, so it sorts by instant whatever the offset) plus ``data``, the
 account as JSON text (:mod:`salesprocess.storage.serialise`) but for its purchases and
 screenings, which are rows of their own in ``purchases`` and ``screenings``, appended and never
-rewritten. What changes at every write, the ``version``, the row's ``stamp`` and the screenings'
-count, is on a narrow row of ``account_states``: a bulk screen raises it alone. With
-``stage_changes`` (the changes after the first), the account's progress in more columns of its
-row and its purchases per currency in ``purchase_tallies``, they are the read model
+rewritten. What changes at every write, the ``version``, the ``stamp``, the screenings' count
+and the last one's moment, is on a narrow row of ``account_states``: a bulk screen raises it
+alone. With ``stage_changes`` (the changes after the first), the account's progress in more
+columns of its row and its purchases per currency in ``purchase_tallies``, they are the read model
 (:mod:`salesprocess.storage.readmodel`), written in the same transaction as the account; a read
 joins the purchases back; ``revenue``, ``funnel``, ``lead_flow`` and ``time_in_stage`` are
 answered in SQL from them (``report_*``).
@@ -1424,13 +1424,10 @@ class SQLiteRepository(ReportsInSQL):
 
         One ``INSERT ... SELECT`` for both verdicts and one ``UPDATE`` (not one of each per
         verdict: 1 us a prospect less, measured), since a row's screening differs by verdict
-        only in what the two records hold.
+        only in what the two records hold; and one pair more for each id holding a NUL.
         """
-        params: dict[str, object] = {
-            "all": json.dumps(ids[True] + ids[False]),
-            "passed": json.dumps(ids[True]),
-        }
-        values = {}
+        params: dict[str, object] = {}
+        differ = set()
         for column, of in (
             ("at", lambda record: created_key(record.at)),
             ("moment", lambda record: readmodel.moment_text_of(record.at)),
@@ -1439,24 +1436,42 @@ class SQLiteRepository(ReportsInSQL):
         ):
             params[f"passed_{column}"], params[f"failed_{column}"] = of(passed), of(failed)
             # Equal for a bulk screen's two records; the protocol allows them to differ.
-            values[column] = (
-                f":passed_{column}"
-                if params[f"passed_{column}"] == params[f"failed_{column}"]
-                else f"CASE WHEN {_PASSED} THEN :passed_{column} ELSE :failed_{column} END"
+            if params[f"passed_{column}"] != params[f"failed_{column}"]:
+                differ.add(column)
+        # The ids go as one JSON list each, but for those holding a NUL: SQLite's JSON functions
+        # end a text at "\u0000", so "a\x00b" would match the account "a". Each of those (rare)
+        # is matched by a parameter of its own.
+        plain = {verdict: [i for i in ids[verdict] if "\x00" not in i] for verdict in ids}
+        batches: list[tuple[str, str, dict[str, object]]] = [
+            ("id = :id", ":verdict", {"id": account_id, "verdict": int(verdict)})
+            for verdict in (True, False)
+            for account_id in ids[verdict]
+            if "\x00" in account_id
+        ]
+        if plain[True] or plain[False]:
+            everyone = json.dumps(plain[True] + plain[False])
+            keys: dict[str, object] = {"all": everyone, "passed": json.dumps(plain[True])}
+            batches.insert(0, (_IN_PAGE, _PASSED, keys))
+        for in_page, is_passed, keys in batches:
+            values = {
+                column: f"CASE WHEN {is_passed} THEN :passed_{column} ELSE :failed_{column} END"
+                if column in differ
+                else f":passed_{column}"
+                for column in ("at", "moment", "criteria", "version")
+            }
+            connection.execute(
+                "INSERT INTO screenings (account_id, position, at, moment, criteria, version, "  # noqa: S608 - ours
+                f"passed) SELECT id, screening_count, {values['at']}, {values['moment']}, "
+                f"{values['criteria']}, {values['version']}, {is_passed} "
+                f"FROM account_states WHERE {in_page}",
+                {**params, **keys},
             )
-        connection.execute(
-            "INSERT INTO screenings (account_id, position, at, moment, criteria, version, "  # noqa: S608 - ours
-            f"passed) SELECT id, screening_count, {values['at']}, {values['moment']}, "
-            f"{values['criteria']}, {values['version']}, {_PASSED} "
-            f"FROM account_states WHERE {_IN_PAGE}",
-            params,
-        )
-        connection.execute(
-            "UPDATE account_states SET version = version + 1, "  # noqa: S608 - ours
-            "stamp = (random() & 4611686018427387903) + 1, "
-            f"screening_count = screening_count + 1, screened_at = {values['at']} WHERE {_IN_PAGE}",
-            params,
-        )
+            connection.execute(
+                "UPDATE account_states SET version = version + 1, "  # noqa: S608 - ours
+                "stamp = (random() & 4611686018427387903) + 1, screening_count = "
+                f"screening_count + 1, screened_at = {values['at']} WHERE {in_page}",
+                {**params, **keys},
+            )
 
     # --- reports ----------------------------------------------------------------------------
 
