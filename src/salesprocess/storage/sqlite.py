@@ -418,9 +418,14 @@ _INSERT_SCREENING: Final = (
 )
 _DROP_SCREENINGS: Final = "DELETE FROM screenings WHERE account_id = ?"
 
-# A bulk screen's accounts (by id, a JSON list) and, among them, those that pass.
-_IN_PAGE: Final = "id IN (SELECT value FROM json_each(:all))"
-_PASSED: Final = "id IN (SELECT value FROM json_each(:passed))"
+# A bulk screen's accounts and, among them, those that pass: by their accounts rowids, a JSON
+# list (of integers: SQLite's JSON functions end a text at "\u0000", and an id may hold one).
+_IN_PAGE: Final = (
+    "id IN (SELECT id FROM accounts WHERE rowid IN (SELECT value FROM json_each(:all)))"
+)
+_PASSED: Final = (
+    "id IN (SELECT id FROM accounts WHERE rowid IN (SELECT value FROM json_each(:passed)))"
+)
 
 # An account's row as reads fetch it (readmodel.AccountRow, with screenings).
 _READ_COLUMNS: Final = "a.id, a.data, s.stamp, a.purchase_count, s.version, s.screening_count"
@@ -1386,22 +1391,22 @@ class SQLiteRepository(ReportsInSQL):
             # One evaluation of the prefilter per row: 1 surely passes, 0 surely fails,
             # NULL is Python's to judge.
             page = connection.execute(
-                f"SELECT created_at, id, {verdict_sql}, data "  # noqa: S608
+                f"SELECT created_at, id, {verdict_sql}, data, rowid "  # noqa: S608
                 f"FROM accounts WHERE stage = :stage {bound}ORDER BY created_at, id LIMIT :limit",
                 {**params, **keys, "stage": name, "limit": limit},
             ).fetchall()
             decided: dict[str, tuple[bool, object]] = {}
-            ids: dict[bool, list[str]] = {True: [], False: []}
+            rowids: dict[bool, list[int]] = {True: [], False: []}
             kept = []
-            for _created, account_id, verdict, data in page:
+            for _created, account_id, verdict, data, rowid in page:
                 if verdict is None:
                     kept.append(account_id)
                     continue
                 surely = verdict == 1
-                ids[surely].append(account_id)
+                rowids[surely].append(rowid)
                 decided[account_id] = (surely, StoredFacts(data, cached_loads))
             if decided:
-                self._record_screenings(connection, ids, passed, failed)
+                self._record_screenings(connection, rowids, passed, failed)
             rows = self._rows_of(kept, what=what) if kept else []
             at = {account_id: index for index, account_id in enumerate(kept)}
             rows.sort(key=lambda row: at[row[0]])  # the page's order, as one by one
@@ -1416,18 +1421,21 @@ class SQLiteRepository(ReportsInSQL):
     @staticmethod
     def _record_screenings(
         connection: sqlite3.Connection,
-        ids: Mapping[bool, list[str]],
+        rowids: Mapping[bool, list[int]],
         passed: Screening,
         failed: Screening,
     ) -> None:
-        """Append ``passed`` to the accounts ``ids[True]``, ``failed`` to ``ids[False]``.
+        """Append ``passed`` to the accounts ``rowids[True]``, ``failed`` to ``rowids[False]``.
 
         One ``INSERT ... SELECT`` for both verdicts and one ``UPDATE`` (not one of each per
         verdict: 1 us a prospect less, measured), since a row's screening differs by verdict
-        only in what the two records hold; and one pair more for each id holding a NUL.
+        only in what the two records hold.
         """
-        params: dict[str, object] = {}
-        differ = set()
+        params: dict[str, object] = {
+            "all": json.dumps(rowids[True] + rowids[False]),
+            "passed": json.dumps(rowids[True]),
+        }
+        values = {}
         for column, of in (
             ("at", lambda record: created_key(record.at)),
             ("moment", lambda record: readmodel.moment_text_of(record.at)),
@@ -1436,42 +1444,24 @@ class SQLiteRepository(ReportsInSQL):
         ):
             params[f"passed_{column}"], params[f"failed_{column}"] = of(passed), of(failed)
             # Equal for a bulk screen's two records; the protocol allows them to differ.
-            if params[f"passed_{column}"] != params[f"failed_{column}"]:
-                differ.add(column)
-        # The ids go as one JSON list each, but for those holding a NUL: SQLite's JSON functions
-        # end a text at "\u0000", so "a\x00b" would match the account "a". Each of those (rare)
-        # is matched by a parameter of its own.
-        plain = {verdict: [i for i in ids[verdict] if "\x00" not in i] for verdict in ids}
-        batches: list[tuple[str, str, dict[str, object]]] = [
-            ("id = :id", ":verdict", {"id": account_id, "verdict": int(verdict)})
-            for verdict in (True, False)
-            for account_id in ids[verdict]
-            if "\x00" in account_id
-        ]
-        if plain[True] or plain[False]:
-            everyone = json.dumps(plain[True] + plain[False])
-            keys: dict[str, object] = {"all": everyone, "passed": json.dumps(plain[True])}
-            batches.insert(0, (_IN_PAGE, _PASSED, keys))
-        for in_page, is_passed, keys in batches:
-            values = {
-                column: f"CASE WHEN {is_passed} THEN :passed_{column} ELSE :failed_{column} END"
-                if column in differ
-                else f":passed_{column}"
-                for column in ("at", "moment", "criteria", "version")
-            }
-            connection.execute(
-                "INSERT INTO screenings (account_id, position, at, moment, criteria, version, "  # noqa: S608 - ours
-                f"passed) SELECT id, screening_count, {values['at']}, {values['moment']}, "
-                f"{values['criteria']}, {values['version']}, {is_passed} "
-                f"FROM account_states WHERE {in_page}",
-                {**params, **keys},
+            values[column] = (
+                f":passed_{column}"
+                if params[f"passed_{column}"] == params[f"failed_{column}"]
+                else f"CASE WHEN {_PASSED} THEN :passed_{column} ELSE :failed_{column} END"
             )
-            connection.execute(
-                "UPDATE account_states SET version = version + 1, "  # noqa: S608 - ours
-                "stamp = (random() & 4611686018427387903) + 1, screening_count = "
-                f"screening_count + 1, screened_at = {values['at']} WHERE {in_page}",
-                {**params, **keys},
-            )
+        connection.execute(
+            "INSERT INTO screenings (account_id, position, at, moment, criteria, version, "  # noqa: S608 - ours
+            f"passed) SELECT id, screening_count, {values['at']}, {values['moment']}, "
+            f"{values['criteria']}, {values['version']}, {_PASSED} "
+            f"FROM account_states WHERE {_IN_PAGE}",
+            params,
+        )
+        connection.execute(
+            "UPDATE account_states SET version = version + 1, "  # noqa: S608 - ours
+            "stamp = (random() & 4611686018427387903) + 1, "
+            f"screening_count = screening_count + 1, screened_at = {values['at']} WHERE {_IN_PAGE}",
+            params,
+        )
 
     # --- reports ----------------------------------------------------------------------------
 
