@@ -7,8 +7,10 @@ import os
 import re
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -586,6 +588,28 @@ def _screened_accounts() -> list[Account]:
     return [*screened, full]
 
 
+def _reads_back_and_saves(repository: SQLiteRepository, stored: list[Account]) -> Account:
+    """Check a migrated file reads ``stored`` back whole; save a screening more to the first.
+
+    The save appends to the rows the migration wrote, and a second save at the same version
+    is stale. Return the saved account.
+    """
+    for account in stored:
+        assert_same_account(account, repository.get(account.id))
+    assert list(repository.page(limit=10_000)) == stored
+    assert_reports_agree(repository, as_of=_T0 + timedelta(days=3))
+    prospects = [a for a in stored if a.stage is Stage.PROSPECT and a.screenings]
+    if prospects:
+        latest = max(a.screenings[-1].at for a in prospects)
+        assert repository.latest_screening(stage=Stage.PROSPECT) == latest
+    first = repository.get(stored[0].id)
+    more = attrs.evolve(first, screenings=(*first.screenings, Screening(_T0, "x", "1", True)))
+    saved = repository.save(more, expected_version=first.version)
+    with pytest.raises(StaleWrite):
+        repository.save(more, expected_version=first.version)
+    return saved
+
+
 def test_a_schema_5_file_moves_its_screenings_into_rows(tmp_path: Path) -> None:
     """Schema 6 keeps screenings as rows: every account reads back equal, nothing in JSON."""
     path = tmp_path / "schema5.db"
@@ -598,18 +622,7 @@ def test_a_schema_5_file_moves_its_screenings_into_rows(tmp_path: Path) -> None:
         assert in_json == sum(1 for account in stored if account.screenings)
     old.close()
     with SQLiteRepository(path) as repository:
-        for account in stored:
-            assert_same_account(account, repository.get(account.id))
-        assert list(repository.page(limit=10_000)) == stored
-        assert_reports_agree(repository, as_of=_T0 + timedelta(days=3))
-        prospects = [a for a in stored if a.stage is Stage.PROSPECT and a.screenings]
-        if prospects:
-            latest = max(a.screenings[-1].at for a in prospects)
-            assert repository.latest_screening(stage=Stage.PROSPECT) == latest
-        # a later save appends to the rows the migration wrote
-        first = repository.get(stored[0].id)
-        more = attrs.evolve(first, screenings=(*first.screenings, Screening(_T0, "x", "1", True)))
-        saved = repository.save(more, expected_version=first.version)
+        saved = _reads_back_and_saves(repository, stored)
     with sqlite3.connect(path) as migrated:
         version = migrated.execute("PRAGMA user_version").fetchone()[0]
         rows = migrated.execute("SELECT count(*) FROM screenings").fetchone()[0]
@@ -625,16 +638,21 @@ def test_a_schema_5_file_moves_its_screenings_into_rows(tmp_path: Path) -> None:
         assert [again.get(a.id) for a in stored[1:]] == stored[1:]
 
 
-@settings(max_examples=30, deadline=None)
+@pytest.mark.parametrize(
+    "old_file", [_file_at_schema_5, partial(_file_at_schema_6, saves=1)], ids=["schema5", "schema6"]
+)
+@settings(max_examples=25, deadline=None)
 @given(accounts=st.lists(_accounts(), max_size=4, unique_by=lambda a: a.id))
-def test_any_schema_5_file_migrates_to_equal_accounts(accounts: list[Account]) -> None:
+def test_any_old_file_migrates_to_equal_accounts(
+    old_file: Callable[[Path, list[Account]], list[Account]], accounts: list[Account]
+) -> None:
     """Whatever the accounts (zones, hostile text, every kind of part), they read back equal."""
     unique = [
         attrs.evolve(account, email=None, phone=None, referral_code=None) for account in accounts
     ]
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "schema5.db"
-        stored = _file_at_schema_5(path, unique)
+        path = Path(folder) / "old.db"
+        stored = old_file(path, unique)
         with SQLiteRepository(path) as repository:
             assert list(repository.page(limit=10_000)) == stored
             for account in stored:
@@ -707,19 +725,7 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
             "JOIN account_states AS s ON s.id = a.id ORDER BY a.rowid"
         ).fetchall()
         assert rows_after == rows_before  # every column of every row, the moved ones too
-        for account in stored:
-            assert_same_account(account, repository.get(account.id))
-        assert list(repository.page(limit=10_000)) == stored
-        assert_reports_agree(repository, as_of=_T0 + timedelta(days=3))
-        prospects = [a for a in stored if a.stage is Stage.PROSPECT and a.screenings]
-        if prospects:
-            latest = max(a.screenings[-1].at for a in prospects)
-            assert repository.latest_screening(stage=Stage.PROSPECT) == latest
-        first = repository.get(stored[0].id)
-        more = attrs.evolve(first, screenings=(*first.screenings, Screening(_T0, "x", "1", True)))
-        saved = repository.save(more, expected_version=first.version)
-        with pytest.raises(StaleWrite):
-            repository.save(more, expected_version=first.version)
+        saved = _reads_back_and_saves(repository, stored)
     with sqlite3.connect(path) as migrated:
         version = migrated.execute("PRAGMA user_version").fetchone()[0]
         columns = {row[1] for row in migrated.execute("PRAGMA table_info(accounts)")}
@@ -735,22 +741,6 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
     with SQLiteRepository(path) as again:  # opens without migrating twice
         assert again.get(saved.id) == saved
         assert [again.get(a.id) for a in stored[1:]] == stored[1:]
-
-
-@settings(max_examples=20, deadline=None)
-@given(accounts=st.lists(_accounts(), max_size=4, unique_by=lambda a: a.id))
-def test_any_schema_6_file_migrates_to_equal_accounts(accounts: list[Account]) -> None:
-    """Whatever the accounts (zones, hostile text, every kind of part), they read back equal."""
-    unique = [
-        attrs.evolve(account, email=None, phone=None, referral_code=None) for account in accounts
-    ]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "schema6.db"
-        stored = _file_at_schema_6(path, unique, saves=1)
-        with SQLiteRepository(path) as repository:
-            assert list(repository.page(limit=10_000)) == stored
-            for account in stored:
-                assert_same_account(account, repository.get(account.id))
 
 
 def test_the_latest_screening_is_of_the_stage_asked_for() -> None:
