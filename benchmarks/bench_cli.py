@@ -52,7 +52,7 @@ db.commit()
 FLOOR = """
 import os, sqlite3, sys, time
 from salesprocess.storage import SQLiteRepository
-from salesprocess.storage.sqlite import _INSERT_CAPTURE, _INSERT_STATE, _SECONDARY
+from salesprocess.storage.sqlite import _ADD_STATES, _INSERT_CAPTURE, _LAST_ROWID, _SECONDARY
 SQLiteRepository(sys.argv[2]).close()  # a new file with our schema
 # The parameters of the statement our import stores a new lead with, read back from its file.
 rows = sqlite3.connect(sys.argv[1]).execute(
@@ -68,8 +68,9 @@ indexes = db.execute(_SECONDARY).fetchall()
 for name, _ in indexes:
     db.execute(f'DROP INDEX "{name}"')
 for at in range(0, len(rows), 1000):
+    (last,) = db.execute(_LAST_ROWID).fetchone()
     db.executemany(_INSERT_CAPTURE, rows[at : at + 1000])
-    db.executemany(_INSERT_STATE, [(row[0], 1, 0, 0, None) for row in rows[at : at + 1000]])
+    db.execute(_ADD_STATES, (last,))
 for _, sql in indexes:
     db.execute(sql)
 db.execute("COMMIT")

@@ -871,9 +871,61 @@ def test_add_many_stores_a_capture_as_add_does(account: Account, zone: str | Non
             names = [
                 d[0] for d in repository._connection.execute("SELECT * FROM accounts").description
             ]
-            rows.append({k: v for k, v in zip(names, row, strict=True) if k != "stamp"})
+            rows.append(dict(zip(names, row, strict=True)))
+            rows.append(repository._connection.execute(_STATE_BUT_STAMP).fetchall())
             assert repository.get(lead.id) == attrs.evolve(lead, version=1)
-    assert rows[0] == rows[1]
+    assert rows[:2] == rows[2:]
+
+
+# An account's state row but its stamp (add writes a fresh one, add_many 0).
+_STATE_BUT_STAMP = (
+    "SELECT id, version, screening_count, screened_at FROM account_states ORDER BY id"
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(strategies.accounts(), min_size=1, max_size=6, unique_by=lambda a: a.id))
+def test_add_many_writes_the_state_rows_add_writes(accounts: list[Account]) -> None:
+    """Captures and other accounts, screened or not: each state row as ``add`` writes it."""
+    new = [
+        attrs.evolve(account, version=0, email=None, phone=None, referral_code=None)
+        for account in accounts
+    ]
+    states = []
+    for store in ("add", "add_many"):
+        with SQLiteRepository(":memory:") as repository:
+            if store == "add":
+                for account in new:
+                    repository.add(account)
+            else:
+                repository.add_many(new)
+            assert repository._connection is not None
+            states.append(repository._connection.execute(_STATE_BUT_STAMP).fetchall())
+            assert [repository.get(a.id) for a in new] == [attrs.evolve(a, version=1) for a in new]
+    assert states[0] == states[1]
+    assert len(states[1]) == len(new)
+
+
+def test_add_many_gives_state_rows_once_the_largest_rowid_is_taken(tmp_path: Path) -> None:
+    """Past rowid 2**63 - 1 SQLite picks new rowids at random: every new account still has
+    its state row (found by a scan), and reads back."""
+    path = tmp_path / "full.db"
+    with SQLiteRepository(path) as repository:
+        repository.add(_account("first", email="first@x.example"))
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        raw.execute("UPDATE accounts SET rowid = 9223372036854775807 WHERE id = 'first'")
+    raw.close()
+    leads = [_account(f"lead-{n:04d}", email=f"lead{n}@x.example") for n in range(600)]
+    with SQLiteRepository(path) as repository:
+        assert repository.add_many(leads) == 600
+        assert repository._connection is not None
+        low = repository._connection.execute(
+            "SELECT count(*) FROM accounts WHERE rowid < 9223372036854775807"
+        ).fetchone()[0]
+        states = repository._connection.execute("SELECT count(*) FROM account_states").fetchone()
+        assert low == 600  # every new rowid was drawn at random, below the largest
+        assert states[0] == 601
+        assert [repository.get(lead.id).version for lead in leads] == [1] * 600
 
 
 def test_a_new_file_gets_the_page_size_an_existing_one_keeps_its_own(
