@@ -301,7 +301,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # row of their own. A bulk screen raises them and nothing else; in the account's row, with
     # its JSON and read model, each raise rewrote some 600 bytes (and wrote them to the WAL and
     # back at a checkpoint). screen_all over 100,000 prospects took 2.6 and 3.9 us a
-    # prospect less on average in two sets of alternating runs (medians 14.1 and 11.5 us).
+    # prospect less on average in two sets of alternating runs (medians 14.1 and 11.1 us).
     # The accounts table is made anew without those columns (copied, rowids kept, its indexes
     # made again), not altered: ALTER TABLE ... DROP COLUMN needs SQLite 3.35, and a Python
     # may well be built on an older one (3.34 on RHEL 9).
