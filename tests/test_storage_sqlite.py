@@ -7,7 +7,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext, suppress
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -504,6 +504,15 @@ def test_a_purchase_on_a_long_account_writes_one_row(tmp_path: Path) -> None:
 # --- schema 6: screenings as rows ---------------------------------------------------------------
 
 
+# The columns schema 7 moves from an accounts row to its state row.
+_MOVED = ("version", "stamp", "screening_count", "screened_at")
+
+
+def _picked(columns: Iterable[str]) -> str:
+    """Return ``columns`` selected from ``a`` (accounts) and ``s`` (its state row), joined."""
+    return ", ".join(("s." if column in _MOVED else "a.") + column for column in columns)
+
+
 def _file_at_schema_6(path: Path, accounts: list[Account], saves: int = 0) -> list[Account]:
     """Write ``path`` as salesprocess wrote files at schema 6; return the accounts as stored.
 
@@ -530,10 +539,8 @@ def _file_at_schema_6(path: Path, accounts: list[Account], saves: int = 0) -> li
                 old.execute(statement)
         old.execute("ATTACH DATABASE ? AS current", (str(new),))
         columns = [row[1] for row in old.execute("PRAGMA main.table_info(accounts)")]
-        moved = ("version", "stamp", "screening_count", "screened_at")
-        picked = ", ".join(("s." if column in moved else "a.") + column for column in columns)
         old.execute(
-            f"INSERT INTO main.accounts ({', '.join(columns)}) SELECT {picked} "
+            f"INSERT INTO main.accounts ({', '.join(columns)}) SELECT {_picked(columns)} "
             "FROM current.accounts AS a JOIN current.account_states AS s ON s.id = a.id"
         )
         for table in ("purchases", "stage_changes", "purchase_tallies", "screenings"):
@@ -680,8 +687,7 @@ _ACCOUNTS_INDEXES = (
 )
 
 
-# Every column of a schema 6 accounts row, and those schema 7 moves to the state row.
-_MOVED = ("version", "stamp", "screening_count", "screened_at")
+# Every column of a schema 6 accounts row.
 _ROW_COLUMNS = (*sqlite_module._COLUMNS, *_MOVED)
 
 
@@ -694,7 +700,7 @@ def test_a_new_file_has_the_columns_the_adapter_writes() -> None:
         states = tuple(row[1] for row in connection.execute("PRAGMA table_info(account_states)"))
     assert accounts == sqlite_module._COLUMNS
     assert accounts[8:] == readmodel.PROGRESS_COLUMNS[:-1]
-    assert states == ("id", "version", "stamp", "screening_count", "screened_at")
+    assert states == ("id", *_MOVED)
 
 
 def test_no_migration_needs_sqlite_3_35() -> None:
@@ -719,9 +725,8 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
     with SQLiteRepository(path) as repository:
         connection = repository._connection
         assert connection is not None
-        joined = ", ".join(("s." if column in _MOVED else "a.") + column for column in _ROW_COLUMNS)
         rows_after = connection.execute(
-            f"SELECT a.rowid, {joined} FROM accounts AS a "
+            f"SELECT a.rowid, {_picked(_ROW_COLUMNS)} FROM accounts AS a "
             "JOIN account_states AS s ON s.id = a.id ORDER BY a.rowid"
         ).fetchall()
         assert rows_after == rows_before  # every column of every row, the moved ones too
@@ -734,7 +739,7 @@ def test_a_schema_6_file_moves_versions_and_stamps_to_state_rows(tmp_path: Path)
         rowids_after = migrated.execute("SELECT rowid, id FROM accounts ORDER BY rowid").fetchall()
     migrated.close()
     assert version == SCHEMA_VERSION == 7
-    assert not columns & {"version", "stamp", "screening_count", "screened_at"}
+    assert not columns & set(_MOVED)
     assert states == len(stored)
     assert indexes_after == indexes_before  # the rebuilt table has every index it had
     assert rowids_after == rowids_before

@@ -408,11 +408,17 @@ _FILL: Final = (
 )
 # An account's rows, joined: ``a`` the accounts row, ``s`` its state row.
 _JOINED: Final = "accounts AS a JOIN account_states AS s ON s.id = a.id"
-_STATE_READ: Final = ", ".join(
-    ("s." if column in _STATE_OWN else "a.") + column
-    for column in (*readmodel.STATE_COLUMNS, "screening_count")
+
+
+def _selected(*columns: str) -> str:
+    """Return ``columns`` for a select over ``_JOINED``, each taken from the row that has it."""
+    return ", ".join(("s." if column in _STATE_OWN else "a.") + column for column in columns)
+
+
+_STATE: Final = (
+    f"SELECT {_selected(*readmodel.STATE_COLUMNS, 'screening_count')} FROM {_JOINED} "  # noqa: S608 - our own names
+    "WHERE a.id = ?"
 )
-_STATE: Final = f"SELECT {_STATE_READ} FROM {_JOINED} WHERE a.id = ?"  # noqa: S608 - our own names
 _INSERT_PURCHASE: Final = (
     "INSERT INTO purchases (account_id, position, at, day, currency, units, exponent, amount, "
     "moment, reference, zone, wall) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -447,7 +453,9 @@ _PASSED: Final = (
 )
 
 # An account's row as reads fetch it (readmodel.AccountRow, with screenings).
-_READ_COLUMNS: Final = "a.id, a.data, s.stamp, a.purchase_count, s.version, s.screening_count"
+_READ_COLUMNS: Final = _selected(
+    "id", "data", "stamp", "purchase_count", "version", "screening_count"
+)
 _READ: Final = f"SELECT {_READ_COLUMNS} FROM {_JOINED}"  # noqa: S608 - our own names
 _BY_ID: Final = f"{_READ} WHERE a.id = ?"
 _BY_EMAIL: Final = f"{_READ} WHERE a.email = ?"
