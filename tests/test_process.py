@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import salesprocess as sp
 from salesprocess.storage import InMemoryRepository
@@ -1027,7 +1032,7 @@ def test_default_process_uses_memory_and_system_clock():
     assert isinstance(sales.repository, InMemoryRepository)
     account = sales.capture_lead(name="Acme", email="a@acme.example", channel="cold_outreach")
     assert len(account.id) == 32
-    assert uuid.UUID(hex=account.id).version == 4
+    assert uuid.UUID(hex=account.id).version == 7
     assert account.created_at.utcoffset() == timedelta(0)
     assert abs(account.created_at - datetime.now(UTC)) < timedelta(minutes=5)
 
@@ -1191,17 +1196,35 @@ def test_the_store_and_clock_are_fixed_for_the_process(sales):
         sales.repository = InMemoryRepository()  # type: ignore[misc]
 
 
-def test_default_ids_are_random_version_4_uuids_in_hex():
-    """The default id factory writes what uuid.uuid4().hex writes: 32 hex digits, v4, RFC 4122."""
+def test_default_ids_are_version_7_uuids_in_hex_of_the_time_they_are_drawn():
+    """The default id factory writes RFC 9562 version 7 UUIDs: 32 hex digits, time first."""
     from salesprocess.use_cases import _new_id  # noqa: PLC0415 - the private default itself
 
+    before = time.time_ns() // 1_000_000
     ids = [_new_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for account_id in ids:
         parsed = uuid.UUID(hex=account_id)
         assert parsed.hex == account_id
-        assert parsed.version == 4
+        assert parsed.version == 7
         assert parsed.variant == uuid.RFC_4122
-    # Every other bit is random: each hex digit outside the fixed ones takes many values.
-    free = [i for i in range(32) if i not in (12, 16)]
-    assert all(len({account_id[i] for account_id in ids}) > 12 for i in free)
+        assert before <= int(account_id[:12], 16) <= after
+    # The 62 bits after the variant are random: each of their hex digits takes many values.
+    assert all(len({account_id[i] for account_id in ids}) > 12 for i in range(17, 32))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**48 * 1_000_000 - 1), min_size=2, max_size=20))
+def test_default_ids_drawn_later_sort_later(moments: list[int]) -> None:
+    """Ids sort as the times they were drawn at, to 1/4096 of a millisecond (RFC 9562, method 3)."""
+    from salesprocess import use_cases  # noqa: PLC0415 - the private default itself
+
+    drawn = []
+    for moment in moments:
+        with mock.patch.object(use_cases, "time", SimpleNamespace(time_ns=lambda at=moment: at)):
+            drawn.append((moment, use_cases._new_id()))
+    for (earlier, first), (later, second) in itertools.combinations(sorted(drawn), 2):
+        tick = 1_000_000 / 4096  # the time part's finest step, in nanoseconds
+        if later // 1_000_000 > earlier // 1_000_000 or later - earlier >= tick:
+            assert first < second
+        assert int(first[:12], 16) == earlier // 1_000_000

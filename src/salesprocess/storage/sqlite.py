@@ -486,7 +486,8 @@ _SECONDARY: Final = (
 # spend more rebuilding the (empty) indexes than it saves.
 _BULK: Final = 500
 # Page cache while a bulk load's transaction lasts (KiB, SQLite's negative form): the unique
-# indexes take random keys (uuids), and a bigger cache spares most of their page reloads.
+# indexes take keys in no order (emails, phones, and ids from a factory other than the
+# default's time-ordered one), and a bigger cache spares most of their page reloads.
 _BULK_CACHE: Final = -65536
 
 #: The read model's tables, for the queries :mod:`~salesprocess.storage.readmodel` writes.
