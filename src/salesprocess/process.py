@@ -92,7 +92,8 @@ class SalesProcess(Reporting):
     :meth:`recommend_service` (default :class:`RepairOrReplacePolicy`). ``lifecycle`` may be a
     subclass of :class:`~salesprocess.lifecycle.Lifecycle`. ``max_retries`` (default 3) bounds
     the retries of a command overtaken by a concurrent write. ``id_factory`` makes ids
-    (accounts, referral requests, assets; default random UUIDs), ``code_factory`` referral
+    (accounts, referral requests, assets; default version 7 UUIDs in hex, which sort by the
+    time they were made), ``code_factory`` referral
     codes. ``currency`` is the :class:`~salesprocess.currencies.CurrencyRule` purchases keep,
     or the house currency's ISO 4217 code; by default an account's currency is fixed by its
     first purchase. ``clock`` says when "now" is (default the system's clock).
