@@ -1223,8 +1223,9 @@ def test_default_ids_drawn_later_sort_later(moments: list[int]) -> None:
     for moment in moments:
         with mock.patch.object(use_cases, "time", SimpleNamespace(time_ns=lambda at=moment: at)):
             drawn.append((moment, use_cases._new_id()))
+    for moment, account_id in drawn:
+        assert int(account_id[:12], 16) == moment // 1_000_000
+    tick = 1_000_000 / 4096  # the time part's finest step, in nanoseconds
     for (earlier, first), (later, second) in itertools.combinations(sorted(drawn), 2):
-        tick = 1_000_000 / 4096  # the time part's finest step, in nanoseconds
         if later // 1_000_000 > earlier // 1_000_000 or later - earlier >= tick:
             assert first < second
-        assert int(first[:12], 16) == earlier // 1_000_000
