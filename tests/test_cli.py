@@ -43,6 +43,7 @@ def test_version_and_help_of_every_command():
 
 def test_the_console_script_runs(tmp_path):
     """``python -m salesprocess`` is the same program."""
+    assert run("migrate", "--db", str(tmp_path / "s.db"))[0] == 0
     done = subprocess.run(
         [sys.executable, "-m", "salesprocess", "report", "--db", str(tmp_path / "s.db"), "--json"],
         capture_output=True, text=True, check=False,
@@ -61,6 +62,11 @@ def test_the_demo_plays_a_quarter_and_never_mixes_into_real_data(tmp_path):
     assert "Revenue" in out
     first = stored(db)
     assert len(first) >= 60
+    # every name given and every card holder is a lead of its own (none merged into another)
+    named = sum(1 for a in first if a.name.startswith(("Friend ", "Card holder of ")))
+    told = out.split("names given when asked")[0].rsplit("\n", 1)[-1].split()[0]
+    cards = out.split("leads brought by business cards")[0].rsplit(", ", 1)[-1].split()[0]
+    assert named == int(told) + int(cards)
     assert {a.source.channel for a in first} == set(sp.Channel)
     code, out, err = run("demo", "--db", str(db))
     assert code == 1
@@ -327,6 +333,8 @@ def test_a_foreign_database_is_refused_without_a_traceback(tmp_path):
 def test_usage_errors_exit_2():
     """An unknown option or a missing argument is a usage error."""
     assert run("report", "--nope")[0] == 2
+    assert run("report", "--target", "-1")[0] == 2
+    assert run("call-list", "--criteria", "c.json", "--limit", "0")[0] == 2
     assert run("import-leads")[0] == 2
 
 
@@ -499,3 +507,93 @@ def test_imports_are_quiet_off_a_terminal_and_draw_a_bar_on_one(tmp_path):
         progress(2500, 2500)
     assert "importing list.csv" in screen.getvalue()
     assert "2500/2500" in screen.getvalue()
+
+
+def test_a_foreign_sqlite_database_is_left_byte_for_byte(tmp_path):
+    """Another application's SQLite file: refused, and not switched to WAL on the way."""
+    db = tmp_path / "other.db"
+    holder = sqlite3.connect(db)
+    holder.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    holder.commit()
+    holder.close()
+    before = db.read_bytes()
+    code, _, err = run("report", "--db", str(db))
+    assert code == 1
+    assert "another application" in err
+    assert db.read_bytes() == before
+
+
+def test_rejects_naming_the_input_file_is_a_usage_error_and_the_input_is_kept(tmp_path):
+    """--rejects FILE.csv with FILE.csv as the input: refused before the input is touched."""
+    text = "name,email\nGood,good@x.example\nBad,not-an-email\n"
+    csv = write(tmp_path / "leads.csv", text)
+    code, _, _ = run("import-leads", str(csv), "--channel", "referral", "--db",
+                     str(tmp_path / "s.db"), "--skip-bad", "--rejects", str(csv))  # fmt: skip
+    assert code == 2
+    assert csv.read_text(encoding="utf-8") == text
+
+
+def test_a_purchase_row_without_a_reference_is_a_bad_row(tmp_path):
+    """An empty reference would make a re-import record the row again: it names its line."""
+    db = tmp_path / "s.db"
+    shop = write(tmp_path / "shop.csv", "email,amount,at,reference\nw@x.example,5.00,2026-03-02,\n")
+    code, _, err = run("import-purchases", str(shop), "--currency", "EUR", "--db", str(db))
+    assert code == 1
+    assert f"{shop}:2: " in err
+    assert "reference" in err
+    assert stored(db) == []
+
+
+@pytest.mark.parametrize("command", ["import-leads", "import-purchases"])
+def test_a_failed_import_into_a_new_path_leaves_no_database(tmp_path, command):
+    """A file that cannot be read: no database file is made on the way."""
+    db = tmp_path / "new.db"
+    args = ["--channel", "referral"] if command == "import-leads" else []
+    code, _, err = run(command, str(tmp_path / "missing.csv"), *args, "--db", str(db))
+    assert code == 1
+    assert "cannot read it" in err
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["report"], ["qualify", "x"], ["record-call", "x", "voicemail"]]
+)
+def test_a_misspelt_db_is_refused_not_made(tmp_path, command):
+    """Commands that read a database refuse a --db that is not there (exit 1, one line)."""
+    db = tmp_path / "sale.db"
+    code, _, err = run(*command, "--db", str(db))
+    assert code == 1
+    assert "no such database" in err
+    assert not db.exists()
+
+
+def test_an_explicit_db_wins_over_the_dsn_variable(tmp_path, monkeypatch):
+    """SALESPROCESS_DSN is the default store; --db typed on the command line is the one used."""
+    monkeypatch.setenv("SALESPROCESS_DSN", "postgresql://nobody@127.0.0.1:1/none")
+    db = tmp_path / "s.db"
+    assert run("migrate", "--db", str(db))[0] == 0
+    code, out, err = run("report", "--json", "--db", str(db))
+    assert code == 0, err
+    assert json.loads(out)["target"] == 5
+    assert run("report")[0] == 1  # no --db: the variable's server (nobody answers)
+
+
+def test_the_demo_refusal_never_prints_the_dsn(monkeypatch):
+    """A DSN may hold a password: the demo's refusal names the database without it."""
+    from contextlib import contextmanager  # noqa: PLC0415
+
+    from salesprocess.cli import app  # noqa: PLC0415
+
+    @contextmanager
+    def holding(*_args, **_kwargs):
+        class Held:
+            def stage_counts(self):
+                return {sp.Stage.PROSPECT: 1}
+
+        yield Held()
+
+    monkeypatch.setattr(app, "_process", holding)
+    code, _, err = run("demo", "--dsn", "postgresql://u:s3cret@db.example/crm")
+    assert code == 1
+    assert "already holds 1 accounts" in err
+    assert "s3cret" not in err

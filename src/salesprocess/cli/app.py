@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
 import salesprocess as sp
@@ -30,7 +31,7 @@ def _out() -> Console:
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     # One line, always: a driver's message may run over several (psycopg adds a hint line).
     _err.print(f"error: {' '.join(message.split())}", markup=False)
     raise SystemExit(1)
@@ -56,14 +57,24 @@ def _criteria(path: Path) -> sp.Criteria:
 
 @contextmanager
 def _process(
-    db: str, dsn: str | None, criteria: Path | None = None, **wiring: Any
+    db: str,
+    dsn: str | None,
+    criteria: Path | None = None,
+    *,
+    existing: bool = False,
+    **wiring: Any,
 ) -> Iterator[sp.SalesProcess]:
     """Open the store the options name, and report any library error as one line, exit 1.
 
-    A file that cannot be written (a rejects file, a chart) is reported the same way.
+    A file that cannot be written (a rejects file, a chart) is reported the same way. With
+    ``existing`` a SQLite file that is not there is an error (a misspelt ``--db`` must not
+    become a new, empty database that reports zeros).
     """
+    dsn = _chosen_dsn(dsn)
     try:
         rules = None if criteria is None else _criteria(criteria)
+        if not dsn and existing and db not in ("", ":memory:") and not Path(db).exists():
+            _fail(f"{db}: no such database (demo, import-leads or migrate make a new one)")
         if dsn:
             from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
 
@@ -80,12 +91,29 @@ def _process(
         _fail(f"{error.filename or 'a file'}: {error.strerror or error}")
 
 
+def _chosen_dsn(dsn: str | None) -> str | None:
+    """Return the DSN to use: an explicit ``--db`` wins over ``SALESPROCESS_DSN``.
+
+    The variable stands for the usual store; a ``--db`` typed on the command line is the one
+    the user means (an explicit ``--dsn`` still overrides it).
+    """
+    context = click.get_current_context(silent=True)
+    if (
+        dsn
+        and context is not None
+        and context.get_parameter_source("dsn") is ParameterSource.ENVIRONMENT
+        and context.get_parameter_source("db") is ParameterSource.COMMANDLINE
+    ):
+        return None
+    return dsn
+
+
 def _store_options(command: _Command) -> _Command:
     """Add ``--db`` and ``--dsn`` (or ``SALESPROCESS_DSN``) to a command."""
     command = click.option(
         "--dsn",
         envvar="SALESPROCESS_DSN",
-        help="PostgreSQL connection string (or SALESPROCESS_DSN); overrides --db.",
+        help="PostgreSQL connection string (or SALESPROCESS_DSN, which a --db given overrides).",
     )(command)
     return click.option(
         "--db",
@@ -178,6 +206,7 @@ def migrate_command(*, db: str, dsn: str | None) -> None:
     changes it (safe to run twice, or from several machines at once). A SQLite file is
     migrated whenever it is opened: this opens it.
     """
+    dsn = _chosen_dsn(dsn)
     try:
         if dsn:
             from salesprocess.storage import postgres  # noqa: PLC0415
@@ -212,12 +241,15 @@ def demo_command(*, db: str, dsn: str | None, seed: int, accounts: int, force: b
     from salesprocess.cli import demo, render  # noqa: PLC0415 - a command's own modules load with it
 
     ids, codes = demo.factories(seed)
+    dsn = _chosen_dsn(dsn)
     with _process(db, dsn, demo.criteria_file(), id_factory=ids, code_factory=codes) as sales:
         held = sum(sales.stage_counts().values())
         if held and not force:
+            # Never the DSN itself: it may hold a password, and stderr ends up in logs.
+            where = "the PostgreSQL database" if dsn else db
             _fail(
-                f"{dsn or db} already holds {held} accounts: the demo never mixes its data into "
-                "yours; give it another --db (or --force)"
+                f"{where} already holds {held} accounts: the demo never mixes its data into "
+                "yours; give it another --db or --dsn (or --force)"
             )
         story = demo.run_quarter(sales, seed=seed, leads=accounts)
         console = _out()
@@ -257,12 +289,12 @@ def import_leads(
     Known contacts are recognised, never doubled: importing the same file twice changes
     nothing. By default one bad row imports nothing (every bad row is listed, exit 1).
     """
-    _check_rejects(rejects, skip_bad)
+    _check_rejects(rejects, skip_bad, file)
+    rows, lines = _read(
+        file, encoding=encoding, required=[["name"], ["email", "phone"]],
+        renames=_renames(mappings),
+    )  # fmt: skip
     with _process(db, dsn) as sales:
-        rows, lines = csvfiles.read_rows(
-            file, encoding=encoding, required=[["name"], ["email", "phone"]],
-            renames=_renames(mappings),
-        )  # fmt: skip
         leads = [csvfiles.lead_row(row) for row in rows]
         with _progress(f"importing {file.name}") as progress:
             done = _guard_rows(
@@ -301,13 +333,13 @@ def import_purchases(
     customer creates it (a walk-in buyer). Any other column is refused: a misnamed one must not
     vanish.
     """
-    _check_rejects(rejects, skip_bad)
+    _check_rejects(rejects, skip_bad, file)
+    required = [["amount"], ["at"], ["reference"], ["account_id", "email", "phone"]]
+    rows, lines = _read(
+        file, encoding=encoding, required=required, renames=_renames(mappings),
+        allowed=_PURCHASE_FIELDS,
+    )  # fmt: skip
     with _process(db, dsn) as sales:
-        required = [["amount"], ["at"], ["reference"], ["account_id", "email", "phone"]]
-        rows, lines = csvfiles.read_rows(
-            file, encoding=encoding, required=required, renames=_renames(mappings),
-            allowed=_PURCHASE_FIELDS,
-        )  # fmt: skip
         purchases = [_purchase_row(row, currency) for row in rows]
         with _progress(f"importing {file.name}") as progress:
             done = _guard_rows(
@@ -325,16 +357,33 @@ def import_purchases(
 _PURCHASE_FIELDS = ("account_id", "email", "phone", "name", "amount", "currency", "at", "reference")
 
 
-def _check_rejects(rejects: Path | None, skip_bad: bool) -> None:
-    """Refuse --rejects without --skip-bad; make sure the file can be written, before storing."""
+def _read(path: Path, **options: Any) -> tuple[list[dict[str, str]], list[int]]:
+    """Read the CSV file before the store is opened: a file that cannot be read leaves it be."""
+    try:
+        return csvfiles.read_rows(path, **options)
+    except sp.SalesProcessError as error:
+        _fail(str(error))
+
+
+def _check_rejects(rejects: Path | None, skip_bad: bool, source: Path) -> None:
+    """Refuse --rejects without --skip-bad or naming the input; check it can be written.
+
+    The check appends nothing and truncates nothing: the file is written only when there are
+    rejected rows (a previous run's rejects survive a run that fails before that).
+    """
     if rejects is None:
         return
     if not skip_bad:
         raise click.UsageError("--rejects goes with --skip-bad: without it nothing is imported")
+    if rejects.resolve() == source.resolve():
+        raise click.BadParameter(f"{rejects} is the file being imported", param_hint="--rejects")
+    existed = rejects.exists()
     try:
-        rejects.open("w", encoding="utf-8").close()
+        rejects.open("a", encoding="utf-8").close()
     except OSError as error:
         _fail(f"{rejects}: cannot write the rejects file: {error.strerror or error}")
+    if not existed:
+        rejects.unlink()
 
 
 def _guard_rows(path: Path, lines: Sequence[int], run: Callable[[], Any]) -> Any:
@@ -352,8 +401,11 @@ def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object
     fields: dict[str, object] = {
         key: value.strip() or None
         for key, value in row.items()
-        if key in ("account_id", "email", "phone", "name", "reference")
+        if key in ("account_id", "email", "phone", "name")
     }
+    # Kept as written, empty too: the library refuses an empty reference with the row's line,
+    # where None would record the row again at every re-import of the file.
+    fields["reference"] = row.get("reference", "").strip()
     text = row.get("amount", "").strip()
     code = (row.get("currency") or currency or "").strip()
     try:
@@ -369,7 +421,7 @@ def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object
 @click.option("--criteria", type=click.Path(path_type=Path), required=True, help="JSON Logic file.")
 def screen(*, db: str, dsn: str | None, criteria: Path) -> None:
     """Screen every prospect against marketing's criteria and record each screening."""
-    with _process(db, dsn, criteria) as sales, _progress("screening") as progress:
+    with _process(db, dsn, criteria, existing=True) as sales, _progress("screening") as progress:
         reports = sales.screen_all(progress=progress)
         passed = sum(1 for report in reports if report.passed)
         _out().print(f"{len(reports)} prospects screened, {passed} passed", markup=False)
@@ -378,13 +430,13 @@ def screen(*, db: str, dsn: str | None, criteria: Path) -> None:
 @cli.command("call-list")
 @_store_options
 @click.option("--criteria", type=click.Path(path_type=Path), required=True, help="JSON Logic file.")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--out", type=click.Path(path_type=Path), help="Write the list to this CSV file.")
 def call_list(*, db: str, dsn: str | None, criteria: Path, limit: int, out: Path | None) -> None:
     """List the prospects to phone now, best first (never a do-not-contact account)."""
     from salesprocess.cli import render  # noqa: PLC0415 - a command's own modules load with it
 
-    with _process(db, dsn, criteria) as sales:
+    with _process(db, dsn, criteria, existing=True) as sales:
         accounts = sales.call_list(limit=limit)
         if out is not None:
             render.write_call_list(out, accounts)
@@ -411,7 +463,7 @@ def record_call(
     """Record how a phone call to ACCOUNT_ID ended."""
     at = _option_moment(at_text, "--at")
     callback = _option_moment(callback_text, "--callback-at")
-    with _process(db, dsn) as sales:
+    with _process(db, dsn, existing=True) as sales:
         acct = sales.record_call(
             account_id, sp.CallOutcome(outcome), notes=notes, at=at, callback_at=callback
         )
@@ -424,7 +476,7 @@ def record_call(
 @click.option("--override", help="Qualify without a passing screen and call, for this reason.")
 def qualify(*, db: str, dsn: str | None, account_id: str, override: str | None) -> None:
     """Qualify ACCOUNT_ID (a passing screen and a confirming call, or --override)."""
-    with _process(db, dsn) as sales:
+    with _process(db, dsn, existing=True) as sales:
         acct = sales.qualify(account_id, override=override)
         _out().print(f"{acct.id} {acct.name}: {acct.stage}", markup=False)
 
@@ -434,7 +486,13 @@ def qualify(*, db: str, dsn: str | None, account_id: str, override: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--since", "since_text", help="Revenue from this day (ISO).")
 @click.option("--until", "until_text", help="Revenue up to (not including) this day (ISO).")
-@click.option("--target", default=5, show_default=True, help="Qualified leads wanted a week.")
+@click.option(
+    "--target",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Qualified leads wanted a week.",
+)
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw PNG charts into this folder.")
 @click.option("--as-of", "as_of_text", help="The report's moment (ISO); default now.")
 def report(
@@ -455,7 +513,7 @@ def report(
     as_of = _option_moment(as_of_text, "--as-of") or datetime.now(UTC)
     if as_of_text is not None and until is None:
         until = as_of  # the report is of that moment: no revenue from after it
-    with _process(db, dsn) as sales:
+    with _process(db, dsn, existing=True) as sales:
         found = render.gather(sales, as_of=as_of, target=target, since=since, until=until)
         figures = render.figures(found)
         if as_json:

@@ -112,13 +112,11 @@ def _sell(
             continue  # not every qualified lead buys this quarter
         first = lead.last_change_at + timedelta(days=rng.randrange(2, 10))
         amount = sp.Money(f"{rng.randrange(2_000, 20_000)}.00", "EUR")
-        bought = sales.record_purchase(lead.id, amount, at=first, reference=f"INV-{lead.id[:8]}-1")
+        bought = sales.record_purchase(lead.id, amount, at=first, reference=f"INV-{lead.id}-1")
         if rng.random() < 0.4:
             again = first + timedelta(days=rng.randrange(10, 30))
             extra = sp.Money(f"{rng.randrange(100, 2_000)}.00", "EUR")
-            bought = sales.record_purchase(
-                lead.id, extra, at=again, reference=f"INV-{lead.id[:8]}-2"
-            )
+            bought = sales.record_purchase(lead.id, extra, at=again, reference=f"INV-{lead.id}-2")
             repeat += 1
         customers.append(bought)
     lines.append(f"  {len(customers)} bought, {repeat} of them again on a later day")
@@ -134,13 +132,13 @@ def _refer(
         ask = sales.ask_for_referrals(account.id, wanted=5, at=day)
         for n in range(rng.randrange(0, 3)):
             sales.record_referral(account.id, f"Friend {n} of {account.name}",
-                                  email=f"friend{n}.{account.id[:8]}@referral.example",
+                                  email=f"friend{n}.{account.id}@referral.example",
                                   request=ask.id, at=day + timedelta(hours=n + 1))  # fmt: skip
             named += 1
         cards = sales.issue_referral_cards(account.id, count=10, at=day + timedelta(hours=6))
         if rng.random() < 0.5:
             sales.capture_lead(f"Card holder of {account.name}", referral_code=cards.code,
-                               email=f"card.{account.id[:8]}@referral.example",
+                               email=f"card.{account.id}@referral.example",
                                at=day + timedelta(days=1))  # fmt: skip
             carded += 1
     lines.append(f"  {named} names given when asked, {carded} leads brought by business cards")

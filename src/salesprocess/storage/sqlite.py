@@ -695,6 +695,9 @@ class SQLiteRepository(ReportsInSQL):
             # Before WAL, which writes the file's first page: the size a new file is made with
             # (an existing file keeps its own).
             connection.execute(f"PRAGMA page_size = {PAGE_SIZE_BYTES}")
+            # Refuse another application's file before anything is written to it: switching
+            # to WAL rewrites its header (and leaves it in WAL mode).
+            self._refuse_foreign(connection)
             if not self._memory:
                 connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {synchronous}")
@@ -724,6 +727,23 @@ class SQLiteRepository(ReportsInSQL):
 
     # --- opening ----------------------------------------------------------------------------
 
+    def _refuse_foreign(self, connection: sqlite3.Connection) -> None:
+        """Raise ``StorageError`` for a file of another application (it reads, never writes).
+
+        Ours carry our ``application_id`` (``_schema`` refuses any other); a file without one
+        is ours to make only while it holds no table.
+        """
+        if self._schema(connection) == 0:
+            tables = connection.execute(
+                "SELECT group_concat(name, ', ') FROM sqlite_master "
+                "WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchone()[0]
+            if tables:
+                raise StorageError(
+                    f"{self._label} is an SQLite database of another application "
+                    f"(tables: {tables}), not a salesprocess database"
+                )
+
     def _migrate(self, connection: sqlite3.Connection) -> None:
         if self._schema(connection) == SCHEMA_VERSION:
             return
@@ -731,15 +751,7 @@ class SQLiteRepository(ReportsInSQL):
         try:
             version = self._schema(connection)
             if version == 0:
-                tables = connection.execute(
-                    "SELECT group_concat(name, ', ') FROM sqlite_master "
-                    "WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-                ).fetchone()[0]
-                if tables:
-                    raise StorageError(
-                        f"{self._label} is an SQLite database of another application "
-                        f"(tables: {tables}), not a salesprocess database"
-                    )
+                self._refuse_foreign(connection)  # again: another process may have begun it
                 connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             for reached, step in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in step:
