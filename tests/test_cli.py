@@ -140,6 +140,7 @@ def test_bad_rows_import_nothing_and_are_listed_by_line(tmp_path):
         ("", "the file is empty"),
         ("title,company\nMr,Acme\n", "no name column"),
         ("name,email\nCafé,caf@x.example\n", "not utf-8"),
+        ("name,email\n\n,\n", "a header and no rows"),
     ],
 )
 def test_unreadable_files_are_one_line_and_exit_1(tmp_path, content, message):
@@ -597,3 +598,81 @@ def test_the_demo_refusal_never_prints_the_dsn(monkeypatch):
     assert code == 1
     assert "already holds 1 accounts" in err
     assert "s3cret" not in err
+
+
+def test_rows_that_cannot_be_rows_are_bad_rows_listed_with_the_others(tmp_path):
+    """A row with more or fewer values than columns is one bad row, not the end of the import."""
+    db = tmp_path / "s.db"
+    csv = write(
+        tmp_path / "leads.csv",
+        "name,email\nGood,good@x.example\nRagged,r@x.example,extra\nOdd,not-an-email\n"
+        "Short\nAlso good,also@x.example\n",
+    )
+    code, _, err = run("import-leads", str(csv), "--channel", "referral", "--db", str(db))
+    assert code == 1
+    listed = [line.split(": ", 1)[0] for line in err.strip().splitlines()[:-1]]
+    assert listed == [f"{csv}:3", f"{csv}:4", f"{csv}:5"]  # every bad row, by line
+    assert "3 values for 2 columns" in err
+    assert "1 values for 2 columns" in err
+    assert "3 bad rows, nothing imported" in err
+    assert stored(db) == []  # the trial that found line 4 was rolled back
+    rejects = tmp_path / "rejects.csv"
+    code, out, _ = run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
+                       "--skip-bad", "--rejects", str(rejects))  # fmt: skip
+    assert code == 0
+    assert "2 leads captured, 0 known, 3 rejected" in out
+    assert sorted(a.name for a in stored(db)) == ["Also good", "Good"]
+    written = rejects.read_text(encoding="utf-8").splitlines()
+    assert written[0] == "line,reason,name,email"
+    assert written[1] == "3,3 values for 2 columns,Ragged,r@x.example,extra"
+    assert [line.split(",")[0] for line in written[1:]] == ["3", "4", "5"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "at", "message"),
+    [
+        ("12.00", "2026-13-02", "at '2026-13-02' is no date: write 2026-03-02"),
+        ("12.00", "2026-03-02T10:00:00", "at '2026-03-02T10:00:00' has no offset from UTC"),
+        ('"12,00"', "2026-03-02", "amount '12,00' is no number"),
+        ("12.00", "", "at '' is no date"),
+    ],
+)
+def test_a_purchase_row_says_what_is_wrong_in_the_sheets_terms(tmp_path, amount, at, message):
+    """A bad amount or date is named as the spreadsheet has it, not as Python sees it."""
+    db = tmp_path / "s.db"
+    shop = write(tmp_path / "shop.csv",
+                 f"email,amount,at,reference\nw@x.example,{amount},{at},POS-1\n")  # fmt: skip
+    code, _, err = run("import-purchases", str(shop), "--currency", "EUR", "--db", str(db))
+    assert code == 1
+    assert f"{shop}:2: {message}" in err
+    assert "datetime" not in err
+    assert "Money" not in err
+    assert stored(db) == []
+
+
+def test_an_amount_without_a_currency_asks_for_one(tmp_path):
+    """No currency column and no --currency: the row says how to give one."""
+    shop = write(tmp_path / "shop.csv", "email,amount,at,reference\nw@x.example,5,2026-03-02,P\n")
+    code, _, err = run("import-purchases", str(shop), "--db", str(tmp_path / "s.db"))
+    assert code == 1
+    assert "has no currency: add a currency column, or give --currency" in err
+
+
+def test_bad_rows_of_the_sheet_and_of_the_rules_are_listed_together(tmp_path):
+    """A date the command line refuses and a row the library refuses: both listed, by line."""
+    db = tmp_path / "s.db"
+    shop = write(
+        tmp_path / "shop.csv",
+        "email,amount,at,reference\n"
+        "a@x.example,5.00,2026-03-02,\n"  # the library: an empty reference
+        "b@x.example,5.00,yesterday,P-2\n"  # the command line: no date
+        "c@x.example,5.00,2026-03-02,P-3\n",
+    )
+    code, _, err = run("import-purchases", str(shop), "--currency", "EUR", "--db", str(db))
+    assert code == 1
+    assert [line.split(": ", 1)[0] for line in err.strip().splitlines()[:-1]] == [
+        f"{shop}:2",
+        f"{shop}:3",
+    ]
+    assert "2 bad rows, nothing imported" in err
+    assert stored(db) == []

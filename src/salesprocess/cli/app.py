@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -158,37 +158,30 @@ def _renames(mappings: Sequence[str]) -> dict[str, str]:
 
 
 def _moment(text: str) -> datetime | str:
-    """Parse a CSV or option date: an ISO date (midnight UTC) or an ISO datetime with offset."""
+    """Parse a CSV or option date: an ISO date (midnight UTC) or an ISO datetime with offset.
+
+    Anything else comes back as the reason it is refused, in the spreadsheet's terms.
+    """
+    text = text.strip()
     try:
-        if len(text.strip()) == 10:
-            day = date.fromisoformat(text.strip())
+        if len(text) == 10:
+            day = date.fromisoformat(text)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        return datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        return text  # the library refuses it, naming the field and the line
+        return f"{text!r} is no date: write 2026-03-02, or 2026-03-02T16:30:00+01:00"
+    if moment.utcoffset() is None:
+        return f"{text!r} has no offset from UTC: add one (2026-03-02T16:30:00+01:00, or Z)"
+    return moment
 
 
 def _option_moment(text: str | None, name: str) -> datetime | None:
     if text is None:
         return None
     moment = _moment(text)
-    if not isinstance(moment, datetime) or moment.utcoffset() is None:
-        raise click.BadParameter(
-            f"{text!r} is no ISO date or datetime with offset", param_hint=name
-        )
+    if isinstance(moment, str):
+        raise click.BadParameter(moment, param_hint=name)
     return moment
-
-
-def _report_import(
-    done: Any, what: str, path: Path, lines: Sequence[int], *, rejects: Path | None, rows: Any
-) -> None:
-    console = _out()
-    for error in done.rejected:
-        _err.print(f"{path}:{lines[error.position - 1]}: {error.message}", markup=False)
-    if rejects is not None and done.rejected:
-        count = csvfiles.write_rejects(rejects, rows, lines, done.rejected)
-        _err.print(f"{count} rejected rows written to {rejects}", markup=False)
-    console.print(what, markup=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -290,21 +283,23 @@ def import_leads(
     nothing. By default one bad row imports nothing (every bad row is listed, exit 1).
     """
     _check_rejects(rejects, skip_bad, file)
-    rows, lines = _read(
+    sheet = _read(
         file, encoding=encoding, required=[["name"], ["email", "phone"]],
         renames=_renames(mappings),
     )  # fmt: skip
     with _process(db, dsn) as sales:
-        leads = [csvfiles.lead_row(row) for row in rows]
-        with _progress(f"importing {file.name}") as progress:
-            done = _guard_rows(
-                file, lines, lambda: sales.import_leads(
-                    leads, channel=channel, campaign=campaign, all_or_nothing=not skip_bad,
-                    progress=progress,
-                ),
-            )  # fmt: skip
-        what = f"{done.captured} leads captured, {done.known} known, {len(done.rejected)} rejected"
-        _report_import(done, what, file, lines, rejects=rejects, rows=rows)
+        done, rejected = _load(
+            file, sheet, [csvfiles.lead_row(row) for row in sheet.rows],
+            lambda leads, whole, progress: sales.import_leads(
+                leads, channel=channel, campaign=campaign, all_or_nothing=whole,
+                progress=progress,
+            ),
+            sales=sales, skip_bad=skip_bad, rejects=rejects,
+        )  # fmt: skip
+        _out().print(
+            f"{done.captured} leads captured, {done.known} known, {rejected} rejected",
+            markup=False,
+        )
 
 
 @cli.command("import-purchases")
@@ -335,29 +330,29 @@ def import_purchases(
     """
     _check_rejects(rejects, skip_bad, file)
     required = [["amount"], ["at"], ["reference"], ["account_id", "email", "phone"]]
-    rows, lines = _read(
+    sheet = _read(
         file, encoding=encoding, required=required, renames=_renames(mappings),
         allowed=_PURCHASE_FIELDS,
     )  # fmt: skip
     with _process(db, dsn) as sales:
-        purchases = [_purchase_row(row, currency) for row in rows]
-        with _progress(f"importing {file.name}") as progress:
-            done = _guard_rows(
-                file, lines, lambda: sales.import_purchases(
-                    purchases, all_or_nothing=not skip_bad, progress=progress
-                ),
-            )  # fmt: skip
-        what = (
+        done, rejected = _load(
+            file, sheet, [_purchase_row(row, currency) for row in sheet.rows],
+            lambda purchases, whole, progress: sales.import_purchases(
+                purchases, all_or_nothing=whole, progress=progress
+            ),
+            sales=sales, skip_bad=skip_bad, rejects=rejects,
+        )  # fmt: skip
+        _out().print(
             f"{done.recorded} purchases recorded, {done.duplicates} already known, "
-            f"{len(done.created)} new customers, {len(done.rejected)} rejected"
+            f"{len(done.created)} new customers, {rejected} rejected",
+            markup=False,
         )
-        _report_import(done, what, file, lines, rejects=rejects, rows=rows)
 
 
 _PURCHASE_FIELDS = ("account_id", "email", "phone", "name", "amount", "currency", "at", "reference")
 
 
-def _read(path: Path, **options: Any) -> tuple[list[dict[str, str]], list[int]]:
+def _read(path: Path, **options: Any) -> csvfiles.Sheet:
     """Read the CSV file before the store is opened: a file that cannot be read leaves it be."""
     try:
         return csvfiles.read_rows(path, **options)
@@ -386,18 +381,95 @@ def _check_rejects(rejects: Path | None, skip_bad: bool, source: Path) -> None:
         rejects.unlink()
 
 
-def _guard_rows(path: Path, lines: Sequence[int], run: Callable[[], Any]) -> Any:
+class _Undone(Exception):
+    """Raised inside ``atomic()`` to roll back an import tried only to list its bad rows."""
+
+    def __init__(self, done: Any) -> None:
+        super().__init__("rolled back")
+        self.done = done
+
+
+def _tried(sales: sp.SalesProcess, run: Callable[[], Any]) -> Any:
+    """Return what ``run()`` returns, its writes rolled back."""
     try:
-        return run()
-    except sp.BadRows as error:
-        for row in error.rows:
-            _err.print(f"{path}:{lines[row.position - 1]}: {row.message}", markup=False)
-        count = f"{len(error.rows)} bad row{'' if len(error.rows) == 1 else 's'}"
-        _fail(f"{path}: {count}, nothing imported (--skip-bad keeps the rest)")
-    raise AssertionError("unreachable")  # pragma: no cover
+        with sales.repository.atomic():
+            raise _Undone(run())
+    except _Undone as undone:
+        return undone.done
 
 
-def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object]:
+def _load(
+    path: Path,
+    sheet: csvfiles.Sheet,
+    converted: Sequence[object],
+    run: Callable[[list[Any], bool, Any], Any],
+    *,
+    sales: sp.SalesProcess,
+    skip_bad: bool,
+    rejects: Path | None,
+) -> tuple[Any, int]:
+    """Import the rows of ``sheet`` by ``run(rows, all_or_nothing, progress)``.
+
+    ``converted`` holds each row as the library takes it, or the reason (text) it cannot be
+    one. Bad rows come from three places, the file (``sheet.broken``), the conversion and the
+    library, and are listed together by line. Without ``skip_bad`` one bad row imports
+    nothing: when the file or the conversion has some, the others are still tried, in a
+    transaction rolled back, so that every bad row is listed at once. Returns what ``run``
+    returned and how many rows were rejected.
+    """
+    kept = [index for index, row in enumerate(converted) if not isinstance(row, str)]
+    good = [converted[index] for index in kept]
+    early = [
+        *sheet.broken,
+        *(
+            csvfiles.Rejected(sheet.lines[index], row, tuple(sheet.rows[index].values()))
+            for index, row in enumerate(converted)
+            if isinstance(row, str)
+        ),
+    ]
+
+    def of_library(errors: Sequence[sp.RowError]) -> list[csvfiles.Rejected]:
+        return [
+            csvfiles.Rejected(
+                sheet.lines[kept[error.position - 1]],
+                error.message,
+                tuple(sheet.rows[kept[error.position - 1]].values()),
+            )
+            for error in errors
+        ]
+
+    with _progress(f"importing {path.name}") as progress:
+        if early and not skip_bad:
+            tried = _tried(sales, lambda: run(good, False, progress))
+            _refuse(path, [*early, *of_library(tried.rejected)])
+        try:
+            done = run(good, not skip_bad, progress)
+        except sp.BadRows as error:
+            _refuse(path, of_library(error.rows))
+    rejected = _listed(path, [*early, *of_library(done.rejected)])
+    if rejects is not None and rejected:
+        count = csvfiles.write_rejects(rejects, sheet.header, rejected)
+        _err.print(f"{count} rejected rows written to {rejects}", markup=False)
+    return done, len(rejected)
+
+
+def _listed(path: Path, rejected: Iterable[csvfiles.Rejected]) -> list[csvfiles.Rejected]:
+    """Print each rejected row on stderr, by line; return them in that order."""
+    ordered = sorted(rejected, key=lambda row: row.line)
+    for row in ordered:
+        _err.print(f"{path}:{row.line}: {row.reason}", markup=False)
+    return ordered
+
+
+def _refuse(path: Path, bad: Iterable[csvfiles.Rejected]) -> NoReturn:
+    """List the bad rows and end the command: nothing was imported."""
+    count = len(_listed(path, bad))
+    _fail(f"{path}: {count} bad row{'' if count == 1 else 's'}, nothing imported "
+          "(--skip-bad keeps the rest)")  # fmt: skip
+
+
+def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object] | str:
+    """Return a CSV row as a purchase row, or the reason its amount or date cannot be one."""
     fields: dict[str, object] = {
         key: value.strip() or None
         for key, value in row.items()
@@ -408,11 +480,18 @@ def _purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object
     fields["reference"] = row.get("reference", "").strip()
     text = row.get("amount", "").strip()
     code = (row.get("currency") or currency or "").strip()
+    if not code:
+        return f"amount {text!r} has no currency: add a currency column, or give --currency"
     try:
         fields["amount"] = sp.Money(Decimal(text), code)
-    except (InvalidOperation, sp.ValidationError):
-        fields["amount"] = f"{text} {code}".strip()  # refused by the import, with its line
-    fields["at"] = _moment(row.get("at", ""))
+    except InvalidOperation:
+        return f"amount {text!r} is no number: write it as 1234.50"
+    except sp.ValidationError as error:
+        return f"amount {text} {code}: {error}"
+    at = _moment(row.get("at", ""))
+    if isinstance(at, str):
+        return f"at {at}"
+    fields["at"] = at
     return fields
 
 

@@ -12,9 +12,35 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from salesprocess.errors import RowError, ValidationError
+import attrs
 
-__all__ = ["lead_row", "read_rows", "write_rejects"]
+from salesprocess.errors import ValidationError
+
+__all__ = ["Rejected", "Sheet", "lead_row", "read_rows", "write_rejects"]
+
+
+@attrs.frozen
+class Rejected:
+    """A row of a CSV file that is not imported: its ``line``, the ``reason``, its ``values``."""
+
+    line: int
+    reason: str
+    values: tuple[str, ...]
+
+
+@attrs.frozen
+class Sheet:
+    """A CSV file as read: its ``header``, its ``rows`` and the ``lines`` they start on.
+
+    The ``broken`` rows cannot be rows (more or fewer values than the header has columns):
+    each is a bad row of its own, listed with the others, not the end of the import.
+    """
+
+    header: tuple[str, ...]
+    rows: list[dict[str, str]]
+    lines: list[int]
+    broken: list[Rejected]
+
 
 _LEAD_FIELDS = ("name", "email", "phone", "campaign")
 
@@ -39,13 +65,14 @@ def read_rows(
     required: Sequence[Sequence[str]],
     renames: Mapping[str, str],
     allowed: Sequence[str] | None = None,
-) -> tuple[list[dict[str, str]], list[int]]:
-    """Return the rows of the CSV file at ``path``, and the line each row starts on.
+) -> Sheet:
+    """Return the CSV file at ``path`` as a :class:`Sheet`.
 
     Columns are renamed by ``renames``. ``required`` lists groups of fields of which the
     header must hold at least one each (``[["name"], ["email", "phone"]]``). UTF-8 files may
     start with a byte-order mark. With ``allowed``, any other column is refused.
-    Raises ``ValidationError`` naming the file (and line) for what cannot be read.
+    Raises ``ValidationError`` naming the file (and line) for what cannot be read: the file,
+    its encoding, its header, a field the ``csv`` module refuses, no row after the header.
     """
     try:
         raw = path.read_bytes()
@@ -79,7 +106,7 @@ def _rows(
     required: Sequence[Sequence[str]],
     renames: Mapping[str, str],
     allowed: Sequence[str] | None,
-) -> tuple[list[dict[str, str]], list[int]]:
+) -> Sheet:
     header = [renames.get(name.strip(), name.strip()) for name in next(reader)]
     if allowed is not None and set(header) - set(allowed):
         unknown = ", ".join(sorted(set(header) - set(allowed)))
@@ -96,8 +123,7 @@ def _rows(
                 "name one with --map COLUMN=FIELD",
                 field="header",
             )
-    rows: list[dict[str, str]] = []
-    lines: list[int] = []
+    sheet = Sheet(tuple(header), [], [], [])
     while True:
         start = reader.line_num + 1  # a quoted field may run over several lines
         values = next(reader, None)
@@ -106,28 +132,27 @@ def _rows(
         if not "".join(values).strip():  # a blank line, or one of empty fields
             continue
         if len(values) != len(header):
-            raise ValidationError(
-                f"{path}:{reader.line_num}: {len(values)} values for {len(header)} columns",
-                field="file",
-            )
-        rows.append(dict(zip(header, values, strict=True)))
-        lines.append(start)
-    return rows, lines
+            reason = f"{len(values)} values for {len(header)} columns"
+            sheet.broken.append(Rejected(start, reason, tuple(values)))
+            continue
+        sheet.rows.append(dict(zip(header, values, strict=True)))
+        sheet.lines.append(start)
+    if not sheet.rows and not sheet.broken:
+        raise ValidationError(f"{path}: the file has a header and no rows", field="file")
+    return sheet
 
 
-def write_rejects(
-    path: Path,
-    rows: Sequence[Mapping[str, str]],
-    lines: Sequence[int],
-    rejected: Iterable[RowError],
-) -> int:
-    """Write the rejected rows, with their line and reason, to the CSV file ``path``."""
-    rejected = list(rejected)
-    header = ["line", "reason", *(rows[0].keys() if rows else ())]
+def write_rejects(path: Path, header: Sequence[str], rejected: Iterable[Rejected]) -> int:
+    """Write the ``rejected`` rows, each with its line and reason, to the CSV file ``path``.
+
+    The columns are ``line``, ``reason``, then the file's own (``header``); delete the first
+    two before importing the fixed file again.
+    """
+    count = 0
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow(header)
-        for error in rejected:
-            row = rows[error.position - 1]
-            writer.writerow([lines[error.position - 1], error.message, *row.values()])
-    return len(rejected)
+        writer.writerow(["line", "reason", *header])
+        for row in rejected:
+            writer.writerow([row.line, row.reason, *row.values])
+            count += 1
+    return count
