@@ -229,6 +229,8 @@ def test_screen_call_record_and_qualify(tmp_path):
     code, _, err = run("qualify", small.id, "--db", str(db))
     assert code == 1
     assert "cannot be qualified yet" in err
+    assert "give --override REASON" in err  # the option, not the Python argument
+    assert "override='" not in err
 
 
 @pytest.mark.parametrize(

@@ -556,7 +556,14 @@ def record_call(
 def qualify(*, db: str, dsn: str | None, account_id: str, override: str | None) -> None:
     """Qualify ACCOUNT_ID (a passing screen and a confirming call, or --override)."""
     with _process(db, dsn, existing=True) as sales:
-        acct = sales.qualify(account_id, override=override)
+        try:
+            acct = sales.qualify(account_id, override=override)
+        except sp.QualificationRefused as refused:
+            # The library's message tells a Python caller what to pass; say the option.
+            _fail(
+                f"account {account_id} cannot be qualified yet; missing: "
+                f"{'; '.join(refused.missing)}; with the authority, give --override REASON"
+            )
         _out().print(f"{acct.id} {acct.name}: {acct.stage}", markup=False)
 
 
