@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -359,6 +360,7 @@ def test_report_json_is_the_librarys_json_views(tmp_path):
             "revenue": sp.to_json(sales.revenue(since=since, until=as_of)),
             "lead_flow": sp.to_json(sales.lead_flow(period="week", target=3, as_of=as_of)),
             "referrals": sp.to_json(sales.referral_stats()),
+            "referrals_scope": "all time",
         }  # fmt: skip
     assert data == expected
     assert [r["stage"] for r in data["funnel"]["ladder"]] == [
@@ -443,6 +445,111 @@ def test_report_draws_its_charts(tmp_path):
     names = sorted(path.name for path in charts.iterdir())
     assert names == ["funnel.png", "lead_flow.png", "new_vs_repeat.png", "revenue.png"]
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in charts.iterdir())
+
+
+def test_report_labels_the_referral_figures_all_time(tmp_path):
+    """--as-of before every referral: the figures still count them all, and say so."""
+    db = tmp_path / "s.db"
+    run("demo", "--db", str(db))  # every referral of the demo is from April
+    code, out, err = run("report", "--db", str(db), "--as-of", "2026-02-01")
+    assert code == 0, err
+    assert "Referrals (all time, not cut at --as-of): 10," in out
+    code, out, err = run("report", "--json", "--db", str(db), "--as-of", "2026-02-01")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["referrals_scope"] == "all time"
+    assert data["referrals"]["overall"]["referrals"] == 10
+    code, out, _ = run("report", "--help")
+    assert "all time" in " ".join(out.split())
+
+
+def bought(account_id: str, *purchases: tuple[str, str, str]) -> sp.Account:
+    """An account with purchases given as (ISO moment, amount, currency), in time order."""
+    return sp.Account(
+        account_id, account_id, sp.Source("referral"), datetime(2025, 1, 1, tzinfo=UTC),
+        purchases=tuple(
+            sp.Purchase(sp.Money(amount, currency), datetime.fromisoformat(at))
+            for at, amount, currency in purchases
+        ),
+    )  # fmt: skip
+
+
+def test_monthly_revenue_keeps_to_the_window_and_sums_exactly():
+    """The charts' sums: Decimal, only since <= at < until, repeat as of the whole history."""
+    from salesprocess.cli.plots import monthly_revenue  # noqa: PLC0415
+
+    accounts = [
+        bought(
+            "a",
+            ("2026-01-31T23:00+00:00", "5.00", "EUR"),  # before since: not counted
+            ("2026-02-03T10:00+00:00", "0.10", "EUR"),  # repeat: a bought in January
+            ("2026-02-04T10:00+00:00", "0.20", "EUR"),
+        ),
+        bought(
+            "b",
+            ("2026-02-10T10:00+00:00", "0.10", "EUR"),  # first
+            ("2026-02-10T12:00+00:00", "0.20", "EUR"),  # the same UTC day: first too
+            ("2026-03-01T00:00+00:00", "7.00", "EUR"),  # at until: not counted
+        ),
+        bought("c", ("2026-02-28T23:59+00:00", "0.30", "USD")),
+        bought("d"),
+    ]
+    since, until = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    months = monthly_revenue(accounts, since=since, until=until)
+    assert months == {
+        "EUR": {"2026-02": (Decimal("0.30"), Decimal("0.30"))},
+        "USD": {"2026-02": (Decimal("0.30"), Decimal(0))},
+    }
+    first, repeat = months["EUR"]["2026-02"]
+    assert type(first) is Decimal
+    assert type(repeat) is Decimal
+    assert (str(first), str(repeat)) == ("0.30", "0.30")  # not 0.30000000000000004
+    everything = monthly_revenue(accounts)
+    assert sorted(everything["EUR"]) == ["2026-01", "2026-02", "2026-03"]
+    assert everything["EUR"]["2026-03"] == (Decimal(0), Decimal("7.00"))
+
+
+def test_report_plot_keeps_to_since_and_until(tmp_path, monkeypatch):
+    """--plot with --since/--until: the charts are drawn of the report's revenue window."""
+    from salesprocess.cli import plots  # noqa: PLC0415
+
+    drawn: list[plots.Months] = []
+    real = plots.monthly_revenue
+
+    def spy(*args: object, **kwargs: object) -> plots.Months:
+        months = real(*args, **kwargs)  # type: ignore[arg-type]
+        drawn.append(months)
+        return months
+
+    monkeypatch.setattr(plots, "monthly_revenue", spy)
+    db = tmp_path / "s.db"
+    run("demo", "--db", str(db))
+    charts = tmp_path / "charts"
+    code, _, err = run("report", "--db", str(db), "--plot", str(charts), "--since", "2026-02-01",
+                       "--until", "2026-03-01", "--as-of", "2026-04-12")  # fmt: skip
+    assert code == 0, err
+    names = sorted(path.name for path in charts.iterdir())
+    assert names == ["funnel.png", "lead_flow.png", "new_vs_repeat.png", "revenue.png"]
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in charts.iterdir())
+    (months,) = drawn
+    assert list(months) == ["EUR"]
+    assert list(months["EUR"]) == ["2026-02"]
+    with SQLiteRepository(db) as repository:
+        figures = sp.SalesProcess(repository).revenue(
+            since=datetime(2026, 2, 1, tzinfo=UTC), until=datetime(2026, 3, 1, tzinfo=UTC)
+        )
+    assert sum(months["EUR"]["2026-02"]) == figures["EUR"].total.amount
+
+
+def test_report_until_after_as_of_stops_at_as_of(tmp_path):
+    """--as-of is the report's moment: a later --until is cut to it, charts included."""
+    db = tmp_path / "s.db"
+    run("demo", "--db", str(db))
+    code, out, err = run("report", "--json", "--db", str(db), "--as-of", "2026-03-01",
+                         "--until", "2026-05-01")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["until"] == datetime(2026, 3, 1, tzinfo=UTC).isoformat()
 
 
 def test_a_bad_option_moment_is_a_usage_error(tmp_path):

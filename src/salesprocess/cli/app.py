@@ -580,7 +580,12 @@ def qualify(*, db: str, dsn: str | None, account_id: str, override: str | None) 
     help="Qualified leads wanted a week.",
 )
 @click.option("--plot", type=click.Path(path_type=Path), help="Draw PNG charts into this folder.")
-@click.option("--as-of", "as_of_text", help="The report's moment (ISO); default now.")
+@click.option(
+    "--as-of",
+    "as_of_text",
+    help="The report's moment (ISO); default now. Revenue and charts end at it; the referral "
+    "figures are all time, not cut at it.",
+)
 def report(
     *,
     db: str,
@@ -597,7 +602,7 @@ def report(
 
     since, until = _option_moment(since_text, "--since"), _option_moment(until_text, "--until")
     as_of = _option_moment(as_of_text, "--as-of") or datetime.now(UTC)
-    if as_of_text is not None and until is None:
+    if as_of_text is not None and (until is None or until > as_of):
         until = as_of  # the report is of that moment: no revenue from after it
     with _process(db, dsn, existing=True) as sales:
         found = render.gather(sales, as_of=as_of, target=target, since=since, until=until)
@@ -607,7 +612,7 @@ def report(
         else:
             render.report(_out(), figures)
         if plot is not None:
-            for path in plots.draw(sales, plot, figures):
+            for path in plots.draw(sales, plot, figures, since=since, until=until):
                 _err.print(f"drew {path}", markup=False)
 
 

@@ -8,34 +8,54 @@ month, and revenue from first purchases against repeat purchases by month. Drawn
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import salesprocess as sp
 from salesprocess.clock import utc_day
+from salesprocess.reports.revenue import window
 from salesprocess.storage.protocol import every_account
 
 __all__ = ["draw", "monthly_revenue"]
 
+#: currency -> month (``"2026-03"``) -> (first purchases, repeat purchases), exact.
+Months = dict[str, dict[str, tuple[Decimal, Decimal]]]
+
 
 def monthly_revenue(
     accounts: Iterable[sp.Account],
-) -> dict[str, dict[str, tuple[float, float]]]:
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Months:
     """Return currency -> month (``"2026-03"``) -> (first purchases, repeat purchases).
 
-    A purchase is a repeat one when the account had bought on an earlier UTC day.
+    Only purchases made at or after ``since`` and before ``until`` count (``None``: open), the
+    window of :func:`salesprocess.reports.revenue`. A purchase is a repeat one when the account
+    had bought on an earlier UTC day, inside the window or before it. Amounts are summed as
+    ``Decimal``, exactly; a month is the UTC calendar month of the purchase. Raises
+    ``ValidationError`` for a bound that is not an aware datetime, or ``since`` not before
+    ``until``.
     """
-    months: dict[str, dict[str, tuple[float, float]]] = {}
+    start, end = window(since, until)
+    months: Months = {}
     for account in accounts:
-        first_day = utc_day(account.purchases[0].at) if account.purchases else None
+        if not account.purchases:
+            continue
+        first_day = utc_day(account.purchases[0].at)
         for purchase in account.purchases:
+            if (start is not None and purchase.at < start) or (
+                end is not None and purchase.at >= end
+            ):
+                continue
             day = utc_day(purchase.at)
             per = months.setdefault(purchase.amount.currency, {})
-            first, repeat = per.get(day.strftime("%Y-%m"), (0.0, 0.0))
-            amount = float(purchase.amount.amount)
-            per[day.strftime("%Y-%m")] = (
-                (first + amount, repeat) if day == first_day else (first, repeat + amount)
-            )
+            month = day.strftime("%Y-%m")
+            first, repeat = per.get(month, (Decimal(0), Decimal(0)))
+            amount = purchase.amount.amount
+            per[month] = (first + amount, repeat) if day == first_day else (first, repeat + amount)
     return months
 
 
@@ -62,26 +82,40 @@ def _flow(plt: Any, data: dict[str, Any]) -> Any:
     return figure
 
 
-def _revenue(plt: Any, months: dict[str, dict[str, tuple[float, float]]], split: bool) -> Any:
+def _revenue(plt: Any, months: Months, split: bool) -> Any:
     figure, axes = plt.subplots(figsize=(7, 3.5))
     for code, per in sorted(months.items()):
         labels = sorted(per)
-        first = [per[label][0] for label in labels]
-        repeat = [per[label][1] for label in labels]
+        # Floats only here, as drawing coordinates: the sums above are exact.
+        first = [float(per[label][0]) for label in labels]
+        repeat = [float(per[label][1]) for label in labels]
+        total = [float(per[label][0] + per[label][1]) for label in labels]
         if split:
             axes.bar(labels, first, label=f"first purchases ({code})")
             axes.bar(labels, repeat, bottom=first, label=f"repeat purchases ({code})")
         else:
-            axes.plot(labels, [f + r for f, r in zip(first, repeat, strict=True)], marker="o",
-                      label=code)  # fmt: skip
+            axes.plot(labels, total, marker="o", label=code)
     axes.set_title("First against repeat purchases" if split else "Revenue by month")
     if months:
         axes.legend()
     return figure
 
 
-def draw(sales: sp.SalesProcess, folder: Path, data: dict[str, Any]) -> list[Path]:
-    """Draw the charts of the report ``data`` (and ``sales``' purchases) into ``folder``."""
+def draw(
+    sales: sp.SalesProcess,
+    folder: Path,
+    data: dict[str, Any],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Path]:
+    """Draw the charts of the report ``data`` (and ``sales``' purchases) into ``folder``.
+
+    The revenue charts cover the purchases from ``since`` up to (not including) ``until``:
+    pass the window of the report's revenue figures. They read every stored account, a page
+    at a time (no report of the library gives revenue per month split into first and
+    repeat purchases).
+    """
     try:
         import matplotlib as mpl  # noqa: PLC0415 - an optional extra, loaded when asked for
 
@@ -91,8 +125,8 @@ def draw(sales: sp.SalesProcess, folder: Path, data: dict[str, Any]) -> list[Pat
         raise sp.ValidationError(
             "--plot needs matplotlib: pip install 'salesprocess[plot]'", field="plot"
         ) from error
+    months = monthly_revenue(every_account(sales.repository), since=since, until=until)
     folder.mkdir(parents=True, exist_ok=True)
-    months = monthly_revenue(every_account(sales.repository))
     charts = {
         "funnel.png": _funnel(plt, data),
         "lead_flow.png": _flow(plt, data),

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +14,7 @@ from rich.table import Table
 import salesprocess as sp
 
 __all__ = [
+    "REFERRALS_SCOPE",
     "Reports",
     "call_list",
     "figures",
@@ -22,6 +23,11 @@ __all__ = [
     "views",
     "write_call_list",
 ]
+
+
+#: What the referral figures cover: ``sales.referral_stats()`` takes no moment, so they count
+#: every referral stored, whatever ``--as-of``, ``--since`` and ``--until`` say.
+REFERRALS_SCOPE: Final = "all time"
 
 
 class Reports(NamedTuple):
@@ -61,7 +67,9 @@ def views(found: Reports) -> dict[str, Any]:
     ``as_of``, ``since`` and ``until`` (ISO 8601, or null), ``target``, then
     ``sp.to_json`` of each report: ``funnel`` (a ``Funnel``), ``revenue`` (a
     ``RevenueReport``), ``lead_flow`` (every week's ``FlowPeriod`` up to ``as_of``) and
-    ``referrals`` (a ``ReferralReport``). The shapes are those of :mod:`salesprocess.json_views`.
+    ``referrals`` (a ``ReferralReport``), then ``referrals_scope``: ``"all time"``, as the
+    referral figures count every referral stored, not cut at ``as_of`` (nor at ``since`` and
+    ``until``). The shapes are those of :mod:`salesprocess.json_views`.
     """
     return {
         "as_of": found.as_of.isoformat(),
@@ -72,6 +80,7 @@ def views(found: Reports) -> dict[str, Any]:
         "revenue": sp.to_json(found.revenue),
         "lead_flow": sp.to_json(found.lead_flow),
         "referrals": sp.to_json(found.referrals),
+        "referrals_scope": REFERRALS_SCOPE,
     }
 
 
@@ -81,8 +90,8 @@ def figures(found: Reports) -> dict[str, Any]:
     ``funnel``: per rung ``stage``, ``now``, ``reached``, ``conversion`` (a decimal string or
     null), and ``side`` for disqualified and churned; ``revenue``: per currency, amounts and
     rates as decimal strings; ``lead_flow``: the last 8 weeks, ``start``, ``leads``,
-    ``qualified``, ``below_target``; ``referrals``: ``referrals``, ``converted``,
-    ``conversion_rate``, ``k_factor``.
+    ``qualified``, ``below_target``; ``referrals``: ``scope`` (``"all time"``: not cut at
+    ``as_of``), ``referrals``, ``converted``, ``conversion_rate``, ``k_factor``.
     """
     as_of, target = found.as_of, found.target
     funnel = found.funnel
@@ -126,6 +135,7 @@ def figures(found: Reports) -> dict[str, Any]:
             ],
         },
         "referrals": {
+            "scope": REFERRALS_SCOPE,
             "referrals": stats.referrals,
             "converted": stats.converted,
             "conversion_rate": None
@@ -167,7 +177,8 @@ def report(console: Console, data: dict[str, Any]) -> None:
     console.print(flow)
     r = data["referrals"]
     console.print(
-        f"Referrals: {r['referrals']}, converted {r['converted']}, K-factor {r['k_factor']}",
+        f"Referrals ({r['scope']}, not cut at --as-of): {r['referrals']}, "
+        f"converted {r['converted']}, K-factor {r['k_factor']}",
         markup=False,
     )
 
