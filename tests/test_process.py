@@ -536,6 +536,21 @@ def test_call_back_needs_a_time(sales):
     assert sales.get(account.id) == account
 
 
+def test_a_call_back_before_the_call_is_refused(sales):
+    """A call back due before the call itself is a ValidationError naming callback_at."""
+    account = capture(sales)
+    with pytest.raises(sp.ValidationError, match="is before the call") as info:
+        sales.record_call(
+            account.id, sp.CallOutcome.CALL_BACK, at=at(2026, 1, 6), callback_at=at(2026, 1, 5)
+        )
+    assert info.value.field == "callback_at"
+    assert sales.get(account.id) == account
+    same = sales.record_call(
+        account.id, sp.CallOutcome.CALL_BACK, at=at(2026, 1, 6), callback_at=at(2026, 1, 6)
+    )
+    assert same.calls[-1].callback_at == at(2026, 1, 6)
+
+
 def test_unknown_call_outcome_is_a_validation_error(sales):
     """An outcome that is no CallOutcome is a ValidationError naming the field, like a channel."""
     account = capture(sales)

@@ -35,16 +35,24 @@ def last_at(records: Sequence[Dated]) -> datetime | None:
 
 
 def out_of_order(
-    account: Account, what: str, at: datetime, *, since: str, earlier: datetime, rule: str
+    account: Account,
+    what: str,
+    at: datetime,
+    *,
+    since: str,
+    earlier: datetime,
+    rule: str,
+    field: str = "at",
 ) -> ValidationError:
     """Return the error for ``what`` at ``at``, before ``since`` (at ``earlier``) on ``account``.
 
-    ``rule`` ends the message with what the caller should do or know.
+    ``rule`` ends the message with what the caller should do or know; ``field`` names the
+    argument that gave ``at``.
     """
     return ValidationError(
         f"account {account.id}: {what} at {at.isoformat()} is before {since} "
         f"({earlier.isoformat()}); {rule}",
-        field="at",
+        field=field,
     )
 
 
@@ -56,6 +64,7 @@ def require_in_order(
     since: str,
     earlier: datetime | None,
     rule: str = "record them in order",
+    field: str = "at",
 ) -> None:
     """Refuse ``what`` at ``at`` if it is before ``earlier`` (``None``: nothing to follow).
 
@@ -69,4 +78,4 @@ def require_in_order(
     salesprocess.errors.ValidationError: account a-1: a call at 2026-01-04T00:00:00+00:00 is before the lead was captured (2026-01-05T00:00:00+00:00); record them in order
     """  # noqa: E501 - a doctest's expected output is one line
     if earlier is not None and at < earlier:
-        raise out_of_order(account, what, at, since=since, earlier=earlier, rule=rule)
+        raise out_of_order(account, what, at, since=since, earlier=earlier, rule=rule, field=field)

@@ -288,7 +288,8 @@ def capture(known: Known, moment: datetime, *, lead: Account) -> Decision[LeadCa
 def record_call(account: Account, moment: datetime, *, call: Call) -> Decision[Account]:
     """Record a phone call; ``DO_NOT_CALL`` also marks the account do-not-contact.
 
-    Calls are kept in time order: "the latest call" must mean the latest made.
+    Calls are kept in time order: "the latest call" must mean the latest made. A call back is
+    due after the call, never before it.
     """
     call = stamped(call, moment)
     if account.calls:
@@ -299,6 +300,11 @@ def record_call(account: Account, moment: datetime, *, call: Call) -> Decision[A
         require_in_order(
             account, "a call", moment, since="the lead was captured", earlier=account.created_at
         )
+    if call.callback_at is not None:
+        require_in_order(
+            account, "the call back", call.callback_at, since="the call", earlier=call.at,
+            rule="call back after the call", field="callback_at",
+        )  # fmt: skip
     blocked = account.do_not_contact or call.outcome is CallOutcome.DO_NOT_CALL
     return changed(
         account.with_changes(calls=(*account.calls, call), do_not_contact=blocked),
