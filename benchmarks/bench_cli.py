@@ -101,7 +101,8 @@ def compiled() -> None:
     assert spec is not None
     assert spec.submodule_search_locations is not None
     for folder in spec.submodule_search_locations:
-        compileall.compile_dir(folder, quiet=1)
+        if not compileall.compile_dir(folder, quiet=1):
+            raise SystemExit(f"cannot byte-compile {folder}")
 
 
 def timed(command: list[str]) -> tuple[float, float]:
