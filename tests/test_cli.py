@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -51,6 +52,39 @@ def test_the_console_script_runs(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["funnel"]["ladder"][0]["stage"] == "prospect"
+
+
+# Run in a fresh interpreter: a finder ahead of the others says the package is not installed,
+# as Python does when it is missing (ModuleNotFoundError naming it).
+_WITHOUT = """
+import importlib.abc, sys
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {0!r} or name.startswith({0!r} + "."):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Missing())
+"""
+
+
+@pytest.mark.parametrize("missing", ["click", "rich"])
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_without_the_cli_extra_one_line_says_what_to_install(missing, how):
+    """No Click (or rich): the console script and ``python -m salesprocess`` say it, exit 1."""
+    start = (
+        "from salesprocess.cli import main; raise SystemExit(main(['report']))"
+        if how == "script"
+        else "import runpy; sys.argv = ['salesprocess', 'report']; "
+        "runpy.run_module('salesprocess', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT.format(missing) + start],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"error: the command line needs {missing}: pip install 'salesprocess[cli]'\n"
+    )
+    assert done.stdout == ""
 
 
 def test_the_demo_plays_a_quarter_and_never_mixes_into_real_data(tmp_path):
@@ -572,6 +606,20 @@ def test_rejects_go_with_skip_bad_and_must_be_writable(tmp_path):
     assert stored(db) == []
 
 
+def test_a_run_without_bad_rows_leaves_no_older_rejects_in_the_rejects_file(tmp_path):
+    """The rejects file says this run's rejects: none, once the rows are fixed."""
+    db, rejects = tmp_path / "s.db", tmp_path / "rejects.csv"
+    csv = write(tmp_path / "leads.csv", "name,email\nGood,good@x.example\nBad,not-an-email\n")
+    args = ["--channel", "referral", "--db", str(db), "--skip-bad", "--rejects", str(rejects)]
+    assert run("import-leads", str(csv), *args)[0] == 0
+    assert len(rejects.read_text(encoding="utf-8").splitlines()) == 2
+    write(csv, "name,email\nGood,good@x.example\nBad,bad@x.example\n")  # fixed
+    code, out, _ = run("import-leads", str(csv), *args)
+    assert code == 0
+    assert "0 rejected" in out
+    assert rejects.read_text(encoding="utf-8").splitlines() == ["line,reason,name,email"]
+
+
 def test_odd_csv_content_is_one_line_naming_the_line(tmp_path):
     """A field past the csv module's limit, or a multi-line row, is reported by its line."""
     db = tmp_path / "s.db"
@@ -643,6 +691,29 @@ def test_rejects_naming_the_input_file_is_a_usage_error_and_the_input_is_kept(tm
     assert csv.read_text(encoding="utf-8") == text
 
 
+@pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
+def test_rejects_naming_the_database_or_the_input_by_another_name_is_refused(tmp_path, spelling):
+    """--rejects must never overwrite the database, nor the input under another of its names."""
+    db = tmp_path / "s.db"
+    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
+    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    text = "name,email\nGood,good@x.example\nBad,not-an-email\n"
+    csv = write(tmp_path / "leads.csv", text)
+    (tmp_path / "sub").mkdir()
+    if spelling == "same":
+        target = db
+    elif spelling == "dotted":
+        target = tmp_path / "sub" / ".." / "s.db"
+    else:  # a hard link to the input: another name of the same file
+        target = tmp_path / "alias.csv"
+        os.link(csv, target)
+    code, _, err = run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
+                       "--skip-bad", "--rejects", str(target))  # fmt: skip
+    assert code == 2, err
+    assert csv.read_text(encoding="utf-8") == text
+    assert [a.name for a in stored(db)] == ["Kept"]
+
+
 def test_a_purchase_row_without_a_reference_is_a_bad_row(tmp_path):
     """An empty reference would make a re-import record the row again: it names its line."""
     db = tmp_path / "s.db"
@@ -685,7 +756,9 @@ def test_an_explicit_db_wins_over_the_dsn_variable(tmp_path, monkeypatch):
     code, out, err = run("report", "--json", "--db", str(db))
     assert code == 0, err
     assert json.loads(out)["target"] == 5
-    assert run("report")[0] == 1  # no --db: the variable's server (nobody answers)
+    code, _, err = run("report")  # no --db: the variable's server (nobody answers)
+    assert code == 1
+    assert "cannot connect to PostgreSQL" in err  # not "sales.db: no such database"
 
 
 def test_the_demo_refusal_never_prints_the_dsn(monkeypatch):
@@ -785,3 +858,23 @@ def test_bad_rows_of_the_sheet_and_of_the_rules_are_listed_together(tmp_path):
     ]
     assert "2 bad rows, nothing imported" in err
     assert stored(db) == []
+
+
+def test_call_list_out_naming_the_database_is_refused(tmp_path):
+    """--out must never overwrite the database the list is read from."""
+    db = tmp_path / "s.db"
+    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
+    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    rules = write(tmp_path / "c.json", "true")
+    code, _, err = run("call-list", "--criteria", str(rules), "--db", str(db), "--out", str(db))
+    assert code == 2, err
+    assert [a.name for a in stored(db)] == ["Kept"]
+
+
+def test_since_after_as_of_names_as_of(tmp_path):
+    """With --as-of and no --until, a --since after it is refused naming --as-of."""
+    db = tmp_path / "s.db"
+    assert run("migrate", "--db", str(db))[0] == 0
+    code, _, err = run("report", "--db", str(db), "--since", "2026-05-01", "--as-of", "2026-04-12")
+    assert code == 2
+    assert "not before --as-of" in err

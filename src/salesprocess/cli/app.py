@@ -282,7 +282,7 @@ def import_leads(
     Known contacts are recognised, never doubled: importing the same file twice changes
     nothing. By default one bad row imports nothing (every bad row is listed, exit 1).
     """
-    _check_rejects(rejects, skip_bad, file)
+    _check_rejects(rejects, skip_bad, file, db=db, dsn=dsn)
     sheet = _read(
         file, encoding=encoding, required=[["name"], ["email", "phone"]],
         renames=_renames(mappings),
@@ -328,7 +328,7 @@ def import_purchases(
     customer creates it (a walk-in buyer). Any other column is refused: a misnamed one must not
     vanish.
     """
-    _check_rejects(rejects, skip_bad, file)
+    _check_rejects(rejects, skip_bad, file, db=db, dsn=dsn)
     required = [["amount"], ["at"], ["reference"], ["account_id", "email", "phone"]]
     sheet = _read(
         file, encoding=encoding, required=required, renames=_renames(mappings),
@@ -360,18 +360,44 @@ def _read(path: Path, **options: Any) -> csvfiles.Sheet:
         _fail(str(error))
 
 
-def _check_rejects(rejects: Path | None, skip_bad: bool, source: Path) -> None:
-    """Refuse --rejects without --skip-bad or naming the input; check it can be written.
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether ``one`` and ``other`` name one file: the same path, a link, another spelling.
 
-    The check appends nothing and truncates nothing: the file is written only when there are
-    rejected rows (a previous run's rejects survive a run that fails before that).
+    ``resolve`` covers a path not made yet; ``samefile`` a hard link, or a name in another
+    case on a file system that ignores case.
+    """
+    if one.resolve() == other.resolve():
+        return True
+    try:
+        return one.samefile(other)
+    except OSError:  # either is not there (yet)
+        return False
+
+
+def _never_over(
+    path: Path, option: str, *, db: str, dsn: str | None, source: Path | None = None
+) -> None:
+    """Refuse an output file that is the input (``source``) or the SQLite database: usage error."""
+    if source is not None and _same_file(path, source):
+        raise click.BadParameter(f"{path} is the file being imported", param_hint=option)
+    if not _chosen_dsn(dsn) and db not in ("", ":memory:") and _same_file(path, Path(db)):
+        raise click.BadParameter(f"{path} is the database (--db)", param_hint=option)
+
+
+def _check_rejects(
+    rejects: Path | None, skip_bad: bool, source: Path, *, db: str, dsn: str | None
+) -> None:
+    """Refuse --rejects without --skip-bad or naming the input or the database; check it.
+
+    The check appends nothing and truncates nothing: the file is written once the import has
+    run, with this run's rejected rows (none: the header alone), so a previous run's rejects
+    survive a run that fails before that, and never pass for this run's.
     """
     if rejects is None:
         return
     if not skip_bad:
         raise click.UsageError("--rejects goes with --skip-bad: without it nothing is imported")
-    if rejects.resolve() == source.resolve():
-        raise click.BadParameter(f"{rejects} is the file being imported", param_hint="--rejects")
+    _never_over(rejects, "--rejects", db=db, dsn=dsn, source=source)
     existed = rejects.exists()
     try:
         rejects.open("a", encoding="utf-8").close()
@@ -447,7 +473,7 @@ def _load(
         except sp.BadRows as error:
             _refuse(path, of_library(error.rows))
     rejected = _listed(path, [*early, *of_library(done.rejected)])
-    if rejects is not None and rejected:
+    if rejects is not None:  # even with none: an older run's rows must not pass for this one's
         count = csvfiles.write_rejects(rejects, sheet.header, rejected)
         _err.print(f"{count} rejected rows written to {rejects}", markup=False)
     return done, len(rejected)
@@ -515,6 +541,8 @@ def call_list(*, db: str, dsn: str | None, criteria: Path, limit: int, out: Path
     """List the prospects to phone now, best first (never a do-not-contact account)."""
     from salesprocess.cli import render  # noqa: PLC0415 - a command's own modules load with it
 
+    if out is not None:
+        _never_over(out, "--out", db=db, dsn=dsn)
     with _process(db, dsn, criteria, existing=True) as sales:
         accounts = sales.call_list(limit=limit)
         if out is not None:
@@ -604,6 +632,8 @@ def report(
     as_of = _option_moment(as_of_text, "--as-of") or datetime.now(UTC)
     if as_of_text is not None and (until is None or until > as_of):
         until = as_of  # the report is of that moment: no revenue from after it
+        if since is not None and since >= until:
+            raise click.BadParameter(f"{since_text!r} is not before --as-of", param_hint="--since")
     with _process(db, dsn, existing=True) as sales:
         found = render.gather(sales, as_of=as_of, target=target, since=since, until=until)
         figures = render.figures(found)
