@@ -647,7 +647,7 @@ def test_imports_are_quiet_off_a_terminal_and_draw_a_bar_on_one(tmp_path):
 
     from rich.console import Console  # noqa: PLC0415
 
-    from salesprocess.cli import app  # noqa: PLC0415
+    from salesprocess.cli import console  # noqa: PLC0415
 
     db = tmp_path / "s.db"
     rows = "".join(f"Lead {i},lead{i}@list.example\n" for i in range(2500))
@@ -655,11 +655,11 @@ def test_imports_are_quiet_off_a_terminal_and_draw_a_bar_on_one(tmp_path):
     code, out, err = run("import-leads", str(csv), "--channel", "marketing_list", "--db", str(db))
     assert (code, err) == (0, "")
     assert "2500 leads captured" in out
-    with app._progress("quiet", Console(file=io.StringIO())) as progress:
+    with console.progress("quiet", Console(file=io.StringIO())) as progress:
         assert progress is None
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=80)
-    with app._progress("importing list.csv", terminal) as progress:
+    with console.progress("importing list.csv", terminal) as progress:
         assert progress is not None
         progress(1000, 2500)
         progress(2500, 2500)

@@ -9,14 +9,26 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from salesprocess.errors import ValidationError
+from salesprocess.money import Money
 
-__all__ = ["Rejected", "Sheet", "lead_row", "read_rows", "write_rejects"]
+__all__ = [
+    "PURCHASE_FIELDS",
+    "Rejected",
+    "Sheet",
+    "lead_row",
+    "moment",
+    "purchase_row",
+    "read_rows",
+    "write_rejects",
+]
 
 
 @attrs.frozen
@@ -44,6 +56,9 @@ class Sheet:
 
 _LEAD_FIELDS = ("name", "email", "phone", "campaign")
 
+#: The columns of a purchases file; any other is refused (a misnamed one must not vanish).
+PURCHASE_FIELDS = ("account_id", "email", "phone", "name", "amount", "currency", "at", "reference")
+
 
 def lead_row(row: dict[str, str]) -> dict[str, object]:
     """Return a CSV row as a lead: its lead fields, and each other non-empty column an attribute."""
@@ -56,6 +71,51 @@ def lead_row(row: dict[str, str]) -> dict[str, object]:
     if lead.get("campaign") is None:
         lead.pop("campaign", None)
     return lead
+
+
+def moment(text: str) -> datetime | str:
+    """Parse a CSV or option date: an ISO date (midnight UTC) or an ISO datetime with offset.
+
+    Anything else comes back as the reason it is refused, in the spreadsheet's terms.
+    """
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return f"{text!r} is no date: write 2026-03-02, or 2026-03-02T16:30:00+01:00"
+    if moment.utcoffset() is None:
+        return f"{text!r} has no offset from UTC: add one (2026-03-02T16:30:00+01:00, or Z)"
+    return moment
+
+
+def purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object] | str:
+    """Return a CSV row as a purchase row, or the reason its amount or date cannot be one."""
+    fields: dict[str, object] = {
+        key: value.strip() or None
+        for key, value in row.items()
+        if key in ("account_id", "email", "phone", "name")
+    }
+    # Kept as written, empty too: the library refuses an empty reference with the row's line,
+    # where None would record the row again at every re-import of the file.
+    fields["reference"] = row.get("reference", "").strip()
+    text = row.get("amount", "").strip()
+    code = (row.get("currency") or currency or "").strip()
+    if not code:
+        return f"amount {text!r} has no currency: add a currency column, or give --currency"
+    try:
+        fields["amount"] = Money(Decimal(text), code)
+    except InvalidOperation:
+        return f"amount {text!r} is no number: write it as 1234.50"
+    except ValidationError as error:
+        return f"amount {text} {code}: {error}"
+    at = moment(row.get("at", ""))
+    if isinstance(at, str):
+        return f"at {at}"
+    fields["at"] = at
+    return fields
 
 
 def read_rows(
