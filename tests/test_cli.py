@@ -878,3 +878,39 @@ def test_since_after_as_of_names_as_of(tmp_path):
     code, _, err = run("report", "--db", str(db), "--since", "2026-05-01", "--as-of", "2026-04-12")
     assert code == 2
     assert "not before --as-of" in err
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
+def test_call_list_out_naming_the_criteria_file_is_refused(tmp_path, spelling):
+    """--out must never overwrite the criteria file the list was screened by."""
+    db = tmp_path / "s.db"
+    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
+    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    rules = write(tmp_path / "c.json", "true")
+    (tmp_path / "sub").mkdir()
+    if spelling == "same":
+        target = rules
+    elif spelling == "dotted":
+        target = tmp_path / "sub" / ".." / "c.json"
+    else:  # a hard link to the criteria file: another name of the same file
+        target = tmp_path / "alias.json"
+        os.link(rules, target)
+    code, _, err = run("call-list", "--criteria", str(rules), "--db", str(db),
+                       "--out", str(target))  # fmt: skip
+    assert code == 2, err
+    assert "is the criteria file (--criteria)" in err
+    assert rules.read_text(encoding="utf-8") == "true"
+
+
+@pytest.mark.parametrize("end", ["-wal", "-shm", "-journal"])
+def test_rejects_naming_a_file_of_the_database_is_refused(tmp_path, end):
+    """The write-ahead log holds committed rows: --rejects over it lost this run's leads."""
+    db = tmp_path / "s.db"
+    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
+    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    csv = write(tmp_path / "leads.csv", "name,email\nGood,good@x.example\nBad,not-an-email\n")
+    code, _, err = run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
+                       "--skip-bad", "--rejects", f"{db}{end}")  # fmt: skip
+    assert code == 2, err
+    assert "is a file of the database" in err
+    assert sorted(a.name for a in stored(db)) == ["Kept"]

@@ -318,7 +318,10 @@ def call_list(*, db: str, dsn: str | None, criteria: Path, limit: int, out: Path
     from salesprocess.cli import render  # noqa: PLC0415 - a command's own modules load with it
 
     if out is not None:
-        loading.never_over(out, "--out", database=_database(db, dsn))
+        loading.never_over(
+            out, "--out", database=_database(db, dsn), source=criteria,
+            source_is="the criteria file (--criteria)",
+        )  # fmt: skip
     with _process(db, dsn, criteria, existing=True) as sales:
         accounts = sales.call_list(limit=limit)
         if out is not None:

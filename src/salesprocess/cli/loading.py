@@ -43,16 +43,28 @@ def same_file(one: Path, other: Path) -> bool:
 
 
 def never_over(
-    path: Path, option: str, *, database: Path | None, source: Path | None = None
+    path: Path,
+    option: str,
+    *,
+    database: Path | None,
+    source: Path | None = None,
+    source_is: str = "the file being imported",
 ) -> None:
     """Refuse an output file that is the input (``source``) or the SQLite ``database``.
 
-    Raises Click's usage error (exit status 2) naming ``option``.
+    Raises Click's usage error (exit status 2) naming ``option``; ``source_is`` says what the
+    input is.
     """
     if source is not None and same_file(path, source):
-        raise click.BadParameter(f"{path} is the file being imported", param_hint=option)
+        raise click.BadParameter(f"{path} is {source_is}", param_hint=option)
     if database is not None and same_file(path, database):
         raise click.BadParameter(f"{path} is the database (--db)", param_hint=option)
+    # SQLite keeps committed rows in the write-ahead log until a checkpoint: overwriting it
+    # loses them (an import said "captured", and the leads were gone).
+    if database is not None and any(
+        same_file(path, Path(f"{database}{end}")) for end in ("-wal", "-shm", "-journal")
+    ):
+        raise click.BadParameter(f"{path} is a file of the database (--db)", param_hint=option)
 
 
 def check_rejects(
