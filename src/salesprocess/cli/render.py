@@ -177,7 +177,7 @@ def report(console: Console, data: dict[str, Any]) -> None:
     console.print(flow)
     r = data["referrals"]
     console.print(
-        f"Referrals ({r['scope']}, not cut at --as-of): {r['referrals']}, "
+        f"Referrals ({r['scope']}): {r['referrals']}, "
         f"converted {r['converted']}, K-factor {r['k_factor']}",
         markup=False,
     )
