@@ -122,6 +122,26 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
+def holding_one_lead(folder: Path) -> Path:
+    """Return a SQLite file in ``folder`` holding one lead, Kept: what a refused run leaves."""
+    db = folder / "s.db"
+    kept = write(folder / "first.csv", "name,email\nKept,kept@x.example\n")
+    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    return db
+
+
+def another_name(path: Path, spelling: str) -> Path:
+    """Return ``path`` as it is ("same"), through a folder and back ("dotted"), or a hard link."""
+    if spelling == "same":
+        return path
+    if spelling == "dotted":
+        (path.parent / "sub").mkdir(exist_ok=True)
+        return path.parent / "sub" / ".." / path.name
+    link = path.with_name(f"alias-{path.name}")
+    os.link(path, link)
+    return link
+
+
 def test_import_leads_merges_known_contacts_and_is_idempotent(tmp_path):
     """Known contacts are recognised; the same file twice changes nothing; BOM is fine."""
     db = tmp_path / "s.db"
@@ -694,19 +714,11 @@ def test_rejects_naming_the_input_file_is_a_usage_error_and_the_input_is_kept(tm
 @pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
 def test_rejects_naming_the_database_or_the_input_by_another_name_is_refused(tmp_path, spelling):
     """--rejects must never overwrite the database, nor the input under another of its names."""
-    db = tmp_path / "s.db"
-    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
-    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    db = holding_one_lead(tmp_path)
     text = "name,email\nGood,good@x.example\nBad,not-an-email\n"
     csv = write(tmp_path / "leads.csv", text)
-    (tmp_path / "sub").mkdir()
-    if spelling == "same":
-        target = db
-    elif spelling == "dotted":
-        target = tmp_path / "sub" / ".." / "s.db"
-    else:  # a hard link to the input: another name of the same file
-        target = tmp_path / "alias.csv"
-        os.link(csv, target)
+    # the database by two of its names; the input by a hard link
+    target = another_name(csv if spelling == "link" else db, spelling)
     code, _, err = run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
                        "--skip-bad", "--rejects", str(target))  # fmt: skip
     assert code == 2, err
@@ -862,9 +874,7 @@ def test_bad_rows_of_the_sheet_and_of_the_rules_are_listed_together(tmp_path):
 
 def test_call_list_out_naming_the_database_is_refused(tmp_path):
     """--out must never overwrite the database the list is read from."""
-    db = tmp_path / "s.db"
-    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
-    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    db = holding_one_lead(tmp_path)
     rules = write(tmp_path / "c.json", "true")
     code, _, err = run("call-list", "--criteria", str(rules), "--db", str(db), "--out", str(db))
     assert code == 2, err
@@ -883,18 +893,9 @@ def test_since_after_as_of_names_as_of(tmp_path):
 @pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
 def test_call_list_out_naming_the_criteria_file_is_refused(tmp_path, spelling):
     """--out must never overwrite the criteria file the list was screened by."""
-    db = tmp_path / "s.db"
-    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
-    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    db = holding_one_lead(tmp_path)
     rules = write(tmp_path / "c.json", "true")
-    (tmp_path / "sub").mkdir()
-    if spelling == "same":
-        target = rules
-    elif spelling == "dotted":
-        target = tmp_path / "sub" / ".." / "c.json"
-    else:  # a hard link to the criteria file: another name of the same file
-        target = tmp_path / "alias.json"
-        os.link(rules, target)
+    target = another_name(rules, spelling)
     code, _, err = run("call-list", "--criteria", str(rules), "--db", str(db),
                        "--out", str(target))  # fmt: skip
     assert code == 2, err
@@ -905,9 +906,7 @@ def test_call_list_out_naming_the_criteria_file_is_refused(tmp_path, spelling):
 @pytest.mark.parametrize("end", ["-wal", "-shm", "-journal"])
 def test_rejects_naming_a_file_of_the_database_is_refused(tmp_path, end):
     """The write-ahead log holds committed rows: --rejects over it lost this run's leads."""
-    db = tmp_path / "s.db"
-    kept = write(tmp_path / "first.csv", "name,email\nKept,kept@x.example\n")
-    assert run("import-leads", str(kept), "--channel", "referral", "--db", str(db))[0] == 0
+    db = holding_one_lead(tmp_path)
     csv = write(tmp_path / "leads.csv", "name,email\nGood,good@x.example\nBad,not-an-email\n")
     code, _, err = run("import-leads", str(csv), "--channel", "referral", "--db", str(db),
                        "--skip-bad", "--rejects", f"{db}{end}")  # fmt: skip
