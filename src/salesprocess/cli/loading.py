@@ -57,14 +57,15 @@ def never_over(
     """
     if source is not None and same_file(path, source):
         raise click.BadParameter(f"{path} is {source_is}", param_hint=option)
-    if database is not None and same_file(path, database):
-        raise click.BadParameter(f"{path} is the database (--db)", param_hint=option)
-    # SQLite keeps committed rows in the write-ahead log until a checkpoint: overwriting it
-    # loses them (an import said "captured", and the leads were gone).
-    if database is not None and any(
-        same_file(path, Path(f"{database}{end}")) for end in ("-wal", "-shm", "-journal")
-    ):
-        raise click.BadParameter(f"{path} is a file of the database (--db)", param_hint=option)
+    if database is None:
+        return
+    # The database's own files too: SQLite keeps committed rows in the write-ahead log until a
+    # checkpoint, and overwriting it loses them (an import said "captured", and the leads were
+    # gone).
+    for end in ("", "-wal", "-shm", "-journal"):
+        if same_file(path, Path(f"{database}{end}")):
+            what = "a file of the database" if end else "the database"
+            raise click.BadParameter(f"{path} is {what} (--db)", param_hint=option)
 
 
 def check_rejects(
@@ -128,24 +129,17 @@ def load(
     """
     kept = [index for index, row in enumerate(converted) if not isinstance(row, str)]
     good = [converted[index] for index in kept]
-    early = [
-        *sheet.broken,
-        *(
-            csvfiles.Rejected(sheet.lines[index], row, tuple(sheet.rows[index].values()))
-            for index, row in enumerate(converted)
-            if isinstance(row, str)
-        ),
-    ]
+
+    def rejected_at(index: int, reason: str) -> csvfiles.Rejected:
+        return csvfiles.Rejected(sheet.lines[index], reason, tuple(sheet.rows[index].values()))
 
     def of_library(errors: Sequence[sp.RowError]) -> list[csvfiles.Rejected]:
-        return [
-            csvfiles.Rejected(
-                sheet.lines[kept[error.position - 1]],
-                error.message,
-                tuple(sheet.rows[kept[error.position - 1]].values()),
-            )
-            for error in errors
-        ]
+        return [rejected_at(kept[error.position - 1], error.message) for error in errors]
+
+    early = [
+        *sheet.broken,
+        *(rejected_at(index, row) for index, row in enumerate(converted) if isinstance(row, str)),
+    ]
 
     with progress(f"importing {path.name}") as told:
         if early and not skip_bad:
