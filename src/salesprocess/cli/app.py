@@ -55,10 +55,10 @@ def _process(
     ``existing`` a SQLite file that is not there is an error (a misspelt ``--db`` must not
     become a new, empty database that reports zeros).
     """
-    dsn = _chosen_dsn(dsn)
+    dsn, database = _chosen_dsn(dsn), _database(db, dsn)
     try:
         rules = None if criteria is None else _criteria(criteria)
-        if not dsn and existing and db not in ("", ":memory:") and not Path(db).exists():
+        if existing and database is not None and not database.exists():
             fail(f"{db}: no such database (demo, import-leads or migrate make a new one)")
         if dsn:
             from salesprocess.storage.postgres import PostgresRepository  # noqa: PLC0415
