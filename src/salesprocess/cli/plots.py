@@ -15,7 +15,7 @@ from typing import Any
 
 import salesprocess as sp
 from salesprocess.clock import utc_day
-from salesprocess.reports.revenue import window
+from salesprocess.reports.revenue import purchases_between
 from salesprocess.storage.protocol import every_account
 
 __all__ = ["draw", "monthly_revenue"]
@@ -33,29 +33,24 @@ def monthly_revenue(
     """Return currency -> month (``"2026-03"``) -> (first purchases, repeat purchases).
 
     Only purchases made at or after ``since`` and before ``until`` count (``None``: open), the
-    window of :func:`salesprocess.reports.revenue`. A purchase is a repeat one when the account
-    had bought on an earlier UTC day, inside the window or before it. Amounts are summed as
-    ``Decimal``, exactly; a month is the UTC calendar month of the purchase. Raises
+    window of :func:`salesprocess.reports.revenue`, taken by its own
+    :func:`~salesprocess.reports.revenue.purchases_between`. A purchase is a repeat one when the
+    account had bought on an earlier UTC day, inside the window or before it. Amounts are summed
+    as ``Decimal``, exactly; a month is the UTC calendar month of the purchase. Raises
     ``ValidationError`` for a bound that is not an aware datetime, or ``since`` not before
     ``until``.
     """
-    start, end = window(since, until)
     months: Months = {}
-    for account in accounts:
-        if not account.purchases:
-            continue
-        first_day = utc_day(account.purchases[0].at)
-        for purchase in account.purchases:
-            if (start is not None and purchase.at < start) or (
-                end is not None and purchase.at >= end
-            ):
-                continue
-            day = utc_day(purchase.at)
-            per = months.setdefault(purchase.amount.currency, {})
-            month = day.strftime("%Y-%m")
-            first, repeat = per.get(month, (Decimal(0), Decimal(0)))
-            amount = purchase.amount.amount
-            per[month] = (first + amount, repeat) if day == first_day else (first, repeat + amount)
+    for account, purchase in purchases_between(accounts, since, until):
+        day = utc_day(purchase.at)
+        per = months.setdefault(purchase.amount.currency, {})
+        month = day.strftime("%Y-%m")
+        first, repeat = per.get(month, (Decimal(0), Decimal(0)))
+        amount = purchase.amount.amount
+        if day == utc_day(account.purchases[0].at):
+            per[month] = (first + amount, repeat)
+        else:
+            per[month] = (first, repeat + amount)
     return months
 
 
