@@ -83,12 +83,12 @@ def moment(text: str) -> datetime | str:
         if len(text) == 10:
             day = date.fromisoformat(text)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return f"{text!r} is no date: write 2026-03-02, or 2026-03-02T16:30:00+01:00"
-    if moment.utcoffset() is None:
+    if parsed.utcoffset() is None:
         return f"{text!r} has no offset from UTC: add one (2026-03-02T16:30:00+01:00, or Z)"
-    return moment
+    return parsed
 
 
 def purchase_row(row: dict[str, str], currency: str | None) -> dict[str, object] | str:
